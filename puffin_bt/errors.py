@@ -1,0 +1,35 @@
+"""One exception hierarchy for everything puffin_bt raises on bad input.
+
+Every message names the bad value, where it came from (ticker, file, date,
+parameter) and how to fix it. Catch ``PuffinError`` to catch them all.
+"""
+
+from __future__ import annotations
+
+
+class PuffinError(Exception):
+    """Base class of every error puffin_bt raises on purpose."""
+
+
+class ConfigError(PuffinError, ValueError):
+    """A parameter or configuration value is invalid (wrong type, range, combination)."""
+
+
+class DataError(PuffinError, ValueError):
+    """Input data is unusable: NaN/negative prices, unsorted dates, too short, bad file."""
+
+
+class NetworkError(DataError):
+    """Data could not be downloaded and no cached copy exists."""
+
+
+class CheckpointError(PuffinError):
+    """A saved model cannot be loaded: corrupt, another architecture, or needs unpickling."""
+
+
+class DeviceError(ConfigError):
+    """The requested compute device is not available on this machine."""
+
+
+class NotFittedError(PuffinError, RuntimeError):
+    """A forecaster was used before ``fit`` (or ``load``)."""

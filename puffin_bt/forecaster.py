@@ -1,0 +1,478 @@
+"""The chapter's high-level forecasters, done causally: TradingLSTM and TradingGRU.
+
+They model next-bar log returns (scale-free), fit the normaliser on the training
+part only, validate on the chronological tail and still return *prices* from
+``predict`` as the chapter shows. The window/scaler/training helpers here are
+reused by the walk-forward runner so both paths train exactly the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import os
+import pickle
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._validate import check_float, check_int
+from .errors import CheckpointError, ConfigError, DataError, NotFittedError
+from .nets import CELLS, RecurrentNet
+from .training import EarlyStopping, TensorBatches, resolve_device, training_loop
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that decides what network is trained and how (not the data).
+
+    The walk-forward runner, the indicators and the forecasters all share it, and
+    its ``to_dict`` is part of the forecast store's fingerprint.
+    """
+
+    cell: str = "lstm"
+    hidden_dim: int = 64
+    num_layers: int = 2
+    dropout: float = 0.2
+    lookback: int = 20
+    horizon: int = 1
+    lr: float = 1e-3
+    batch_size: int = 32
+    weight_decay: float = 0.0
+    noise_level: float = 0.0
+    validation_split: float = 0.2
+    patience: int | None = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.cell, str) or self.cell.lower() not in CELLS:
+            raise ConfigError(f"cell={self.cell!r} is not a known recurrent cell; use one of {sorted(CELLS)}")
+        object.__setattr__(self, "cell", self.cell.lower())
+        for name in ("hidden_dim", "num_layers", "lookback", "horizon", "batch_size"):
+            object.__setattr__(self, name, check_int(name, getattr(self, name)))
+        object.__setattr__(self, "seed", check_int("seed", self.seed, minimum=0))
+        object.__setattr__(self, "patience", check_int("patience", self.patience, allow_none=True))
+        object.__setattr__(self, "dropout", check_float("dropout", self.dropout, 0.0, 1.0, max_inclusive=False))
+        object.__setattr__(self, "lr", check_float("lr", self.lr, 0.0, 10.0, min_inclusive=False))
+        object.__setattr__(self, "weight_decay", check_float("weight_decay", self.weight_decay, 0.0))
+        object.__setattr__(self, "noise_level", check_float("noise_level", self.noise_level, 0.0, 10.0))
+        object.__setattr__(
+            self, "validation_split",
+            check_float("validation_split", self.validation_split, 0.0, 0.9),
+        )
+
+    def replace(self, **changes) -> ModelConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def build_net(self) -> RecurrentNet:
+        return RecurrentNet(self.cell, 1, self.hidden_dim, self.num_layers, 1, self.dropout)
+
+
+def as_prices(prices, name: str = "prices", min_length: int = 2) -> np.ndarray:
+    """Validate a 1-D price series (list, ndarray, pandas Series: by position, never label).
+
+    Returns a float64 copy. Raises DataError naming the first bad position/value.
+    """
+    if hasattr(prices, "to_numpy"):  # pandas Series/Index: position-based
+        arr = prices.to_numpy()
+    else:
+        arr = np.asarray(prices)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{name} must be numeric; got dtype {arr.dtype} ({exc})") from None
+    arr = np.array(arr, dtype=np.float64)
+    if arr.ndim == 2 and 1 in arr.shape:
+        arr = arr.reshape(-1)
+    if arr.ndim != 1:
+        raise DataError(f"{name} must be 1-D (one price per bar); got shape {arr.shape}")
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise DataError(
+            f"{name} has {bad.size} non-finite value(s) (NaN/inf), first at position {bad[0]} "
+            f"({arr[bad[0]]}); drop or fill them before fitting"
+        )
+    bad = np.flatnonzero(arr <= 0)
+    if bad.size:
+        raise DataError(
+            f"{name} has {bad.size} zero/negative value(s), first at position {bad[0]} "
+            f"({arr[bad[0]]}); prices must be strictly positive"
+        )
+    if len(arr) < min_length:
+        raise DataError(f"{name} has {len(arr)} bars; at least {min_length} are needed")
+    return arr
+
+
+def returns_of(closes: np.ndarray) -> np.ndarray:
+    """Log returns indexed by bar: ``r[t] = log(c[t] / c[t-1])``, ``r[0] = nan``."""
+    r = np.empty(len(closes), dtype=np.float64)
+    r[0] = np.nan
+    np.subtract(np.log(closes[1:]), np.log(closes[:-1]), out=r[1:])
+    return r
+
+
+def window_inputs(returns: np.ndarray, bars: np.ndarray, lookback: int) -> np.ndarray:
+    """Input windows (n, lookback): the ``lookback`` returns ending at each bar (inclusive)."""
+    view = np.lib.stride_tricks.sliding_window_view(returns, lookback)  # view[i] ends at bar i+lookback-1
+    return view[np.asarray(bars) - lookback + 1]
+
+
+def window_targets(closes: np.ndarray, bars: np.ndarray, horizon: int) -> np.ndarray:
+    """Targets: log return from each bar to ``horizon`` bars later."""
+    bars = np.asarray(bars)
+    return np.log(closes[bars + horizon] / closes[bars])
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Standardises returns with statistics of one fold's training samples only."""
+
+    mean: float
+    std: float
+    horizon: int = 1
+
+    @classmethod
+    def fit(cls, returns: np.ndarray, horizon: int = 1) -> Scaler:
+        std = float(np.std(returns))
+        if not math.isfinite(std) or std < 1e-12:
+            std = 1.0  # a constant series has no scale to learn; keep inputs finite
+        return cls(float(np.mean(returns)), std, horizon)
+
+    def x(self, windows: np.ndarray) -> np.ndarray:
+        return (windows - self.mean) / self.std
+
+    def y(self, targets: np.ndarray) -> np.ndarray:
+        return (targets - self.horizon * self.mean) / (self.std * math.sqrt(self.horizon))
+
+    def y_inverse(self, scaled: np.ndarray) -> np.ndarray:
+        return scaled * (self.std * math.sqrt(self.horizon)) + self.horizon * self.mean
+
+
+def split_train_val(bars: np.ndarray, validation_split: float) -> tuple[np.ndarray, np.ndarray]:
+    """Chronological split: the last ``validation_split`` of the samples validate."""
+    n_val = int(round(len(bars) * validation_split)) if validation_split > 0 else 0
+    if validation_split > 0:
+        n_val = max(1, n_val)
+    return bars[: len(bars) - n_val], bars[len(bars) - n_val:]
+
+
+def min_samples(validation_split: float) -> int:
+    """Fewest training windows a fit accepts (2 to train, plus at least 1 to validate)."""
+    return 2 + (1 if validation_split > 0 else 0)
+
+
+def _to_tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(a, dtype=np.float32), device=device)
+
+
+def train_network(
+    net: nn.Module,
+    cfg: ModelConfig,
+    closes: np.ndarray,
+    sample_bars: np.ndarray,
+    epochs: int,
+    device: torch.device,
+    seed: int,
+    on_epoch_end=None,
+) -> tuple[Scaler, dict]:
+    """Train ``net`` on the windows ending at ``sample_bars`` (targets must lie inside ``closes``).
+
+    The scaler is fitted on the training samples (not the validation tail). The
+    whole fit runs under its own seeded RNG so it is repeatable and leaves the
+    caller's global RNG state untouched.
+    """
+    returns = returns_of(closes)
+    train_bars, val_bars = split_train_val(sample_bars, cfg.validation_split)
+    first_return_bar = int(train_bars[0]) - cfg.lookback + 1
+    scaler = Scaler.fit(returns[first_return_bar: int(train_bars[-1]) + 1], cfg.horizon)
+    x_train = _to_tensor(scaler.x(window_inputs(returns, train_bars, cfg.lookback))[..., None], device)
+    y_train = _to_tensor(scaler.y(window_targets(closes, train_bars, cfg.horizon))[:, None], device)
+    val_loader = None
+    if len(val_bars):
+        x_val = _to_tensor(scaler.x(window_inputs(returns, val_bars, cfg.lookback))[..., None], device)
+        y_val = _to_tensor(scaler.y(window_targets(closes, val_bars, cfg.horizon))[:, None], device)
+        val_loader = TensorBatches(x_val, y_val, batch_size=max(cfg.batch_size, 1024))
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        net.to(device)
+        train_loader = TensorBatches(x_train, y_train, cfg.batch_size, shuffle=True, generator=gen)
+        optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        callbacks = []
+        if cfg.patience is not None and val_loader is not None:
+            callbacks.append(EarlyStopping(patience=cfg.patience, restore_best_weights=True))
+        history = training_loop(
+            net, train_loader, val_loader, epochs, optimizer, nn.MSELoss(),
+            callbacks=callbacks, device=device, noise_std=cfg.noise_level,
+            on_epoch_end=on_epoch_end,
+        )
+    net.eval()
+    return scaler, history
+
+
+def predict_log_returns(
+    net: nn.Module, scaler: Scaler, closes: np.ndarray, bars: np.ndarray, lookback: int, device: torch.device
+) -> np.ndarray:
+    """One batched forward pass: the predicted log return after each bar in ``bars``.
+
+    The window for bar t reads returns up to bar t only, i.e. ``closes[:t+1]``.
+    """
+    bars = np.asarray(bars, dtype=np.int64)
+    if len(bars) == 0:
+        return np.empty(0)
+    returns = returns_of(closes[: int(bars.max()) + 1])
+    x = _to_tensor(scaler.x(window_inputs(returns, bars, lookback))[..., None], device)
+    net.eval()
+    with torch.inference_mode():
+        out = net(x)[:, 0].double().cpu().numpy()
+    return scaler.y_inverse(out)
+
+
+class RNNForecaster:
+    """Fit a recurrent network on a price series and forecast future prices.
+
+    ``__init__`` only stores hyperparameters; ``fit`` does the work and returns
+    the loss history (as in the chapter); learned state ends with ``_``. The
+    torch module is ``.model`` (None before ``fit``).
+
+    >>> import numpy as np
+    >>> prices = 100 * np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.01, 300)))
+    >>> gru = TradingGRU(hidden_dim=8, num_layers=1)
+    >>> history = gru.fit(prices, lookback=20, epochs=2, lr=0.001)
+    >>> sorted(history)
+    ['best_epoch', 'seconds', 'stopped_epoch', 'train_loss', 'val_loss']
+    >>> gru.predict(prices, steps=5).shape
+    (5,)
+    """
+
+    cell = "lstm"
+
+    def __init__(
+        self,
+        hidden_dim: int = 64,
+        num_layers: int = 2,
+        dropout: float = 0.2,
+        lookback: int = 20,
+        lr: float = 1e-3,
+        epochs: int = 50,
+        batch_size: int = 32,
+        weight_decay: float = 0.0,
+        noise_level: float = 0.0,
+        validation_split: float = 0.2,
+        patience: int | None = 10,
+        horizon: int = 1,
+        seed: int = 0,
+        device: str = "auto",
+    ) -> None:
+        self.hidden_dim = hidden_dim
+        self.num_layers = num_layers
+        self.dropout = dropout
+        self.lookback = lookback
+        self.lr = lr
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.weight_decay = weight_decay
+        self.noise_level = noise_level
+        self.validation_split = validation_split
+        self.patience = patience
+        self.horizon = horizon
+        self.seed = seed
+        self.device = device
+        self.model: nn.Module | None = None
+        self.config_: ModelConfig | None = None
+        self.scaler_: Scaler | None = None
+        self.history_: dict | None = None
+        self.device_: torch.device | None = None
+
+    def get_params(self) -> dict:
+        keys = ("hidden_dim", "num_layers", "dropout", "lookback", "lr", "epochs", "batch_size",
+                "weight_decay", "noise_level", "validation_split", "patience", "horizon", "seed", "device")
+        return {k: getattr(self, k) for k in keys}
+
+    def _config(self, **overrides) -> ModelConfig:
+        params = self.get_params()
+        params.update({k: v for k, v in overrides.items() if v is not None})
+        params.pop("epochs")
+        params.pop("device")
+        return ModelConfig(cell=self.cell, **params)
+
+    def fit(self, prices, lookback: int | None = None, epochs: int | None = None, lr: float | None = None,
+            batch_size: int | None = None, validation_split: float | None = None, **overrides) -> dict:
+        """Train on ``prices`` (oldest first). Arguments given here override the constructor's.
+
+        Returns ``{'train_loss', 'val_loss', 'best_epoch', 'stopped_epoch', 'seconds'}``.
+        Validation is the chronological tail (``validation_split``), never shuffled.
+        """
+        unknown = set(overrides) - set(self.get_params())
+        if unknown:
+            raise ConfigError(f"fit() got unknown argument(s) {sorted(unknown)}; valid: {sorted(self.get_params())}")
+        epochs = check_int("epochs", epochs if epochs is not None else overrides.pop("epochs", self.epochs))
+        device = resolve_device(overrides.pop("device", self.device))
+        cfg = self._config(lookback=lookback, lr=lr, batch_size=batch_size,
+                           validation_split=validation_split, **overrides)
+        need = cfg.lookback + cfg.horizon + min_samples(cfg.validation_split)
+        closes = as_prices(prices, min_length=need)
+        sample_bars = np.arange(cfg.lookback, len(closes) - cfg.horizon)
+        started = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            net = cfg.build_net()
+        scaler, history = train_network(net, cfg, closes, sample_bars, epochs, device, cfg.seed)
+        history["seconds"] = time.perf_counter() - started
+        self.model, self.config_, self.scaler_, self.history_ = net, cfg, scaler, history
+        self.device_ = device
+        return history
+
+    def _check_fitted(self) -> None:
+        if self.model is None or self.scaler_ is None:
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(prices) or load(path) first")
+
+    def predict_returns(self, prices) -> np.ndarray:
+        """Predicted log return over the next ``horizon`` bars after *every* bar that has a
+        full window (NaN for the first ``lookback`` bars), in one batched forward pass."""
+        self._check_fitted()
+        cfg = self.config_
+        closes = as_prices(prices, min_length=cfg.lookback + 1)
+        out = np.full(len(closes), np.nan)
+        bars = np.arange(cfg.lookback, len(closes))
+        out[bars] = predict_log_returns(self.model, self.scaler_, closes, bars, cfg.lookback, self.device_)
+        return out
+
+    def predict(self, prices, steps: int = 1) -> np.ndarray:
+        """Forecast the next ``steps`` prices after the last one in ``prices``.
+
+        Steps beyond the first feed predictions back in recursively, so errors
+        compound: treat ``steps > 1`` as a scenario, not ``steps`` forecasts.
+        """
+        self._check_fitted()
+        cfg = self.config_
+        steps = check_int("steps", steps)
+        if cfg.horizon != 1 and steps != 1:
+            raise ConfigError(f"steps={steps} needs a one-bar model; this one has horizon={cfg.horizon}, use steps=1")
+        closes = as_prices(prices, min_length=cfg.lookback + 1)
+        window = returns_of(closes[-(cfg.lookback + 1):])[1:]
+        preds = []
+        last = float(closes[-1])
+        for _ in range(steps):
+            x = _to_tensor(self.scaler_.x(window)[None, :, None], self.device_)
+            with torch.inference_mode():
+                r = float(self.scaler_.y_inverse(self.model(x)[0, 0].double().cpu().numpy()))
+            last = last * math.exp(r)
+            preds.append(last)
+            window = np.append(window[1:], r)
+        return np.asarray(preds)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write weights + JSON metadata to one file, atomically. Load with ``load``."""
+        self._check_fitted()
+        meta = {
+            "format": FORMAT_VERSION,
+            "class": type(self).__name__,
+            "config": self.config_.to_dict(),
+            "scaler": dataclasses.asdict(self.scaler_),
+            "params": {k: v for k, v in self.get_params().items()},
+            "history": {k: self.history_.get(k) for k in ("train_loss", "val_loss", "best_epoch", "stopped_epoch")},
+            "versions": {"torch": torch.__version__, "numpy": np.__version__},
+        }
+        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        buf = io.BytesIO()
+        torch.save({"state_dict": state, "meta_json": json.dumps(meta)}, buf)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, buf.getvalue())
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "auto") -> RNNForecaster:
+        """Load a file written by ``save``. Never unpickles: ``weights_only=True``."""
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {str(path)!r} does not exist; pass the path given to save()")
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            meta = json.loads(blob["meta_json"])
+            state = blob["state_dict"]
+            cfg = ModelConfig(**meta["config"])
+            scaler = Scaler(**meta["scaler"])
+        except pickle.UnpicklingError as exc:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} would need unpickling arbitrary objects, which puffin_bt refuses "
+                f"(weights_only=True); only load files written by RNNForecaster.save ({str(exc).splitlines()[0]})"
+            ) from None
+        except (KeyError, TypeError, ValueError, RuntimeError, EOFError, OSError, ConfigError) as exc:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} is not a puffin_bt model file or is corrupted ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); re-save it with RNNForecaster.save"
+            ) from None
+        target = cls
+        if cls.cell != cfg.cell:
+            if cls is not RNNForecaster:
+                raise CheckpointError(
+                    f"checkpoint {str(path)!r} holds a {cfg.cell.upper()} model but {cls.__name__}.load was "
+                    f"called; use {_CLASS_FOR_CELL[cfg.cell].__name__}.load or RNNForecaster.load"
+                )
+        if cls is RNNForecaster:
+            target = _CLASS_FOR_CELL[cfg.cell]
+        params = dict(meta.get("params", {}))
+        params["device"] = device
+        obj = target(**{k: v for k, v in params.items() if k in target().get_params()})
+        net = cfg.build_net()
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r}: weights do not match the architecture in its metadata "
+                f"({str(exc).splitlines()[0]})"
+            ) from None
+        obj.device_ = resolve_device(device)
+        net.to(obj.device_).eval()
+        obj.model, obj.config_, obj.scaler_ = net, cfg, scaler
+        obj.history_ = meta.get("history")
+        return obj
+
+
+class TradingLSTM(RNNForecaster):
+    """LSTM price forecaster (the chapter's ``TradingLSTM``); see ``RNNForecaster``."""
+
+    cell = "lstm"
+
+
+class TradingGRU(RNNForecaster):
+    """GRU price forecaster (the chapter's ``TradingGRU``); see ``RNNForecaster``."""
+
+    cell = "gru"
+
+
+_CLASS_FOR_CELL = {"lstm": TradingLSTM, "gru": TradingGRU}
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder + fsync + rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

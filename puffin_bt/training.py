@@ -1,0 +1,247 @@
+"""Training utilities: seeding, device resolution, EarlyStopping and a plain training loop.
+
+``training_loop`` accepts anything that iterates ``(x, y)`` batches (a torch
+DataLoader or the lighter ``TensorBatches`` used by the forecasters).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._validate import check_float, check_int
+from .errors import ConfigError, DeviceError
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) so training is repeatable on CPU.
+
+    >>> set_seed(42)
+    """
+    seed = check_int("seed", seed, minimum=0)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """Turn ``"auto"`` / ``"cpu"`` / ``"cuda[:n]"`` / ``"mps"`` into a torch.device.
+
+    ``"auto"`` (or None) picks CUDA, then Apple MPS, then CPU. An explicit device
+    that is not available raises DeviceError instead of failing later inside torch.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if device is None or (isinstance(device, str) and device.lower() == "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise DeviceError(f"device={device!r} is not a device name; use 'auto', 'cpu', 'cuda' or 'mps'") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"device={device!r} was requested but no CUDA GPU is available; use device='auto' or 'cpu'"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(
+                f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) present; "
+                f"use an index below {torch.cuda.device_count()}"
+            )
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise DeviceError(f"device={device!r} was requested but Apple MPS is not available; use 'auto' or 'cpu'")
+    elif dev.type != "cpu":
+        raise DeviceError(f"device={device!r} is not supported; use 'auto', 'cpu', 'cuda' or 'mps'")
+    return dev
+
+
+class EarlyStopping:
+    """Stop training when the validation loss has not improved for ``patience`` epochs.
+
+    Call it once per epoch as ``early_stop(val_loss, model)``; it returns True when
+    training should stop. With ``restore_best_weights`` the best weights are loaded
+    back into the model when it triggers, and ``restore(model)`` does the same when
+    the epochs run out first (``training_loop`` calls it for you).
+
+    >>> model = nn.Linear(1, 1)
+    >>> early_stop = EarlyStopping(patience=2)
+    >>> [early_stop(v, model) for v in (1.0, 0.9, 0.95, 0.97)]
+    [False, False, False, True]
+    """
+
+    def __init__(self, patience: int = 10, min_delta: float = 0.0, restore_best_weights: bool = True) -> None:
+        self.patience = check_int("patience", patience)
+        self.min_delta = check_float("min_delta", min_delta, 0.0)
+        self.restore_best_weights = bool(restore_best_weights)
+        self.reset()
+
+    def reset(self) -> None:
+        self.best_loss = math.inf
+        self.best_epoch = -1
+        self.epoch = -1
+        self.counter = 0
+        self.stopped_epoch: int | None = None
+        self.best_state: dict | None = None
+
+    def __call__(self, val_loss: float, model: nn.Module) -> bool:
+        self.epoch += 1
+        val_loss = float(val_loss)
+        if math.isfinite(val_loss) and val_loss < self.best_loss - self.min_delta:
+            self.best_loss = val_loss
+            self.best_epoch = self.epoch
+            self.counter = 0
+            if self.restore_best_weights:
+                self.best_state = copy.deepcopy(model.state_dict())
+            return False
+        self.counter += 1
+        if self.counter >= self.patience:
+            self.stopped_epoch = self.epoch
+            self.restore(model)
+            return True
+        return False
+
+    def restore(self, model: nn.Module) -> bool:
+        """Load the best weights seen so far into ``model``; returns whether it did."""
+        if self.restore_best_weights and self.best_state is not None:
+            model.load_state_dict(self.best_state)
+            return True
+        return False
+
+    def on_train_end(self, model: nn.Module) -> None:
+        self.restore(model)
+
+
+class TensorBatches:
+    """Mini-batches over in-memory tensors without DataLoader overhead.
+
+    ``shuffle`` draws a new permutation per epoch from ``generator`` so runs are
+    repeatable; the data itself is never reordered in time for validation sets.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 32,
+                 shuffle: bool = False, generator: torch.Generator | None = None) -> None:
+        if len(x) != len(y):
+            raise ConfigError(f"x has {len(x)} rows but y has {len(y)}; they must match")
+        self.x, self.y = x, y
+        self.batch_size = check_int("batch_size", batch_size)
+        self.shuffle = shuffle
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __iter__(self):
+        n = len(self.x)
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator).to(self.x.device)
+            for start in range(0, n, self.batch_size):
+                idx = order[start:start + self.batch_size]
+                yield self.x[idx], self.y[idx]
+        else:
+            for start in range(0, n, self.batch_size):
+                yield self.x[start:start + self.batch_size], self.y[start:start + self.batch_size]
+
+
+Callback = Callable[[float, nn.Module], bool]
+
+
+def _as_2d(t: torch.Tensor) -> torch.Tensor:
+    # Predictions are (batch, output_dim); a 1-D target would broadcast an (n, n) loss.
+    return t.unsqueeze(-1) if t.dim() == 1 else t
+
+
+def evaluate(model: nn.Module, loader: Iterable, criterion: Callable, device: torch.device | None = None) -> float:
+    """Mean loss per sample over ``loader`` in eval mode (no gradient)."""
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for xb, yb in loader:
+            if device is not None:
+                xb, yb = xb.to(device), yb.to(device)
+            out = model(xb)
+            loss = criterion(out, _as_2d(yb).reshape(out.shape))
+            total += float(loss) * len(xb)
+            count += len(xb)
+    return total / count if count else math.nan
+
+
+def training_loop(
+    model: nn.Module,
+    train_loader: Iterable,
+    val_loader: Iterable | None,
+    epochs: int,
+    optimizer: torch.optim.Optimizer,
+    criterion: Callable,
+    callbacks: Sequence[Callback] | None = None,
+    device: str | torch.device | None = None,
+    noise_std: float = 0.0,
+    on_epoch_end: Callable[[int, float, float], None] | None = None,
+) -> dict:
+    """Train ``model`` for up to ``epochs`` epochs and return the loss history.
+
+    Returns ``{'train_loss': [...], 'val_loss': [...], 'best_epoch', 'stopped_epoch'}``;
+    losses are plain floats, the train loss is the sample-weighted mean over batches.
+    Each callback is called as ``cb(val_loss, model)`` after every epoch and stops
+    training by returning True (``EarlyStopping`` plugs in directly); callbacks with
+    an ``on_train_end(model)`` method get it called at the end, so the best weights
+    are restored even when the epochs run out. ``noise_std`` adds Gaussian noise of
+    that standard deviation to training inputs only (augmentation).
+
+    >>> from puffin_bt import LSTMNet
+    >>> model = LSTMNet(hidden_dim=4, num_layers=1)
+    >>> data = [(torch.randn(8, 5, 1), torch.randn(8, 1))]
+    >>> opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    >>> hist = training_loop(model, data, data, 2, opt, nn.MSELoss(), callbacks=[EarlyStopping(patience=3)])
+    >>> len(hist["train_loss"]), len(hist["val_loss"])
+    (2, 2)
+    """
+    epochs = check_int("epochs", epochs, minimum=0)
+    dev = resolve_device(device) if device is not None else next(model.parameters()).device
+    model.to(dev)
+    callbacks = list(callbacks or [])
+    history: dict = {"train_loss": [], "val_loss": [], "best_epoch": None, "stopped_epoch": None}
+    for epoch in range(epochs):
+        model.train()
+        total, count = 0.0, 0
+        for xb, yb in train_loader:
+            xb, yb = xb.to(dev), yb.to(dev)
+            if noise_std > 0:
+                xb = xb + noise_std * torch.randn_like(xb)
+            optimizer.zero_grad(set_to_none=True)
+            out = model(xb)
+            loss = criterion(out, _as_2d(yb).reshape(out.shape))
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(xb)
+            count += len(xb)
+        train_loss = total / count if count else math.nan
+        val_loss = evaluate(model, val_loader, criterion, dev) if val_loader is not None else math.nan
+        history["train_loss"].append(train_loss)
+        history["val_loss"].append(val_loss)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, train_loss, val_loss)
+        monitored = val_loss if val_loader is not None else train_loss
+        if any([bool(cb(monitored, model)) for cb in callbacks]):
+            history["stopped_epoch"] = epoch
+            break
+    for cb in callbacks:
+        end = getattr(cb, "on_train_end", None)
+        if end is not None:
+            end(model)
+        if isinstance(cb, EarlyStopping) and cb.best_epoch >= 0:
+            history["best_epoch"] = cb.best_epoch
+    return history
