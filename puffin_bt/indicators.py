@@ -1,0 +1,149 @@
+"""Backtrader indicators that retrain an LSTM/GRU walk-forward inside the engine.
+
+``LSTMForecast`` / ``GRUForecast`` are thin adapters over ``walkforward.WalkForward``:
+``once()`` (runonce) forecasts each fold with one batched forward pass, ``next()``
+(event-driven, live feeds, preload=False) follows the same schedule bar by bar.
+"""
+
+from __future__ import annotations
+
+import math
+
+import backtrader as bt
+import numpy as np
+
+from ._compat import apply_backtrader_fixes
+from .errors import ConfigError
+from .forecaster import ModelConfig
+from .walkforward import FoldSchedule, WalkForward
+
+apply_backtrader_fixes()
+
+# Parameters shared by the indicators, the strategy's forecast_kwargs and the CLI.
+FORECAST_PARAMS = (
+    ("lookback", 20),
+    ("retrain_every", 21),
+    ("train_window", 504),
+    ("min_train", 252),
+    ("epochs", 10),
+    ("refit_epochs", 2),
+    ("hidden_dim", 64),
+    ("num_layers", 2),
+    ("dropout", 0.2),
+    ("lr", 1e-3),
+    ("batch_size", 32),
+    ("weight_decay", 0.0),
+    ("noise_level", 0.0),
+    ("validation_split", 0.2),
+    ("patience", 5),
+    ("horizon", 1),
+    ("seed", 0),
+    ("device", "auto"),
+    ("store", None),
+)
+
+
+class _ForecastIndicator(bt.Indicator):
+    """Walk-forward RNN forecast of the next ``horizon``-bar return.
+
+    Lines: ``pred_return`` (predicted simple return from this bar's close to
+    ``horizon`` bars later) and ``pred_price`` (``close * (1 + pred_return)``).
+    Bars before the first fold (``min_train`` bars) are NaN.
+
+    Usage inside any strategy::
+
+        self.fc = LSTMForecast(self.data, lookback=20, retrain_every=21, epochs=5)
+        if self.fc.pred_return[0] > 0.005: self.buy()
+    """
+
+    cell = "lstm"
+    lines = ("pred_return", "pred_price")
+    params = FORECAST_PARAMS
+    plotinfo = dict(subplot=True, plotname="forecast", plothlines=[0.005, -0.005], plotyhlines=[0.0])
+    plotlines = dict(
+        pred_return=dict(_name="pred return", color="tab:purple"),
+        pred_price=dict(_plotskip=True),
+    )
+
+    def __init__(self) -> None:
+        p = self.p
+        try:
+            self.config = ModelConfig(
+                cell=self.cell, hidden_dim=p.hidden_dim, num_layers=p.num_layers, dropout=p.dropout,
+                lookback=p.lookback, horizon=p.horizon, lr=p.lr, batch_size=p.batch_size,
+                weight_decay=p.weight_decay, noise_level=p.noise_level,
+                validation_split=p.validation_split, patience=p.patience, seed=p.seed,
+            )
+            self.schedule = FoldSchedule(p.lookback, p.min_train, p.retrain_every, p.train_window, p.horizon,
+                                         p.validation_split)
+        except ConfigError as exc:
+            raise ConfigError(f"{type(self).__name__}: {exc}") from None
+        self.runner = WalkForward(self.config, self.schedule, p.epochs, p.refit_epochs, p.device)
+        self._close = self.data.close if hasattr(self.data, "close") else self.data
+        self.addminperiod(self.schedule.min_train)
+
+    @property
+    def folds(self):
+        """The folds trained so far (``FoldRecord``: bar, date, train range, losses, seconds)."""
+        return self.runner.folds
+
+    def _plotlabel(self):
+        return [f"{self.cell.upper()} lb={self.p.lookback} every={self.p.retrain_every}"]
+
+    def _dates(self):
+        return _LazyDates(self.data)
+
+    def once(self, start: int, end: int) -> None:
+        # The array holds the whole preloaded series, future included: WalkForward
+        # slices it to each fold's end before training, and each forecast window ends at its bar.
+        closes = np.asarray(self._close.array[:end], dtype=np.float64)
+        if self.p.store is not None:
+            preds = self.p.store.forecast(self, closes, start, end)
+        else:
+            preds = self.runner.forecast_range(closes, start, end, self._dates())
+        pred_return = np.expm1(preds)
+        ret = self.lines.pred_return.array
+        price = self.lines.pred_price.array
+        for i, bar in enumerate(range(start, end)):
+            ret[bar] = pred_return[i]
+            price[bar] = closes[bar] * (1.0 + pred_return[i])
+
+    def next(self) -> None:
+        bar = len(self) - 1
+        if self.schedule.is_fold_bar(bar):
+            history = np.asarray(self._close.get(size=bar + 1), dtype=np.float64)
+        else:
+            history = np.asarray(self._close.get(size=self.config.lookback + 1), dtype=np.float64)
+        if self.schedule.is_fold_bar(bar):
+            date = self.data.datetime.datetime(0) if hasattr(self.data, "datetime") else None
+            self.runner.train_fold(history, date)
+        pred_return = math.expm1(self.runner.forecast_tail(history))
+        self.lines.pred_return[0] = pred_return
+        self.lines.pred_price[0] = self._close[0] * (1.0 + pred_return)
+
+
+class _LazyDates:
+    """Bar index -> datetime of a data feed, converted only for the bars asked for."""
+
+    def __init__(self, data) -> None:
+        self._array = data.datetime.array if hasattr(data, "datetime") else None
+
+    def __getitem__(self, bar: int):
+        if self._array is None:
+            return None
+        return bt.num2date(self._array[bar])
+
+
+class LSTMForecast(_ForecastIndicator):
+    """Walk-forward LSTM forecast indicator (lines ``pred_return``, ``pred_price``)."""
+
+    cell = "lstm"
+
+
+class GRUForecast(_ForecastIndicator):
+    """Walk-forward GRU forecast indicator (lines ``pred_return``, ``pred_price``)."""
+
+    cell = "gru"
+
+
+INDICATORS = {"lstm": LSTMForecast, "gru": GRUForecast}

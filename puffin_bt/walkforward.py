@@ -1,0 +1,318 @@
+"""Walk-forward retraining without any engine: the fold schedule and the causal fold runner.
+
+A fold trained at bar t sees ``closes[:t+1]`` only and uses samples whose target
+ends at or before t; its model then forecasts bars t .. t+retrain_every-1, each
+from the window of returns ending at that bar. The Backtrader indicators are thin
+adapters over ``WalkForward``; ``walk_forward`` runs it on a plain array.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ._validate import check_int
+from .errors import ConfigError, DataError
+from .forecaster import ModelConfig, as_prices, min_samples, predict_log_returns, split_train_val, train_network
+from .training import resolve_device
+
+
+@dataclass(frozen=True)
+class FoldSchedule:
+    """When folds retrain and which bars each one trains on.
+
+    Bars are 0-based positions in the series. The first fold trains at bar
+    ``min_train - 1`` (its history is exactly ``min_train`` bars), the next ones
+    every ``retrain_every`` bars after it. A fold at bar t trains on the bars
+    ``train_start(t) .. t`` (``train_window`` bars, or all of them when None),
+    with the last ``horizon`` samples purged so every target ends <= t.
+    Whether a bar retrains depends on its index only, so event-driven (``next``)
+    and batched (``once``) engines follow the same schedule.
+
+    >>> s = FoldSchedule(lookback=20, min_train=100, retrain_every=21)
+    >>> s.fold_bars(160)
+    [99, 120, 141]
+    >>> s.fold_bar_for(130), s.fold_index(130)
+    (120, 1)
+    """
+
+    lookback: int = 20
+    min_train: int = 252
+    retrain_every: int = 21
+    train_window: int | None = 504
+    horizon: int = 1
+    validation_split: float = 0.2
+
+    def __post_init__(self) -> None:
+        for name in ("lookback", "min_train", "retrain_every", "horizon"):
+            object.__setattr__(self, name, check_int(name, getattr(self, name)))
+        object.__setattr__(self, "train_window", check_int("train_window", self.train_window, allow_none=True))
+        need = self.lookback + self.horizon + min_samples(self.validation_split)
+        if self.min_train < need:
+            raise ConfigError(
+                f"min_train={self.min_train} leaves too few training windows for lookback={self.lookback} and "
+                f"horizon={self.horizon}; use min_train >= {need}"
+            )
+        if self.train_window is not None and self.train_window < need:
+            raise ConfigError(
+                f"train_window={self.train_window} leaves too few training windows for lookback={self.lookback} "
+                f"and horizon={self.horizon}; use train_window >= {need} or None (expanding)"
+            )
+
+    @property
+    def first_fold_bar(self) -> int:
+        return self.min_train - 1
+
+    def fold_index(self, bar: int) -> int | None:
+        """Index of the fold whose model forecasts ``bar`` (None before the first fold)."""
+        if bar < self.first_fold_bar:
+            return None
+        return (bar - self.first_fold_bar) // self.retrain_every
+
+    def fold_bar_for(self, bar: int) -> int | None:
+        k = self.fold_index(bar)
+        return None if k is None else self.first_fold_bar + k * self.retrain_every
+
+    def is_fold_bar(self, bar: int) -> bool:
+        return self.fold_bar_for(bar) == bar
+
+    def fold_bars(self, n_bars: int) -> list[int]:
+        return list(range(self.first_fold_bar, n_bars, self.retrain_every))
+
+    def train_start(self, bar: int) -> int:
+        return 0 if self.train_window is None else max(0, bar - self.train_window + 1)
+
+    def sample_bars(self, bar: int) -> np.ndarray:
+        """End bars of the training windows of the fold at ``bar``: each window's returns lie
+        inside the fold's training range and its target ends <= ``bar`` (purged)."""
+        return np.arange(self.train_start(bar) + self.lookback, bar - self.horizon + 1)
+
+    def n_forecast_bars(self, n_bars: int) -> int:
+        return max(0, n_bars - self.first_fold_bar)
+
+
+@dataclass
+class FoldRecord:
+    """What happened in one fold, for reports and plots."""
+
+    index: int
+    bar: int
+    train_start: int
+    n_train: int
+    n_val: int
+    epochs_run: int
+    warm_start: bool
+    train_loss: float
+    val_loss: float
+    best_epoch: int | None
+    seconds: float
+    date: object = None
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["date"] = None if self.date is None else str(self.date)
+        return d
+
+
+@dataclass
+class WalkForwardResult:
+    """Forecasts for every bar of a series (NaN where no fold had been trained yet)."""
+
+    pred_log_return: np.ndarray
+    folds: list[FoldRecord] = field(default_factory=list)
+
+    @property
+    def pred_return(self) -> np.ndarray:
+        """Predicted simple return over the next ``horizon`` bars."""
+        return np.expm1(self.pred_log_return)
+
+
+class WalkForward:
+    """Stateful fold runner: trains folds in order and forecasts with the current one.
+
+    Feed it growing histories (``advance``) or a whole array (``forecast_range``);
+    both call ``train_fold`` with exactly ``closes[:t+1]`` for each fold bar t,
+    so nothing after t can reach the fold. ``refit_epochs`` continues training
+    from the previous fold's weights (warm start); None retrains from scratch.
+
+    >>> import numpy as np
+    >>> closes = 100 * np.exp(np.cumsum(np.random.default_rng(1).normal(0, 0.01, 160)))
+    >>> wf = WalkForward(ModelConfig(hidden_dim=4, num_layers=1),
+    ...                  FoldSchedule(lookback=10, min_train=60, retrain_every=50), epochs=1)
+    >>> res = wf.run(closes)
+    >>> len(res.folds), int(np.isnan(res.pred_log_return).sum())
+    (3, 59)
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        schedule: FoldSchedule,
+        epochs: int = 10,
+        refit_epochs: int | None = None,
+        device: str | torch.device = "auto",
+        on_fold: Callable[[FoldRecord], None] | None = None,
+    ) -> None:
+        if schedule.lookback != config.lookback or schedule.horizon != config.horizon:
+            raise ConfigError(
+                f"schedule (lookback={schedule.lookback}, horizon={schedule.horizon}) and model config "
+                f"(lookback={config.lookback}, horizon={config.horizon}) disagree; build both from the same values"
+            )
+        self.config = config
+        self.schedule = schedule
+        self.epochs = check_int("epochs", epochs)
+        self.refit_epochs = check_int("refit_epochs", refit_epochs, minimum=1, allow_none=True)
+        self.device = resolve_device(device)
+        self.on_fold = on_fold
+        self.net: torch.nn.Module | None = None
+        self.scaler = None
+        self.folds: list[FoldRecord] = []
+
+    @property
+    def current_fold(self) -> int:
+        return len(self.folds) - 1
+
+    def train_fold(self, history: np.ndarray, date=None) -> FoldRecord:
+        """Train the fold at bar ``len(history) - 1`` on ``history`` (closes up to that bar)."""
+        bar = len(history) - 1
+        k = self.schedule.fold_index(bar)
+        if not self.schedule.is_fold_bar(bar) or k != len(self.folds):
+            raise ConfigError(
+                f"fold at bar {bar} is out of order (next expected fold index {len(self.folds)}); "
+                "folds must be trained in schedule order"
+            )
+        cfg = self.config
+        started = time.perf_counter()
+        warm = self.refit_epochs is not None and self.net is not None
+        if not warm:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(cfg.seed + k)
+                self.net = cfg.build_net()
+        sample_bars = self.schedule.sample_bars(bar)
+        epochs = self.refit_epochs if warm else self.epochs
+        self.scaler, hist = train_network(self.net, cfg, history, sample_bars, epochs, self.device, cfg.seed + k)
+        n_val = len(split_train_val(sample_bars, cfg.validation_split)[1])
+        val = hist["val_loss"]
+        best = hist.get("best_epoch")
+        record = FoldRecord(
+            index=k,
+            bar=bar,
+            train_start=self.schedule.train_start(bar),
+            n_train=len(sample_bars) - n_val,
+            n_val=n_val,
+            epochs_run=len(hist["train_loss"]),
+            warm_start=warm,
+            train_loss=float(hist["train_loss"][-1]) if hist["train_loss"] else math.nan,
+            val_loss=float(val[best] if best is not None else (val[-1] if val else math.nan)),
+            best_epoch=best,
+            seconds=time.perf_counter() - started,
+            date=date,
+        )
+        self.folds.append(record)
+        if self.on_fold is not None:
+            self.on_fold(record)
+        return record
+
+    def forecast_range(self, closes: np.ndarray, start: int, end: int, dates=None) -> np.ndarray:
+        """Predicted log returns for bars ``start .. end-1`` of ``closes`` (NaN before the first fold).
+
+        Trains every fold those bars need, in order, each on ``closes[:fold_bar+1]``;
+        then one batched forward pass per fold.
+        """
+        closes = np.asarray(closes, dtype=np.float64)
+        end = min(end, len(closes))
+        out = np.full(max(0, end - start), np.nan)
+        s = self.schedule
+        bar = max(start, s.first_fold_bar)
+        while bar < end:
+            k = s.fold_index(bar)
+            fold_bar = s.first_fold_bar + k * s.retrain_every
+            while len(self.folds) <= k:
+                fb = s.first_fold_bar + len(self.folds) * s.retrain_every
+                history = _checked(closes[: fb + 1], fb)
+                self.train_fold(history, None if dates is None else dates[fb])
+            if k != self.current_fold:
+                raise ConfigError(
+                    f"bar {bar} needs fold {k} but the runner is at fold {self.current_fold}; "
+                    "forecast bars in increasing order"
+                )
+            stop = min(end, fold_bar + s.retrain_every)
+            bars = np.arange(bar, stop)
+            _checked(closes[bar - self.config.lookback: stop], bar)
+            out[bar - start: stop - start] = predict_log_returns(
+                self.net, self.scaler, closes[:stop], bars, self.config.lookback, self.device
+            )
+            bar = stop
+        return out
+
+    def advance(self, history: np.ndarray, date=None) -> float:
+        """Event-driven step: ``history`` is the closes up to the current bar t (inclusive).
+
+        Retrains when t is a fold bar, then forecasts bar t from its last ``lookback + 1`` closes.
+        """
+        history = np.asarray(history, dtype=np.float64)
+        bar = len(history) - 1
+        if bar < self.schedule.first_fold_bar:
+            return math.nan
+        if self.schedule.is_fold_bar(bar):
+            self.train_fold(_checked(history, bar), date)
+        return self.forecast_tail(history[-(self.config.lookback + 1):])
+
+    def forecast_tail(self, tail: np.ndarray) -> float:
+        """Forecast from the current fold for the bar that ends ``tail`` (its last ``lookback + 1`` closes)."""
+        if self.net is None:
+            raise ConfigError("no fold has been trained yet; call train_fold (or advance) at the first fold bar")
+        lookback = self.config.lookback
+        tail = _checked(np.asarray(tail, dtype=np.float64)[-(lookback + 1):], lookback)
+        return float(predict_log_returns(self.net, self.scaler, tail, [lookback], lookback, self.device)[0])
+
+    def run(self, closes, dates=None) -> WalkForwardResult:
+        """Walk forward over a whole series of closes (oldest first)."""
+        closes = as_prices(closes, name="closes", min_length=self.schedule.min_train)
+        preds = self.forecast_range(closes, 0, len(closes), dates)
+        return WalkForwardResult(preds, list(self.folds))
+
+
+def _checked(closes: np.ndarray, bar: int) -> np.ndarray:
+    bad = ~np.isfinite(closes) | (closes <= 0)
+    if bad.any():
+        raise DataError(
+            f"closes up to bar {bar} contain {int(bad.sum())} NaN/inf/non-positive value(s); "
+            "clean the data (drop or fill those bars) before forecasting"
+        )
+    return closes
+
+
+def walk_forward(
+    closes,
+    *,
+    cell: str = "lstm",
+    lookback: int = 20,
+    min_train: int = 252,
+    retrain_every: int = 21,
+    train_window: int | None = 504,
+    epochs: int = 10,
+    refit_epochs: int | None = 2,
+    horizon: int = 1,
+    device: str = "auto",
+    on_fold: Callable[[FoldRecord], None] | None = None,
+    **model_kwargs,
+) -> WalkForwardResult:
+    """Walk-forward forecasts for a plain array of closes, no engine involved.
+
+    >>> import numpy as np
+    >>> closes = 100 * np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.01, 150)))
+    >>> res = walk_forward(closes, lookback=10, min_train=60, retrain_every=30, epochs=1,
+    ...                    hidden_dim=4, num_layers=1)
+    >>> res.pred_return.shape, len(res.folds)
+    ((150,), 3)
+    """
+    config = ModelConfig(cell=cell, lookback=lookback, horizon=horizon, **model_kwargs)
+    schedule = FoldSchedule(lookback, min_train, retrain_every, train_window, horizon, config.validation_split)
+    return WalkForward(config, schedule, epochs, refit_epochs, device, on_fold).run(closes)
