@@ -147,3 +147,21 @@ class GRUForecast(_ForecastIndicator):
 
 
 INDICATORS = {"lstm": LSTMForecast, "gru": GRUForecast}
+
+
+class ForecastPrice(bt.Indicator):
+    """Draws a forecast indicator's ``pred_price`` on its data's price panel.
+
+    ``ForecastPrice(forecast, plotmaster=data)`` is what ``ForecastThresholdStrategy``
+    adds for its trade charts; it computes nothing new.
+    """
+
+    lines = ("forecast_price",)
+    params = (("plotmaster", None),)
+    plotinfo = dict(subplot=False, plotname="forecast price")
+    plotlines = dict(forecast_price=dict(color="tab:orange", ls="--", lw=1.0))
+
+    def __init__(self) -> None:
+        self.lines.forecast_price = self.data.pred_price
+        if self.p.plotmaster is not None:
+            self.plotinfo.plotmaster = self.p.plotmaster

@@ -1,0 +1,5 @@
+"""Ready-made Backtrader strategies built on puffin_bt's forecast indicators."""
+
+from .forecast_threshold import ForecastThresholdStrategy
+
+__all__ = ["ForecastThresholdStrategy"]

@@ -1,0 +1,149 @@
+"""Trade predicted returns with entry/exit thresholds, one forecast indicator per data.
+
+Long when ``pred_return > entry``; flat again when ``pred_return < -exit``
+(optionally short on the mirror signals). Orders go in at the close of bar t and
+fill at the open of bar t+1 (Backtrader's default, no cheat-on-close).
+"""
+
+from __future__ import annotations
+
+import math
+
+import backtrader as bt
+
+from puffin_bt._validate import check_float
+from puffin_bt.errors import ConfigError
+from puffin_bt.indicators import INDICATORS, FORECAST_PARAMS, ForecastPrice, _ForecastIndicator
+
+
+class ForecastThresholdStrategy(bt.Strategy):
+    """The chapter's +-0.5% threshold strategy, on every data in the Cerebro.
+
+    Params:
+      - ``model``: ``"lstm"``, ``"gru"`` or a forecast indicator class.
+      - ``forecast_kwargs``: dict passed to each indicator (lookback, retrain_every, epochs, ...).
+      - ``entry`` / ``exit``: thresholds on ``pred_return`` (default 0.005 each).
+      - ``allow_short``: also go short when ``pred_return < -entry``.
+      - ``weight``: target weight per position as a fraction of portfolio value;
+        None = equal weight ``(1 - reserve) / number of datas``.
+      - ``reserve``: cash kept back from equal weighting so next-open gaps and
+        commissions don't get orders rejected (default 0.02).
+      - ``plot_forecast``: overlay the forecast price on each price panel.
+
+    >>> cerebro.addstrategy(ForecastThresholdStrategy, model="gru")  # doctest: +SKIP
+    """
+
+    params = (
+        ("model", "lstm"),
+        ("forecast_kwargs", None),
+        ("entry", 0.005),
+        ("exit", 0.005),
+        ("allow_short", False),
+        ("weight", None),
+        ("reserve", 0.02),
+        ("plot_forecast", True),
+    )
+
+    def __init__(self) -> None:
+        p = self.p
+        check_float("entry", p.entry, 0.0, 1.0)
+        check_float("exit", p.exit, 0.0, 1.0)
+        check_float("reserve", p.reserve, 0.0, 1.0, max_inclusive=False)
+        if p.weight is not None:
+            check_float("weight", p.weight, 0.0, 1.0, min_inclusive=False)
+        indicator = self._indicator_class(p.model)
+        kwargs = dict(p.forecast_kwargs or {})
+        known = {name for name, _ in FORECAST_PARAMS}
+        unknown = set(kwargs) - known
+        if unknown:
+            raise ConfigError(f"forecast_kwargs has unknown key(s) {sorted(unknown)}; valid keys: {sorted(known)}")
+        self.forecasts = {}
+        for data in self.datas:
+            fc = indicator(data, **kwargs)
+            fc.plotinfo.plothlines = [p.entry, -p.exit]
+            fc.plotinfo.plotname = f"{data._name or 'data'} forecast"
+            self.forecasts[data] = fc
+            if p.plot_forecast:
+                ForecastPrice(fc, plotmaster=data)
+        self.weight = p.weight if p.weight is not None else (1.0 - p.reserve) / max(1, len(self.datas))
+        self.trade_log: list[dict] = []
+        self.orders_rejected: list[str] = []
+        self._pending: dict = {}
+        self._open_sizes: dict = {}
+
+    @staticmethod
+    def _indicator_class(model):
+        if isinstance(model, str):
+            if model.lower() not in INDICATORS:
+                raise ConfigError(f"model={model!r} is not known; use 'lstm', 'gru' or a forecast indicator class")
+            return INDICATORS[model.lower()]
+        if isinstance(model, type) and issubclass(model, bt.Indicator):
+            if not issubclass(model, _ForecastIndicator) and "pred_return" not in model.lines.getlinealiases():
+                raise ConfigError(f"model={model.__name__} has no 'pred_return' line; use LSTMForecast/GRUForecast")
+            return model
+        raise ConfigError(f"model={model!r} is not 'lstm', 'gru' or an indicator class")
+
+    def target_for(self, pred: float, position: float) -> float:
+        """The target weight after seeing ``pred`` with a current position of sign ``position``."""
+        p = self.p
+        if pred > p.entry:
+            return self.weight
+        if p.allow_short and pred < -p.entry:
+            return -self.weight
+        if position > 0 and pred < -p.exit:
+            return 0.0
+        if position < 0 and pred > p.exit:
+            return 0.0
+        return math.copysign(self.weight, position) if position else 0.0
+
+    def prenext(self) -> None:
+        # Tickers start on different dates: trade the ones that already have forecasts.
+        self.next()
+
+    def next(self) -> None:
+        now = self.datetime.datetime(0)
+        for data, fc in self.forecasts.items():
+            if not len(data) or not len(fc) or data in self._pending:
+                continue
+            if data.datetime.datetime(0) != now:  # this data has no bar today (not started / ended)
+                continue
+            pred = fc.pred_return[0]
+            if math.isnan(pred):
+                continue
+            size = self.getposition(data).size
+            target = self.target_for(pred, size)
+            if (target > 0) == (size > 0) and (target < 0) == (size < 0):
+                continue
+            order = self.order_target_percent(data, target=target)
+            if order is not None:
+                self._pending[data] = order
+
+    def notify_order(self, order) -> None:
+        if order.status in (order.Submitted, order.Accepted):
+            return
+        self._pending.pop(order.data, None)
+        if order.status in (order.Margin, order.Rejected):
+            self.orders_rejected.append(f"{order.data._name}: {order.getstatusname()} on {self.datetime.date(0)}")
+
+    def notify_trade(self, trade) -> None:
+        if trade.justopened:
+            self._open_sizes[trade.ref] = trade.size
+            return
+        if not trade.isclosed:
+            return
+        size = self._open_sizes.pop(trade.ref, None)
+        exit_price = trade.price + trade.pnl / size if size else math.nan
+        self.trade_log.append({
+            "ticker": trade.data._name,
+            "direction": "long" if trade.long else "short",
+            "entry_date": bt.num2date(trade.dtopen),
+            "exit_date": bt.num2date(trade.dtclose),
+            "entry_price": trade.price,
+            "exit_price": exit_price,
+            "size": size,
+            "bars": trade.barlen,
+            "pnl": trade.pnl,
+            "pnl_net": trade.pnlcomm,
+            "commission": trade.commission,
+            "return": (exit_price / trade.price - 1.0) * (1 if trade.long else -1) if size else math.nan,
+        })
