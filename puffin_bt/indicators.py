@@ -40,7 +40,11 @@ FORECAST_PARAMS = (
     ("seed", 0),
     ("device", "auto"),
     ("store", None),
+    ("on_fold", None),
 )
+
+# Options that change what is computed (the rest only route results or report progress).
+MODEL_PARAMS = tuple(name for name, _ in FORECAST_PARAMS if name not in ("store", "on_fold", "device"))
 
 
 class _ForecastIndicator(bt.Indicator):
@@ -78,7 +82,14 @@ class _ForecastIndicator(bt.Indicator):
                                          p.validation_split)
         except ConfigError as exc:
             raise ConfigError(f"{type(self).__name__}: {exc}") from None
-        self.runner = WalkForward(self.config, self.schedule, p.epochs, p.refit_epochs, p.device)
+        on_fold = None
+        if p.on_fold is not None:
+            name = getattr(self.data, "_name", "") or "data"
+
+            def on_fold(record, _name=name, _report=p.on_fold):
+                _report(_name, record)
+
+        self.runner = WalkForward(self.config, self.schedule, p.epochs, p.refit_epochs, p.device, on_fold)
         self._close = self.data.close if hasattr(self.data, "close") else self.data
         self.addminperiod(self.schedule.min_train)
 

@@ -1,0 +1,243 @@
+"""The ``puffin-bt`` command: walk-forward LSTM/GRU backtests from the terminal.
+
+Exit codes: 0 success, 2 bad input or configuration (one line on stderr),
+1 anything unexpected (traceback only with ``--debug``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import ConfigError, PuffinError
+
+EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE = 0, 1, 2
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line (no usage dump) and exit code 2."""
+
+    def error(self, message: str):  # noqa: D102 - argparse API
+        raise _UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _positive_int_or_none(text: str) -> int | None:
+    if text.lower() in ("none", "expanding", "0"):
+        return None
+    return _positive_int(text)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def _refit(text: str) -> int | None:
+    if text.lower() in ("none", "cold"):
+        return None
+    return _positive_int(text)
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be in [0, 1)")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value} must be a positive finite number")
+    return value
+
+
+# CLI flag -> forecast option, so a saved config can be replayed with --config.
+FORECAST_FLAGS = ("lookback", "retrain_every", "train_window", "min_train", "epochs", "refit_epochs",
+                  "hidden_dim", "num_layers", "dropout", "lr", "batch_size", "weight_decay", "seed", "device")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="puffin-bt",
+        description="Walk-forward LSTM/GRU forecasts inside Backtrader, traded with +-thresholds.",
+        epilog="Example: puffin-bt backtest            (bundled AAPL/GOOG/IBM/MSFT data, offline)",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    bt_ = sub.add_parser("backtest", help="backtest the forecast threshold strategy on a portfolio",
+                         description="Backtest ForecastThresholdStrategy with walk-forward LSTM/GRU forecasts. "
+                                     "Writes trade charts, equity vs buy-and-hold, trades.csv, forecasts.csv, "
+                                     "folds.csv, metrics.json and config.json to --out.")
+    data = bt_.add_argument_group("data (default: the bundled AAPL, GOOG, IBM, MSFT sample, offline)")
+    src = data.add_mutually_exclusive_group()
+    src.add_argument("--tickers", nargs="+", metavar="TICKER", help="download with yfinance (cached on disk)")
+    src.add_argument("--csv", nargs="+", metavar="[NAME=]FILE", help="one OHLCV CSV per ticker")
+    src.add_argument("--sample", nargs="+", metavar="TICKER", help="a subset of the bundled tickers")
+    data.add_argument("--start", help="first date, YYYY-MM-DD")
+    data.add_argument("--end", help="last date, YYYY-MM-DD")
+    data.add_argument("--cache-dir", help="download cache and forecast store (default: $PUFFIN_BT_CACHE or "
+                                          "the user cache directory)")
+
+    # Forecast flags default to SUPPRESS: only flags the user gave override --config / library defaults.
+    model = bt_.add_argument_group("model and walk-forward schedule", argument_default=argparse.SUPPRESS)
+    bt_.add_argument("--model", choices=("lstm", "gru", "both"), default="lstm",
+                       help="network; 'both' runs LSTM and GRU on the same data and compares (default lstm)")
+    model.add_argument("--lookback", type=_positive_int, help="bars per input window (default 20)")
+    model.add_argument("--retrain-every", type=_positive_int, help="bars between refits (default 21)")
+    model.add_argument("--train-window", type=_positive_int_or_none,
+                       help="bars of history per fold, or 'none' for an expanding window (default 504)")
+    model.add_argument("--min-train", type=_positive_int, help="bars before the first fold (default 252)")
+    model.add_argument("--epochs", type=_positive_int, help="epochs of the first fold (default 10)")
+    model.add_argument("--refit-epochs", type=_refit,
+                       help="epochs of later folds, warm-started; 'none' = cold refit with --epochs (default 2)")
+    model.add_argument("--hidden-dim", type=_positive_int, help="hidden units per layer (default 64)")
+    model.add_argument("--num-layers", type=_positive_int, help="recurrent layers (default 2)")
+    model.add_argument("--dropout", type=_fraction, help="dropout rate (default 0.2)")
+    model.add_argument("--lr", type=_positive_float, help="Adam learning rate (default 0.001)")
+    model.add_argument("--batch-size", type=_positive_int, help="mini-batch size (default 32)")
+    model.add_argument("--weight-decay", type=float, help="Adam weight decay (default 0)")
+    model.add_argument("--seed", type=int, help="random seed (default 0)")
+    model.add_argument("--device", help="auto (GPU if present), cpu, cuda, mps (default auto)")
+
+    trade = bt_.add_argument_group("trading")
+    trade.add_argument("--entry", type=float, default=0.005, help="go long when pred_return > ENTRY (default 0.005)")
+    trade.add_argument("--exit", type=float, default=0.005, help="exit when pred_return < -EXIT (default 0.005)")
+    trade.add_argument("--allow-short", action="store_true", help="also short when pred_return < -ENTRY")
+    trade.add_argument("--cash", type=_positive_float, default=100_000.0, help="starting cash (default 100000)")
+    trade.add_argument("--commission", type=float, default=0.001, help="commission rate per trade (default 0.001)")
+
+    out = bt_.add_argument_group("output")
+    out.add_argument("--out", help="output folder (default ./puffin-bt-out/<timestamp>)")
+    out.add_argument("--no-plot", action="store_true", help="skip the PNG charts")
+    out.add_argument("--config", help="JSON config written by a previous run (config.json); flags override it")
+    out.add_argument("--quiet", action="store_true", help="no progress bar")
+    out.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _load_config(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            cfg = json.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path!r} does not exist; pass the config.json of an earlier run") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--config {path!r} is not valid JSON ({exc}); pass the config.json of an earlier run") \
+            from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"--config {path!r} must hold a JSON object")
+    return cfg
+
+
+def _csv_frames(specs: list[str]) -> dict:
+    from .data import load_csv
+
+    frames = {}
+    for spec in specs:
+        name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        name = name or Path(path).stem
+        frames[name] = load_csv(path, name=name)
+    return frames
+
+
+def _run_backtest(args) -> int:
+    from .data import load_sample
+    from .runner import backtest
+
+    cfg = _load_config(args.config) if args.config else {}
+    forecast = dict(cfg.get("forecast", {}))
+    forecast.update({flag: getattr(args, flag) for flag in FORECAST_FLAGS if hasattr(args, flag)})
+    if args.tickers:
+        data = args.tickers
+    elif args.csv:
+        data = _csv_frames(args.csv)
+    elif args.sample:
+        data = load_sample(args.sample)
+    elif cfg.get("tickers") and cfg.get("data_source") == "yfinance":
+        data = cfg["tickers"]
+    else:
+        data = None
+    start = args.start or cfg.get("start")
+    end = args.end or cfg.get("end")
+    out_dir = Path(args.out or Path("puffin-bt-out") / dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    models = ("lstm", "gru") if args.model == "both" else (args.model,)
+    show_progress = not args.quiet and sys.stderr.isatty()
+    results = {}
+    for name in models:
+        res = backtest(data, model=name, start=start, end=end, cash=args.cash, commission=args.commission,
+                       entry=args.entry, exit=args.exit, allow_short=args.allow_short,
+                       cache_dir=args.cache_dir, progress=show_progress, **forecast)
+        res.config["data_source"] = "yfinance" if args.tickers else ("csv" if args.csv else "sample")
+        target = out_dir / name if len(models) > 1 else out_dir
+        res.save(target)
+        if not args.no_plot:
+            res.plot(target)
+        results[name] = res
+        print(res.summary())
+        print()
+    if len(results) > 1:
+        from .report import compare_models
+
+        print(compare_models(results, out_dir=None if args.no_plot else out_dir))
+    print(f"wrote {out_dir}")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    debug = "--debug" in argv
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return EXIT_USAGE
+        if args.command == "backtest":
+            return _run_backtest(args)
+        raise _UsageError(f"puffin-bt: unknown command {args.command!r}")
+    except _UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except PuffinError as exc:
+        print(f"puffin-bt: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("puffin-bt: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+        if debug or os.environ.get("PUFFIN_BT_DEBUG"):
+            raise
+        print(f"puffin-bt: unexpected error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return EXIT_UNEXPECTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
