@@ -1,0 +1,61 @@
+"""Side-by-side reports: LSTM vs GRU on identical data and schedule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .evaluation import forecast_metrics
+
+
+def comparison_table(results: dict) -> pd.DataFrame:
+    """One column per model: forecast quality, trading results and training cost."""
+    cols = {}
+    for name, res in results.items():
+        f = res.forecasts
+        quality = forecast_metrics(f["pred_return"], f["realized_return"]) if len(f) else {}
+        folds = res.folds
+        last_val = folds.groupby("ticker")["val_loss"].last().mean() if len(folds) else np.nan
+        cols[name.upper()] = {
+            "final val loss (mean over tickers)": last_val,
+            "direction accuracy": quality.get("direction_accuracy", np.nan),
+            "direction p-value": quality.get("direction_p_value", np.nan),
+            "total return": res.metrics["total_return"],
+            "Sharpe": res.metrics["sharpe"],
+            "max drawdown": res.metrics["max_drawdown"],
+            "trades": res.metrics["trades"],
+            "training seconds": float(folds["seconds"].sum()) if len(folds) else 0.0,
+            "wall seconds": res.seconds,
+        }
+    first = next(iter(results.values()))
+    cols["BUY&HOLD"] = {"total return": first.benchmark["total_return"], "Sharpe": first.benchmark["sharpe"],
+                        "max drawdown": first.benchmark["max_drawdown"]}
+    return pd.DataFrame(cols)
+
+
+def compare_models(results: dict, out_dir=None) -> str:
+    """Text table comparing the models; with ``out_dir`` also writes comparison.png/.csv."""
+    table = comparison_table(results)
+    if out_dir is not None:
+        from .plotting import plot_comparison
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out / "comparison.csv")
+        plot_comparison({k.upper(): r.equity["strategy"] for k, r in results.items()},
+                        next(iter(results.values())).equity["buy_hold"], out_path=out / "comparison.png")
+    shown = table.copy().astype(object)
+    for row in shown.index:
+        for col in shown.columns:
+            v = table.loc[row, col]
+            if pd.isna(v):
+                shown.loc[row, col] = ""
+            elif row in ("direction accuracy", "total return", "max drawdown"):
+                shown.loc[row, col] = f"{100 * v:.1f}%"
+            elif row == "trades":
+                shown.loc[row, col] = f"{int(v)}"
+            else:
+                shown.loc[row, col] = f"{v:.4g}"
+    return "LSTM vs GRU, same data and schedule\n" + shown.to_string()

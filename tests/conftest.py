@@ -1,0 +1,38 @@
+"""Shared fixtures: small synthetic series and tiny model settings so the suite stays fast."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+# Tiny network and short schedule: real training, a few milliseconds per fold.
+TINY = dict(hidden_dim=4, num_layers=1, epochs=1, refit_epochs=1, lookback=5, min_train=60,
+            retrain_every=40, train_window=80, batch_size=32, patience=None, validation_split=0.2)
+
+
+def synthetic_closes(n: int, seed: int = 0, drift: float = 0.0003, vol: float = 0.015) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return 100.0 * np.exp(np.cumsum(rng.normal(drift, vol, n)))
+
+
+def ohlcv_frame(closes: np.ndarray, start: str = "2020-01-01") -> pd.DataFrame:
+    closes = np.asarray(closes, dtype=float)
+    opens = np.concatenate([[closes[0]], closes[:-1]])
+    idx = pd.bdate_range(start, periods=len(closes), name="date")
+    return pd.DataFrame({
+        "open": opens,
+        "high": np.maximum(opens, closes) * 1.005,
+        "low": np.minimum(opens, closes) * 0.995,
+        "close": closes,
+        "volume": 1_000_000.0,
+    }, index=idx)
+
+
+@pytest.fixture
+def tiny_params() -> dict:
+    return dict(TINY)

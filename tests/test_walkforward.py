@@ -1,0 +1,149 @@
+"""The engine-free walk-forward: schedule arithmetic, purging, and causality as a property."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from puffin_bt import ConfigError, DataError, ModelConfig
+from puffin_bt.walkforward import FoldSchedule, WalkForward, walk_forward
+
+from .conftest import TINY, synthetic_closes
+
+MODEL = {k: TINY[k] for k in ("hidden_dim", "num_layers", "batch_size", "patience", "validation_split")}
+
+
+def make_runner(refit_epochs=1, horizon=1, train_window=80, **overrides) -> WalkForward:
+    cfg = ModelConfig(lookback=5, horizon=horizon, **{**MODEL, **overrides})
+    schedule = FoldSchedule(5, 60, 40, train_window, horizon, cfg.validation_split)
+    return WalkForward(cfg, schedule, epochs=1, refit_epochs=refit_epochs, device="cpu")
+
+
+def test_schedule_retrains_every_n_bars_from_min_train():
+    s = FoldSchedule(lookback=10, min_train=100, retrain_every=25, train_window=None)
+    assert s.fold_bars(180) == [99, 124, 149, 174]
+    assert s.fold_bar_for(98) is None
+    assert [s.fold_bar_for(b) for b in (99, 123, 124, 179)] == [99, 99, 124, 174]
+    assert s.is_fold_bar(149) and not s.is_fold_bar(150)
+
+
+def test_training_targets_end_at_or_before_the_fold_bar_for_every_horizon():
+    for horizon in (1, 3, 7):
+        s = FoldSchedule(lookback=10, min_train=100, retrain_every=25, train_window=60, horizon=horizon)
+        for bar in s.fold_bars(400):
+            samples = s.sample_bars(bar)
+            assert samples.max() + horizon == bar  # purged: the last target ends exactly at the fold bar
+            assert samples.min() - s.lookback + 1 >= s.train_start(bar) + 1  # first return inside the window
+            assert bar - s.train_start(bar) + 1 == min(60, bar + 1)
+
+
+def test_each_fold_is_trained_on_exactly_the_closes_up_to_its_bar():
+    seen = []
+
+    class Recording(WalkForward):
+        def train_fold(self, history, date=None):
+            seen.append(len(history) - 1)
+            record = super().train_fold(history, date)
+            assert record.bar == len(history) - 1
+            return record
+
+    closes = synthetic_closes(230)
+    cfg = ModelConfig(lookback=5, **MODEL)
+    runner = Recording(cfg, FoldSchedule(5, 60, 40, 80, 1, cfg.validation_split), epochs=1, device="cpu")
+    runner.run(closes)
+    assert seen == [59, 99, 139, 179, 219]
+
+
+def test_predictions_start_at_the_first_fold_bar_and_cover_the_rest():
+    closes = synthetic_closes(230)
+    res = make_runner().run(closes)
+    assert np.isnan(res.pred_log_return[:59]).all()
+    assert np.isfinite(res.pred_log_return[59:]).all()
+    assert len(res.folds) == 5
+    np.testing.assert_allclose(res.pred_return, np.expm1(res.pred_log_return))
+
+
+@pytest.mark.parametrize("refit_epochs", [None, 1])
+def test_event_driven_steps_match_the_batched_run(refit_epochs):
+    closes = synthetic_closes(230, seed=3)
+    batched = make_runner(refit_epochs).run(closes).pred_log_return
+    stepper = make_runner(refit_epochs)
+    stepped = np.array([stepper.advance(closes[: t + 1]) for t in range(len(closes))])
+    np.testing.assert_allclose(stepped, batched, rtol=0, atol=1e-7, equal_nan=True)
+
+
+def test_same_seed_same_forecasts_other_seed_other_forecasts():
+    closes = synthetic_closes(200, seed=5)
+    a = make_runner(seed=1).run(closes).pred_log_return
+    b = make_runner(seed=1).run(closes).pred_log_return
+    c = make_runner(seed=2).run(closes).pred_log_return
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a[59:], c[59:])
+
+
+def test_warm_start_continues_from_previous_weights_and_cold_refit_does_not():
+    closes = synthetic_closes(200, seed=6)
+    warm = make_runner(refit_epochs=1).run(closes)
+    cold = make_runner(refit_epochs=None).run(closes)
+    assert [f.warm_start for f in warm.folds] == [False, True, True, True]
+    assert not any(f.warm_start for f in cold.folds)
+    # Fold 0 is identical; later folds differ because warm folds start from trained weights.
+    np.testing.assert_array_equal(warm.pred_log_return[59:99], cold.pred_log_return[59:99])
+    assert not np.allclose(warm.pred_log_return[99:], cold.pred_log_return[99:])
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    cut=st.integers(min_value=60, max_value=200),
+    mode=st.sampled_from(["perturb", "truncate"]),
+    horizon=st.sampled_from([1, 3]),
+    refit=st.sampled_from([None, 1]),
+    seed=st.integers(0, 1000),
+)
+def test_prediction_at_bar_t_ignores_every_later_bar(cut, mode, horizon, refit, seed):
+    closes = synthetic_closes(220, seed=seed % 7)
+    base = make_runner(refit, horizon).run(closes).pred_log_return
+    if mode == "truncate":
+        changed = closes[: cut + 1]
+    else:
+        rng = np.random.default_rng(seed)
+        changed = closes.copy()
+        changed[cut + 1:] *= np.exp(rng.normal(0, 0.2, len(closes) - cut - 1))
+    other = make_runner(refit, horizon).run(changed).pred_log_return
+    np.testing.assert_allclose(other[: cut + 1], base[: cut + 1], rtol=0, atol=1e-7, equal_nan=True)
+
+
+def test_walk_forward_function_on_plain_array():
+    res = walk_forward(list(synthetic_closes(150)), lookback=5, min_train=60, retrain_every=45, train_window=None,
+                       epochs=1, refit_epochs=None, hidden_dim=4, num_layers=1, device="cpu")
+    assert [f.bar for f in res.folds] == [59, 104, 149] and res.folds[2].train_start == 0
+    assert np.isfinite(res.pred_return[59:]).all()
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    (dict(min_train=8), "min_train=8"),
+    (dict(train_window=8), "train_window=8"),
+    (dict(retrain_every=0), "retrain_every=0"),
+    (dict(lookback=2.5), "lookback=2.5"),
+    (dict(min_train=-5), "min_train=-5"),
+])
+def test_bad_schedule_parameters_raise_config_error_naming_them(kwargs, fragment):
+    params = dict(lookback=5, min_train=60, retrain_every=20, train_window=80)
+    params.update(kwargs)
+    with pytest.raises(ConfigError, match=fragment.replace(".", r"\.")):
+        FoldSchedule(**params)
+
+
+def test_nan_inside_a_fold_history_raises_data_error_with_the_bar():
+    closes = synthetic_closes(150)
+    closes[70] = np.nan
+    runner = make_runner()
+    with pytest.raises(DataError, match="bar 59|NaN"):
+        runner.forecast_range(closes, 0, len(closes))
+
+
+def test_series_shorter_than_min_train_is_rejected_with_the_minimum():
+    with pytest.raises(DataError, match="at least 60"):
+        make_runner().run(synthetic_closes(40))
