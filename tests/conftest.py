@@ -7,8 +7,12 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Tiny test models gain nothing from intra-op threads, and spinning OpenMP threads make
+# the suite crawl when the machine is busy with anything else.
+torch.set_num_threads(1)
 
 # Tiny network and short schedule: real training, a few milliseconds per fold.
 TINY = dict(hidden_dim=4, num_layers=1, epochs=1, refit_epochs=1, lookback=5, min_train=60,
@@ -18,6 +22,13 @@ TINY = dict(hidden_dim=4, num_layers=1, epochs=1, refit_epochs=1, lookback=5, mi
 def synthetic_closes(n: int, seed: int = 0, drift: float = 0.0003, vol: float = 0.015) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return 100.0 * np.exp(np.cumsum(rng.normal(drift, vol, n)))
+
+
+def regime_closes(drifts=((100, 0.004), (80, -0.004), (80, 0.004)), seed: int = 0, vol: float = 0.01) -> np.ndarray:
+    """Closes whose drift switches sign by regime, so a walk-forward model's forecasts do too."""
+    rng = np.random.default_rng(seed)
+    steps = np.concatenate([rng.normal(mu, vol, n) for n, mu in drifts])
+    return 100.0 * np.exp(np.cumsum(steps))
 
 
 def ohlcv_frame(closes: np.ndarray, start: str = "2020-01-01") -> pd.DataFrame:

@@ -1,0 +1,111 @@
+"""The forecast indicators inside real Cerebros: causality in every engine mode, once == next."""
+
+from __future__ import annotations
+
+import math
+
+import backtrader as bt
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from puffin_bt import ConfigError
+from puffin_bt.indicators import GRUForecast, LSTMForecast
+from puffin_bt.walkforward import walk_forward
+from strategies import ForecastThresholdStrategy
+
+from .conftest import TINY, ohlcv_frame, regime_closes, synthetic_closes
+
+MODES = {
+    "runonce": dict(runonce=True, preload=True),
+    "runnext": dict(runonce=False, preload=True),
+    "no-preload": dict(runonce=False, preload=False),
+}
+
+
+class Recorder(bt.Strategy):
+    """Records the forecast the strategy sees at every bar, as a live strategy would."""
+
+    params = (("indicator", LSTMForecast), ("kwargs", None))
+
+    def __init__(self):
+        self.fc = self.p.indicator(self.data, **(self.p.kwargs or {}))
+        self.seen = []
+
+    def prenext(self):
+        self.seen.append(math.nan)
+
+    def next(self):
+        self.seen.append(self.fc.pred_return[0])
+
+
+def run_recorder(frame, mode, indicator=LSTMForecast, **kwargs):
+    cerebro = bt.Cerebro(stdstats=False, **MODES[mode])
+    cerebro.adddata(bt.feeds.PandasData(dataname=frame))
+    cerebro.addstrategy(Recorder, indicator=indicator, kwargs={**TINY, "device": "cpu", **kwargs})
+    strat = cerebro.run()[0]
+    return np.array(strat.seen), strat.fc
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_indicator_matches_the_engine_free_walk_forward(mode):
+    closes = synthetic_closes(220, seed=1)
+    seen, fc = run_recorder(ohlcv_frame(closes), mode)
+    expected = walk_forward(closes, cell="lstm", device="cpu", **{k: v for k, v in TINY.items()}).pred_return
+    assert len(seen) == len(closes)
+    np.testing.assert_allclose(seen, expected, rtol=0, atol=1e-7, equal_nan=True)
+    assert [f.bar for f in fc.folds] == [59, 99, 139, 179, 219]
+    assert fc.folds[0].date is not None and str(fc.folds[0].date)[:10] == str(ohlcv_frame(closes).index[59].date())
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cut=st.integers(min_value=62, max_value=200), truncate=st.booleans(), seed=st.integers(0, 10_000))
+def test_forecasts_up_to_bar_t_ignore_later_bars_in_every_engine_mode(cut, truncate, seed):
+    closes = synthetic_closes(210, seed=2)
+    changed = closes[: cut + 1].copy() if truncate else closes.copy()
+    if not truncate:
+        changed[cut + 1:] *= np.exp(np.random.default_rng(seed).normal(0, 0.2, len(closes) - cut - 1))
+    for mode in MODES:
+        base, _ = run_recorder(ohlcv_frame(closes), mode)
+        other, _ = run_recorder(ohlcv_frame(changed), mode)
+        np.testing.assert_allclose(other[: cut + 1], base[: cut + 1], rtol=0, atol=1e-7, equal_nan=True,
+                                   err_msg=f"mode={mode}")
+
+
+def test_pred_price_is_close_times_one_plus_pred_return():
+    closes = synthetic_closes(150, seed=4)
+    _, fc = run_recorder(ohlcv_frame(closes), "runonce", indicator=GRUForecast)
+    ret = np.array(fc.pred_return.array[:150])
+    price = np.array(fc.pred_price.array[:150])
+    np.testing.assert_allclose(price[59:], closes[59:] * (1 + ret[59:]))
+    assert np.isnan(ret[:59]).all()
+
+
+def _threshold_run(frames, mode, **strategy_kwargs):
+    cerebro = bt.Cerebro(**MODES[mode])
+    for name, frame in frames.items():
+        cerebro.adddata(bt.feeds.PandasData(dataname=frame), name=name)
+    cerebro.broker.setcash(100_000)
+    cerebro.addstrategy(ForecastThresholdStrategy, forecast_kwargs={**TINY, "device": "cpu"}, **strategy_kwargs)
+    return cerebro.run()[0], cerebro
+
+
+def test_runonce_and_event_driven_modes_make_the_same_trades():
+    frames = {"A": ohlcv_frame(regime_closes(seed=7)),
+              "B": ohlcv_frame(regime_closes(((90, -0.004), (90, 0.004), (80, -0.004)), seed=8))}
+    results = {mode: _threshold_run(frames, mode, entry=0.001, exit=0.001) for mode in MODES}
+    logs = {mode: [(t["ticker"], t["entry_date"], t["exit_date"], round(t["pnl"], 6)) for t in s.trade_log]
+            for mode, (s, _) in results.items()}
+    assert logs["runonce"], "the thresholds were chosen low enough to trade; no trades means the test is void"
+    assert logs["runonce"] == logs["runnext"] == logs["no-preload"]
+    values = {mode: c.broker.getvalue() for mode, (_, c) in results.items()}
+    assert values["runonce"] == pytest.approx(values["runnext"]) == pytest.approx(values["no-preload"])
+
+
+def test_indicator_rejects_bad_parameters_with_a_named_config_error():
+    closes = synthetic_closes(120)
+    with pytest.raises(ConfigError, match="retrain_every=0"):
+        run_recorder(ohlcv_frame(closes), "runonce", retrain_every=0)
+    with pytest.raises(ConfigError, match="lookback"):
+        run_recorder(ohlcv_frame(closes), "runonce", lookback=-3)
