@@ -54,6 +54,9 @@ class _ForecastIndicator(bt.Indicator):
     ``horizon`` bars later) and ``pred_price`` (``close * (1 + pred_return)``).
     Bars before the first fold (``min_train`` bars) are NaN.
 
+    ``store`` (a ``ForecastStore``) serves runonce forecasts from disk when the data
+    and every model option match a previous run; event-driven modes always compute.
+
     Usage inside any strategy::
 
         self.fc = LSTMForecast(self.data, lookback=20, retrain_every=21, epochs=5)
@@ -91,6 +94,7 @@ class _ForecastIndicator(bt.Indicator):
 
         self.runner = WalkForward(self.config, self.schedule, p.epochs, p.refit_epochs, p.device, on_fold)
         self._close = self.data.close if hasattr(self.data, "close") else self.data
+        self._stored = None
         self.addminperiod(self.schedule.min_train)
 
     @property
@@ -107,11 +111,17 @@ class _ForecastIndicator(bt.Indicator):
     def once(self, start: int, end: int) -> None:
         # The array holds the whole preloaded series, future included: WalkForward
         # slices it to each fold's end before training, and each forecast window ends at its bar.
-        closes = np.asarray(self._close.array[:end], dtype=np.float64)
         if self.p.store is not None:
-            preds = self.p.store.forecast(self, closes, start, end)
+            # Stored forecasts are keyed by the whole series: any change to any bar is a miss.
+            if self._stored is None:
+                closes_all = np.asarray(self._close.array, dtype=np.float64)
+                date_numbers = np.asarray(self.data.datetime.array) if hasattr(self.data, "datetime") else None
+                self._stored = self.p.store.forecasts(self.runner, closes_all, self._dates(), date_numbers)
+            preds = self._stored[start:end]
         else:
-            preds = self.runner.forecast_range(closes, start, end, self._dates())
+            preds = self.runner.forecast_range(np.asarray(self._close.array[:end], dtype=np.float64), start, end,
+                                               self._dates())
+        closes = self._close.array
         pred_return = np.expm1(preds)
         ret = self.lines.pred_return.array
         price = self.lines.pred_price.array

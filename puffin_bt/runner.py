@@ -22,6 +22,7 @@ from ._validate import check_float
 from .errors import ConfigError
 from .forecaster import atomic_write_bytes
 from .indicators import FORECAST_PARAMS, MODEL_PARAMS
+from .store import ForecastStore
 from .walkforward import FoldSchedule
 
 TRADING_DAYS = 252
@@ -272,6 +273,7 @@ def backtest(
     weight: float | None = None,
     runonce: bool = True,
     cache_dir=None,
+    store=True,
     progress: bool = False,
     **forecast_kwargs,
 ) -> BacktestResult:
@@ -280,6 +282,10 @@ def backtest(
     ``forecast_kwargs`` go to every forecast indicator (lookback, retrain_every,
     train_window, min_train, epochs, refit_epochs, hidden_dim, num_layers, dropout,
     lr, batch_size, weight_decay, seed, device, horizon, ...).
+
+    ``store=True`` keeps forecasts in a ``ForecastStore`` under ``cache_dir`` (default:
+    ``$PUFFIN_BT_CACHE`` or the user cache directory), so a re-run that changes only
+    thresholds, sizing, commission or cash does not retrain; ``False`` disables it.
 
     >>> res = backtest(model="gru", start="2011-01-01", epochs=2, hidden_dim=8)  # doctest: +SKIP
     >>> print(res.summary())  # doctest: +SKIP
@@ -294,6 +300,14 @@ def backtest(
     if unknown:
         raise ConfigError(f"backtest() got unknown argument(s) {sorted(unknown)}; forecast options are {sorted(known)}")
     frames = resolve_data(data, start, end, cache_dir)
+    if store is True:
+        store = ForecastStore(cache_dir)
+    elif store is False:
+        store = None
+    elif store is not None and not isinstance(store, ForecastStore):
+        raise ConfigError(f"store={store!r} must be True, False or a ForecastStore")
+    if store is not None and runonce:
+        forecast_kwargs = {**forecast_kwargs, "store": store}
     tickers = list(frames)
 
     cerebro = bt.Cerebro(runonce=runonce, stdstats=True)
@@ -389,6 +403,8 @@ def backtest(
               "start": str(equity.index[0].date()), "end": str(equity.index[-1].date()),
               "cash": cash, "commission": commission, "entry": entry, "exit": exit,
               "allow_short": allow_short, "weight": weight, "runonce": runonce,
+              "store": None if store is None else {"path": str(store.root), "hits": store.hits,
+                                                   "misses": store.misses},
               "forecast": {**defaults, **{k: v for k, v in forecast_kwargs.items() if k in defaults}}}
     return BacktestResult(
         metrics=metrics,

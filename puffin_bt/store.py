@@ -1,0 +1,111 @@
+"""A forecast store: walk-forward forecasts on disk, keyed by a fingerprint of the data and
+the complete model configuration.
+
+A backtest that only changes thresholds, sizing, commission or cash finds its
+forecasts here instead of retraining. Entries are ``.npz`` files (arrays plus a
+JSON string, loaded with ``allow_pickle=False``) written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError
+from .forecaster import atomic_write_bytes
+from .walkforward import FoldRecord, WalkForward
+
+STORE_VERSION = 1
+
+
+def fingerprint(runner: WalkForward, closes: np.ndarray, dates: np.ndarray | None = None) -> str:
+    """SHA-256 over the closes (and bar dates), the model config, the schedule, epochs and device type."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(closes, dtype=np.float64).tobytes())
+    if dates is not None:
+        h.update(np.ascontiguousarray(dates, dtype=np.float64).tobytes())
+    spec = {
+        "version": STORE_VERSION,
+        "config": runner.config.to_dict(),
+        "schedule": {k: getattr(runner.schedule, k) for k in
+                     ("lookback", "min_train", "retrain_every", "train_window", "horizon", "validation_split")},
+        "epochs": runner.epochs,
+        "refit_epochs": runner.refit_epochs,
+        "device": runner.device.type,
+    }
+    h.update(json.dumps(spec, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+class ForecastStore:
+    """Forecasts on disk under ``root/forecasts``; ``ForecastStore(None)`` uses the user cache dir.
+
+    >>> store = ForecastStore("/tmp/puffin-store-doctest")
+    >>> store.root.name
+    'forecasts'
+    """
+
+    def __init__(self, root=None) -> None:
+        if root is None:
+            from .data import default_cache_dir
+
+            root = default_cache_dir()
+        base = Path(root)
+        if base.exists() and not base.is_dir():
+            raise ConfigError(f"forecast store location {str(base)!r} is a file; pass a folder (--cache-dir)")
+        self.root = base / "forecasts"
+        self.hits = 0
+        self.misses = 0
+
+    def path_for(self, key: str) -> Path:
+        return self.root / f"{key}.npz"
+
+    def load(self, key: str) -> tuple[np.ndarray, list[FoldRecord]] | None:
+        """The stored forecasts and folds, or None if absent or unreadable (then they are recomputed)."""
+        path = self.path_for(key)
+        try:
+            with np.load(path, allow_pickle=False) as blob:
+                preds = np.array(blob["pred_log_return"], dtype=np.float64)
+                folds = [FoldRecord(**f) for f in json.loads(str(blob["folds_json"]))]
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError):
+            return None  # a torn or foreign file is a miss; the entry is rewritten atomically
+        return preds, folds
+
+    def save(self, key: str, preds: np.ndarray, folds: list[FoldRecord]) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        np.savez(buf, pred_log_return=np.asarray(preds, dtype=np.float64),
+                 folds_json=np.array(json.dumps([f.to_dict() for f in folds])))
+        path = self.path_for(key)
+        atomic_write_bytes(path, buf.getvalue())
+        return path
+
+    def forecasts(self, runner: WalkForward, closes: np.ndarray, dates=None, date_numbers=None) -> np.ndarray:
+        """Forecasts for every bar of ``closes``: from the store, or computed by ``runner`` and stored."""
+        key = fingerprint(runner, closes, date_numbers)
+        hit = self.load(key)
+        if hit is not None and len(hit[0]) == len(closes):
+            self.hits += 1
+            preds, runner.folds = hit
+            return preds
+        self.misses += 1
+        preds = runner.forecast_range(closes, 0, len(closes), dates)
+        self.save(key, preds, runner.folds)
+        return preds
+
+    def clear(self) -> int:
+        """Delete every stored entry; returns how many were removed."""
+        removed = 0
+        if self.root.is_dir():
+            for path in self.root.glob("*.npz"):
+                os.unlink(path)
+                removed += 1
+        return removed
