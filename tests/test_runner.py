@@ -1,0 +1,162 @@
+"""backtest() end to end on the bundled data with tiny models, and the forecast store."""
+
+from __future__ import annotations
+
+import json
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+import pytest
+
+from puffin_bt import ConfigError, DataError
+from puffin_bt.runner import backtest, performance
+from puffin_bt.store import ForecastStore
+
+from .conftest import TINY, ohlcv_frame, regime_closes
+
+FAST = {**{k: v for k, v in TINY.items() if k not in ("lookback", "min_train", "train_window")},
+        "lookback": 10, "min_train": 120, "train_window": 160, "retrain_every": 60, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def sample_result(tmp_path_factory):
+    store = ForecastStore(tmp_path_factory.mktemp("store"))
+    return backtest(None, model="gru", start="2011-06-01", end="2012-12-31", store=store, entry=0.002,
+                    exit=0.002, **FAST)
+
+
+def test_bundled_backtest_reports_portfolio_ticker_and_benchmark_metrics(sample_result):
+    res = sample_result
+    assert set(res.per_ticker.index) == {"AAPL", "GOOG", "IBM", "MSFT"}
+    for key in ("total_return", "cagr", "volatility", "sharpe", "max_drawdown", "trades", "win_rate", "exposure"):
+        assert key in res.metrics
+    assert res.metrics["final_value"] == pytest.approx(res.equity["strategy"].iloc[-1], rel=1e-9)
+    assert 0 <= res.metrics["max_drawdown"] < 1 and 0 <= res.metrics["exposure"] <= 1
+    # Equal-weight buy-and-hold on the same data: its return is the average of the tickers' own moves.
+    assert res.benchmark["total_return"] == pytest.approx(
+        res.benchmark_per_ticker["total_return"].mean(), abs=0.02)
+
+
+def test_sleeves_add_up_to_the_broker_value(sample_result):
+    res = sample_result
+    sleeves = res.strategy.analyzers.sleeves.get_analysis()
+    total = sleeves[["AAPL", "GOOG", "IBM", "MSFT"]].sum(axis=1)
+    values = res.strategy.observers.broker.lines.value.array
+    np.testing.assert_allclose(total.to_numpy(), np.asarray(values[: len(total)]), rtol=1e-9)
+
+
+def test_trades_and_forecasts_are_consistent_with_the_engine(sample_result):
+    res = sample_result
+    ta = res.strategy.analyzers.tradeanalyzer.get_analysis()
+    closed = ta.get("total", {}).get("closed", 0)
+    assert len(res.trades) == closed == res.metrics["trades"]
+    f = res.forecasts
+    assert {"ticker", "date", "close", "pred_return", "realized_return", "last_return"} <= set(f.columns)
+    for ticker, g in f.groupby("ticker"):
+        g = g.sort_values("date")
+        # realised return at t is close[t+1]/close[t]-1: the forecast is about the *next* bar.
+        np.testing.assert_allclose(g["realized_return"].iloc[:-1].to_numpy(),
+                                   g["close"].iloc[1:].to_numpy() / g["close"].iloc[:-1].to_numpy() - 1)
+    assert set(res.folds["ticker"]) == {"AAPL", "GOOG", "IBM", "MSFT"}
+
+
+def test_save_writes_every_artifact_and_a_replayable_config(sample_result, tmp_path):
+    out = sample_result.save(tmp_path / "run")
+    for name in ("trades.csv", "forecasts.csv", "folds.csv", "equity.csv", "metrics.json", "config.json"):
+        assert (out / name).stat().st_size > 0, name
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"] == "gru" and cfg["forecast"]["retrain_every"] == 60 and cfg["entry"] == 0.002
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["per_ticker"]) == {"AAPL", "GOOG", "IBM", "MSFT"}
+    table = sample_result.summary()
+    assert "PORTFOLIO" in table and "B&H return" in table and "MSFT" in table
+
+
+def test_rerun_with_new_thresholds_reuses_stored_forecasts(tmp_path):
+    store = ForecastStore(tmp_path)
+    frames = {"UP": ohlcv_frame(regime_closes(seed=1))}
+    first = backtest(frames, store=store, **{**FAST, "lookback": 5, "min_train": 60, "train_window": 80,
+                                            "retrain_every": 40})
+    assert (store.hits, store.misses) == (0, 1)
+    again = backtest(frames, store=store, entry=0.001, exit=0.001,
+                     **{**FAST, "lookback": 5, "min_train": 60, "train_window": 80, "retrain_every": 40})
+    assert (store.hits, store.misses) == (1, 1)
+    pd.testing.assert_frame_equal(first.forecasts, again.forecasts)
+    fresh = backtest(frames, store=False, entry=0.001, exit=0.001,
+                     **{**FAST, "lookback": 5, "min_train": 60, "train_window": 80, "retrain_every": 40})
+    pd.testing.assert_frame_equal(fresh.trades, again.trades)
+    assert len(again.folds) == len(first.folds)
+
+
+def test_store_misses_when_any_bar_or_option_changes(tmp_path):
+    store = ForecastStore(tmp_path)
+    closes = regime_closes(seed=2)
+    params = {**FAST, "lookback": 5, "min_train": 60, "train_window": 80, "retrain_every": 40}
+    backtest({"X": ohlcv_frame(closes)}, store=store, **params)
+    changed = closes.copy()
+    changed[-1] *= 1.01
+    other = backtest({"X": ohlcv_frame(changed)}, store=store, **params)
+    backtest({"X": ohlcv_frame(closes)}, store=store, **{**params, "hidden_dim": 5})
+    assert store.misses == 3 and store.hits == 0
+    # The changed last bar cannot move any earlier forecast (causality through the store too).
+    base = backtest({"X": ohlcv_frame(closes)}, store=store, **params)
+    np.testing.assert_allclose(other.forecasts["pred_return"].to_numpy()[:-1],
+                               base.forecasts["pred_return"].to_numpy()[:-1], atol=1e-7)
+
+
+def test_corrupted_store_entry_is_recomputed_not_fatal(tmp_path):
+    store = ForecastStore(tmp_path)
+    frames = {"X": ohlcv_frame(regime_closes(seed=3))}
+    params = {**FAST, "lookback": 5, "min_train": 60, "train_window": 80, "retrain_every": 40}
+    first = backtest(frames, store=store, **params)
+    (entry,) = list(store.root.glob("*.npz"))
+    entry.write_bytes(entry.read_bytes()[:100])
+    again = backtest(frames, store=store, **params)
+    assert store.misses == 2
+    pd.testing.assert_frame_equal(first.forecasts, again.forecasts)
+
+
+def test_tickers_starting_on_different_dates_are_traded_from_their_first_forecast():
+    early = ohlcv_frame(regime_closes(seed=4), start="2020-01-01")
+    late = ohlcv_frame(regime_closes(((90, 0.004), (80, -0.004)), seed=5), start="2020-06-01")
+    params = {**FAST, "lookback": 5, "min_train": 60, "train_window": 80, "retrain_every": 40}
+    res = backtest({"EARLY": early, "LATE": late}, store=False, entry=0.001, exit=0.001, **params)
+    f = res.forecasts
+    assert f[f.ticker == "LATE"]["date"].min() == late.index[59]
+    assert f[f.ticker == "EARLY"]["date"].min() == early.index[59]
+    assert res.per_ticker.loc["LATE", "exposure"] > 0, "the late ticker must trade once it has forecasts"
+    first_late_trade = res.trades[res.trades.ticker == "LATE"]["entry_date"].min()
+    assert pd.isna(first_late_trade) or first_late_trade > late.index[59]
+
+
+def test_backtest_validates_its_arguments():
+    with pytest.raises(ConfigError, match="cash"):
+        backtest({"X": ohlcv_frame(regime_closes())}, cash=-5, store=False, **FAST)
+    with pytest.raises(ConfigError, match="epoch"):
+        backtest({"X": ohlcv_frame(regime_closes())}, store=False, epoch=3)
+    with pytest.raises(ConfigError, match="model='transformer'"):
+        backtest({"X": ohlcv_frame(regime_closes())}, model="transformer", store=False, **FAST)
+    with pytest.raises(DataError):
+        backtest({"X": pd.DataFrame({"close": [1.0, -2.0]})}, store=False)
+
+
+def test_performance_of_a_known_curve():
+    idx = pd.bdate_range("2020-01-01", periods=3)
+    stats = performance(pd.Series([100.0, 110.0, 99.0], index=idx), pd.Series([1.0, 0.0, 1.0], index=idx))
+    assert stats["total_return"] == pytest.approx(-0.01)
+    assert stats["max_drawdown"] == pytest.approx(0.1)
+    assert stats["exposure"] == pytest.approx(2 / 3)
+
+
+def test_user_cerebro_takes_the_strategy_in_one_line():
+    from strategies import ForecastThresholdStrategy
+
+    cerebro = bt.Cerebro()
+    cerebro.adddata(bt.feeds.PandasData(dataname=ohlcv_frame(regime_closes(seed=6))), name="X")
+    cerebro.addstrategy(ForecastThresholdStrategy, model="gru", entry=0.001, exit=0.001,
+                        forecast_kwargs={**TINY, "device": "cpu"})
+    strat = cerebro.run()[0]
+    fc = strat.forecasts[strat.datas[0]]
+    assert type(fc).__name__ == "GRUForecast" and len(fc.folds) > 0
+    assert strat.trade_log or strat.getposition(strat.datas[0]).size != 0
