@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -214,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     debug = "--debug" in argv
+    if not debug:
+        # yfinance logs its own retries to stderr; the CLI reports failures itself, in one line.
+        logging.getLogger("yfinance").setLevel(logging.CRITICAL)
     try:
         args = parser.parse_args(argv)
         if args.command is None:

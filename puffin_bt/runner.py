@@ -295,6 +295,8 @@ def backtest(
     started = time.perf_counter()
     cash = check_float("cash", cash, 0.0, min_inclusive=False)
     commission = check_float("commission", commission, 0.0, 0.1)
+    entry = check_float("entry", entry, 0.0, 1.0)
+    exit = check_float("exit", exit, 0.0, 1.0)
     known = {name for name, _ in FORECAST_PARAMS}
     unknown = set(forecast_kwargs) - known
     if unknown:

@@ -1,0 +1,101 @@
+"""The `puffin-bt` command driven as a subprocess, on the bundled data with tiny models."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+TINY_FLAGS = ["--hidden-dim", "4", "--num-layers", "1", "--epochs", "1", "--refit-epochs", "1",
+              "--lookback", "10", "--min-train", "120", "--train-window", "160", "--retrain-every", "60",
+              "--device", "cpu"]
+
+
+def run_cli(*args, cwd=None, env_extra=None, timeout=300):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", **(env_extra or {})}
+    env.pop("PUFFIN_BT_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "puffin_bt.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=timeout)
+
+
+def assert_one_line_usage_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_help_lists_every_subcommand_and_option():
+    top = run_cli("--help")
+    assert top.returncode == 0 and "backtest" in top.stdout
+    sub = run_cli("backtest", "--help")
+    assert sub.returncode == 0
+    for flag in ("--tickers", "--csv", "--start", "--end", "--model", "--lookback", "--retrain-every",
+                 "--train-window", "--epochs", "--refit-epochs", "--hidden-dim", "--num-layers", "--dropout",
+                 "--seed", "--device", "--entry", "--exit", "--allow-short", "--cash", "--commission", "--out",
+                 "--no-plot", "--cache-dir", "--quiet", "--config"):
+        assert flag in sub.stdout, flag
+
+
+def test_backtest_on_bundled_data_writes_results_and_plots(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("backtest", "--start", "2011-06-01", "--end", "2012-12-31", "--sample", "AAPL", "MSFT",
+                   "--out", str(out), "--cache-dir", str(tmp_path / "cache"), *TINY_FLAGS)
+    assert proc.returncode == 0, proc.stderr
+    assert "PORTFOLIO" in proc.stdout and "AAPL" in proc.stdout and "B&H" in proc.stdout
+    for name in ("trades.csv", "forecasts.csv", "folds.csv", "metrics.json", "config.json", "equity.png",
+                 "trades_AAPL.png", "trades_MSFT.png"):
+        assert (out / name).is_file(), name
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["forecast"]["hidden_dim"] == 4 and cfg["tickers"] == ["AAPL", "MSFT"]
+    # Replaying the saved configuration reproduces the run exactly (from the forecast store).
+    again = run_cli("backtest", "--config", str(out / "config.json"), "--sample", "AAPL", "MSFT",
+                    "--out", str(tmp_path / "again"), "--no-plot", "--cache-dir", str(tmp_path / "cache"))
+    assert again.returncode == 0, again.stderr
+    first = json.loads((out / "metrics.json").read_text())["portfolio"]
+    second = json.loads((tmp_path / "again" / "metrics.json").read_text())["portfolio"]
+    assert first["final_value"] == pytest.approx(second["final_value"])
+
+
+def test_model_both_prints_lstm_and_gru_side_by_side(tmp_path):
+    proc = run_cli("backtest", "--model", "both", "--start", "2011-06-01", "--sample", "IBM", "--out",
+                   str(tmp_path / "both"), "--no-plot", "--cache-dir", str(tmp_path / "cache"), *TINY_FLAGS)
+    assert proc.returncode == 0, proc.stderr
+    assert "LSTM vs GRU" in proc.stdout and "direction accuracy" in proc.stdout
+    assert (tmp_path / "both" / "lstm" / "metrics.json").is_file()
+    assert (tmp_path / "both" / "gru" / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["backtest", "--lookback", "0"], ["--lookback", "0"]),
+    (["backtest", "--epochs", "2.5"], ["--epochs", "2.5"]),
+    (["backtest", "--model", "transformer"], ["--model", "transformer"]),
+    (["backtest", "--sample", "TSLA"], ["TSLA", "AAPL"]),
+    (["backtest", "--csv", "/nonexistent/prices.csv"], ["/nonexistent/prices.csv"]),
+    (["backtest", "--entry", "-0.5"], ["entry"]),
+    (["backtest", "--device", "cuda"], ["cuda"]),
+    (["backtest", "--config", "/nonexistent/config.json"], ["config.json"]),
+    (["backtest", "--start", "not-a-date"], ["not-a-date"]),
+    (["frobnicate"], ["frobnicate"]),
+])
+def test_bad_input_exits_2_with_one_line_and_no_traceback(args, fragments, tmp_path):
+    if "cuda" in args:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("a GPU is present")
+    proc = run_cli(*args, "--no-plot", "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c"),
+                   *(TINY_FLAGS if args[0] == "backtest" and "--device" not in args else []))
+    assert_one_line_usage_error(proc, *fragments)
+
+
+def test_offline_tickers_without_cache_fail_with_one_line(tmp_path):
+    # No network here (and none in CI): the download fails and no cache exists.
+    proc = run_cli("backtest", "--tickers", "ZZZZ", "--no-plot", "--cache-dir", str(tmp_path),
+                   "--out", str(tmp_path / "o"), *TINY_FLAGS, timeout=120)
+    assert_one_line_usage_error(proc, "ZZZZ")
