@@ -1,7 +1,6 @@
 """puffin_bt: LSTM/GRU walk-forward forecast indicators and a threshold strategy for Backtrader."""
 
-from .errors import (CheckpointError, ConfigError, DataError, DeviceError, NetworkError, NotFittedError,
-                     PuffinError)
+from .errors import CheckpointError, ConfigError, DataError, DeviceError, NetworkError, NotFittedError, PuffinError
 from .forecaster import ModelConfig, RNNForecaster, TradingGRU, TradingLSTM
 from .nets import GRUNet, LSTMNet, RecurrentNet, StackedLSTM
 from .training import EarlyStopping, TensorBatches, resolve_device, set_seed, training_loop

@@ -68,3 +68,45 @@ def evaluate_forecasts(forecasts: pd.DataFrame) -> pd.DataFrame:
                         "direction_accuracy_persist": persist["direction_accuracy"]})
         rows[ticker] = row
     return pd.DataFrame(rows).T
+
+
+def forecast_frame(ticker: str, dates, closes: np.ndarray, pred_return: np.ndarray, horizon: int) -> pd.DataFrame:
+    """Forecasts next to what happened: the return realised over the next ``horizon`` bars and
+    the last ``horizon``-bar return (the persistence baseline). Bars without a forecast are dropped."""
+    n = len(closes)
+    realized = np.full(n, np.nan)
+    realized[: n - horizon] = closes[horizon:] / closes[: n - horizon] - 1
+    last = np.full(n, np.nan)
+    last[horizon:] = closes[horizon:] / closes[: n - horizon] - 1
+    return pd.DataFrame({"ticker": ticker, "date": dates, "close": closes, "pred_return": pred_return,
+                         "realized_return": realized, "last_return": last}).dropna(subset=["pred_return"])
+
+
+def walk_forward_forecasts(frames: dict, model: str = "lstm", store=None, on_fold=None,
+                           **forecast_kwargs) -> pd.DataFrame:
+    """Walk-forward forecasts for each ticker's closes, without Backtrader.
+
+    Returns a long frame (ticker, date, close, pred_return, realized_return, last_return).
+    With a ``ForecastStore`` the entries are shared with ``backtest()`` runs of the same
+    data and configuration (same fingerprint).
+    """
+    import backtrader as bt
+
+    from .walkforward import make_walk_forward
+
+    parts, folds = [], []
+    for ticker, df in frames.items():
+        report = None if on_fold is None else (lambda rec, _t=ticker: on_fold(_t, rec))
+        runner = make_walk_forward(model, report, **forecast_kwargs)
+        closes = df["close"].to_numpy(dtype=np.float64)
+        dates = list(df.index.to_pydatetime())
+        if store is not None:
+            date_numbers = np.array([bt.date2num(d) for d in dates])
+            log_pred = store.forecasts(runner, closes, dates, date_numbers)
+        else:
+            log_pred = runner.run(closes, dates).pred_log_return
+        parts.append(forecast_frame(ticker, df.index, closes, np.expm1(log_pred), runner.schedule.horizon))
+        folds.extend({"ticker": ticker, **f.to_dict()} for f in runner.folds)
+    out = pd.concat(parts, ignore_index=True)
+    out.attrs["folds"] = pd.DataFrame(folds)
+    return out

@@ -14,37 +14,12 @@ import numpy as np
 
 from ._compat import apply_backtrader_fixes
 from .errors import ConfigError
-from .forecaster import ModelConfig
-from .walkforward import FoldSchedule, WalkForward
+from .walkforward import WALK_FORWARD_DEFAULTS, make_walk_forward
 
 apply_backtrader_fixes()
 
-# Parameters shared by the indicators, the strategy's forecast_kwargs and the CLI.
-FORECAST_PARAMS = (
-    ("lookback", 20),
-    ("retrain_every", 21),
-    ("train_window", 504),
-    ("min_train", 252),
-    ("epochs", 10),
-    ("refit_epochs", 2),
-    ("hidden_dim", 64),
-    ("num_layers", 2),
-    ("dropout", 0.2),
-    ("lr", 1e-3),
-    ("batch_size", 32),
-    ("weight_decay", 0.0),
-    ("noise_level", 0.0),
-    ("validation_split", 0.2),
-    ("patience", 5),
-    ("horizon", 1),
-    ("seed", 0),
-    ("device", "auto"),
-    ("store", None),
-    ("on_fold", None),
-)
-
-# Options that change what is computed (the rest only route results or report progress).
-MODEL_PARAMS = tuple(name for name, _ in FORECAST_PARAMS if name not in ("store", "on_fold", "device"))
+# Indicator params: the walk-forward options plus where results go.
+FORECAST_PARAMS = (*WALK_FORWARD_DEFAULTS.items(), ("store", None), ("on_fold", None))
 
 
 class _ForecastIndicator(bt.Indicator):
@@ -74,17 +49,6 @@ class _ForecastIndicator(bt.Indicator):
 
     def __init__(self) -> None:
         p = self.p
-        try:
-            self.config = ModelConfig(
-                cell=self.cell, hidden_dim=p.hidden_dim, num_layers=p.num_layers, dropout=p.dropout,
-                lookback=p.lookback, horizon=p.horizon, lr=p.lr, batch_size=p.batch_size,
-                weight_decay=p.weight_decay, noise_level=p.noise_level,
-                validation_split=p.validation_split, patience=p.patience, seed=p.seed,
-            )
-            self.schedule = FoldSchedule(p.lookback, p.min_train, p.retrain_every, p.train_window, p.horizon,
-                                         p.validation_split)
-        except ConfigError as exc:
-            raise ConfigError(f"{type(self).__name__}: {exc}") from None
         on_fold = None
         if p.on_fold is not None:
             name = getattr(self.data, "_name", "") or "data"
@@ -92,7 +56,11 @@ class _ForecastIndicator(bt.Indicator):
             def on_fold(record, _name=name, _report=p.on_fold):
                 _report(_name, record)
 
-        self.runner = WalkForward(self.config, self.schedule, p.epochs, p.refit_epochs, p.device, on_fold)
+        try:
+            self.runner = make_walk_forward(self.cell, on_fold, **{k: getattr(p, k) for k in WALK_FORWARD_DEFAULTS})
+        except ConfigError as exc:
+            raise ConfigError(f"{type(self).__name__}: {exc}") from None
+        self.config, self.schedule = self.runner.config, self.runner.schedule
         self._close = self.data.close if hasattr(self.data, "close") else self.data
         self._stored = None
         self.addminperiod(self.schedule.min_train)

@@ -20,10 +20,11 @@ import pandas as pd
 
 from ._validate import check_float
 from .errors import ConfigError
+from .evaluation import forecast_frame
 from .forecaster import atomic_write_bytes
-from .indicators import FORECAST_PARAMS, MODEL_PARAMS
+from .indicators import FORECAST_PARAMS
 from .store import ForecastStore
-from .walkforward import FoldSchedule
+from .walkforward import WALK_FORWARD_DEFAULTS, make_walk_forward
 
 TRADING_DAYS = 252
 
@@ -225,9 +226,8 @@ class _FoldBar:
 
 
 def _fold_progress_bar(frames: Mapping[str, pd.DataFrame], forecast_kwargs: dict) -> _FoldBar:
-    p = {**dict(FORECAST_PARAMS), **forecast_kwargs}
-    schedule = FoldSchedule(p["lookback"], p["min_train"], p["retrain_every"], p["train_window"], p["horizon"],
-                            p["validation_split"])
+    options = {k: v for k, v in forecast_kwargs.items() if k in WALK_FORWARD_DEFAULTS}
+    schedule = make_walk_forward("lstm", **options).schedule
     return _FoldBar(sum(len(schedule.fold_bars(len(df))) for df in frames.values()))
 
 
@@ -247,7 +247,9 @@ def resolve_data(data=None, start=None, end=None, cache_dir=None) -> dict[str, p
         data = [data]
     if isinstance(data, Sequence):
         return load_prices(list(data), start=start, end=end, cache_dir=cache_dir)
-    raise ConfigError(f"data={type(data).__name__} is not supported; pass None, a list of tickers or a dict of DataFrames")
+    raise ConfigError(
+        f"data={type(data).__name__} is not supported; pass None, a list of tickers or a dict of DataFrames"
+    )
 
 
 def add_feeds(cerebro: bt.Cerebro, frames: Mapping[str, pd.DataFrame]) -> None:
@@ -389,18 +391,10 @@ def backtest(
         n = len(data)
         closes = np.asarray(data.close.array[:n])
         dates = [bt.num2date(x) for x in data.datetime.array[:n]]
-        h = fc.p.horizon
-        realized = np.full(n, np.nan)
-        realized[: n - h] = closes[h:] / closes[: n - h] - 1
-        last = np.full(n, np.nan)
-        last[h:] = closes[h:] / closes[: n - h] - 1
-        forecasts.append(pd.DataFrame({"ticker": name, "date": dates, "close": closes,
-                                       "pred_return": np.asarray(fc.pred_return.array[:n]),
-                                       "realized_return": realized,
-                                       "last_return": last}).dropna(subset=["pred_return"]))
+        forecasts.append(forecast_frame(name, dates, closes, np.asarray(fc.pred_return.array[:n]), fc.p.horizon))
         folds.extend({"ticker": name, **f.to_dict()} for f in fc.folds)
     forecasts_df = pd.concat(forecasts, ignore_index=True) if forecasts else pd.DataFrame()
-    defaults = {k: v for k, v in FORECAST_PARAMS if k in MODEL_PARAMS or k == "device"}
+    defaults = WALK_FORWARD_DEFAULTS
     config = {"model": model if isinstance(model, str) else model.__name__, "tickers": tickers,
               "start": str(equity.index[0].date()), "end": str(equity.index[-1].date()),
               "cash": cash, "commission": commission, "entry": entry, "exit": exit,

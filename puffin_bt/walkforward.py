@@ -279,6 +279,52 @@ class WalkForward:
         return WalkForwardResult(preds, list(self.folds))
 
 
+# Walk-forward options and their defaults, shared by the indicators, the strategy's
+# forecast_kwargs, backtest(), evaluation and the CLI.
+WALK_FORWARD_DEFAULTS = {
+    "lookback": 20,
+    "retrain_every": 21,
+    "train_window": 504,
+    "min_train": 252,
+    "epochs": 10,
+    "refit_epochs": 2,
+    "hidden_dim": 64,
+    "num_layers": 2,
+    "dropout": 0.2,
+    "lr": 1e-3,
+    "batch_size": 32,
+    "weight_decay": 0.0,
+    "noise_level": 0.0,
+    "validation_split": 0.2,
+    "patience": 5,
+    "horizon": 1,
+    "seed": 0,
+    "device": "auto",
+}
+
+
+def make_walk_forward(cell: str = "lstm", on_fold: Callable[[FoldRecord], None] | None = None,
+                      **options) -> WalkForward:
+    """A ``WalkForward`` from flat options (``WALK_FORWARD_DEFAULTS`` fill the gaps).
+
+    >>> make_walk_forward("gru", hidden_dim=8, retrain_every=5).schedule.retrain_every
+    5
+    """
+    unknown = set(options) - set(WALK_FORWARD_DEFAULTS)
+    if unknown:
+        raise ConfigError(f"unknown walk-forward option(s) {sorted(unknown)}; valid: {sorted(WALK_FORWARD_DEFAULTS)}")
+    p = {**WALK_FORWARD_DEFAULTS, **options}
+    config = ModelConfig(
+        cell=cell, hidden_dim=p["hidden_dim"], num_layers=p["num_layers"], dropout=p["dropout"],
+        lookback=p["lookback"], horizon=p["horizon"], lr=p["lr"], batch_size=p["batch_size"],
+        weight_decay=p["weight_decay"], noise_level=p["noise_level"], validation_split=p["validation_split"],
+        patience=p["patience"], seed=p["seed"],
+    )
+    schedule = FoldSchedule(p["lookback"], p["min_train"], p["retrain_every"], p["train_window"], p["horizon"],
+                            p["validation_split"])
+    return WalkForward(config, schedule, p["epochs"], p["refit_epochs"], p["device"], on_fold)
+
+
 def _checked(closes: np.ndarray, bar: int) -> np.ndarray:
     bad = ~np.isfinite(closes) | (closes <= 0)
     if bad.any():
@@ -289,22 +335,11 @@ def _checked(closes: np.ndarray, bar: int) -> np.ndarray:
     return closes
 
 
-def walk_forward(
-    closes,
-    *,
-    cell: str = "lstm",
-    lookback: int = 20,
-    min_train: int = 252,
-    retrain_every: int = 21,
-    train_window: int | None = 504,
-    epochs: int = 10,
-    refit_epochs: int | None = 2,
-    horizon: int = 1,
-    device: str = "auto",
-    on_fold: Callable[[FoldRecord], None] | None = None,
-    **model_kwargs,
-) -> WalkForwardResult:
+def walk_forward(closes, *, cell: str = "lstm", on_fold: Callable[[FoldRecord], None] | None = None,
+                 **options) -> WalkForwardResult:
     """Walk-forward forecasts for a plain array of closes, no engine involved.
+
+    ``options`` are those of ``WALK_FORWARD_DEFAULTS`` (lookback, retrain_every, ...).
 
     >>> import numpy as np
     >>> closes = 100 * np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.01, 150)))
@@ -313,6 +348,4 @@ def walk_forward(
     >>> res.pred_return.shape, len(res.folds)
     ((150,), 3)
     """
-    config = ModelConfig(cell=cell, lookback=lookback, horizon=horizon, **model_kwargs)
-    schedule = FoldSchedule(lookback, min_train, retrain_every, train_window, horizon, config.validation_split)
-    return WalkForward(config, schedule, epochs, refit_epochs, device, on_fold).run(closes)
+    return make_walk_forward(cell, on_fold, **options).run(closes)

@@ -13,7 +13,7 @@ import backtrader as bt
 
 from puffin_bt._validate import check_float
 from puffin_bt.errors import ConfigError
-from puffin_bt.indicators import INDICATORS, FORECAST_PARAMS, ForecastPrice, _ForecastIndicator
+from puffin_bt.indicators import FORECAST_PARAMS, INDICATORS, ForecastPrice, _ForecastIndicator
 
 
 class ForecastThresholdStrategy(bt.Strategy):

@@ -53,7 +53,7 @@ def test_trades_and_forecasts_are_consistent_with_the_engine(sample_result):
     assert len(res.trades) == closed == res.metrics["trades"]
     f = res.forecasts
     assert {"ticker", "date", "close", "pred_return", "realized_return", "last_return"} <= set(f.columns)
-    for ticker, g in f.groupby("ticker"):
+    for _, g in f.groupby("ticker"):
         g = g.sort_values("date")
         # realised return at t is close[t+1]/close[t]-1: the forecast is about the *next* bar.
         np.testing.assert_allclose(g["realized_return"].iloc[:-1].to_numpy(),
