@@ -77,20 +77,8 @@ FORECAST_FLAGS = ("lookback", "retrain_every", "train_window", "min_train", "epo
                   "hidden_dim", "num_layers", "dropout", "lr", "batch_size", "weight_decay", "seed", "device")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="puffin-bt",
-        description="Walk-forward LSTM/GRU forecasts inside Backtrader, traded with +-thresholds.",
-        epilog="Example: puffin-bt backtest            (bundled AAPL/GOOG/IBM/MSFT data, offline)",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    bt_ = sub.add_parser("backtest", help="backtest the forecast threshold strategy on a portfolio",
-                         description="Backtest ForecastThresholdStrategy with walk-forward LSTM/GRU forecasts. "
-                                     "Writes trade charts, equity vs buy-and-hold, trades.csv, forecasts.csv, "
-                                     "folds.csv, metrics.json and config.json to --out.")
-    data = bt_.add_argument_group("data (default: the bundled AAPL, GOOG, IBM, MSFT sample, offline)")
+def _add_data_args(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data (default: the bundled AAPL, GOOG, IBM, MSFT sample, offline)")
     src = data.add_mutually_exclusive_group()
     src.add_argument("--tickers", nargs="+", metavar="TICKER", help="download with yfinance (cached on disk)")
     src.add_argument("--csv", nargs="+", metavar="[NAME=]FILE", help="one OHLCV CSV per ticker")
@@ -100,10 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--cache-dir", help="download cache and forecast store (default: $PUFFIN_BT_CACHE or "
                                           "the user cache directory)")
 
+
+def _add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", choices=("lstm", "gru", "both"), default="lstm",
+                        help="network; 'both' runs LSTM and GRU on the same data and compares (default lstm)")
     # Forecast flags default to SUPPRESS: only flags the user gave override --config / library defaults.
-    model = bt_.add_argument_group("model and walk-forward schedule", argument_default=argparse.SUPPRESS)
-    bt_.add_argument("--model", choices=("lstm", "gru", "both"), default="lstm",
-                       help="network; 'both' runs LSTM and GRU on the same data and compares (default lstm)")
+    model = parser.add_argument_group("model and walk-forward schedule", argument_default=argparse.SUPPRESS)
     model.add_argument("--lookback", type=_positive_int, help="bars per input window (default 20)")
     model.add_argument("--retrain-every", type=_positive_int, help="bars between refits (default 21)")
     model.add_argument("--train-window", type=_positive_int_or_none,
@@ -121,6 +111,31 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--seed", type=int, help="random seed (default 0)")
     model.add_argument("--device", help="auto (GPU if present), cpu, cuda, mps (default auto)")
 
+
+def _add_output_args(parser: argparse.ArgumentParser) -> None:
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", help="output folder (default ./puffin-bt-out/<timestamp>)")
+    out.add_argument("--no-plot", action="store_true", help="skip the PNG charts")
+    out.add_argument("--config", help="JSON config written by a previous run (config.json); flags override it")
+    out.add_argument("--quiet", action="store_true", help="no progress bar")
+    out.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="puffin-bt",
+        description="Walk-forward LSTM/GRU forecasts inside Backtrader, traded with +-thresholds.",
+        epilog="Example: puffin-bt backtest            (bundled AAPL/GOOG/IBM/MSFT data, offline)",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    bt_ = sub.add_parser("backtest", help="backtest the forecast threshold strategy on a portfolio",
+                         description="Backtest ForecastThresholdStrategy with walk-forward LSTM/GRU forecasts. "
+                                     "Writes trade charts, equity vs buy-and-hold, trades.csv, forecasts.csv, "
+                                     "folds.csv, metrics.json and config.json to --out.")
+    _add_data_args(bt_)
+    _add_model_args(bt_)
     trade = bt_.add_argument_group("trading")
     trade.add_argument("--entry", type=float, default=0.005, help="go long when pred_return > ENTRY (default 0.005)")
     trade.add_argument("--exit", type=float, default=0.005, help="exit when pred_return < -EXIT (default 0.005)")
@@ -128,12 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
     trade.add_argument("--cash", type=_positive_float, default=100_000.0, help="starting cash (default 100000)")
     trade.add_argument("--commission", type=float, default=0.001, help="commission rate per trade (default 0.001)")
 
-    out = bt_.add_argument_group("output")
-    out.add_argument("--out", help="output folder (default ./puffin-bt-out/<timestamp>)")
-    out.add_argument("--no-plot", action="store_true", help="skip the PNG charts")
-    out.add_argument("--config", help="JSON config written by a previous run (config.json); flags override it")
-    out.add_argument("--quiet", action="store_true", help="no progress bar")
-    out.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    _add_output_args(bt_)
+
+    ev = sub.add_parser("evaluate", help="walk-forward forecast quality against naive baselines",
+                        description="Causal walk-forward evaluation: MSE, MAE, R^2 and direction accuracy (with a "
+                                    "binomial p-value against 50%%) per ticker and pooled, next to the zero-return "
+                                    "and last-return baselines on the same bars; writes evaluation.csv, "
+                                    "forecasts.csv and predicted-vs-actual plots to --out.")
+    _add_data_args(ev)
+    _add_model_args(ev)
+    _add_output_args(ev)
     return parser
 
 
@@ -168,9 +187,9 @@ def _csv_frames(specs: list[str]) -> dict:
     return frames
 
 
-def _run_backtest(args) -> int:
+def _resolve_inputs(args) -> tuple:
+    """(data for resolve_data, start, end, forecast options) from flags over an optional --config."""
     from .data import load_sample
-    from .runner import backtest
 
     cfg = _load_config(args.config) if args.config else {}
     forecast = dict(cfg.get("forecast", {}))
@@ -185,9 +204,64 @@ def _run_backtest(args) -> int:
         data = cfg["tickers"]
     else:
         data = None
-    start = args.start or cfg.get("start")
-    end = args.end or cfg.get("end")
-    out_dir = Path(args.out or Path("puffin-bt-out") / dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    return data, args.start or cfg.get("start"), args.end or cfg.get("end"), forecast, cfg
+
+
+def _out_dir(args) -> Path:
+    return Path(args.out or Path("puffin-bt-out") / dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
+
+
+def _run_evaluate(args) -> int:
+    from .evaluation import evaluate_forecasts, walk_forward_forecasts
+    from .runner import resolve_data
+    from .store import ForecastStore
+
+    data, start, end, forecast, _ = _resolve_inputs(args)
+    frames = resolve_data(data, start, end, args.cache_dir)
+    out_dir = _out_dir(args)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store = ForecastStore(args.cache_dir)
+    models = ("lstm", "gru") if args.model == "both" else (args.model,)
+    for name in models:
+        forecasts = walk_forward_forecasts(frames, model=name, store=store, **forecast)
+        table = evaluate_forecasts(forecasts)
+        target = out_dir / name if len(models) > 1 else out_dir
+        target.mkdir(parents=True, exist_ok=True)
+        table.to_csv(target / "evaluation.csv")
+        forecasts.to_csv(target / "forecasts.csv", index=False)
+        if not args.no_plot:
+            from .plotting import plot_forecasts
+
+            for ticker, g in forecasts.groupby("ticker", sort=False):
+                plot_forecasts(g.set_index("date"), out_path=target / f"forecast_{ticker}.png",
+                               title=f"{name.upper()} walk-forward forecasts: {ticker}")
+        print(f"{name.upper()} walk-forward evaluation ({len(frames)} ticker(s), next-bar returns)")
+        print(_format_evaluation(table))
+        print()
+    print(f"wrote {out_dir}")
+    return EXIT_OK
+
+
+def _format_evaluation(table) -> str:
+    cols = {"n": "bars", "mse": "MSE", "mse_zero": "MSE zero", "mse_persist": "MSE last", "mae": "MAE",
+            "r2": "R2", "direction_accuracy": "dir acc", "direction_accuracy_persist": "dir acc last",
+            "direction_p_value": "p(dir>50%)"}
+    shown = table[[c for c in cols if c in table]].rename(columns=cols).copy().astype(object)
+    for col in shown.columns:
+        if col == "bars":
+            shown[col] = table["n"].map(lambda v: f"{int(v)}")
+        elif col.startswith("dir acc"):
+            shown[col] = shown[col].map(lambda v: f"{100 * v:.1f}%")
+        else:
+            shown[col] = shown[col].map(lambda v: f"{v:.3g}")
+    return shown.to_string()
+
+
+def _run_backtest(args) -> int:
+    from .runner import backtest
+
+    data, start, end, forecast, cfg = _resolve_inputs(args)
+    out_dir = _out_dir(args)
     models = ("lstm", "gru") if args.model == "both" else (args.model,)
     show_progress = not args.quiet and sys.stderr.isatty()
     results = {}
@@ -225,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
         if args.command == "backtest":
             return _run_backtest(args)
+        if args.command == "evaluate":
+            return _run_evaluate(args)
         raise _UsageError(f"puffin-bt: unknown command {args.command!r}")
     except _UsageError as exc:
         print(str(exc), file=sys.stderr)
