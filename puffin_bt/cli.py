@@ -101,7 +101,7 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--min-train", type=_positive_int, help="bars before the first fold (default 252)")
     model.add_argument("--epochs", type=_positive_int, help="epochs of the first fold (default 10)")
     model.add_argument("--refit-epochs", type=_refit,
-                       help="epochs of later folds, warm-started; 'none' = cold refit with --epochs (default 2)")
+                       help="epochs of later folds, warm-started; 'none' = cold refit with --epochs (default 1)")
     model.add_argument("--hidden-dim", type=_positive_int, help="hidden units per layer (default 64)")
     model.add_argument("--num-layers", type=_positive_int, help="recurrent layers (default 2)")
     model.add_argument("--dropout", type=_fraction, help="dropout rate (default 0.2)")

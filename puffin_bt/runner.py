@@ -109,9 +109,10 @@ def performance(equity: pd.Series, held: pd.Series | None = None) -> dict:
     }
 
 
-def _trade_stats(trades: pd.DataFrame) -> dict:
+def _trade_stats(trades: pd.DataFrame, open_position: bool) -> dict:
     n = len(trades)
-    return {"trades": n, "win_rate": float((trades["pnl_net"] > 0).mean()) if n else math.nan}
+    return {"trades": n, "open_positions": int(open_position),
+            "win_rate": float((trades["pnl_net"] > 0).mean()) if n else math.nan}
 
 
 @dataclass
@@ -133,7 +134,7 @@ class BacktestResult:
 
     def table(self) -> pd.DataFrame:
         """Portfolio and per-ticker rows, strategy next to buy-and-hold."""
-        cols = ["total_return", "cagr", "sharpe", "max_drawdown", "trades", "win_rate", "exposure"]
+        cols = ["total_return", "cagr", "sharpe", "max_drawdown", "trades", "open_positions", "win_rate", "exposure"]
         rows = {"PORTFOLIO": {**{c: self.metrics.get(c) for c in cols},
                               "bh_total_return": self.benchmark["total_return"],
                               "bh_sharpe": self.benchmark["sharpe"],
@@ -157,6 +158,7 @@ class BacktestResult:
         out["max DD"] = pct(t["max_drawdown"])
         out["B&H max DD"] = pct(t["bh_max_drawdown"])
         out["trades"] = t["trades"].map(lambda v: "" if pd.isna(v) else str(int(v)))
+        out["open"] = t["open_positions"].map(lambda v: "" if pd.isna(v) else str(int(v)))
         out["win rate"] = pct(t["win_rate"])
         out["exposure"] = pct(t["exposure"])
         cfg = self.config
@@ -372,6 +374,7 @@ def backtest(
         "sharpe": sharpe if sharpe is not None else math.nan,
         "max_drawdown": dd.max.drawdown / 100.0,
         "trades": closed,
+        "open_positions": sum(1 for d in strat.datas if strat.getposition(d).size != 0),
         "win_rate": won / closed if closed else math.nan,
         "exposure": float(held_any.mean()),
         "rejected_orders": len(strat.orders_rejected),
@@ -381,8 +384,9 @@ def backtest(
     for t in tickers:
         held = sleeves[f"{t}__held"]
         alive = frames[t].index.min()
+        still_open = strat.getposition(strat.getdatabyname(t)).size != 0
         per_ticker[t] = {**performance(sleeves[t][sleeves.index >= alive], held[held.index >= alive]),
-                         **_trade_stats(trades[trades["ticker"] == t])}
+                         **_trade_stats(trades[trades["ticker"] == t], still_open)}
         bench_per_ticker[t] = performance(bench_sleeves[t][bench_sleeves.index >= alive])
 
     forecasts, folds = [], []

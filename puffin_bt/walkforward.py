@@ -287,7 +287,7 @@ WALK_FORWARD_DEFAULTS = {
     "train_window": 504,
     "min_train": 252,
     "epochs": 10,
-    "refit_epochs": 2,
+    "refit_epochs": 1,
     "hidden_dim": 64,
     "num_layers": 2,
     "dropout": 0.2,
