@@ -154,3 +154,6 @@ class ForecastPrice(bt.Indicator):
         self.lines.forecast_price = self.data.pred_price
         if self.p.plotmaster is not None:
             self.plotinfo.plotmaster = self.p.plotmaster
+
+    def _plotlabel(self):
+        return []

@@ -1,0 +1,371 @@
+"""Trade charts through Backtrader's plotter, equity and forecast plots: real Cerebro runs, headless."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+import pytest
+
+from puffin_bt.data import load_sample
+from puffin_bt.errors import ConfigError, PuffinError
+from puffin_bt.plotting import plot_equity, plot_forecasts, plot_trades
+
+ROOT = Path(__file__).resolve().parents[1]
+TICKERS = ["AAPL", "MSFT"]
+START, END = "2011-09-01", "2013-03-01"
+FORECAST = {"hidden_dim": 4, "num_layers": 1, "epochs": 1, "refit_epochs": 1, "min_train": 150,
+            "retrain_every": 60, "train_window": 200, "lookback": 10, "device": "cpu"}
+ENTRY = 0.0005  # low enough that the tiny model trades
+
+
+class SmaCross(bt.Strategy):
+    """A user's own strategy: no puffin_bt indicators, fixed-size SMA crossover on every data."""
+
+    params = (("fast", 10), ("slow", 30))
+
+    def __init__(self):
+        self.cross = {d: bt.ind.CrossOver(bt.ind.SMA(d, period=self.p.fast), bt.ind.SMA(d, period=self.p.slow))
+                      for d in self.datas}
+
+    def prenext(self):
+        self.next()
+
+    def next(self):
+        for d, cross in self.cross.items():
+            if not len(cross) or not len(d):
+                continue
+            if not self.getposition(d) and cross[0] > 0:
+                self.buy(d, size=10)
+            elif self.getposition(d) and cross[0] < 0:
+                self.close(d)
+
+
+@pytest.fixture(scope="module")
+def headless():
+    with pytest.MonkeyPatch.context() as mp:
+        for var in ("MPLBACKEND", "DISPLAY", "WAYLAND_DISPLAY"):
+            mp.delenv(var, raising=False)
+        yield
+
+
+def _cerebro(frames, names=None):
+    cerebro = bt.Cerebro(stdstats=True)
+    for i, (name, df) in enumerate(frames.items()):
+        feed = bt.feeds.PandasData(dataname=df, openinterest=None)
+        label = name if names is None else names[i]
+        if label is None:
+            cerebro.adddata(feed)
+        else:
+            cerebro.adddata(feed, name=label)
+    cerebro.broker.setcash(100_000)
+    return cerebro
+
+
+@pytest.fixture(scope="module")
+def forecast_run(headless, tmp_path_factory):
+    from strategies import ForecastThresholdStrategy
+
+    frames = load_sample(TICKERS, start=START, end=END)
+    cerebro = _cerebro(frames)
+    cerebro.addstrategy(ForecastThresholdStrategy, entry=ENTRY, exit=ENTRY, forecast_kwargs=FORECAST)
+    strat = cerebro.run()[0]
+    out = tmp_path_factory.mktemp("trades")
+    figs = plot_trades(cerebro, out_dir=out)
+    return cerebro, strat, figs, out, frames
+
+
+@pytest.fixture(scope="module")
+def sma_run(headless, tmp_path_factory):
+    frames = load_sample(["IBM", "MSFT"], start="2011-01-01", end=END)
+    frames["MSFT"] = frames["MSFT"].loc["2011-09-01":"2012-10-31"]  # starts late and ends early
+    cerebro = _cerebro(frames, names=["BRK/B", None])
+    cerebro.addstrategy(SmaCross)
+    strat = cerebro.run()[0]
+    out = tmp_path_factory.mktemp("sma")
+    figs = plot_trades(cerebro, out_dir=out)
+    return cerebro, strat, figs, out, frames
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+
+def _texts(fig) -> str:
+    parts = [t.get_text() for t in fig.texts]
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is not None:
+            parts += [t.get_text() for t in legend.get_texts()]
+    return "\n".join(parts)
+
+
+def _bottom_axes(fig):
+    return min(fig.axes, key=lambda ax: ax.get_position().y0)
+
+
+def _visible_date_labels(fig):
+    fig.canvas.draw()
+    bottom = _bottom_axes(fig)
+    labels = [t.get_text() for t in bottom.get_xticklabels() if t.get_visible() and t.get_text()]
+    hidden_elsewhere = all(
+        not any(t.get_visible() and t.get_text() for t in ax.get_xticklabels())
+        for ax in fig.axes if ax.get_position().y0 > bottom.get_position().y0 + 1e-6)
+    return bottom, labels, hidden_elsewhere
+
+
+def _markers(fig, marker):
+    out = []
+    for ax in fig.axes:
+        for line in ax.lines:
+            if line.get_marker() == marker and line.get_linestyle() in ("None", ""):
+                x, y = (np.asarray(v, dtype=float) for v in line.get_data())
+                out += [xi for xi, yi in zip(x, y) if np.isfinite(yi)]
+    return out
+
+
+def _buysell_counts(strat, data):
+    for obs in strat.getobservers():
+        if obs.data is data and hasattr(obs.lines, "buy"):
+            buys = int(np.isfinite(np.asarray(obs.lines.buy.array, dtype=float)).sum())
+            sells = int(np.isfinite(np.asarray(obs.lines.sell.array, dtype=float)).sum())
+            return buys, sells
+    raise AssertionError("no BuySell observer")
+
+
+# ------------------------------------------------------------------------------ forecast strategy
+
+
+def test_one_png_per_data(forecast_run):
+    _, _, figs, out, _ = forecast_run
+    assert sorted(figs) == TICKERS
+    for name in TICKERS:
+        path = out / f"trades_{name}.png"
+        assert path.exists() and path.stat().st_size > 30_000
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in out.iterdir()) == [f"trades_{n}.png" for n in TICKERS]
+
+
+def test_each_figure_shows_only_its_own_data(forecast_run):
+    figs = forecast_run[2]
+    for name in TICKERS:
+        fig = figs[name]
+        other = next(t for t in TICKERS if t != name)
+        text = _texts(fig)
+        assert f"{name} \u2014 ForecastThresholdStrategy" in text
+        assert f"{name} (1 Day)" in text and f"{name} forecast" in text
+        assert other not in text
+        # price panel + its volume twin + the forecast subplot; no panels of the other data,
+        # no portfolio-wide observers with two datas
+        assert len(fig.axes) == 3
+
+
+def test_bottom_axis_has_real_date_labels(forecast_run):
+    """Backtrader 1.9.78 on matplotlib >= 3.3 shows no x labels, or dates in year ~3990."""
+    _, _, figs, _, frames = forecast_run
+    for name, fig in figs.items():
+        _, labels, hidden_elsewhere = _visible_date_labels(fig)
+        assert len(labels) >= 5, labels
+        first, last = frames[name].index[0], frames[name].index[-1]
+        for label in labels:
+            day = pd.Timestamp(dt.datetime.strptime(label, "%Y-%m-%d"))
+            assert first <= day <= last, (label, first, last)
+        assert hidden_elsewhere
+
+
+def test_forecast_panel_thresholds_and_price_overlay(forecast_run):
+    _, strat, figs, _, _ = forecast_run
+    for data in strat.forecasts:
+        fig = figs[data._name]
+        price_ax = next(ax for ax in fig.axes if any(line.get_gid() == "puffin_fold" for line in ax.lines))
+        assert any(line.get_label().startswith("forecast price") for line in price_ax.lines)
+        assert any(t.get_text().startswith("forecast price") for t in price_ax.get_legend().get_texts())
+        hlines = {round(float(line.get_ydata()[0]), 6) for ax in fig.axes for line in ax.lines
+                  if len(line.get_ydata()) == 2 and line.get_ydata()[0] == line.get_ydata()[1]}
+        assert {ENTRY, -ENTRY} <= hlines
+        pred = [line for ax in fig.axes for line in ax.lines if "pred return" in line.get_label()]
+        assert len(pred) == 1
+
+
+def test_fold_lines_mark_each_retrain_on_its_date(forecast_run):
+    _, strat, figs, _, _ = forecast_run
+    for data, fc in strat.forecasts.items():
+        fig = figs[data._name]
+        assert len(fc.folds) >= 3
+        bottom = _bottom_axes(fig)
+        fmt = bottom.xaxis.get_major_formatter()
+        price_axes = [ax for ax in fig.axes if any(line.get_gid() == "puffin_fold" for line in ax.lines)]
+        assert len(price_axes) == 1
+        xs = [line.get_xdata()[0] for line in price_axes[0].lines if line.get_gid() == "puffin_fold"]
+        assert len(xs) == len(fc.folds)
+        assert [fmt(x) for x in xs] == [f"{fold.date:%Y-%m-%d}" for fold in fc.folds]
+
+
+def test_buy_sell_markers_match_executions(forecast_run):
+    _, strat, figs, _, _ = forecast_run
+    total = 0
+    for data in strat.datas:
+        buys, sells = _buysell_counts(strat, data)
+        total += buys + sells
+        assert len(_markers(figs[data._name], "^")) == buys
+        assert len(_markers(figs[data._name], "v")) == sells
+    assert total > 0, "the tiny model made no trade: lower ENTRY"
+
+
+def test_plotting_twice_leaves_first_figures_alone(forecast_run):
+    cerebro, strat, figs, _, _ = forecast_run
+    flags = [obj.plotinfo.plot for obj in strat.datas + strat.getindicators() + strat.getobservers()]
+    n_axes = {k: len(f.axes) for k, f in figs.items()}
+    again = plot_trades(cerebro)
+    assert {k: len(f.axes) for k, f in figs.items()} == n_axes
+    assert {k: len(f.axes) for k, f in again.items()} == n_axes
+    assert all(again[k] is not figs[k] for k in figs)
+    assert flags == [obj.plotinfo.plot for obj in strat.datas + strat.getindicators() + strat.getobservers()]
+
+
+# --------------------------------------------------------------------------- any user's strategy
+
+
+def test_user_strategy_plots_too(sma_run):
+    _, strat, figs, out, _ = sma_run
+    assert sorted(figs) == ["BRK/B", "data1"]  # names sanitised for files; unnamed data -> data1
+    assert sorted(p.name for p in out.iterdir()) == ["trades_BRK_B.png", "trades_data1.png"]
+    for key, data in zip(["BRK/B", "data1"], strat.datas):
+        fig = figs[key]
+        assert "SmaCross" in _texts(fig)
+        assert "SMA (10)" in _texts(fig)
+        assert not any(line.get_gid() == "puffin_fold" for ax in fig.axes for line in ax.lines)
+        buys, sells = _buysell_counts(strat, data)
+        assert buys > 0 and sells > 0
+        assert len(_markers(fig, "^")) == buys and len(_markers(fig, "v")) == sells
+        _, labels, _ = _visible_date_labels(fig)
+        assert len(labels) >= 5
+
+
+def test_late_starting_data_gets_its_own_range_and_markers(sma_run):
+    """MSFT starts after IBM: its x range and buy/sell markers must stay on its own dates."""
+    _, _, figs, _, frames = sma_run
+    fig = figs["data1"]
+    msft = frames["MSFT"]
+    bottom, labels, _ = _visible_date_labels(fig)
+    days = [pd.Timestamp(label) for label in labels]
+    assert min(days) >= msft.index[0] and max(days) <= msft.index[-1]
+    fmt = bottom.xaxis.get_major_formatter()
+    for x in _markers(fig, "^") + _markers(fig, "v"):
+        assert msft.index[0] <= pd.Timestamp(fmt(x)) <= msft.index[-1]
+
+
+def test_single_data_keeps_portfolio_observers(headless):
+    frames = load_sample("IBM", start="2012-01-01", end=END)
+    cerebro = _cerebro(frames)
+    cerebro.addstrategy(SmaCross)
+    cerebro.run()
+    figs = plot_trades(cerebro, style="line")
+    fig = figs["IBM"]
+    assert len(fig.axes) == 5  # broker, trades, price + volume twin, crossover
+    text = _texts(fig)
+    assert "Broker" in text and "IBM" in text
+
+
+def test_plot_trades_rejects_bad_input(headless):
+    cerebro = _cerebro(load_sample("IBM", start="2012-01-01", end="2012-06-30"))
+    cerebro.addstrategy(SmaCross)
+    with pytest.raises(PuffinError, match="run"):
+        plot_trades(cerebro)
+    cerebro.run()
+    with pytest.raises(ConfigError, match="fmt"):
+        plot_trades(cerebro, fmt="../png")
+    with pytest.raises(ConfigError, match="style"):
+        plot_trades(cerebro, style="heikin")
+
+
+# ---------------------------------------------------------------------------- equity / forecasts
+
+
+def test_plot_equity_two_lines_and_drawdown_panel(headless, tmp_path):
+    idx = pd.bdate_range("2012-01-02", periods=300)
+    rng = np.random.default_rng(0)
+    equity = pd.Series(100_000 * np.exp(np.cumsum(rng.normal(0.0004, 0.01, 300))), index=idx)
+    bench = pd.Series(100_000 * np.exp(np.cumsum(rng.normal(0.0003, 0.012, 300))), index=idx)
+    path = tmp_path / "equity.png"
+    fig = plot_equity(equity, bench, out_path=path, title="test equity")
+    assert path.stat().st_size > 20_000
+    top, dd = sorted(fig.axes, key=lambda ax: -ax.get_position().y0)
+    labelled = [line for line in top.lines if not line.get_label().startswith("_")]
+    assert len(labelled) == 2
+    assert "strategy" in labelled[0].get_label() and "buy & hold" in labelled[1].get_label()
+    assert "drawdown" in dd.get_ylabel()
+    for line in dd.lines:
+        assert np.nanmax(np.asarray(line.get_ydata(), dtype=float)) <= 0.0
+    assert min(np.nanmin(np.asarray(line.get_ydata(), dtype=float)) for line in dd.lines) < -1.0
+
+
+def test_plot_forecasts(headless, tmp_path):
+    idx = pd.bdate_range("2012-01-02", periods=200)
+    rng = np.random.default_rng(1)
+    real = rng.normal(0, 0.015, 200)
+    df = pd.DataFrame({"pred_return": 0.2 * real + rng.normal(0, 0.003, 200), "realized_return": real}, index=idx)
+    df.iloc[-1, 1] = np.nan  # last bar has no realised next return
+    path = tmp_path / "forecasts.png"
+    fig = plot_forecasts(df, out_path=path)
+    assert path.stat().st_size > 20_000
+    assert len(fig.axes) == 3
+    with pytest.raises(ConfigError, match="realized_return"):
+        plot_forecasts(df[["pred_return"]])
+
+
+# ------------------------------------------------------------------------------- backend choice
+
+
+def _run_python(code: str, **env_overrides) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", "DISPLAY", "WAYLAND_DISPLAY")}
+    env.update(env_overrides)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def test_headless_selects_agg_lazily():
+    out = _run_python("""
+        import sys
+        import puffin_bt, puffin_bt.plotting
+        assert "matplotlib.pyplot" not in sys.modules and "backtrader.plot" not in sys.modules
+        puffin_bt.plotting._prepare_matplotlib()
+        import matplotlib
+        assert "backtrader.plot" in sys.modules
+        print(matplotlib.get_backend().lower())
+    """)
+    assert out == "agg"
+
+
+def test_user_backend_choice_is_kept():
+    out = _run_python("""
+        import matplotlib
+        calls = []
+        real_use = matplotlib.use
+        matplotlib.use = lambda *a, **k: (calls.append(a[0]), real_use(*a, **k))
+        from puffin_bt.plotting import _prepare_matplotlib
+        _prepare_matplotlib()
+        print(matplotlib.get_backend().lower(), calls)
+    """, MPLBACKEND="svg", DISPLAY=":99")
+    assert out == "svg []"  # neither Agg forced nor Backtrader's TkAgg applied
+
+
+def test_display_without_choice_does_not_force_agg():
+    out = _run_python("""
+        import matplotlib
+        calls = []
+        matplotlib.use = lambda *a, **k: calls.append(a[0])
+        from puffin_bt.plotting import _prepare_matplotlib
+        _prepare_matplotlib()
+        print(calls)
+    """, DISPLAY=":99")
+    assert out == "[]"
