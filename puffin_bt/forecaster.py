@@ -170,8 +170,12 @@ def split_train_val(bars: np.ndarray, validation_split: float) -> tuple[np.ndarr
 
 
 def min_samples(validation_split: float) -> int:
-    """Fewest training windows a fit accepts (2 to train, plus at least 1 to validate)."""
-    return 2 + (1 if validation_split > 0 else 0)
+    """Fewest windows a fit accepts: enough that the chronological split leaves at least 2
+    to train on (and at least 1 to validate when ``validation_split > 0``)."""
+    n = 2
+    while len(split_train_val(np.arange(n), validation_split)[0]) < 2:
+        n += 1
+    return n
 
 
 def _to_tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -303,9 +307,12 @@ class RNNForecaster:
                 "weight_decay", "noise_level", "validation_split", "patience", "horizon", "seed", "device")
         return {k: getattr(self, k) for k in keys}
 
-    def _config(self, **overrides) -> ModelConfig:
+    def _config(self, defaults_if_none: dict, explicit: dict) -> ModelConfig:
+        """Constructor params, overridden by fit's named arguments that are not None and by
+        any other keyword given to fit as is (so ``fit(patience=None)`` disables early stopping)."""
         params = self.get_params()
-        params.update({k: v for k, v in overrides.items() if v is not None})
+        params.update({k: v for k, v in defaults_if_none.items() if v is not None})
+        params.update(explicit)
         params.pop("epochs")
         params.pop("device")
         return ModelConfig(cell=self.cell, **params)
@@ -322,8 +329,8 @@ class RNNForecaster:
             raise ConfigError(f"fit() got unknown argument(s) {sorted(unknown)}; valid: {sorted(self.get_params())}")
         epochs = check_int("epochs", epochs if epochs is not None else overrides.pop("epochs", self.epochs))
         device = resolve_device(overrides.pop("device", self.device))
-        cfg = self._config(lookback=lookback, lr=lr, batch_size=batch_size,
-                           validation_split=validation_split, **overrides)
+        cfg = self._config(dict(lookback=lookback, lr=lr, batch_size=batch_size, validation_split=validation_split),
+                           overrides)
         need = cfg.lookback + cfg.horizon + min_samples(cfg.validation_split)
         closes = as_prices(prices, min_length=need)
         sample_bars = np.arange(cfg.lookback, len(closes) - cfg.horizon)
@@ -413,7 +420,8 @@ class RNNForecaster:
                 f"checkpoint {str(path)!r} would need unpickling arbitrary objects, which puffin_bt refuses "
                 f"(weights_only=True); only load files written by RNNForecaster.save ({str(exc).splitlines()[0]})"
             ) from None
-        except (KeyError, TypeError, ValueError, RuntimeError, EOFError, OSError, ConfigError) as exc:
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError, RuntimeError, EOFError, OSError,
+                ConfigError) as exc:
             raise CheckpointError(
                 f"checkpoint {str(path)!r} is not a puffin_bt model file or is corrupted ({type(exc).__name__}: "
                 f"{str(exc).splitlines()[0] if str(exc) else ''}); re-save it with RNNForecaster.save"
@@ -433,7 +441,7 @@ class RNNForecaster:
         net = cfg.build_net()
         try:
             net.load_state_dict(state)
-        except RuntimeError as exc:
+        except (RuntimeError, TypeError, AttributeError, KeyError) as exc:
             raise CheckpointError(
                 f"checkpoint {str(path)!r}: weights do not match the architecture in its metadata "
                 f"({str(exc).splitlines()[0]})"
