@@ -12,6 +12,7 @@ import dataclasses
 import io
 import json
 import math
+import numbers
 import os
 import pickle
 import tempfile
@@ -89,12 +90,17 @@ def as_prices(prices, name: str = "prices", min_length: int = 2) -> np.ndarray:
         arr = prices.to_numpy()
     else:
         arr = np.asarray(prices)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        try:
-            arr = arr.astype(np.float64)
-        except (TypeError, ValueError) as exc:
-            raise DataError(f"{name} must be numeric; got dtype {arr.dtype} ({exc})") from None
-    arr = np.array(arr, dtype=np.float64)
+    if arr.dtype.kind in "bUSV" or (arr.dtype == object and any(
+            isinstance(v, (bool, np.bool_, str, bytes)) or not isinstance(v, numbers.Real) for v in arr.ravel())):
+        first = next((v for v in arr.ravel().tolist() if not isinstance(v, numbers.Real) or isinstance(v, bool)),
+                     arr.ravel()[0] if arr.size else None)
+        raise DataError(
+            f"{name} must be numeric (one price per bar); got dtype {arr.dtype} with a value like {first!r}"
+        )
+    try:
+        arr = np.array(arr, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{name} must be numeric; got dtype {arr.dtype} ({exc})") from None
     if arr.ndim == 2 and 1 in arr.shape:
         arr = arr.reshape(-1)
     if arr.ndim != 1:
@@ -371,6 +377,7 @@ class RNNForecaster:
         if cfg.horizon != 1 and steps != 1:
             raise ConfigError(f"steps={steps} needs a one-bar model; this one has horizon={cfg.horizon}, use steps=1")
         closes = as_prices(prices, min_length=cfg.lookback + 1)
+        self.model.eval()
         window = returns_of(closes[-(cfg.lookback + 1):])[1:]
         preds = []
         last = float(closes[-1])
@@ -391,7 +398,7 @@ class RNNForecaster:
             "class": type(self).__name__,
             "config": self.config_.to_dict(),
             "scaler": dataclasses.asdict(self.scaler_),
-            "params": {k: v for k, v in self.get_params().items()},
+            "params": {k: (str(v) if isinstance(v, torch.device) else v) for k, v in self.get_params().items()},
             "history": {k: self.history_.get(k) for k in ("train_loss", "val_loss", "best_epoch", "stopped_epoch")},
             "versions": {"torch": torch.__version__, "numpy": np.__version__},
         }
@@ -414,7 +421,9 @@ class RNNForecaster:
             meta = json.loads(blob["meta_json"])
             state = blob["state_dict"]
             cfg = ModelConfig(**meta["config"])
-            scaler = Scaler(**meta["scaler"])
+            scaler = Scaler(float(meta["scaler"]["mean"]), float(meta["scaler"]["std"]), int(meta["scaler"]["horizon"]))
+            if not (math.isfinite(scaler.mean) and math.isfinite(scaler.std) and scaler.std > 0):
+                raise ValueError(f"scaler statistics {meta['scaler']} are not finite with std > 0")
         except pickle.UnpicklingError as exc:
             raise CheckpointError(
                 f"checkpoint {str(path)!r} would need unpickling arbitrary objects, which puffin_bt refuses "

@@ -196,7 +196,8 @@ def training_loop(
     Returns ``{'train_loss': [...], 'val_loss': [...], 'best_epoch', 'stopped_epoch'}``;
     losses are plain floats, the train loss is the sample-weighted mean over batches.
     Each callback is called as ``cb(val_loss, model)`` after every epoch and stops
-    training by returning True (``EarlyStopping`` plugs in directly); callbacks with
+    training by returning True (``EarlyStopping`` plugs in directly; callbacks with a
+    ``reset()`` method are reset first, so one can be reused); callbacks with
     an ``on_train_end(model)`` method get it called at the end, so the best weights
     are restored even when the epochs run out. ``noise_std`` adds Gaussian noise of
     that standard deviation to training inputs only (augmentation).
@@ -213,6 +214,9 @@ def training_loop(
     dev = resolve_device(device) if device is not None else next(model.parameters()).device
     model.to(dev)
     callbacks = list(callbacks or [])
+    for cb in callbacks:  # a callback reused across loops starts fresh (no stale best weights)
+        if hasattr(cb, "reset"):
+            cb.reset()
     history: dict = {"train_loss": [], "val_loss": [], "best_epoch": None, "stopped_epoch": None}
     for epoch in range(epochs):
         model.train()
