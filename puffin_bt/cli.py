@@ -217,7 +217,7 @@ def _run_evaluate(args) -> int:
     from .store import ForecastStore
 
     data, start, end, forecast, _ = _resolve_inputs(args)
-    frames = resolve_data(data, start, end, args.cache_dir)
+    frames, _ = resolve_data(data, start, end, args.cache_dir)
     out_dir = _out_dir(args)
     out_dir.mkdir(parents=True, exist_ok=True)
     store = ForecastStore(args.cache_dir)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ._compat import apply_backtrader_fixes
 from .errors import ConfigError
-from .walkforward import WALK_FORWARD_DEFAULTS, make_walk_forward
+from .walkforward import WALK_FORWARD_DEFAULTS, make_walk_forward, require_history
 
 apply_backtrader_fixes()
 
@@ -77,6 +77,9 @@ class _ForecastIndicator(bt.Indicator):
         return _LazyDates(self.data)
 
     def once(self, start: int, end: int) -> None:
+        if not self.runner.folds and self._stored is None:
+            # Preloaded: the whole length is known, so a series that never reaches a fold is an error.
+            require_history(getattr(self.data, "_name", "") or "data", len(self._close.array), self.schedule.min_train)
         # The array holds the whole preloaded series, future included: WalkForward
         # slices it to each fold's end before training, and each forecast window ends at its bar.
         if self.p.store is not None:

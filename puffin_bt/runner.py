@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 
 from ._validate import check_float
-from .errors import ConfigError
+from .errors import ConfigError, DataError, PuffinError
 from .evaluation import forecast_frame
 from .forecaster import atomic_write_bytes
 from .indicators import FORECAST_PARAMS
 from .store import ForecastStore
-from .walkforward import WALK_FORWARD_DEFAULTS, make_walk_forward
+from .walkforward import WALK_FORWARD_DEFAULTS, make_walk_forward, require_history
 
 TRADING_DAYS = 252
 
@@ -165,7 +165,15 @@ class BacktestResult:
         head = (f"{cfg['model'].upper()} walk-forward, {len(self.per_ticker)} ticker(s), "
                 f"{self.equity.index[0]:%Y-%m-%d}..{self.equity.index[-1]:%Y-%m-%d}, "
                 f"{len(self.folds)} folds, {self.seconds:.1f}s")
-        return head + "\n" + out.to_string()
+        text = head + "\n" + out.to_string()
+        if self.skipped:
+            text += "\nskipped: " + "; ".join(f"{t}: {why}" for t, why in self.skipped.items())
+        return text
+
+    @property
+    def skipped(self) -> dict:
+        """Tickers left out (``skip_failed=True``) and why."""
+        return self.config.get("skipped", {})
 
     def save(self, out_dir) -> Path:
         """Write trades.csv, forecasts.csv, folds.csv, equity.csv, metrics.json and config.json."""
@@ -233,25 +241,46 @@ def _fold_progress_bar(frames: Mapping[str, pd.DataFrame], forecast_kwargs: dict
     return _FoldBar(sum(len(schedule.fold_bars(len(df))) for df in frames.values()))
 
 
-def resolve_data(data=None, start=None, end=None, cache_dir=None) -> dict[str, pd.DataFrame]:
-    """None -> bundled sample; list of tickers -> yfinance (cached); dict of DataFrames -> validated."""
+def resolve_data(data=None, start=None, end=None, cache_dir=None, skip_failed: bool = False):
+    """None -> bundled sample; list of tickers -> yfinance (cached); dict of DataFrames -> validated.
+
+    Returns ``(frames, skipped)``; with ``skip_failed`` a ticker that cannot be loaded is
+    recorded in ``skipped`` (ticker -> reason) instead of raising.
+    """
     from .data import load_prices, load_sample, validate_ohlcv
 
     if data is None:
-        return load_sample(start=start, end=end)
+        return load_sample(start=start, end=end), {}
+    if isinstance(data, str):
+        data = [data]
     if isinstance(data, Mapping):
         if not data:
             raise ConfigError("data is an empty dict; pass {ticker: DataFrame} with at least one entry")
-        frames = {str(name): validate_ohlcv(df, name=str(name)) for name, df in data.items()}
-        frames = {name: df.loc[start:end] if (start or end) else df for name, df in frames.items()}
-        return frames
-    if isinstance(data, str):
-        data = [data]
-    if isinstance(data, Sequence):
-        return load_prices(list(data), start=start, end=end, cache_dir=cache_dir)
-    raise ConfigError(
-        f"data={type(data).__name__} is not supported; pass None, a list of tickers or a dict of DataFrames"
-    )
+
+        def load_one(name):
+            df = validate_ohlcv(data[name], name=str(name))
+            df = df.loc[start:end] if (start or end) else df
+            if df.empty:
+                raise DataError(f"{name}: no bars between start={start} and end={end}; widen the date range")
+            return df
+    elif isinstance(data, Sequence):
+        def load_one(name):
+            return load_prices([name], start=start, end=end, cache_dir=cache_dir)[name]
+    else:
+        raise ConfigError(
+            f"data={type(data).__name__} is not supported; pass None, a list of tickers or a dict of DataFrames"
+        )
+    frames, skipped = {}, {}
+    for name in data:
+        try:
+            frames[str(name)] = load_one(name)
+        except PuffinError as exc:
+            if not skip_failed:
+                raise
+            skipped[str(name)] = " ".join(str(exc).split())
+    if not frames:
+        raise DataError(f"no ticker could be loaded; skipped: {skipped}")
+    return frames, skipped
 
 
 def add_feeds(cerebro: bt.Cerebro, frames: Mapping[str, pd.DataFrame]) -> None:
@@ -279,6 +308,10 @@ def backtest(
     cache_dir=None,
     store=True,
     progress: bool = False,
+    workers: int | None = None,
+    executor: str | None = None,
+    address: str | None = None,
+    skip_failed: bool = False,
     **forecast_kwargs,
 ) -> BacktestResult:
     """Backtest ``ForecastThresholdStrategy`` on a portfolio and benchmark it against buy-and-hold.
@@ -286,6 +319,12 @@ def backtest(
     ``forecast_kwargs`` go to every forecast indicator (lookback, retrain_every,
     train_window, min_train, epochs, refit_epochs, hidden_dim, num_layers, dropout,
     lr, batch_size, weight_decay, seed, device, horizon, ...).
+
+    ``workers`` / ``executor`` compute the tickers' forecasts in parallel first
+    (``"local"`` process pool, or ``"ray"`` joining ``address`` / a local runtime), into
+    the store; the Backtrader run then reads them. ``skip_failed`` reports and skips
+    tickers whose data cannot be loaded or forecast instead of failing the whole run
+    (see ``BacktestResult.skipped``).
 
     ``store=True`` keeps forecasts in a ``ForecastStore`` under ``cache_dir`` (default:
     ``$PUFFIN_BT_CACHE`` or the user cache directory), so a re-run that changes only
@@ -305,13 +344,37 @@ def backtest(
     unknown = set(forecast_kwargs) - known
     if unknown:
         raise ConfigError(f"backtest() got unknown argument(s) {sorted(unknown)}; forecast options are {sorted(known)}")
-    frames = resolve_data(data, start, end, cache_dir)
-    if store is True:
+    frames, skipped = resolve_data(data, start, end, cache_dir, skip_failed=skip_failed)
+    min_train = make_walk_forward("lstm", **{k: v for k, v in forecast_kwargs.items()
+                                             if k in WALK_FORWARD_DEFAULTS}).schedule.min_train
+    for name in list(frames):
+        try:
+            require_history(name, len(frames[name]), min_train)
+        except DataError as exc:
+            if not skip_failed:
+                raise
+            skipped[name] = " ".join(str(exc).split())
+            del frames[name]
+    parallel = executor is not None or (workers is not None and workers > 1)
+    if store is True or (parallel and store in (None, False)):
         store = ForecastStore(cache_dir)
     elif store is False:
         store = None
     elif store is not None and not isinstance(store, ForecastStore):
         raise ConfigError(f"store={store!r} must be True, False or a ForecastStore")
+    if parallel:
+        from .parallel import precompute_forecasts
+
+        report = precompute_forecasts(frames, model=model if isinstance(model, str) else "lstm", store=store,
+                                      executor=executor or "local", workers=workers, address=address,
+                                      **forecast_kwargs)
+        if report.failed and not skip_failed:
+            ticker, why = next(iter(report.failed.items()))
+            raise DataError(f"forecasting failed for ticker {ticker!r}: {why}")
+        skipped.update(report.failed)
+        frames = {t: df for t, df in frames.items() if t not in report.failed}
+    if not frames:
+        raise DataError(f"no ticker left to backtest; skipped: {skipped}")
     if store is not None and runonce:
         forecast_kwargs = {**forecast_kwargs, "store": store}
     tickers = list(frames)
@@ -403,6 +466,7 @@ def backtest(
               "start": str(equity.index[0].date()), "end": str(equity.index[-1].date()),
               "cash": cash, "commission": commission, "entry": entry, "exit": exit,
               "allow_short": allow_short, "weight": weight, "runonce": runonce,
+              "skipped": skipped,
               "store": None if store is None else {"path": str(store.root), "hits": store.hits,
                                                    "misses": store.misses},
               "forecast": {**defaults, **{k: v for k, v in forecast_kwargs.items() if k in defaults}}}

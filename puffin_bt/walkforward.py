@@ -325,6 +325,15 @@ def make_walk_forward(cell: str = "lstm", on_fold: Callable[[FoldRecord], None] 
     return WalkForward(config, schedule, p["epochs"], p["refit_epochs"], p["device"], on_fold)
 
 
+def require_history(name: str, n_bars: int, min_train: int) -> None:
+    """A series must reach the first fold, or it would never get a forecast."""
+    if n_bars < min_train:
+        raise DataError(
+            f"{name} has {n_bars} bars but the first fold needs min_train={min_train}; "
+            f"lower min_train or load more history"
+        )
+
+
 def _checked(closes: np.ndarray, bar: int) -> np.ndarray:
     bad = ~np.isfinite(closes) | (closes <= 0)
     if bad.any():

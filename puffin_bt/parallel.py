@@ -1,0 +1,197 @@
+"""Compute walk-forward forecasts for many tickers in parallel, into the forecast store.
+
+Tickers are independent, so each is one task: in a local process pool
+(``executor="local"``) or on a Ray cluster (``executor="ray"``, optional extra
+``puffin_bt[ray]``). Workers return forecasts to the caller, which writes them to
+the store; the single-process Backtrader run then reads them from there. A ticker
+that fails is reported and skipped, never aborting the others.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import traceback
+from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .errors import ConfigError, PuffinError
+from .store import ForecastStore, fingerprint
+from .walkforward import FoldRecord, make_walk_forward, require_history
+
+EXECUTORS = ("local", "ray", "serial")
+
+
+@dataclass
+class ForecastTask:
+    """Everything one worker needs: plain arrays and options (cheap to pickle, no engine objects)."""
+
+    ticker: str
+    closes: np.ndarray
+    date_numbers: np.ndarray
+    model: str
+    options: dict
+    threads: int | None = None
+
+
+@dataclass
+class ParallelReport:
+    """What happened per ticker: computed, found in the store, or failed (and why)."""
+
+    computed: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        parts = [f"{len(self.computed)} computed", f"{len(self.cached)} from the store"]
+        if self.failed:
+            parts.append(f"{len(self.failed)} skipped: " + "; ".join(f"{t} ({why})" for t, why in self.failed.items()))
+        return ", ".join(parts)
+
+
+def date_numbers_of(index: pd.DatetimeIndex) -> np.ndarray:
+    """Backtrader's float date numbers for an index, exactly as ``PandasData`` makes them
+    (so fingerprints computed here match the ones the indicators compute in the engine)."""
+    import backtrader as bt
+
+    return np.array([bt.date2num(ts) for ts in index.to_pydatetime()], dtype=np.float64)
+
+
+def run_task(task: ForecastTask) -> tuple[str, np.ndarray, list[dict], float]:
+    """Worker body: walk forward over one ticker. Returns (ticker, log forecasts, folds, seconds)."""
+    import time
+
+    import torch
+
+    if task.threads:
+        torch.set_num_threads(task.threads)
+    started = time.perf_counter()
+    runner = make_walk_forward(task.model, **task.options)
+    import backtrader as bt
+
+    dates = [bt.num2date(x) for x in task.date_numbers]
+    require_history(task.ticker, len(task.closes), runner.schedule.min_train)
+    preds = runner.forecast_range(task.closes, 0, len(task.closes), dates)
+    return task.ticker, preds, [f.to_dict() for f in runner.folds], time.perf_counter() - started
+
+
+def _default_workers(n_tasks: int) -> int:
+    return max(1, min(n_tasks, os.cpu_count() or 1))
+
+
+def precompute_forecasts(
+    frames: Mapping[str, pd.DataFrame],
+    model: str = "lstm",
+    store: ForecastStore | None = None,
+    executor: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    on_done: Callable[[str, str], None] | None = None,
+    **options,
+) -> ParallelReport:
+    """Fill ``store`` with walk-forward forecasts for every ticker in ``frames``, in parallel.
+
+    ``options`` are walk-forward options (``WALK_FORWARD_DEFAULTS``). Tickers whose
+    forecasts are already stored are skipped. ``executor``: ``"local"`` (process pool
+    of ``workers``), ``"ray"`` (``ray.init(address)``; a local runtime when None) or
+    ``"serial"``. ``on_done(ticker, status)`` is called as each ticker finishes.
+
+    >>> from puffin_bt import load_sample
+    >>> report = precompute_forecasts(load_sample(["IBM"], start="2012-01-01"), store=ForecastStore("/tmp/x"),
+    ...                               executor="serial", hidden_dim=4, num_layers=1, epochs=1)  # doctest: +SKIP
+    """
+    if executor not in EXECUTORS:
+        raise ConfigError(f"executor={executor!r} is not known; use one of {EXECUTORS}")
+    store = store if store is not None else ForecastStore()
+    options = {k: v for k, v in options.items() if k not in ("store", "on_fold")}
+    make_walk_forward(model, **options)  # validate the options once, before any worker starts
+    report = ParallelReport()
+    tasks = []
+    for ticker, df in frames.items():
+        closes = df["close"].to_numpy(dtype=np.float64)
+        numbers = date_numbers_of(pd.DatetimeIndex(df.index))
+        runner = make_walk_forward(model, **options)
+        if store.load(fingerprint(runner, closes, numbers)) is not None:
+            report.cached.append(ticker)
+            if on_done is not None:
+                on_done(ticker, "cached")
+            continue
+        tasks.append(ForecastTask(ticker, closes, numbers, model, options))
+    if not tasks:
+        return report
+    n_workers = workers or _default_workers(len(tasks))
+    threads = max(1, (os.cpu_count() or 1) // n_workers)
+    for task in tasks:
+        task.threads = threads
+
+    def finish(ticker, result=None, error=None):
+        if error is not None:
+            report.failed[ticker] = error
+            status = f"failed: {error}"
+        else:
+            _, preds, folds, seconds = result
+            task = next(t for t in tasks if t.ticker == ticker)
+            runner = make_walk_forward(model, **options)
+            store.save(fingerprint(runner, task.closes, task.date_numbers), preds,
+                       [FoldRecord(**f) for f in folds])
+            report.computed.append(ticker)
+            report.seconds[ticker] = seconds
+            status = "computed"
+        if on_done is not None:
+            on_done(ticker, status)
+
+    if executor == "serial" or (executor == "local" and n_workers == 1):
+        for task in tasks:
+            try:
+                finish(task.ticker, run_task(task))
+            except PuffinError as exc:
+                finish(task.ticker, error=" ".join(str(exc).split()))
+    elif executor == "local":
+        ctx = multiprocessing.get_context("spawn")  # forked children cannot safely reuse torch/CUDA state
+        with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
+            futures = {pool.submit(run_task, task): task.ticker for task in tasks}
+            for future in as_completed(futures):
+                _collect(future.result, futures[future], finish)
+    else:
+        _run_on_ray(tasks, address, options, finish)
+    return report
+
+
+def _collect(get_result, ticker: str, finish) -> None:
+    try:
+        finish(ticker, get_result())
+    except PuffinError as exc:
+        finish(ticker, error=" ".join(str(exc).split()))
+    except Exception as exc:  # noqa: BLE001 - a crashed worker must not abort the other tickers
+        finish(ticker, error=traceback.format_exception_only(type(exc), exc)[-1].strip())
+
+
+def _run_on_ray(tasks: list[ForecastTask], address: str | None, options: dict, finish) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("executor='ray' needs Ray: pip install 'puffin_bt[ray]' (or use executor='local')") from None
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        else:
+            ray.init(num_cpus=os.cpu_count(), ignore_reinit_error=True, include_dashboard=False,
+                     log_to_driver=False)
+    device = str(options.get("device", "auto"))
+    num_gpus = 0.0
+    if device.startswith("cuda") or device == "auto":
+        gpus = ray.cluster_resources().get("GPU", 0)
+        num_gpus = min(1.0, gpus / max(1, len(tasks))) if gpus else 0.0
+    remote = ray.remote(num_cpus=1, num_gpus=num_gpus)(run_task)
+    for task in tasks:
+        task.threads = 1
+    refs = {remote.remote(task): task.ticker for task in tasks}
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        _collect(lambda ref=done[0]: ray.get(ref), refs[done[0]], finish)

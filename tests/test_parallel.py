@@ -1,0 +1,88 @@
+"""Parallel forecasts (local process pool and a local Ray runtime) give the single-process results."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from puffin_bt import ConfigError, DataError
+from puffin_bt.parallel import precompute_forecasts
+from puffin_bt.runner import backtest
+from puffin_bt.store import ForecastStore
+
+from .conftest import TINY, ohlcv_frame, regime_closes
+
+PARAMS = {**TINY, "device": "cpu"}
+
+
+def universe():
+    return {
+        "UP": ohlcv_frame(regime_closes(seed=1)),
+        "DOWN": ohlcv_frame(regime_closes(((90, -0.004), (90, 0.004), (80, -0.004)), seed=2)),
+        "LATE": ohlcv_frame(regime_closes(((120, 0.003), (80, -0.003)), seed=3), start="2020-03-02"),
+    }
+
+
+@pytest.fixture(scope="module")
+def serial_result():
+    return backtest(universe(), store=False, entry=0.001, exit=0.001, **PARAMS)
+
+
+def assert_same_run(result, reference):
+    pd.testing.assert_frame_equal(result.forecasts, reference.forecasts)
+    pd.testing.assert_frame_equal(result.trades, reference.trades)
+    assert result.metrics["final_value"] == pytest.approx(reference.metrics["final_value"], rel=1e-12)
+
+
+def test_local_process_pool_gives_the_single_process_forecasts_and_trades(serial_result, tmp_path):
+    store = ForecastStore(tmp_path)
+    result = backtest(universe(), store=store, workers=2, entry=0.001, exit=0.001, **PARAMS)
+    assert_same_run(result, serial_result)
+    assert store.hits == 3 and store.misses == 0  # the engine read every ticker from the store
+
+
+def test_precompute_skips_stored_tickers_and_reports_failures(tmp_path):
+    store = ForecastStore(tmp_path)
+    frames = universe()
+    first = precompute_forecasts(frames, store=store, executor="serial", **PARAMS)
+    assert sorted(first.computed) == ["DOWN", "LATE", "UP"] and not first.failed
+    again = precompute_forecasts(frames, store=store, executor="serial", **PARAMS)
+    assert sorted(again.cached) == ["DOWN", "LATE", "UP"] and not again.computed
+    short = {"SHORT": ohlcv_frame(regime_closes(((30, 0.001),)))}
+    report = precompute_forecasts({**frames, **short}, store=store, executor="local", workers=2, **PARAMS)
+    assert list(report.failed) == ["SHORT"] and "60" in report.failed["SHORT"]
+    assert "SHORT" in report.summary() and "skipped" in report.summary()
+
+
+def test_a_failed_ticker_is_skipped_and_reported_when_asked(tmp_path):
+    frames = {**universe(), "SHORT": ohlcv_frame(regime_closes(((30, 0.001),)))}
+    with pytest.raises(DataError, match="SHORT"):
+        backtest(frames, store=ForecastStore(tmp_path), workers=2, **PARAMS)
+    result = backtest(frames, store=ForecastStore(tmp_path), workers=2, skip_failed=True, **PARAMS)
+    assert set(result.per_ticker.index) == {"UP", "DOWN", "LATE"}
+    assert "SHORT" in result.skipped and "SHORT" in result.summary()
+
+
+def test_bad_data_for_one_ticker_is_skipped_at_load_time_when_asked():
+    frames = universe()
+    broken = frames["UP"].copy()
+    broken.iloc[10, broken.columns.get_loc("close")] = -1.0
+    result = backtest({**frames, "BROKEN": broken}, store=False, skip_failed=True, **PARAMS)
+    assert "BROKEN" in result.skipped and "BROKEN" not in result.per_ticker.index
+
+
+def test_unknown_executor_is_a_config_error():
+    with pytest.raises(ConfigError, match="executor='dask'"):
+        precompute_forecasts(universe(), store=ForecastStore("/tmp/unused-store"), executor="dask", **PARAMS)
+
+
+def test_ray_local_runtime_gives_the_single_process_forecasts_and_trades(serial_result, tmp_path):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        store = ForecastStore(tmp_path)
+        result = backtest(universe(), store=store, executor="ray", entry=0.001, exit=0.001, **PARAMS)
+    finally:
+        ray.shutdown()
+    assert_same_run(result, serial_result)
+    assert store.hits == 3
