@@ -83,6 +83,8 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--tickers", nargs="+", metavar="TICKER", help="download with yfinance (cached on disk)")
     src.add_argument("--csv", nargs="+", metavar="[NAME=]FILE", help="one OHLCV CSV per ticker")
     src.add_argument("--sample", nargs="+", metavar="TICKER", help="a subset of the bundled tickers")
+    src.add_argument("--tickers-file", metavar="FILE",
+                     help="a universe: one ticker per line (# comments); failed tickers are reported and skipped")
     data.add_argument("--start", help="first date, YYYY-MM-DD")
     data.add_argument("--end", help="last date, YYYY-MM-DD")
     data.add_argument("--cache-dir", help="download cache and forecast store (default: $PUFFIN_BT_CACHE or "
@@ -112,6 +114,17 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--device", help="auto (GPU if present), cpu, cuda, mps (default auto)")
 
 
+def _add_scale_args(parser: argparse.ArgumentParser) -> None:
+    scale = parser.add_argument_group("scale-out (forecasts computed in parallel, then one Backtrader run)")
+    scale.add_argument("--workers", type=_positive_int,
+                       help="parallel workers for the tickers' forecasts (default 1: in the engine)")
+    scale.add_argument("--executor", choices=("local", "ray"),
+                       help="local process pool, or Ray (pip install 'puffin_bt[ray]')")
+    scale.add_argument("--address", help="Ray cluster address HOST:PORT (default: start a local Ray runtime)")
+    scale.add_argument("--skip-failed", action="store_true",
+                       help="report and skip tickers that cannot be loaded or forecast (default with --tickers-file)")
+
+
 def _add_output_args(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--out", help="output folder (default ./puffin-bt-out/<timestamp>)")
@@ -136,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "folds.csv, metrics.json and config.json to --out.")
     _add_data_args(bt_)
     _add_model_args(bt_)
+    _add_scale_args(bt_)
     trade = bt_.add_argument_group("trading")
     trade.add_argument("--entry", type=float, default=0.005, help="go long when pred_return > ENTRY (default 0.005)")
     trade.add_argument("--exit", type=float, default=0.005, help="exit when pred_return < -EXIT (default 0.005)")
@@ -196,6 +210,8 @@ def _resolve_inputs(args) -> tuple:
     forecast.update({flag: getattr(args, flag) for flag in FORECAST_FLAGS if hasattr(args, flag)})
     if args.tickers:
         data = args.tickers
+    elif args.tickers_file:
+        data = _read_tickers_file(args.tickers_file)
     elif args.csv:
         data = _csv_frames(args.csv)
     elif args.sample:
@@ -205,6 +221,19 @@ def _resolve_inputs(args) -> tuple:
     else:
         data = None
     return data, args.start or cfg.get("start"), args.end or cfg.get("end"), forecast, cfg
+
+
+def _read_tickers_file(path: str) -> list[str]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--tickers-file {path!r} cannot be read ({exc.strerror}); pass a text file with one "
+                          "ticker per line") from None
+    tickers = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    tickers = list(dict.fromkeys(t for t in tickers if t))
+    if not tickers:
+        raise ConfigError(f"--tickers-file {path!r} lists no tickers; put one ticker per line")
+    return tickers
 
 
 def _out_dir(args) -> Path:
@@ -268,8 +297,11 @@ def _run_backtest(args) -> int:
     for name in models:
         res = backtest(data, model=name, start=start, end=end, cash=args.cash, commission=args.commission,
                        entry=args.entry, exit=args.exit, allow_short=args.allow_short,
-                       cache_dir=args.cache_dir, progress=show_progress, **forecast)
-        res.config["data_source"] = "yfinance" if args.tickers else ("csv" if args.csv else "sample")
+                       cache_dir=args.cache_dir, progress=show_progress, workers=args.workers,
+                       executor=args.executor, address=args.address,
+                       skip_failed=args.skip_failed or bool(args.tickers_file), **forecast)
+        res.config["data_source"] = "yfinance" if (args.tickers or args.tickers_file) else (
+            "csv" if args.csv else "sample")
         target = out_dir / name if len(models) > 1 else out_dir
         res.save(target)
         if not args.no_plot:

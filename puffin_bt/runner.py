@@ -235,6 +235,22 @@ class _FoldBar:
         self.bar.close()
 
 
+class _TickerBar:
+    """A tqdm bar over tickers for parallel forecasting (folds run inside the workers)."""
+
+    def __init__(self, total: int) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, unit="ticker", desc="forecasts", dynamic_ncols=True)
+
+    def on_done(self, ticker: str, status: str) -> None:
+        self.bar.set_postfix_str(f"{ticker}: {status[:60]}")
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def _fold_progress_bar(frames: Mapping[str, pd.DataFrame], forecast_kwargs: dict) -> _FoldBar:
     options = {k: v for k, v in forecast_kwargs.items() if k in WALK_FORWARD_DEFAULTS}
     schedule = make_walk_forward("lstm", **options).schedule
@@ -365,9 +381,15 @@ def backtest(
     if parallel:
         from .parallel import precompute_forecasts
 
-        report = precompute_forecasts(frames, model=model if isinstance(model, str) else "lstm", store=store,
-                                      executor=executor or "local", workers=workers, address=address,
-                                      **forecast_kwargs)
+        ticker_bar = _TickerBar(len(frames)) if progress else None
+        try:
+            report = precompute_forecasts(frames, model=model if isinstance(model, str) else "lstm", store=store,
+                                          executor=executor or "local", workers=workers, address=address,
+                                          on_done=None if ticker_bar is None else ticker_bar.on_done,
+                                          **forecast_kwargs)
+        finally:
+            if ticker_bar is not None:
+                ticker_bar.close()
         if report.failed and not skip_failed:
             ticker, why = next(iter(report.failed.items()))
             raise DataError(f"forecasting failed for ticker {ticker!r}: {why}")
@@ -382,7 +404,7 @@ def backtest(
     cerebro = bt.Cerebro(runonce=runonce, stdstats=True)
     add_feeds(cerebro, frames)
     _configure_broker(cerebro, cash, commission)
-    bar = _fold_progress_bar(frames, forecast_kwargs) if progress else None
+    bar = _fold_progress_bar(frames, forecast_kwargs) if progress and not parallel else None
     if bar is not None:
         forecast_kwargs = {**forecast_kwargs, "on_fold": bar.on_fold}
     cerebro.addstrategy(ForecastThresholdStrategy, model=model, forecast_kwargs=forecast_kwargs, entry=entry,

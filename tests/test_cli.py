@@ -99,3 +99,36 @@ def test_offline_tickers_without_cache_fail_with_one_line(tmp_path):
     proc = run_cli("backtest", "--tickers", "ZZZZ", "--no-plot", "--cache-dir", str(tmp_path),
                    "--out", str(tmp_path / "o"), *TINY_FLAGS, timeout=120)
     assert_one_line_usage_error(proc, "ZZZZ")
+
+
+def test_tickers_file_universe_reports_and_skips_failed_tickers(tmp_path):
+    # Offline: a ticker cached earlier runs from the cache; uncached ones fail to download and are skipped.
+    from puffin_bt.data import load_prices, load_sample
+
+    cache = tmp_path / "cache"
+    ibm = load_sample(["IBM"], start="2011-01-01")["IBM"]
+    load_prices(["IBM"], start="2011-01-01", cache_dir=cache, fetcher=lambda ticker, start, end: ibm)
+    universe = tmp_path / "universe.txt"
+    universe.write_text("# my universe\nIBM\nNOPE1\n\nNOPE2  # not cached, no network\n")
+    proc = run_cli("backtest", "--tickers-file", str(universe), "--start", "2011-01-01", "--no-plot",
+                   "--cache-dir", str(cache), "--out", str(tmp_path / "o"), *TINY_FLAGS, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert "IBM" in proc.stdout and "skipped:" in proc.stdout
+    assert "NOPE1" in proc.stdout and "NOPE2" in proc.stdout
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert list(metrics["per_ticker"]) == ["IBM"]
+    nothing = tmp_path / "nothing.txt"
+    nothing.write_text("NOPE3\n")
+    proc = run_cli("backtest", "--tickers-file", str(nothing), "--no-plot", "--cache-dir", str(cache),
+                   "--out", str(tmp_path / "o2"), *TINY_FLAGS, timeout=120)
+    assert_one_line_usage_error(proc, "NOPE3")
+
+
+def test_parallel_workers_give_the_same_results_as_one_process(tmp_path):
+    common = ["backtest", "--sample", "AAPL", "IBM", "--start", "2011-06-01", "--no-plot", *TINY_FLAGS]
+    one = run_cli(*common, "--out", str(tmp_path / "one"), "--cache-dir", str(tmp_path / "c1"))
+    two = run_cli(*common, "--workers", "2", "--out", str(tmp_path / "two"), "--cache-dir", str(tmp_path / "c2"))
+    assert one.returncode == 0, one.stderr
+    assert two.returncode == 0, two.stderr
+    assert (tmp_path / "one" / "trades.csv").read_text() == (tmp_path / "two" / "trades.csv").read_text()
+    assert (tmp_path / "one" / "forecasts.csv").read_text() == (tmp_path / "two" / "forecasts.csv").read_text()
