@@ -167,6 +167,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(ev)
     _add_model_args(ev)
     _add_output_args(ev)
+
+    tu = sub.add_parser("tune", help="hyperparameter search on a tuning period, then one run on the test period",
+                        description="Search hidden_dim, num_layers, dropout, lr and lookback (or your --space) by "
+                                    "grid, random or Optuna TPE. Trials are scored on the tuning period only; the "
+                                    "best configuration then runs once on the test period (the last "
+                                    "--test-fraction of the dates). Writes trials.csv, best_config.json (replay "
+                                    "with backtest --config) and the test run to --out.")
+    _add_data_args(tu)
+    _add_model_args(tu)
+    search = tu.add_argument_group("search")
+    search.add_argument("--search", choices=("grid", "random", "optuna"), default="grid",
+                        help="grid (the chapter's 162 points, or the first --trials), random, or optuna (TPE)")
+    search.add_argument("--trials", type=_positive_int, help="number of trials (default: all for grid, 20 otherwise)")
+    search.add_argument("--space", help='JSON of option -> values, e.g. \'{"hidden_dim": [16, 32], "lookback": [10, 20]}\'')
+    search.add_argument("--objective", choices=("sharpe", "total_return", "direction_accuracy", "mse"),
+                        default="sharpe", help="what the search optimises on the tuning period (default sharpe)")
+    search.add_argument("--test-fraction", type=_fraction, default=0.25,
+                        help="share of the dates held out as the test period (default 0.25)")
+    search.add_argument("--test-start", help="first date of the test period (overrides --test-fraction)")
+    tu.add_argument("--entry", type=float, default=0.005, help="entry threshold (default 0.005)")
+    tu.add_argument("--exit", type=float, default=0.005, help="exit threshold (default 0.005)")
+    tu.add_argument("--commission", type=float, default=0.001, help="commission rate (default 0.001)")
+    _add_output_args(tu)
     return parser
 
 
@@ -218,6 +241,8 @@ def _resolve_inputs(args) -> tuple:
         data = load_sample(args.sample)
     elif cfg.get("tickers") and cfg.get("data_source") == "yfinance":
         data = cfg["tickers"]
+    elif cfg.get("tickers") and cfg.get("data_source") == "sample":
+        data = load_sample(cfg["tickers"])
     else:
         data = None
     return data, args.start or cfg.get("start"), args.end or cfg.get("end"), forecast, cfg
@@ -234,6 +259,12 @@ def _read_tickers_file(path: str) -> list[str]:
     if not tickers:
         raise ConfigError(f"--tickers-file {path!r} lists no tickers; put one ticker per line")
     return tickers
+
+
+def _data_source(args) -> str:
+    if getattr(args, "tickers", None) or getattr(args, "tickers_file", None):
+        return "yfinance"
+    return "csv" if args.csv else "sample"
 
 
 def _out_dir(args) -> Path:
@@ -286,6 +317,46 @@ def _format_evaluation(table) -> str:
     return shown.to_string()
 
 
+def _run_tune(args) -> int:
+    from .tuning import tune
+
+    data, start, end, forecast, _ = _resolve_inputs(args)
+    space = None
+    if args.space:
+        try:
+            space = json.loads(args.space)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--space is not valid JSON ({exc.msg}); e.g. '{{\"hidden_dim\": [16, 32]}}'") from None
+    if args.model == "both":
+        raise ConfigError("--model both is not supported by tune; tune lstm and gru separately")
+    searched = set(space or {}) | ({"hidden_dim", "num_layers", "dropout", "lr", "lookback"} if not space else set())
+    fixed = {k: v for k, v in forecast.items() if k not in searched}
+    out_dir = _out_dir(args)
+    show = not args.quiet and sys.stderr.isatty()
+
+    def on_trial(i, params, value):
+        if show:
+            print(f"trial {i}: {params} -> {args.objective}={value:.4g}", file=sys.stderr)
+
+    result = tune(data, model=args.model, search=args.search, trials=args.trials, space=space,
+                  objective=args.objective, test_fraction=args.test_fraction, test_start=args.test_start,
+                  start=start, end=end, cache_dir=args.cache_dir, on_trial=on_trial, entry=args.entry,
+                  exit=args.exit, commission=args.commission, **fixed)
+    result.test.config["data_source"] = _data_source(args)
+    result.save(out_dir)
+    if not args.no_plot:
+        result.test.plot(out_dir / "test")
+    top = result.trials.head(10).to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    print(f"{args.model.upper()} {args.search} search, {len(result.trials)} trials, objective {args.objective} "
+          f"on {result.tune_period[0]}..{result.tune_period[1]}")
+    print(top)
+    print(f"\nbest: {result.best_params}")
+    print(f"test period {result.test_period[0]}..{result.test_period[1]} (never seen by the search):")
+    print(result.test.summary())
+    print(f"wrote {out_dir} (replay: puffin-bt backtest --config {out_dir / 'best_config.json'})")
+    return EXIT_OK
+
+
 def _run_backtest(args) -> int:
     from .runner import backtest
 
@@ -300,8 +371,7 @@ def _run_backtest(args) -> int:
                        cache_dir=args.cache_dir, progress=show_progress, workers=args.workers,
                        executor=args.executor, address=args.address,
                        skip_failed=args.skip_failed or bool(args.tickers_file), **forecast)
-        res.config["data_source"] = "yfinance" if (args.tickers or args.tickers_file) else (
-            "csv" if args.csv else "sample")
+        res.config["data_source"] = _data_source(args)
         target = out_dir / name if len(models) > 1 else out_dir
         res.save(target)
         if not args.no_plot:
@@ -333,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run_backtest(args)
         if args.command == "evaluate":
             return _run_evaluate(args)
+        if args.command == "tune":
+            return _run_tune(args)
         raise _UsageError(f"puffin-bt: unknown command {args.command!r}")
     except _UsageError as exc:
         print(str(exc), file=sys.stderr)

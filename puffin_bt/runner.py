@@ -67,9 +67,13 @@ class SleeveValue(bt.Analyzer):
 
 
 class BuyAndHold(bt.Strategy):
-    """Equal-weight buy-and-hold: buys each data at its first bar (fills next open), then holds."""
+    """Equal-weight buy-and-hold: buys each data at its bar ``start_bar`` (fills next open), then holds.
 
-    params = (("reserve", 0.02),)
+    ``backtest()`` sets ``start_bar`` to the first forecast bar, so the benchmark and the
+    strategy both sit in cash through the walk-forward warm-up and the comparison is fair.
+    """
+
+    params = (("reserve", 0.02), ("start_bar", 0))
 
     def __init__(self) -> None:
         self.weight = (1.0 - self.p.reserve) / max(1, len(self.datas))
@@ -80,7 +84,8 @@ class BuyAndHold(bt.Strategy):
 
     def next(self) -> None:
         for d in self.datas:
-            if d not in self.bought and len(d) and d.datetime.datetime(0) == self.datetime.datetime(0):
+            if (d not in self.bought and len(d) > self.p.start_bar
+                    and d.datetime.datetime(0) == self.datetime.datetime(0)):
                 size = int(self.broker.startingcash * self.weight / d.close[0])
                 if size > 0:
                     self.buy(data=d, size=size)
@@ -425,7 +430,7 @@ def backtest(
     bench = bt.Cerebro(runonce=runonce, stdstats=False)
     add_feeds(bench, frames)
     _configure_broker(bench, cash, commission)
-    bench.addstrategy(BuyAndHold)
+    bench.addstrategy(BuyAndHold, start_bar=min_train - 1)
     bench.addanalyzer(SleeveValue, _name="sleeves")
     bench.addanalyzer(bt.analyzers.TimeReturn, _name="timereturn", timeframe=bt.TimeFrame.Days)
     bench_strat = bench.run()[0]
