@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import ConfigError, PuffinError
+from .errors import ConfigError, DataError, PuffinError
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE = 0, 1, 2
 
@@ -129,6 +129,9 @@ def _add_output_args(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--out", help="output folder (default ./puffin-bt-out/<timestamp>)")
     out.add_argument("--no-plot", action="store_true", help="skip the PNG charts")
+    out.add_argument("--report", choices=("html",),
+                     help="also write report.html, a quantstats tearsheet vs buy-and-hold (pip install "
+                          "'puffin_bt[report]')")
     out.add_argument("--config", help="JSON config written by a previous run (config.json); flags override it")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
     out.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
@@ -360,6 +363,10 @@ def _run_tune(args) -> int:
 def _run_backtest(args) -> int:
     from .runner import backtest
 
+    if args.report == "html":  # fail before the long run, not after it
+        from .report import require_quantstats
+
+        require_quantstats()
     data, start, end, forecast, cfg = _resolve_inputs(args)
     out_dir = _out_dir(args)
     models = ("lstm", "gru") if args.model == "both" else (args.model,)
@@ -376,6 +383,13 @@ def _run_backtest(args) -> int:
         res.save(target)
         if not args.no_plot:
             res.plot(target)
+        if args.report == "html":
+            from .report import tearsheet
+
+            try:
+                tearsheet(res, target / "report.html")
+            except DataError as exc:  # the run itself succeeded: say why there is no report, keep going
+                print(f"puffin-bt: note: report.html not written: {exc}", file=sys.stderr)
         results[name] = res
         print(res.summary())
         print()

@@ -59,3 +59,43 @@ def compare_models(results: dict, out_dir=None) -> str:
             else:
                 shown.loc[row, col] = f"{v:.4g}"
     return "LSTM vs GRU, same data and schedule\n" + shown.to_string()
+
+
+def require_quantstats():
+    """The quantstats module, or a ConfigError that says how to install it."""
+    try:
+        import quantstats
+    except ImportError:
+        from .errors import ConfigError
+
+        raise ConfigError("the HTML report needs quantstats: pip install 'puffin_bt[report]' "
+                          "(or drop --report)") from None
+    return quantstats
+
+
+def tearsheet(result, out_path, title: str | None = None) -> Path:
+    """An HTML tearsheet (quantstats) of the portfolio's daily returns against the buy-and-hold benchmark.
+
+    Needs the optional extra: ``pip install 'puffin_bt[report]'``.
+    """
+    qs = require_quantstats()
+    import logging
+    import warnings
+
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
+    equity = result.equity
+    returns = equity["strategy"].pct_change().dropna().rename("Strategy")
+    if not (returns != 0).any():
+        from .errors import DataError
+
+        raise DataError("the strategy never held a position, so there is nothing for a tearsheet to show; "
+                        "lower --entry or check the forecasts")
+    benchmark = equity["buy_hold"].pct_change().dropna().rename("Buy & hold")
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cfg = result.config
+    title = title or f"puffin_bt {cfg['model'].upper()} threshold strategy: {', '.join(cfg['tickers'])}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qs.reports.html(returns, benchmark=benchmark, output=str(out), title=title, download_filename=str(out))
+    return out

@@ -132,3 +132,25 @@ def test_parallel_workers_give_the_same_results_as_one_process(tmp_path):
     assert two.returncode == 0, two.stderr
     assert (tmp_path / "one" / "trades.csv").read_text() == (tmp_path / "two" / "trades.csv").read_text()
     assert (tmp_path / "one" / "forecasts.csv").read_text() == (tmp_path / "two" / "forecasts.csv").read_text()
+
+
+def test_html_report_is_a_quantstats_tearsheet(tmp_path):
+    pytest.importorskip("quantstats")
+    out = tmp_path / "rep"
+    proc = run_cli("backtest", "--sample", "IBM", "--start", "2011-06-01", "--no-plot", "--report", "html",
+                   "--entry", "0", "--exit", "0", "--out", str(out), "--cache-dir", str(tmp_path / "c"), *TINY_FLAGS)
+    assert proc.returncode == 0, proc.stderr
+    html = (out / "report.html").read_text()
+    assert "Buy &amp; hold" in html or "Buy & hold" in html
+    assert "Sharpe" in html
+
+
+def test_html_report_without_quantstats_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    from puffin_bt import cli
+
+    monkeypatch.setitem(sys.modules, "quantstats", None)  # as if the extra were not installed
+    code = cli.main(["backtest", "--sample", "IBM", "--report", "html", "--no-plot", "--out", str(tmp_path / "o"),
+                     "--cache-dir", str(tmp_path / "c"), *TINY_FLAGS])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "puffin_bt[report]" in err[0]
+    assert not (tmp_path / "o").exists()  # it failed before doing the work
