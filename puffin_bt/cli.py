@@ -46,6 +46,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _workers(text: str) -> int | str:
+    return "auto" if text.lower() == "auto" else _positive_int(text)
+
+
 def _refit(text: str) -> int | None:
     if text.lower() in ("none", "cold"):
         return None
@@ -116,8 +120,9 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
 
 def _add_scale_args(parser: argparse.ArgumentParser) -> None:
     scale = parser.add_argument_group("scale-out (forecasts computed in parallel, then one Backtrader run)")
-    scale.add_argument("--workers", type=_positive_int,
-                       help="parallel workers for the tickers' forecasts (default 1: in the engine)")
+    scale.add_argument("--workers", type=_workers, default="auto",
+                       help="processes computing the tickers' forecasts in parallel, or 'auto' = one per CPU core "
+                            "up to one per ticker (default auto; 1 = inside the Backtrader run)")
     scale.add_argument("--executor", choices=("local", "ray"),
                        help="local process pool, or Ray (pip install 'puffin_bt[ray]')")
     scale.add_argument("--address", help="Ray cluster address HOST:PORT (default: start a local Ray runtime)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from ._validate import check_float
+from ._validate import check_float, check_int
 from .errors import ConfigError, DataError, PuffinError
 from .evaluation import forecast_frame
 from .forecaster import atomic_write_bytes
@@ -329,7 +330,7 @@ def backtest(
     cache_dir=None,
     store=True,
     progress: bool = False,
-    workers: int | None = None,
+    workers: int | str | None = None,
     executor: str | None = None,
     address: str | None = None,
     skip_failed: bool = False,
@@ -341,7 +342,8 @@ def backtest(
     train_window, min_train, epochs, refit_epochs, hidden_dim, num_layers, dropout,
     lr, batch_size, weight_decay, seed, device, horizon, ...).
 
-    ``workers`` / ``executor`` compute the tickers' forecasts in parallel first
+    ``workers`` (a number, or ``"auto"`` = one per CPU core up to one per ticker) /
+    ``executor`` compute the tickers' forecasts in parallel first
     (``"local"`` process pool, or ``"ray"`` joining ``address`` / a local runtime), into
     the store; the Backtrader run then reads them. ``skip_failed`` reports and skips
     tickers whose data cannot be loaded or forecast instead of failing the whole run
@@ -376,6 +378,10 @@ def backtest(
                 raise
             skipped[name] = " ".join(str(exc).split())
             del frames[name]
+    if workers == "auto":
+        workers = min(os.cpu_count() or 1, len(frames))
+    elif workers is not None:
+        workers = check_int("workers", workers)
     parallel = executor is not None or (workers is not None and workers > 1)
     if store is True or (parallel and store in (None, False)):
         store = ForecastStore(cache_dir)

@@ -126,7 +126,7 @@ def test_tickers_file_universe_reports_and_skips_failed_tickers(tmp_path):
 
 def test_parallel_workers_give_the_same_results_as_one_process(tmp_path):
     common = ["backtest", "--sample", "AAPL", "IBM", "--start", "2011-06-01", "--no-plot", *TINY_FLAGS]
-    one = run_cli(*common, "--out", str(tmp_path / "one"), "--cache-dir", str(tmp_path / "c1"))
+    one = run_cli(*common, "--workers", "1", "--out", str(tmp_path / "one"), "--cache-dir", str(tmp_path / "c1"))
     two = run_cli(*common, "--workers", "2", "--out", str(tmp_path / "two"), "--cache-dir", str(tmp_path / "c2"))
     assert one.returncode == 0, one.stderr
     assert two.returncode == 0, two.stderr
