@@ -1,5 +1,5 @@
 """Ready-made Backtrader strategies built on puffin_bt's forecast indicators."""
 
-from .forecast_threshold import ForecastThresholdStrategy
+from .forecast_threshold import ForecastThresholdStrategy, threshold_target
 
-__all__ = ["ForecastThresholdStrategy"]
+__all__ = ["ForecastThresholdStrategy", "threshold_target"]

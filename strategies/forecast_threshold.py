@@ -16,6 +16,26 @@ from puffin_bt.errors import ConfigError
 from puffin_bt.indicators import FORECAST_PARAMS, INDICATORS, ForecastPrice, _ForecastIndicator
 
 
+def threshold_target(pred: float, position: float, entry: float, exit: float, allow_short: bool,
+                     weight: float) -> float:
+    """The chapter's rule as a pure function: target weight given a forecast and the position.
+
+    >>> threshold_target(0.006, 0, 0.005, 0.005, False, 0.5)   # flat, pred > +entry: long
+    0.5
+    >>> threshold_target(-0.006, 10, 0.005, 0.005, False, 0.5)  # long, pred < -exit: flat
+    0.0
+    """
+    if pred > entry:
+        return weight
+    if allow_short and pred < -entry:
+        return -weight
+    if position > 0 and pred < -exit:
+        return 0.0
+    if position < 0 and pred > exit:
+        return 0.0
+    return math.copysign(weight, position) if position else 0.0
+
+
 class ForecastThresholdStrategy(bt.Strategy):
     """The chapter's +-0.5% threshold strategy, on every data in the Cerebro.
 
@@ -86,15 +106,7 @@ class ForecastThresholdStrategy(bt.Strategy):
     def target_for(self, pred: float, position: float) -> float:
         """The target weight after seeing ``pred`` with a current position of sign ``position``."""
         p = self.p
-        if pred > p.entry:
-            return self.weight
-        if p.allow_short and pred < -p.entry:
-            return -self.weight
-        if position > 0 and pred < -p.exit:
-            return 0.0
-        if position < 0 and pred > p.exit:
-            return 0.0
-        return math.copysign(self.weight, position) if position else 0.0
+        return threshold_target(pred, position, p.entry, p.exit, p.allow_short, self.weight)
 
     def prenext(self) -> None:
         # Tickers start on different dates: trade the ones that already have forecasts.

@@ -160,3 +160,29 @@ def test_user_cerebro_takes_the_strategy_in_one_line():
     fc = strat.forecasts[strat.datas[0]]
     assert type(fc).__name__ == "GRUForecast" and len(fc.folds) > 0
     assert strat.trade_log or strat.getposition(strat.datas[0]).size != 0
+
+
+def test_allow_short_trades_the_mirror_signal():
+    frames = {"DOWN": ohlcv_frame(regime_closes(((100, -0.004), (80, 0.004), (80, -0.004)), seed=9))}
+    params = {**FAST, "lookback": 5, "min_train": 60, "train_window": 80, "retrain_every": 40}
+    long_only = backtest(frames, store=False, entry=0.001, exit=0.001, **params)
+    both = backtest(frames, store=False, entry=0.001, exit=0.001, allow_short=True, **params)
+    assert set(long_only.trades["direction"]) <= {"long"}
+    assert "short" in set(both.trades["direction"]) or both.strategy.getposition(both.strategy.datas[0]).size < 0
+    pd.testing.assert_frame_equal(long_only.forecasts, both.forecasts)  # same forecasts, other trades
+
+
+def test_threshold_rules_follow_the_chapter():
+    from strategies import threshold_target
+
+    def rule(pred, position, allow_short=False):
+        return threshold_target(pred, position, 0.005, 0.005, allow_short, 0.5)
+
+    assert rule(0.006, 0) == 0.5                       # flat, pred > +entry: go long
+    assert rule(0.004, 0) == 0.0                       # below the entry threshold: stay flat
+    assert rule(-0.004, 10) == 0.5                     # long, pred above -exit: hold
+    assert rule(-0.006, 10) == 0.0                     # long, pred < -exit: exit
+    assert rule(-0.006, 0, allow_short=True) == -0.5   # flat, short allowed: go short
+    assert rule(0.006, -10, allow_short=True) == 0.5   # short, strong up signal: reverse
+    assert rule(0.004, -10, allow_short=True) == -0.5  # short, pred below +exit: hold
+    assert rule(0.006, -10, allow_short=True) == 0.5
