@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _positive_int_or_none(text: str) -> int | None:
-    if text.lower() in ("none", "expanding", "0"):
+    if text.lower() in ("none", "expanding"):
         return None
     return _positive_int(text)
 
@@ -298,10 +298,10 @@ def _run_evaluate(args) -> int:
         table.to_csv(target / "evaluation.csv")
         forecasts.to_csv(target / "forecasts.csv", index=False)
         if not args.no_plot:
-            from .plotting import plot_forecasts
+            from .plotting import plot_forecasts, safe_name
 
             for ticker, g in forecasts.groupby("ticker", sort=False):
-                plot_forecasts(g.set_index("date"), out_path=target / f"forecast_{ticker}.png",
+                plot_forecasts(g.set_index("date"), out_path=target / f"forecast_{safe_name(ticker)}.png",
                                title=f"{name.upper()} walk-forward forecasts: {ticker}")
         print(f"{name.upper()} walk-forward evaluation ({len(frames)} ticker(s), next-bar returns)")
         print(_format_evaluation(table))

@@ -10,10 +10,12 @@ import datetime as _dt
 import functools
 import importlib.resources
 import io
+import lzma
 import os
 import re
-import tempfile
+import tarfile
 import warnings
+import zipfile
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from typing import NoReturn
 import numpy as np
 import pandas as pd
 
+from ._io import atomic_write_bytes
 from .errors import ConfigError, DataError, NetworkError
 
 __all__ = [
@@ -681,7 +684,8 @@ def load_csv(path: str | os.PathLike, name: str | None = None) -> pd.DataFrame:
             f"{label}: the file is empty ({exc}); export the prices again with a header line "
             "date,open,high,low,close,volume"
         ) from exc
-    except (pd.errors.ParserError, UnicodeDecodeError, EOFError, zlib.error, OSError, ValueError) as exc:
+    except (pd.errors.ParserError, UnicodeDecodeError, EOFError, zlib.error, OSError, ValueError,
+            zipfile.BadZipFile, tarfile.TarError, lzma.LZMAError, ImportError) as exc:
         raise DataError(
             f"{label}: the file is not a readable CSV ({type(exc).__name__}: {str(exc).strip()[:200]}); "
             "it may be truncated or garbled: download or export it again"
@@ -704,7 +708,8 @@ def load_csv(path: str | os.PathLike, name: str | None = None) -> pd.DataFrame:
     lowered = {_norm_name(c): c for c in frame.columns}
     price_cols = [lowered[c] for c in _PRICE_COLUMNS if c in lowered]
     if len(price_cols) == len(_PRICE_COLUMNS) and len(frame) > 1:
-        empty = frame[price_cols].isna().any(axis=1).to_numpy()
+        checked = price_cols + ([lowered["volume"]] if "volume" in lowered else [])
+        empty = frame[checked].isna().any(axis=1).to_numpy()
         if empty[-1] and not empty[:-1].any():
             raise DataError(
                 f"{label}: the file looks truncated: its last row (line {len(frame) + 1}, date "
@@ -843,30 +848,7 @@ def _write_cache(path: Path, ticker: str, frame: pd.DataFrame, covers_from, cove
     out.index = out.index.strftime("%Y-%m-%d" if midnight else "%Y-%m-%dT%H:%M:%S.%f")
     out.index.name = "date"
     body = out.to_csv(float_format=None, lineterminator="\n")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(header)
-            fh.write(body)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename durable; not possible on every platform
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    atomic_write_bytes(path, (header + body).encode("utf-8"))
 
 
 def _prepare_fetched(raw, ticker: str) -> pd.DataFrame | None:

@@ -9,13 +9,13 @@ reused by the walk-forward runner so both paths train exactly the same way.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import math
 import numbers
 import os
 import pickle
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +24,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._io import atomic_write_bytes
 from ._validate import check_float, check_int
 from .errors import CheckpointError, ConfigError, DataError, NotFittedError
 from .nets import CELLS, RecurrentNet
 from .training import EarlyStopping, TensorBatches, resolve_device, training_loop
 
 FORMAT_VERSION = 1
+MAX_SEED = 2**32 - 1  # numpy's limit; torch takes up to 2**64 - 1, and fold k uses seed + k
 
 
 @dataclass(frozen=True)
@@ -61,10 +63,12 @@ class ModelConfig:
         for name in ("hidden_dim", "num_layers", "lookback", "horizon", "batch_size"):
             object.__setattr__(self, name, check_int(name, getattr(self, name)))
         object.__setattr__(self, "seed", check_int("seed", self.seed, minimum=0))
+        if self.seed > MAX_SEED:
+            raise ConfigError(f"seed={self.seed} is too large; use a seed between 0 and {MAX_SEED}")
         object.__setattr__(self, "patience", check_int("patience", self.patience, allow_none=True))
         object.__setattr__(self, "dropout", check_float("dropout", self.dropout, 0.0, 1.0, max_inclusive=False))
         object.__setattr__(self, "lr", check_float("lr", self.lr, 0.0, 10.0, min_inclusive=False))
-        object.__setattr__(self, "weight_decay", check_float("weight_decay", self.weight_decay, 0.0))
+        object.__setattr__(self, "weight_decay", check_float("weight_decay", self.weight_decay, 0.0, 1.0))
         object.__setattr__(self, "noise_level", check_float("noise_level", self.noise_level, 0.0, 10.0))
         object.__setattr__(
             self, "validation_split",
@@ -139,7 +143,7 @@ def window_inputs(returns: np.ndarray, bars: np.ndarray, lookback: int) -> np.nd
 def window_targets(closes: np.ndarray, bars: np.ndarray, horizon: int) -> np.ndarray:
     """Targets: log return from each bar to ``horizon`` bars later."""
     bars = np.asarray(bars)
-    return np.log(closes[bars + horizon] / closes[bars])
+    return np.log(closes[bars + horizon]) - np.log(closes[bars])  # a ratio could overflow
 
 
 @dataclass(frozen=True)
@@ -403,6 +407,7 @@ class RNNForecaster:
             "versions": {"torch": torch.__version__, "numpy": np.__version__},
         }
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        meta["sha256"] = _state_digest(state)
         buf = io.BytesIO()
         torch.save({"state_dict": state, "meta_json": json.dumps(meta)}, buf)
         path = Path(path)
@@ -424,6 +429,8 @@ class RNNForecaster:
             scaler = Scaler(float(meta["scaler"]["mean"]), float(meta["scaler"]["std"]), int(meta["scaler"]["horizon"]))
             if not (math.isfinite(scaler.mean) and math.isfinite(scaler.std) and scaler.std > 0):
                 raise ValueError(f"scaler statistics {meta['scaler']} are not finite with std > 0")
+            if not isinstance(state, dict):
+                raise TypeError(f"state_dict is a {type(state).__name__}, not a dict of tensors")
         except pickle.UnpicklingError as exc:
             raise CheckpointError(
                 f"checkpoint {str(path)!r} would need unpickling arbitrary objects, which puffin_bt refuses "
@@ -455,6 +462,11 @@ class RNNForecaster:
                 f"checkpoint {str(path)!r}: weights do not match the architecture in its metadata "
                 f"({str(exc).splitlines()[0]})"
             ) from None
+        if "sha256" in meta and meta["sha256"] != _state_digest(state):
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} is corrupted: its weights do not match the checksum saved with them; "
+                "restore the file from a backup or re-train and save again"
+            )
         obj.device_ = resolve_device(device)
         net.to(obj.device_).eval()
         obj.model, obj.config_, obj.scaler_ = net, cfg, scaler
@@ -477,19 +489,13 @@ class TradingGRU(RNNForecaster):
 _CLASS_FOR_CELL = {"lstm": TradingLSTM, "gru": TradingGRU}
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder + fsync + rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+def _state_digest(state: dict) -> str:
+    """SHA-256 over the weights (names, shapes, dtypes, bytes): detects a corrupted checkpoint."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name]
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"state_dict entry {name!r} is not a tensor")
+        h.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()

@@ -59,7 +59,7 @@ class _ForecastIndicator(bt.Indicator):
         try:
             self.runner = make_walk_forward(self.cell, on_fold, **{k: getattr(p, k) for k in WALK_FORWARD_DEFAULTS})
         except ConfigError as exc:
-            raise ConfigError(f"{type(self).__name__}: {exc}") from None
+            raise type(exc)(f"{type(self).__name__}: {exc}") from None
         self.config, self.schedule = self.runner.config, self.runner.schedule
         self._close = self.data.close if hasattr(self.data, "close") else self.data
         self._stored = None

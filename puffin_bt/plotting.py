@@ -91,7 +91,7 @@ def _new_fignum(plt) -> int:
 # --------------------------------------------------------------------------- small helpers
 
 
-def _safe_name(name: str) -> str:
+def safe_name(name: str) -> str:
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._")
     return cleaned or "data"
 
@@ -505,7 +505,7 @@ def plot_trades(cerebro, out_dir=None, strategy=None, dpi=110, width=14, height=
             raise
         figures[key] = fig
         if out is not None:
-            stem = f"trades_{_safe_name(key)}"
+            stem = f"trades_{safe_name(key)}"
             fname, n = stem, 2
             while fname in used_files:
                 fname, n = f"{stem}_{n}", n + 1

@@ -19,10 +19,10 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
+from ._io import atomic_write_bytes
 from ._validate import check_float, check_int
 from .errors import ConfigError, DataError, PuffinError
 from .evaluation import forecast_frame
-from .forecaster import atomic_write_bytes
 from .indicators import FORECAST_PARAMS
 from .store import ForecastStore
 from .walkforward import WALK_FORWARD_DEFAULTS, make_walk_forward, require_history

@@ -11,14 +11,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from ._io import atomic_write_bytes
 from .errors import ConfigError
-from .forecaster import atomic_write_bytes
 from .walkforward import FoldRecord, WalkForward
 
 STORE_VERSION = 1
@@ -102,10 +101,13 @@ class ForecastStore:
         return preds
 
     def clear(self) -> int:
-        """Delete every stored entry; returns how many were removed."""
+        """Delete every stored entry, and the temp files killed writers left behind
+        (``.<key>.npz.<random>.tmp``); returns how many entries were removed."""
         removed = 0
         if self.root.is_dir():
             for path in self.root.glob("*.npz"):
-                os.unlink(path)
+                path.unlink(missing_ok=True)
                 removed += 1
+            for path in self.root.glob(".*.tmp"):
+                path.unlink(missing_ok=True)
         return removed

@@ -25,6 +25,8 @@ def set_seed(seed: int) -> None:
     >>> set_seed(42)
     """
     seed = check_int("seed", seed, minimum=0)
+    if seed > 2**32 - 1:
+        raise ConfigError(f"seed={seed} is too large; use a seed between 0 and {2**32 - 1}")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

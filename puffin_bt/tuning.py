@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from ._io import atomic_write_bytes
 from .errors import ConfigError
 from .evaluation import forecast_metrics
-from .forecaster import atomic_write_bytes
 from .walkforward import WALK_FORWARD_DEFAULTS
 
 # The chapter's grid.
