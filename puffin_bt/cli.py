@@ -123,6 +123,9 @@ def _add_scale_args(parser: argparse.ArgumentParser) -> None:
     scale.add_argument("--workers", type=_workers, default="auto",
                        help="processes computing the tickers' forecasts in parallel, or 'auto' = one per CPU core "
                             "up to one per ticker (default auto; 1 = inside the Backtrader run)")
+    scale.add_argument("--threads", type=_positive_int,
+                       help="torch intra-op threads in this process (default: torch's; parallel workers use "
+                            "cores / workers each)")
     scale.add_argument("--executor", choices=("local", "ray"),
                        help="local process pool, or Ray (pip install 'puffin_bt[ray]')")
     scale.add_argument("--address", help="Ray cluster address HOST:PORT (default: start a local Ray runtime)")
@@ -373,6 +376,10 @@ def _run_backtest(args) -> int:
 
         require_quantstats()
     data, start, end, forecast, cfg = _resolve_inputs(args)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     out_dir = _out_dir(args)
     models = ("lstm", "gru") if args.model == "both" else (args.model,)
     show_progress = not args.quiet and sys.stderr.isatty()
