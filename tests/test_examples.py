@@ -27,14 +27,20 @@ EXPECTED = {
     "08_noise_augmentation.py": ([], ["validation returns untouched", "noise_level=0.1: train_loss="]),
     "09_hyperparameter_grid.py": ([], ["Distinct results: 8 of 8 grid points", "Best parameters: {",
                                        "Best validation loss:"]),
+    "10_add_to_your_cerebro.py": ([], ["final value:", "closed trades:", "trades_AAPL.png", "trades_MSFT.png"]),
+    "11_portfolio_backtest.py": ([], ["PORTFOLIO", "B&H return", "charts,", "folds"]),
+    "12_walk_forward_evaluation.py": ([], ["POOLED", "mse_zero", "Direction accuracy", "against a coin flip"]),
+    "13_chapter_backtest_done_causally.py": ([], ["Final Capital: $", "Total Return:", "Number of Trades:",
+                                                  "first forecast on"]),
 }
 
 
-def run_example(name: str, *args: str) -> subprocess.CompletedProcess:
+def run_example(name: str, *args: str, cwd=None) -> subprocess.CompletedProcess:
     env = dict(os.environ, PUFFIN_BT_QUICK="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     command = [sys.executable, str(EXAMPLES / name), "--epochs", "2", *args]
-    return subprocess.run(command, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    return subprocess.run(command, check=False, cwd=cwd or ROOT, env=env, capture_output=True, text=True,
+                          timeout=180)
 
 
 def test_every_example_script_is_covered():
@@ -42,9 +48,9 @@ def test_every_example_script_is_covered():
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_example_runs_offline_and_prints_its_results(name):
+def test_example_runs_offline_and_prints_its_results(name, tmp_path):
     extra_args, fragments = EXPECTED[name]
-    result = run_example(name, *extra_args)
+    result = run_example(name, *extra_args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     for fragment in fragments:
         assert fragment in result.stdout, f"{fragment!r} missing from:\n{result.stdout}"
