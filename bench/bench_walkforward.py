@@ -3,8 +3,8 @@
 
 One command, one run, on the bundled data (``puffin_bt.load_sample``)::
 
-    /work/venv/bin/python bench/bench_walkforward.py                 # full run (a few minutes)
-    /work/venv/bin/python bench/bench_walkforward.py --quick --no-darts   # smoke run (< 60 s)
+    python bench/bench_walkforward.py                 # full run (a few minutes)
+    python bench/bench_walkforward.py --quick --no-darts   # smoke run (< 60 s)
 
 Contenders on the same walk-forward work (one ticker, cold refit every fold, equal epochs):
 
