@@ -78,7 +78,8 @@ def _positive_float(text: str) -> float:
 
 # CLI flag -> forecast option, so a saved config can be replayed with --config.
 FORECAST_FLAGS = ("lookback", "retrain_every", "train_window", "min_train", "epochs", "refit_epochs",
-                  "hidden_dim", "num_layers", "dropout", "lr", "batch_size", "weight_decay", "seed", "device")
+                  "hidden_dim", "num_layers", "dropout", "lr", "batch_size", "weight_decay", "seed", "device",
+                  "threads")
 
 
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -116,6 +117,9 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--weight-decay", type=float, help="Adam weight decay (default 0)")
     model.add_argument("--seed", type=int, help="random seed (default 0)")
     model.add_argument("--device", help="auto (GPU if present), cpu, cuda, mps (default auto)")
+    model.add_argument("--threads", type=_positive_int,
+                       help="torch intra-op threads while training/forecasting (default 1: fastest for these "
+                            "small nets, and robust when other processes share the cores)")
 
 
 def _add_scale_args(parser: argparse.ArgumentParser) -> None:
@@ -123,9 +127,6 @@ def _add_scale_args(parser: argparse.ArgumentParser) -> None:
     scale.add_argument("--workers", type=_workers, default="auto",
                        help="processes computing the tickers' forecasts in parallel, or 'auto' = one per CPU core "
                             "up to one per ticker (default auto; 1 = inside the Backtrader run)")
-    scale.add_argument("--threads", type=_positive_int,
-                       help="torch intra-op threads in this process (default: torch's; parallel workers use "
-                            "cores / workers each)")
     scale.add_argument("--executor", choices=("local", "ray"),
                        help="local process pool, or Ray (pip install 'puffin_bt[ray]')")
     scale.add_argument("--address", help="Ray cluster address HOST:PORT (default: start a local Ray runtime)")
@@ -376,10 +377,6 @@ def _run_backtest(args) -> int:
 
         require_quantstats()
     data, start, end, forecast, cfg = _resolve_inputs(args)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     out_dir = _out_dir(args)
     models = ("lstm", "gru") if args.model == "both" else (args.model,)
     show_progress = not args.quiet and sys.stderr.isatty()

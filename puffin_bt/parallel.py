@@ -35,7 +35,6 @@ class ForecastTask:
     date_numbers: np.ndarray
     model: str
     options: dict
-    threads: int | None = None
 
 
 @dataclass
@@ -66,10 +65,6 @@ def run_task(task: ForecastTask) -> tuple[str, np.ndarray, list[dict], float]:
     """Worker body: walk forward over one ticker. Returns (ticker, log forecasts, folds, seconds)."""
     import time
 
-    import torch
-
-    if task.threads:
-        torch.set_num_threads(task.threads)
     started = time.perf_counter()
     runner = make_walk_forward(task.model, **task.options)
     import backtrader as bt
@@ -125,9 +120,6 @@ def precompute_forecasts(
     if not tasks:
         return report
     n_workers = workers or _default_workers(len(tasks))
-    threads = max(1, (os.cpu_count() or 1) // n_workers)
-    for task in tasks:
-        task.threads = threads
 
     def finish(ticker, result=None, error=None):
         if error is not None:
@@ -187,9 +179,7 @@ def _run_on_ray(tasks: list[ForecastTask], address: str | None, options: dict, f
     if device.startswith("cuda") or device == "auto":
         gpus = ray.cluster_resources().get("GPU", 0)
         num_gpus = min(1.0, gpus / max(1, len(tasks))) if gpus else 0.0
-    remote = ray.remote(num_cpus=1, num_gpus=num_gpus)(run_task)
-    for task in tasks:
-        task.threads = 1
+    remote = ray.remote(num_cpus=options.get("threads") or 1, num_gpus=num_gpus)(run_task)
     refs = {remote.remote(task): task.ticker for task in tasks}
     pending = list(refs)
     while pending:

@@ -20,7 +20,7 @@ import torch
 from ._validate import check_int
 from .errors import ConfigError, DataError
 from .forecaster import ModelConfig, as_prices, min_samples, predict_log_returns, split_train_val, train_network
-from .training import resolve_device
+from .training import resolve_device, torch_threads
 
 
 @dataclass(frozen=True)
@@ -158,6 +158,7 @@ class WalkForward:
         refit_epochs: int | None = None,
         device: str | torch.device = "auto",
         on_fold: Callable[[FoldRecord], None] | None = None,
+        threads: int | None = 1,
     ) -> None:
         if schedule.lookback != config.lookback or schedule.horizon != config.horizon:
             raise ConfigError(
@@ -169,6 +170,7 @@ class WalkForward:
         self.epochs = check_int("epochs", epochs)
         self.refit_epochs = check_int("refit_epochs", refit_epochs, minimum=1, allow_none=True)
         self.device = resolve_device(device)
+        self.threads = check_int("threads", threads, allow_none=True)
         self.on_fold = on_fold
         self.net: torch.nn.Module | None = None
         self.scaler = None
@@ -180,6 +182,10 @@ class WalkForward:
 
     def train_fold(self, history: np.ndarray, date=None) -> FoldRecord:
         """Train the fold at bar ``len(history) - 1`` on ``history`` (closes up to that bar)."""
+        with torch_threads(self.threads):
+            return self._train_fold(history, date)
+
+    def _train_fold(self, history: np.ndarray, date=None) -> FoldRecord:
         bar = len(history) - 1
         k = self.schedule.fold_index(bar)
         if not self.schedule.is_fold_bar(bar) or k != len(self.folds):
@@ -225,6 +231,10 @@ class WalkForward:
         Trains every fold those bars need, in order, each on ``closes[:fold_bar+1]``;
         then one batched forward pass per fold.
         """
+        with torch_threads(self.threads):
+            return self._forecast_range(closes, start, end, dates)
+
+    def _forecast_range(self, closes: np.ndarray, start: int, end: int, dates=None) -> np.ndarray:
         closes = np.asarray(closes, dtype=np.float64)
         end = min(end, len(closes))
         out = np.full(max(0, end - start), np.nan)
@@ -270,7 +280,8 @@ class WalkForward:
             raise ConfigError("no fold has been trained yet; call train_fold (or advance) at the first fold bar")
         lookback = self.config.lookback
         tail = _checked(np.asarray(tail, dtype=np.float64)[-(lookback + 1):], lookback)
-        return float(predict_log_returns(self.net, self.scaler, tail, [lookback], lookback, self.device)[0])
+        with torch_threads(self.threads):
+            return float(predict_log_returns(self.net, self.scaler, tail, [lookback], lookback, self.device)[0])
 
     def run(self, closes, dates=None) -> WalkForwardResult:
         """Walk forward over a whole series of closes (oldest first)."""
@@ -300,6 +311,7 @@ WALK_FORWARD_DEFAULTS = {
     "horizon": 1,
     "seed": 0,
     "device": "auto",
+    "threads": 1,
 }
 
 
@@ -322,7 +334,7 @@ def make_walk_forward(cell: str = "lstm", on_fold: Callable[[FoldRecord], None] 
     )
     schedule = FoldSchedule(p["lookback"], p["min_train"], p["retrain_every"], p["train_window"], p["horizon"],
                             p["validation_split"])
-    return WalkForward(config, schedule, p["epochs"], p["refit_epochs"], p["device"], on_fold)
+    return WalkForward(config, schedule, p["epochs"], p["refit_epochs"], p["device"], on_fold, p["threads"])
 
 
 def require_history(name: str, n_bars: int, min_train: int) -> None:

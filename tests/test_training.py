@@ -352,3 +352,29 @@ def test_one_early_stopping_reused_across_training_loops_starts_fresh():
                                        nn.MSELoss(), callbacks=[early_stop]))
     assert histories[0]["stopped_epoch"] is not None
     assert histories[1] == histories[0]
+
+
+def test_torch_threads_sets_and_restores_the_thread_count():
+    from puffin_bt.training import torch_threads
+
+    before = torch.get_num_threads()
+    target = 2 if before == 1 else 1
+    with torch_threads(target):
+        assert torch.get_num_threads() == target
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before
+
+
+def test_walk_forward_trains_with_its_thread_setting_and_leaves_the_callers_alone():
+    from puffin_bt.walkforward import make_walk_forward
+
+    seen = []
+    before = torch.get_num_threads()
+    runner = make_walk_forward("lstm", on_fold=lambda rec: seen.append(torch.get_num_threads()), threads=2,
+                               hidden_dim=2, num_layers=1, epochs=1, lookback=5, min_train=40, retrain_every=30,
+                               device="cpu")
+    import numpy as np
+
+    runner.run(100 * np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.01, 100))))
+    assert seen == [2, 2, 2] and torch.get_num_threads() == before  # folds at bars 39, 69, 99
