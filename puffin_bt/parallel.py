@@ -13,7 +13,7 @@ import multiprocessing
 import os
 import traceback
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +35,7 @@ class ForecastTask:
     date_numbers: np.ndarray
     model: str
     options: dict
+    progress: object = None  # anything with .put((ticker, fold dict)): a Manager queue across processes
 
 
 @dataclass
@@ -66,7 +67,11 @@ def run_task(task: ForecastTask) -> tuple[str, np.ndarray, list[dict], float]:
     import time
 
     started = time.perf_counter()
-    runner = make_walk_forward(task.model, **task.options)
+    report = None
+    if task.progress is not None:
+        def report(record, _queue=task.progress, _ticker=task.ticker):
+            _queue.put((_ticker, record.to_dict()))
+    runner = make_walk_forward(task.model, report, **task.options)
     import backtrader as bt
 
     dates = [bt.num2date(x) for x in task.date_numbers]
@@ -87,6 +92,7 @@ def precompute_forecasts(
     workers: int | None = None,
     address: str | None = None,
     on_done: Callable[[str, str], None] | None = None,
+    on_fold: Callable[[str, FoldRecord], None] | None = None,
     **options,
 ) -> ParallelReport:
     """Fill ``store`` with walk-forward forecasts for every ticker in ``frames``, in parallel.
@@ -94,7 +100,8 @@ def precompute_forecasts(
     ``options`` are walk-forward options (``WALK_FORWARD_DEFAULTS``). Tickers whose
     forecasts are already stored are skipped. ``executor``: ``"local"`` (process pool
     of ``workers``), ``"ray"`` (``ray.init(address)``; a local runtime when None) or
-    ``"serial"``. ``on_done(ticker, status)`` is called as each ticker finishes.
+    ``"serial"``. ``on_done(ticker, status)`` is called as each ticker finishes and, for the
+    local and serial executors, ``on_fold(ticker, record)`` as each fold finishes.
 
     >>> from puffin_bt import load_sample
     >>> report = precompute_forecasts(load_sample(["IBM"], start="2012-01-01"), store=ForecastStore("/tmp/x"),
@@ -139,19 +146,55 @@ def precompute_forecasts(
 
     if executor == "serial" or (executor == "local" and n_workers == 1):
         for task in tasks:
+            task.progress = None if on_fold is None else _DirectReport(on_fold)
             try:
                 finish(task.ticker, run_task(task))
             except PuffinError as exc:
                 finish(task.ticker, error=" ".join(str(exc).split()))
     elif executor == "local":
         ctx = multiprocessing.get_context("spawn")  # forked children cannot safely reuse torch/CUDA state
-        with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
-            futures = {pool.submit(run_task, task): task.ticker for task in tasks}
-            for future in as_completed(futures):
-                _collect(future.result, futures[future], finish)
+        manager = ctx.Manager() if on_fold is not None else None
+        try:
+            queue = manager.Queue() if manager is not None else None
+            for task in tasks:
+                task.progress = queue
+            with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
+                futures = {pool.submit(run_task, task): task.ticker for task in tasks}
+                pending = set(futures)
+                while pending:
+                    done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+                    _drain(queue, on_fold)
+                    for future in done:
+                        _collect(future.result, futures[future], finish)
+                _drain(queue, on_fold)
+        finally:
+            if manager is not None:
+                manager.shutdown()
     else:
         _run_on_ray(tasks, address, options, finish)
     return report
+
+
+class _DirectReport:
+    """In-process stand-in for the progress queue: reports each fold straight away."""
+
+    def __init__(self, on_fold) -> None:
+        self.on_fold = on_fold
+
+    def put(self, item) -> None:
+        ticker, fold = item
+        self.on_fold(ticker, FoldRecord(**fold))
+
+
+def _drain(queue, on_fold) -> None:
+    if queue is None:
+        return
+    while True:
+        try:
+            ticker, fold = queue.get_nowait()
+        except Exception:  # noqa: BLE001 - queue.Empty from a manager proxy
+            return
+        on_fold(ticker, FoldRecord(**fold))
 
 
 def _collect(get_result, ticker: str, finish) -> None:

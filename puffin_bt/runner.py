@@ -392,15 +392,19 @@ def backtest(
     if parallel:
         from .parallel import precompute_forecasts
 
-        ticker_bar = _TickerBar(len(frames)) if progress else None
+        # Folds run in the workers; they report back, so the bar still moves fold by fold (Ray: by ticker).
+        fold_bar = _fold_progress_bar(frames, forecast_kwargs) if progress and executor != "ray" else None
+        ticker_bar = _TickerBar(len(frames)) if progress and executor == "ray" else None
         try:
             report = precompute_forecasts(frames, model=model if isinstance(model, str) else "lstm", store=store,
                                           executor=executor or "local", workers=workers, address=address,
                                           on_done=None if ticker_bar is None else ticker_bar.on_done,
+                                          on_fold=None if fold_bar is None else fold_bar.on_fold,
                                           **forecast_kwargs)
         finally:
-            if ticker_bar is not None:
-                ticker_bar.close()
+            for bar_ in (fold_bar, ticker_bar):
+                if bar_ is not None:
+                    bar_.close()
         if report.failed and not skip_failed:
             ticker, why = next(iter(report.failed.items()))
             raise DataError(f"forecasting failed for ticker {ticker!r}: {why}")

@@ -9,6 +9,7 @@ from puffin_bt import ConfigError, DataError
 from puffin_bt.parallel import precompute_forecasts
 from puffin_bt.runner import backtest
 from puffin_bt.store import ForecastStore
+from puffin_bt.walkforward import make_walk_forward
 
 from .conftest import TINY, ohlcv_frame, regime_closes
 
@@ -86,3 +87,17 @@ def test_ray_local_runtime_gives_the_single_process_forecasts_and_trades(serial_
         ray.shutdown()
     assert_same_run(result, serial_result)
     assert store.hits == 3
+
+
+@pytest.mark.parametrize("executor, workers", [("local", 2), ("serial", None)])
+def test_workers_report_every_fold_back_for_the_progress_bar(tmp_path, executor, workers):
+    seen = []
+    report = precompute_forecasts(universe(), store=ForecastStore(tmp_path), executor=executor, workers=workers,
+                                  on_fold=lambda ticker, record: seen.append((ticker, record.index)), **PARAMS)
+    assert sorted(report.computed) == ["DOWN", "LATE", "UP"]
+    folds = {t: [] for t in ("DOWN", "LATE", "UP")}
+    for ticker, index in seen:
+        folds[ticker].append(index)
+    schedule = make_walk_forward("lstm", **PARAMS).schedule
+    expected = {t: list(range(len(schedule.fold_bars(len(df))))) for t, df in universe().items()}
+    assert folds == expected and all(len(v) >= 4 for v in expected.values())
