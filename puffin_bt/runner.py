@@ -233,8 +233,8 @@ class _FoldBar:
         self.bar = tqdm(total=total, unit="fold", desc="walk-forward", dynamic_ncols=True)
 
     def on_fold(self, ticker: str, record) -> None:
-        self.bar.set_postfix_str(f"{ticker} {record.date:%Y-%m-%d} val_loss={record.val_loss:.3f}"
-                                 if record.date is not None else f"{ticker} val_loss={record.val_loss:.3f}")
+        date = "" if record.date is None else f" {str(record.date)[:10]}"  # a str when it came from a worker
+        self.bar.set_postfix_str(f"{ticker}{date} val_loss={record.val_loss:.3f}")
         self.bar.update(1)
 
     def close(self) -> None:

@@ -101,3 +101,11 @@ def test_workers_report_every_fold_back_for_the_progress_bar(tmp_path, executor,
     schedule = make_walk_forward("lstm", **PARAMS).schedule
     expected = {t: list(range(len(schedule.fold_bars(len(df))))) for t, df in universe().items()}
     assert folds == expected and all(len(v) >= 4 for v in expected.values())
+
+
+def test_progress_bars_run_in_process_and_with_workers(capsys):
+    for workers in (None, 2):
+        result = backtest(universe(), store=False, workers=workers, progress=True, **PARAMS)
+        err = capsys.readouterr().err
+        assert "walk-forward" in err and "val_loss=" in err and "fold" in err
+        assert len(result.folds) == 16  # 6 + 6 + 4 folds
