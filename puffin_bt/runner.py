@@ -227,9 +227,10 @@ def _jsonable(obj):
 class _FoldBar:
     """A tqdm bar over every fold of every ticker, showing the current fold's loss."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, schedule=None) -> None:
         from tqdm.auto import tqdm
 
+        self.schedule = schedule
         self.bar = tqdm(total=total, unit="fold", desc="walk-forward", dynamic_ncols=True)
 
     def on_fold(self, ticker: str, record) -> None:
@@ -260,7 +261,7 @@ class _TickerBar:
 def _fold_progress_bar(frames: Mapping[str, pd.DataFrame], forecast_kwargs: dict) -> _FoldBar:
     options = {k: v for k, v in forecast_kwargs.items() if k in WALK_FORWARD_DEFAULTS}
     schedule = make_walk_forward("lstm", **options).schedule
-    return _FoldBar(sum(len(schedule.fold_bars(len(df))) for df in frames.values()))
+    return _FoldBar(sum(len(schedule.fold_bars(len(df))) for df in frames.values()), schedule)
 
 
 def resolve_data(data=None, start=None, end=None, cache_dir=None, skip_failed: bool = False):
@@ -395,10 +396,15 @@ def backtest(
         # Folds run in the workers; they report back, so the bar still moves fold by fold (Ray: by ticker).
         fold_bar = _fold_progress_bar(frames, forecast_kwargs) if progress and executor != "ray" else None
         ticker_bar = _TickerBar(len(frames)) if progress and executor == "ray" else None
+        on_done = None if ticker_bar is None else ticker_bar.on_done
+        if fold_bar is not None:
+            def on_done(ticker, status, _bar=fold_bar):
+                if status == "cached":  # served from the store: count its folds as done
+                    _bar.bar.update(len(_bar.schedule.fold_bars(len(frames[ticker]))))
         try:
             report = precompute_forecasts(frames, model=model if isinstance(model, str) else "lstm", store=store,
                                           executor=executor or "local", workers=workers, address=address,
-                                          on_done=None if ticker_bar is None else ticker_bar.on_done,
+                                          on_done=on_done,
                                           on_fold=None if fold_bar is None else fold_bar.on_fold,
                                           **forecast_kwargs)
         finally:

@@ -94,6 +94,9 @@ class ForecastStore:
         if hit is not None and len(hit[0]) == len(closes):
             self.hits += 1
             preds, runner.folds = hit
+            if runner.on_fold is not None:  # progress reporting sees stored folds too
+                for record in runner.folds:
+                    runner.on_fold(record)
             return preds
         self.misses += 1
         preds = runner.forecast_range(closes, 0, len(closes), dates)

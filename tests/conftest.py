@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,9 @@ import pytest
 import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Keep the user's cache untouched: anything that defaults to it (parallel runs, examples, CLI
+# subprocesses, which inherit the environment) writes into a throwaway folder instead.
+os.environ["PUFFIN_BT_CACHE"] = tempfile.mkdtemp(prefix="puffin-bt-test-cache-")
 # Tiny test models gain nothing from intra-op threads, and spinning OpenMP threads make
 # the suite crawl when the machine is busy with anything else.
 torch.set_num_threads(1)

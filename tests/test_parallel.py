@@ -103,9 +103,10 @@ def test_workers_report_every_fold_back_for_the_progress_bar(tmp_path, executor,
     assert folds == expected and all(len(v) >= 4 for v in expected.values())
 
 
-def test_progress_bars_run_in_process_and_with_workers(capsys):
-    for workers in (None, 2):
-        result = backtest(universe(), store=False, workers=workers, progress=True, **PARAMS)
+def test_progress_bars_count_every_fold_computed_or_stored(capsys, tmp_path):
+    for workers in (None, 2, None, 2):  # the second pair is served from the store
+        result = backtest(universe(), store=ForecastStore(tmp_path / str(workers)), workers=workers, progress=True,
+                          **PARAMS)
         err = capsys.readouterr().err
-        assert "walk-forward" in err and "val_loss=" in err and "fold" in err
+        assert "walk-forward" in err and "16/16" in err, err[-500:]
         assert len(result.folds) == 16  # 6 + 6 + 4 folds
