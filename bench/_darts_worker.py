@@ -60,6 +60,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--budget", type=float, default=0.0, help="no further repeat once this many seconds are spent")
     args = ap.parse_args()
 
     warnings.filterwarnings("ignore")
@@ -115,6 +116,8 @@ def main() -> int:
 
     seconds, others, n_forecasts, dir_acc = [], [], None, None
     for _ in range(max(1, args.repeat)):
+        if seconds and args.budget and sum(seconds) > args.budget:
+            break
         s, preds, start, share = walk(scaled, args.pred_bars, args.epochs, args.hidden, args.retrain_every,
                                       args.train_window)
         seconds.append(s)

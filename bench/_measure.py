@@ -67,6 +67,17 @@ def _mem_kb(pid):
     return rss, pss
 
 
+def _die_with_parent():
+    """Linux: the command gets SIGKILL when this helper dies (Ctrl-C or a kill of the benchmark), so
+    no orphan keeps running — Lightning, for one, catches SIGTERM/SIGINT in the Darts worker."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        pass
+
+
 def main() -> int:
     out_path, err_path, sep, *cmd = sys.argv[1:]
     if sep != "--" or not cmd:
@@ -77,7 +88,8 @@ def main() -> int:
     max_procs = 0
     with open(out_path, "w") as out, open(err_path, "w") as err:
         started = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err,
+                                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         while proc.poll() is None:
             if can_sample:
                 pids = _tree(proc.pid)

@@ -395,7 +395,8 @@ def run_darts(py: Path, closes: np.ndarray, args, n_pred: int, tmp: Path, thread
            "--lookback", str(args.lookback), "--hidden", str(args.hidden), "--layers", str(args.layers),
            "--dropout", str(args.dropout), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
            "--retrain-every", str(args.retrain_every), "--train-window", str(args.train_window),
-           "--seed", str(args.seed), "--threads", str(threads), "--repeat", str(args.darts_repeat)]
+           "--seed", str(args.seed), "--threads", str(threads), "--repeat", str(args.darts_repeat),
+           "--budget", str(args.darts_budget / 2)]
     env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"}
     with OthersCpu() as watch:
         rc, wall, mem, out, err = wait_rusage(cmd, cwd=tmp, env=env, timeout=3600)  # cwd: Darts may write logs
@@ -504,6 +505,9 @@ def parse_args(argv=None):
     ap.add_argument("--repeat", type=int, default=None, help="timed repeats of A and B (best is reported; "
                                                              "default 3, 1 with --quick)")
     ap.add_argument("--darts-repeat", type=int, default=None, help="timed repeats of C (default 2, 1 with --quick)")
+    ap.add_argument("--darts-budget", type=float, default=300.0,
+                    help="seconds of timed Darts runs after which no repeat or retry starts (a contended 2-thread "
+                         "run can take minutes)")
     ap.add_argument("--ticker", default="AAPL", choices=SAMPLE_TICKERS, help="ticker of the same-work comparison")
     ap.add_argument("--pred-bars", type=int, default=None, help="forecast bars (default 600; 150 with --quick)")
     ap.add_argument("--lookback", type=int, default=20)
@@ -645,6 +649,9 @@ def main(argv=None) -> int:
             c = run_darts(py, full, args, n_pred, tmp, threads)
             for _ in range(args.retries):  # the worker's fastest repeat was contended: run it again
                 if "error" in c or (c["best_others"] or 0) <= OthersCpu.CONTENDED:
+                    break
+                if sum(c["seconds"]) > args.darts_budget:
+                    log(f"  contended Darts run, but {sum(c['seconds']):.0f}s spent (--darts-budget): not retrying")
                     break
                 log(f"  contended Darts run (others {100 * c['best_others']:.0f}%), retrying ...")
                 again = run_darts(py, full, args, n_pred, tmp, threads)
