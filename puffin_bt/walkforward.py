@@ -19,7 +19,7 @@ import torch
 
 from ._validate import check_int
 from .errors import ConfigError, DataError
-from .forecaster import ModelConfig, as_prices, min_samples, predict_log_returns, split_train_val, train_network
+from .forecaster import ModelConfig, as_prices, min_samples, predict_log_returns, seed_torch, split_train_val, train_network
 from .training import resolve_device, torch_threads
 
 
@@ -198,7 +198,7 @@ class WalkForward:
         warm = self.refit_epochs is not None and self.net is not None
         if not warm:
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(cfg.seed + k)
+                seed_torch(cfg.seed + k)
                 self.net = cfg.build_net()
         sample_bars = self.schedule.sample_bars(bar)
         epochs = self.refit_epochs if warm else self.epochs
