@@ -90,8 +90,7 @@ def walk_forward_forecasts(frames: dict, model: str = "lstm", store=None, on_fol
     With a ``ForecastStore`` the entries are shared with ``backtest()`` runs of the same
     data and configuration (same fingerprint).
     """
-    import backtrader as bt
-
+    from .parallel import date_numbers_of
     from .walkforward import make_walk_forward
 
     parts, folds = [], []
@@ -101,8 +100,7 @@ def walk_forward_forecasts(frames: dict, model: str = "lstm", store=None, on_fol
         closes = df["close"].to_numpy(dtype=np.float64)
         dates = list(df.index.to_pydatetime())
         if store is not None:
-            date_numbers = np.array([bt.date2num(d) for d in dates])
-            log_pred = store.forecasts(runner, closes, dates, date_numbers)
+            log_pred = store.forecasts(runner, closes, dates, date_numbers_of(df.index))
         else:
             log_pred = runner.run(closes, dates).pred_log_return
         parts.append(forecast_frame(ticker, df.index, closes, np.expm1(log_pred), runner.schedule.horizon))

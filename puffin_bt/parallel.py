@@ -111,14 +111,15 @@ def precompute_forecasts(
         raise ConfigError(f"executor={executor!r} is not known; use one of {EXECUTORS}")
     store = store if store is not None else ForecastStore()
     options = {k: v for k, v in options.items() if k not in ("store", "on_fold")}
-    make_walk_forward(model, **options)  # validate the options once, before any worker starts
     report = ParallelReport()
     tasks = []
+    keys = {}  # ticker -> store key, computed once: the store entry written later uses the same one
+    runner = make_walk_forward(model, **options)
     for ticker, df in frames.items():
         closes = df["close"].to_numpy(dtype=np.float64)
         numbers = date_numbers_of(pd.DatetimeIndex(df.index))
-        runner = make_walk_forward(model, **options)
-        if store.load(fingerprint(runner, closes, numbers)) is not None:
+        keys[ticker] = fingerprint(runner, closes, numbers)
+        if store.load(keys[ticker]) is not None:
             report.cached.append(ticker)
             if on_done is not None:
                 on_done(ticker, "cached")
@@ -134,10 +135,7 @@ def precompute_forecasts(
             status = f"failed: {error}"
         else:
             _, preds, folds, seconds = result
-            task = next(t for t in tasks if t.ticker == ticker)
-            runner = make_walk_forward(model, **options)
-            store.save(fingerprint(runner, task.closes, task.date_numbers), preds,
-                       [FoldRecord(**f) for f in folds])
+            store.save(keys[ticker], preds, [FoldRecord(**f) for f in folds])
             report.computed.append(ticker)
             report.seconds[ticker] = seconds
             status = "computed"

@@ -470,13 +470,14 @@ def backtest(
     rets = strat.analyzers.returns.get_analysis()
     sharpe = strat.analyzers.sharpe.get_analysis().get("sharperatio")
     final_value = strat.broker.getvalue()
+    curve = performance(equity["strategy"])
     metrics = {
         "start_value": cash,
         "final_value": final_value,
         "total_return": final_value / cash - 1,
-        "cagr": performance(equity["strategy"])["cagr"],
+        "cagr": curve["cagr"],
         "annual_return": rets.get("rnorm"),
-        "volatility": performance(equity["strategy"])["volatility"],
+        "volatility": curve["volatility"],
         "sharpe": sharpe if sharpe is not None else math.nan,
         "max_drawdown": dd.max.drawdown / 100.0,
         "trades": closed,
