@@ -26,6 +26,7 @@ from torch import nn
 
 from ._io import atomic_write_bytes
 from ._validate import check_float, check_int
+from .batched import BatchedLSTM
 from .errors import CheckpointError, ConfigError, DataError, NotFittedError
 from .nets import CELLS, RecurrentNet
 from .training import EarlyStopping, TensorBatches, resolve_device, training_loop
@@ -192,6 +193,37 @@ def _to_tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(a, dtype=np.float32), device=device)
 
 
+@dataclass
+class FoldData:
+    """One fold's scaled training and validation tensors and the scaler fitted on its training part."""
+
+    scaler: Scaler
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor | None
+    y_val: torch.Tensor | None
+
+    @property
+    def shape_key(self) -> tuple:
+        return (tuple(self.x_train.shape), None if self.x_val is None else tuple(self.x_val.shape))
+
+
+def fold_data(cfg: ModelConfig, closes: np.ndarray, sample_bars: np.ndarray, device: torch.device) -> FoldData:
+    """Windows ending at ``sample_bars`` (targets must lie inside ``closes``), split chronologically;
+    the scaler is fitted on the training samples only (not the validation tail)."""
+    returns = returns_of(closes)
+    train_bars, val_bars = split_train_val(sample_bars, cfg.validation_split)
+    first_return_bar = int(train_bars[0]) - cfg.lookback + 1
+    scaler = Scaler.fit(returns[first_return_bar: int(train_bars[-1]) + 1], cfg.horizon)
+    x_train = _to_tensor(scaler.x(window_inputs(returns, train_bars, cfg.lookback))[..., None], device)
+    y_train = _to_tensor(scaler.y(window_targets(closes, train_bars, cfg.horizon))[:, None], device)
+    x_val = y_val = None
+    if len(val_bars):
+        x_val = _to_tensor(scaler.x(window_inputs(returns, val_bars, cfg.lookback))[..., None], device)
+        y_val = _to_tensor(scaler.y(window_targets(closes, val_bars, cfg.horizon))[:, None], device)
+    return FoldData(scaler, x_train, y_train, x_val, y_val)
+
+
 def train_network(
     net: nn.Module,
     cfg: ModelConfig,
@@ -208,23 +240,16 @@ def train_network(
     whole fit runs under its own seeded RNG so it is repeatable and leaves the
     caller's global RNG state untouched.
     """
-    returns = returns_of(closes)
-    train_bars, val_bars = split_train_val(sample_bars, cfg.validation_split)
-    first_return_bar = int(train_bars[0]) - cfg.lookback + 1
-    scaler = Scaler.fit(returns[first_return_bar: int(train_bars[-1]) + 1], cfg.horizon)
-    x_train = _to_tensor(scaler.x(window_inputs(returns, train_bars, cfg.lookback))[..., None], device)
-    y_train = _to_tensor(scaler.y(window_targets(closes, train_bars, cfg.horizon))[:, None], device)
+    data = fold_data(cfg, closes, sample_bars, device)
     val_loader = None
-    if len(val_bars):
-        x_val = _to_tensor(scaler.x(window_inputs(returns, val_bars, cfg.lookback))[..., None], device)
-        y_val = _to_tensor(scaler.y(window_targets(closes, val_bars, cfg.horizon))[:, None], device)
-        val_loader = TensorBatches(x_val, y_val, batch_size=max(cfg.batch_size, 1024))
+    if data.x_val is not None:
+        val_loader = TensorBatches(data.x_val, data.y_val, batch_size=max(cfg.batch_size, 1024))
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         seed_torch(seed, device)
         gen = torch.Generator().manual_seed(seed)
         net.to(device)
-        train_loader = TensorBatches(x_train, y_train, cfg.batch_size, shuffle=True, generator=gen)
+        train_loader = TensorBatches(data.x_train, data.y_train, cfg.batch_size, shuffle=True, generator=gen)
         optimizer = make_adam(net, cfg.lr, cfg.weight_decay, device)
         callbacks = []
         if cfg.patience is not None and val_loader is not None:
@@ -235,7 +260,29 @@ def train_network(
             on_epoch_end=on_epoch_end,
         )
     net.eval()
-    return scaler, history
+    return data.scaler, history
+
+
+def train_networks_together(nets: list[nn.Module], cfg: ModelConfig, data: list[FoldData], epochs: int,
+                            device: torch.device, seeds: list[int]) -> list[dict]:
+    """Train independent LSTM nets whose folds have equal shapes as one batched computation
+    (``batched.BatchedLSTM``); returns one history per net. Each net's result is the same
+    whichever nets it is trained with. Validation runs every epoch only when early
+    stopping needs it; otherwise once, after the last epoch."""
+    keys = {d.shape_key for d in data}
+    if len(keys) != 1 or len(nets) != len(data):
+        raise ConfigError(f"nets trained together need folds of one shape; got {sorted(map(str, keys))}")
+    has_val = data[0].x_val is not None
+    engine = BatchedLSTM(nets, device)
+    histories = engine.fit(
+        torch.stack([d.x_train for d in data]), torch.stack([d.y_train for d in data]),
+        torch.stack([d.x_val for d in data]) if has_val else None,
+        torch.stack([d.y_val for d in data]) if has_val else None,
+        epochs=epochs, lr=cfg.lr, batch_size=cfg.batch_size, seeds=seeds, weight_decay=cfg.weight_decay,
+        patience=cfg.patience, noise_std=cfg.noise_level, validate_every_epoch=cfg.patience is not None,
+    )
+    engine.write_back(nets)
+    return histories
 
 
 def seed_torch(seed: int, device: torch.device | None = None) -> None:
