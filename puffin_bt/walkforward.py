@@ -19,7 +19,18 @@ import torch
 
 from ._validate import check_int
 from .errors import ConfigError, DataError
-from .forecaster import ModelConfig, as_prices, min_samples, predict_log_returns, seed_torch, split_train_val, train_network
+from .forecaster import (
+    FoldData,
+    ModelConfig,
+    as_prices,
+    fold_data,
+    min_samples,
+    predict_log_returns,
+    seed_torch,
+    split_train_val,
+    train_network,
+    train_networks_together,
+)
 from .training import resolve_device, torch_threads
 
 
@@ -175,6 +186,11 @@ class WalkForward:
         self.net: torch.nn.Module | None = None
         self.scaler = None
         self.folds: list[FoldRecord] = []
+        # Folds trained from scratch are independent models: LSTM ones are trained with the
+        # batched engine (together when several are due at once, e.g. in ``forecast_range``),
+        # and wait here until their turn. A fold's result does not depend on its batch.
+        self.batched = config.cell == "lstm"
+        self._ready: dict[int, tuple] = {}
 
     @property
     def current_fold(self) -> int:
@@ -196,13 +212,18 @@ class WalkForward:
         cfg = self.config
         started = time.perf_counter()
         warm = self.refit_epochs is not None and self.net is not None
-        if not warm:
-            with torch.random.fork_rng(devices=[]):
-                seed_torch(cfg.seed + k)
-                self.net = cfg.build_net()
         sample_bars = self.schedule.sample_bars(bar)
-        epochs = self.refit_epochs if warm else self.epochs
-        self.scaler, hist = train_network(self.net, cfg, history, sample_bars, epochs, self.device, cfg.seed + k)
+        extra = 0.0
+        if not warm and self.batched:
+            if k not in self._ready:
+                self._train_cold([(k, history)])
+            self.net, self.scaler, hist, extra = self._ready.pop(k)
+            started = time.perf_counter()
+        else:
+            if not warm:
+                self.net = self._new_net(k)
+            epochs = self.refit_epochs if warm else self.epochs
+            self.scaler, hist = train_network(self.net, cfg, history, sample_bars, epochs, self.device, cfg.seed + k)
         n_val = len(split_train_val(sample_bars, cfg.validation_split)[1])
         val = hist["val_loss"]
         best = hist.get("best_epoch")
@@ -217,13 +238,40 @@ class WalkForward:
             train_loss=float(hist["train_loss"][-1]) if hist["train_loss"] else math.nan,
             val_loss=float(val[best] if best is not None else (val[-1] if val else math.nan)),
             best_epoch=best,
-            seconds=time.perf_counter() - started,
+            seconds=extra + time.perf_counter() - started,
             date=date,
         )
         self.folds.append(record)
         if self.on_fold is not None:
             self.on_fold(record)
         return record
+
+    def _new_net(self, k: int) -> torch.nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            seed_torch(self.config.seed + k)
+            return self.config.build_net()
+
+    def _train_cold(self, folds: list[tuple[int, np.ndarray]]) -> None:
+        """Train from scratch the folds given as (index, closes up to the fold bar), together.
+
+        Folds with equal sample counts share batches of up to ``MAX_BATCH`` models; each
+        one's seconds are its own preparation plus its share of its batch's training.
+        """
+        cfg = self.config
+        groups: dict[tuple, list[tuple[int, torch.nn.Module, FoldData, float]]] = {}
+        for k, history in folds:
+            t0 = time.perf_counter()
+            data = fold_data(cfg, history, self.schedule.sample_bars(len(history) - 1), self.device)
+            groups.setdefault(data.shape_key, []).append((k, self._new_net(k), data, time.perf_counter() - t0))
+        for members in groups.values():
+            for i in range(0, len(members), MAX_BATCH):
+                batch = members[i:i + MAX_BATCH]
+                t0 = time.perf_counter()
+                hists = train_networks_together([b[1] for b in batch], cfg, [b[2] for b in batch], self.epochs,
+                                                self.device, [cfg.seed + b[0] for b in batch])
+                share = (time.perf_counter() - t0) / len(batch)
+                for (k, net, data, prep), hist in zip(batch, hists):
+                    self._ready[k] = (net, data.scaler, hist, prep + share)
 
     def forecast_range(self, closes: np.ndarray, start: int, end: int, dates=None) -> np.ndarray:
         """Predicted log returns for bars ``start .. end-1`` of ``closes`` (NaN before the first fold).
@@ -240,6 +288,10 @@ class WalkForward:
         out = np.full(max(0, end - start), np.nan)
         s = self.schedule
         bar = max(start, s.first_fold_bar)
+        if self.batched and self.refit_epochs is None and bar < end:
+            due = range(len(self.folds), s.fold_index(end - 1) + 1)
+            fold_bars = [(k, s.first_fold_bar + k * s.retrain_every) for k in due if k not in self._ready]
+            self._train_cold([(k, _checked(closes[: fb + 1], fb)) for k, fb in fold_bars])
         while bar < end:
             k = s.fold_index(bar)
             fold_bar = s.first_fold_bar + k * s.retrain_every
@@ -288,6 +340,9 @@ class WalkForward:
         closes = as_prices(closes, name="closes", min_length=self.schedule.min_train)
         preds = self.forecast_range(closes, 0, len(closes), dates)
         return WalkForwardResult(preds, list(self.folds))
+
+
+MAX_BATCH = 32  # cold folds trained together at most (memory grows with it; speed flattens out)
 
 
 # Walk-forward options and their defaults, shared by the indicators, the strategy's

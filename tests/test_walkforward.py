@@ -147,3 +147,40 @@ def test_nan_inside_a_fold_history_raises_data_error_with_the_bar():
 def test_series_shorter_than_min_train_is_rejected_with_the_minimum():
     with pytest.raises(DataError, match="at least 60"):
         make_runner().run(synthetic_closes(40))
+
+
+def test_cold_lstm_folds_train_together_exactly_as_one_by_one(monkeypatch):
+    from puffin_bt import walkforward as wf_mod
+
+    batches = []
+    real = wf_mod.train_networks_together
+
+    def spy(nets, *args, **kwargs):
+        batches.append(len(nets))
+        return real(nets, *args, **kwargs)
+
+    monkeypatch.setattr(wf_mod, "train_networks_together", spy)
+    closes = synthetic_closes(300, seed=11)
+    kw = dict(refit_epochs=None, hidden_dim=8, dropout=0.2, patience=1)
+    together = make_runner(**kw).run(closes)
+    # Fold 0 (bar 59) has 60 bars of history; folds 1..6 see a full 80-bar window: one batch of 6.
+    assert batches == [1, 6] and len(together.folds) == 7
+    batches.clear()
+    stepper = make_runner(**kw)
+    stepped = np.array([stepper.advance(closes[: t + 1]) for t in range(len(closes))])
+    assert batches == [1] * 7
+    # Training is bit-identical (the losses are); inference differs only by the batch-size rounding of nn.LSTM.
+    assert [(f.train_loss, f.val_loss, f.epochs_run) for f in stepper.folds] == \
+        [(f.train_loss, f.val_loss, f.epochs_run) for f in together.folds]
+    np.testing.assert_allclose(stepped, together.pred_log_return, rtol=0, atol=1e-9, equal_nan=True)
+    assert all(f.seconds > 0 for f in together.folds)
+
+
+def test_gru_and_warm_refits_keep_the_autograd_path(monkeypatch):
+    from puffin_bt import walkforward as wf_mod
+
+    calls = []
+    monkeypatch.setattr(wf_mod, "train_networks_together",
+                        lambda *a, **k: calls.append(1) or pytest.fail("GRU must not use the LSTM engine"))
+    res = make_runner(refit_epochs=None, cell="gru").run(synthetic_closes(200, seed=2))
+    assert len(res.folds) == 4 and not calls
