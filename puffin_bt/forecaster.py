@@ -293,9 +293,55 @@ def seed_torch(seed: int, device: torch.device | None = None) -> None:
         torch.cuda.manual_seed(seed)
 
 
-def make_adam(net: nn.Module, lr: float, weight_decay: float, device: torch.device) -> torch.optim.Optimizer:
-    """Adam, fused where this torch supports it (CPU since 2.4, CUDA): measured 13% faster per fold."""
-    if device.type in ("cpu", "cuda"):
+class FlatAdam:
+    """``torch.optim.Adam`` (same update, defaults and weight decay) on one flat buffer.
+
+    The parameters are moved into one contiguous tensor (each becomes a view of it) and
+    their gradients into another, which autograd accumulates into in place; a step is then
+    seven element-wise operations whatever the number of parameter tensors. Measured on the
+    default LSTM 64x2: faster per step than torch's fused CPU Adam, and it never touches
+    ``torch.optim``, whose first optimizer in a process imports ``torch._dynamo`` (~1 s, paid
+    again by every worker process of a parallel run).
+    """
+
+    def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.0,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.params = [p for p in params if p.requires_grad]
+        self.lr, self.weight_decay, self.betas, self.eps = lr, weight_decay, betas, eps
+        with torch.no_grad():
+            self.flat = torch.cat([p.detach().reshape(-1) for p in self.params])
+        self.grad = torch.zeros_like(self.flat)
+        offset = 0
+        for p in self.params:
+            n = p.numel()
+            p.data = self.flat[offset:offset + n].view_as(p)
+            p.grad = self.grad[offset:offset + n].view_as(p)
+            offset += n
+        self.exp_avg = torch.zeros_like(self.flat)
+        self.exp_avg_sq = torch.zeros_like(self.flat)
+        self.steps = 0
+
+    def zero_grad(self, set_to_none: bool = True) -> None:  # noqa: ARG002 - the views must stay
+        self.grad.zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        beta1, beta2 = self.betas
+        self.steps += 1
+        grad = self.grad.add(self.flat, alpha=self.weight_decay) if self.weight_decay else self.grad
+        self.exp_avg.lerp_(grad, 1 - beta1)
+        self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        bias1 = 1 - beta1 ** self.steps
+        bias2_sqrt = math.sqrt(1 - beta2 ** self.steps)
+        denom = (self.exp_avg_sq.sqrt() / bias2_sqrt).add_(self.eps)
+        self.flat.addcdiv_(self.exp_avg, denom, value=-self.lr / bias1)
+
+
+def make_adam(net: nn.Module, lr: float, weight_decay: float, device: torch.device):
+    """Adam for one fold: ``FlatAdam`` on CPU; torch's fused Adam on CUDA (foreach elsewhere)."""
+    if device.type == "cpu":
+        return FlatAdam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    if device.type == "cuda":
         try:
             return torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
         except (RuntimeError, TypeError, ValueError):

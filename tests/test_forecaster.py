@@ -575,3 +575,31 @@ def test_checkpoint_with_a_non_numeric_scaler_is_rejected_at_load(fitted_gru, tm
 def test_strings_and_booleans_are_not_prices(bad):
     with pytest.raises(DataError, match="must be numeric"):
         TradingLSTM(**TINY).fit(bad * 20)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 1e-2])
+def test_flat_adam_is_torch_adam_bit_for_bit_and_keeps_gradients_in_its_buffer(weight_decay):
+    import copy
+
+    from puffin_bt.forecaster import FlatAdam
+    from puffin_bt.nets import LSTMNet
+
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)
+        net = LSTMNet(1, 6, 2, dropout=0.0)
+        ref = copy.deepcopy(net)
+        x, y = torch.randn(40, 7, 1), torch.randn(40, 1)
+        ours = FlatAdam(net.parameters(), lr=0.02, weight_decay=weight_decay)
+        theirs = torch.optim.Adam(ref.parameters(), lr=0.02, weight_decay=weight_decay)
+        for _ in range(15):
+            for model, opt in ((net, ours), (ref, theirs)):
+                opt.zero_grad()
+                torch.nn.functional.mse_loss(model(x), y).backward()
+                opt.step()
+        for a, b in zip(net.parameters(), ref.parameters()):
+            assert torch.equal(a, b)
+            assert a.grad.untyped_storage().data_ptr() == ours.grad.untyped_storage().data_ptr()
+    finally:
+        torch.set_default_dtype(old)
