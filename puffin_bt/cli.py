@@ -178,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "forecasts.csv and predicted-vs-actual plots to --out.")
     _add_data_args(ev)
     _add_model_args(ev)
+    _add_scale_args(ev)
     _add_output_args(ev)
 
     tu = sub.add_parser("tune", help="hyperparameter search on a tuning period, then one run on the test period",
@@ -198,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--test-fraction", type=_fraction, default=0.25,
                         help="share of the dates held out as the test period (default 0.25)")
     search.add_argument("--test-start", help="first date of the test period (overrides --test-fraction)")
+    search.add_argument("--parallel-trials", type=_positive_int, default=1,
+                        help="trials whose forecasts are computed at once, every (trial, ticker) pair in the "
+                             "--workers pool or on Ray (default 1)")
+    _add_scale_args(tu)
     tu.add_argument("--entry", type=float, default=0.005, help="entry threshold (default 0.005)")
     tu.add_argument("--exit", type=float, default=0.005, help="exit threshold (default 0.005)")
     tu.add_argument("--commission", type=float, default=0.001, help="commission rate (default 0.001)")
@@ -289,13 +294,18 @@ def _run_evaluate(args) -> int:
     from .store import ForecastStore
 
     data, start, end, forecast, _ = _resolve_inputs(args)
-    frames, _ = resolve_data(data, start, end, args.cache_dir)
+    frames, skipped = resolve_data(data, start, end, args.cache_dir,
+                                   skip_failed=args.skip_failed or bool(args.tickers_file))
+    for ticker, why in skipped.items():
+        print(f"puffin-bt: skipped {ticker}: {why}", file=sys.stderr)
     out_dir = _out_dir(args)
     out_dir.mkdir(parents=True, exist_ok=True)
     store = ForecastStore(args.cache_dir)
     models = ("lstm", "gru") if args.model == "both" else (args.model,)
+    workers = min(os.cpu_count() or 1, len(frames)) if args.workers == "auto" else args.workers
     for name in models:
-        forecasts = walk_forward_forecasts(frames, model=name, store=store, **forecast)
+        forecasts = walk_forward_forecasts(frames, model=name, store=store, workers=workers,
+                                           executor=args.executor, address=args.address, **forecast)
         table = evaluate_forecasts(forecasts)
         target = out_dir / name if len(models) > 1 else out_dir
         target.mkdir(parents=True, exist_ok=True)
@@ -353,7 +363,9 @@ def _run_tune(args) -> int:
     result = tune(data, model=args.model, search=args.search, trials=args.trials, space=space,
                   objective=args.objective, test_fraction=args.test_fraction, test_start=args.test_start,
                   start=start, end=end, cache_dir=args.cache_dir, on_trial=on_trial, entry=args.entry,
-                  exit=args.exit, commission=args.commission, **fixed)
+                  exit=args.exit, commission=args.commission, parallel_trials=args.parallel_trials,
+                  workers=args.workers, executor=args.executor, address=args.address,
+                  skip_failed=args.skip_failed or bool(args.tickers_file), **fixed)
     result.test.config["data_source"] = _data_source(args)
     result.save(out_dir)
     if not args.no_plot:

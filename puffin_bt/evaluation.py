@@ -11,6 +11,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from .errors import ConfigError
+
 
 def binomial_p_value(successes: int, trials: int, p: float = 0.5) -> float:
     """One-sided P(X >= successes) for X ~ Binomial(trials, p): is the hit rate better than chance?"""
@@ -82,17 +84,25 @@ def forecast_frame(ticker: str, dates, closes: np.ndarray, pred_return: np.ndarr
                          "realized_return": realized, "last_return": last}).dropna(subset=["pred_return"])
 
 
-def walk_forward_forecasts(frames: dict, model: str = "lstm", store=None, on_fold=None,
+def walk_forward_forecasts(frames: dict, model: str = "lstm", store=None, on_fold=None, workers: int | None = None,
+                           executor: str | None = None, address: str | None = None,
                            **forecast_kwargs) -> pd.DataFrame:
     """Walk-forward forecasts for each ticker's closes, without Backtrader.
 
     Returns a long frame (ticker, date, close, pred_return, realized_return, last_return).
     With a ``ForecastStore`` the entries are shared with ``backtest()`` runs of the same
-    data and configuration (same fingerprint).
+    data and configuration (same fingerprint). ``workers`` > 1 or an ``executor``
+    (``"local"``/``"ray"``, as in ``backtest``) computes the tickers in parallel into the
+    store first (a store is then required).
     """
-    from .parallel import date_numbers_of
+    from .parallel import date_numbers_of, precompute_forecasts
     from .walkforward import make_walk_forward
 
+    if executor is not None or (workers or 1) > 1:
+        if store is None:
+            raise ConfigError("parallel walk-forward forecasts need a ForecastStore (store=...) to land in")
+        precompute_forecasts(frames, model=model, store=store, executor=executor or "local", workers=workers,
+                             address=address, **forecast_kwargs)
     parts, folds = [], []
     for ticker, df in frames.items():
         report = None if on_fold is None else (lambda rec, _t=ticker: on_fold(_t, rec))

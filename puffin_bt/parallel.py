@@ -14,7 +14,7 @@ import os
 import sys
 import traceback
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -129,24 +129,47 @@ def precompute_forecasts(
     >>> report = precompute_forecasts(load_sample(["IBM"], start="2012-01-01"), store=ForecastStore("/tmp/x"),
     ...                               executor="serial", hidden_dim=4, num_layers=1, epochs=1)  # doctest: +SKIP
     """
+    jobs = [(ticker, df, options) for ticker, df in frames.items()]
+    return precompute_jobs(jobs, model, store, executor, workers, address, on_done, on_fold)
+
+
+def precompute_jobs(
+    jobs: Sequence[tuple[str, pd.DataFrame, dict]],
+    model: str = "lstm",
+    store: ForecastStore | None = None,
+    executor: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    on_done: Callable[[str, str], None] | None = None,
+    on_fold: Callable[[str, FoldRecord], None] | None = None,
+) -> ParallelReport:
+    """``precompute_forecasts`` for (label, frame, walk-forward options) jobs that may each have
+    their own options, e.g. every (trial, ticker) pair of a hyperparameter sweep: all of them
+    go to the pool (or the Ray cluster) at once. Labels must be unique; reports use them."""
     if executor not in EXECUTORS:
         raise ConfigError(f"executor={executor!r} is not known; use one of {EXECUTORS}")
+    labels = [label for label, _, _ in jobs]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"job labels must be unique; got {labels}")
     store = store if store is not None else ForecastStore()
-    options = {k: v for k, v in options.items() if k not in ("store", "on_fold")}
     report = ParallelReport()
     tasks = []
-    keys = {}  # ticker -> store key, computed once: the store entry written later uses the same one
-    runner = make_walk_forward(model, **options)
-    for ticker, df in frames.items():
+    keys = {}  # label -> store key, computed once: the store entry written later uses the same one
+    runners: dict = {}
+    for label, df, options in jobs:
+        options = {k: v for k, v in options.items() if k not in ("store", "on_fold")}
+        signature = repr(sorted(options.items()))
+        if signature not in runners:
+            runners[signature] = make_walk_forward(model, **options)
         closes = df["close"].to_numpy(dtype=np.float64)
         numbers = date_numbers_of(pd.DatetimeIndex(df.index))
-        keys[ticker] = fingerprint(runner, closes, numbers)
-        if store.load(keys[ticker]) is not None:
-            report.cached.append(ticker)
+        keys[label] = fingerprint(runners[signature], closes, numbers)
+        if store.load(keys[label]) is not None:
+            report.cached.append(label)
             if on_done is not None:
-                on_done(ticker, "cached")
+                on_done(label, "cached")
             continue
-        tasks.append(ForecastTask(ticker, closes, numbers, model, options))
+        tasks.append(ForecastTask(label, closes, numbers, model, options))
     if not tasks:
         return report
     n_workers = workers or _default_workers(len(tasks))
@@ -172,7 +195,7 @@ def precompute_forecasts(
             except PuffinError as exc:
                 finish(task.ticker, error=" ".join(str(exc).split()))
     elif executor == "local":
-        ctx = multiprocessing.get_context(start_method(options.get("device", "auto")))
+        ctx = multiprocessing.get_context(start_method(tasks[0].options.get("device", "auto")))
         manager = ctx.Manager() if on_fold is not None else None
         try:
             queue = manager.Queue() if manager is not None else None
@@ -194,7 +217,7 @@ def precompute_forecasts(
             if manager is not None:
                 manager.shutdown()
     else:
-        _run_on_ray(tasks, address, options, finish)
+        _run_on_ray(tasks, address, tasks[0].options, finish)
     return report
 
 

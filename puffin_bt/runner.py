@@ -23,6 +23,7 @@ from ._io import atomic_write_bytes
 from ._validate import check_float, check_int
 from .errors import ConfigError, DataError, PuffinError
 from .evaluation import forecast_frame
+from .feeds import FrameData
 from .indicators import FORECAST_PARAMS
 from .store import ForecastStore
 from .walkforward import WALK_FORWARD_DEFAULTS, make_walk_forward, require_history
@@ -308,7 +309,7 @@ def resolve_data(data=None, start=None, end=None, cache_dir=None, skip_failed: b
 
 def add_feeds(cerebro: bt.Cerebro, frames: Mapping[str, pd.DataFrame]) -> None:
     for name, df in frames.items():
-        cerebro.adddata(bt.feeds.PandasData(dataname=df, openinterest=None), name=name)
+        cerebro.adddata(FrameData(dataname=df), name=name)
 
 
 def _configure_broker(cerebro: bt.Cerebro, cash: float, commission: float) -> None:

@@ -11,13 +11,16 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from ._io import atomic_write_bytes
+from ._validate import check_int
 from .errors import ConfigError
 from .evaluation import forecast_metrics
 from .walkforward import WALK_FORWARD_DEFAULTS
@@ -128,6 +131,7 @@ def tune(
     cache_dir=None,
     store=True,
     on_trial=None,
+    parallel_trials: int = 1,
     **backtest_kwargs,
 ) -> TuneResult:
     """Search ``space`` on the tuning period, then run the best parameters once on the test period.
@@ -136,6 +140,13 @@ def tune(
     (``trials`` distinct draws) or ``"optuna"`` (TPE sampler, ``trials`` trials; needs
     ``pip install 'puffin_bt[tune]'``). ``objective``: sharpe, total_return,
     direction_accuracy (maximised) or mse (minimised), measured on the tuning period.
+
+    ``parallel_trials`` > 1 computes the forecasts of that many trials at once: every
+    (trial, ticker) walk-forward goes to the same pool as a backtest's tickers (local
+    processes, or Ray with ``executor="ray"`` and ``address``), into the forecast store,
+    and each trial's Backtrader run then reads them. Grid and random searches give the
+    same trials as one at a time; Optuna asks for a batch of trials (TPE with the
+    constant-liar heuristic) before it is told their scores.
     """
     from .runner import backtest, resolve_data
     from .store import ForecastStore
@@ -147,13 +158,30 @@ def tune(
     space = _check_space(space or CHAPTER_SPACE)
     if trials is not None and (not isinstance(trials, int) or trials < 1):
         raise ConfigError(f"trials={trials!r} must be a whole number >= 1")
-    frames, _ = resolve_data(data, start, end, cache_dir)
+    parallel_trials = check_int("parallel_trials", parallel_trials)
+    frames, _ = resolve_data(data, start, end, cache_dir, skip_failed=bool(backtest_kwargs.get("skip_failed")))
     test_begin = split_periods(frames, test_fraction, test_start)
     tune_frames = {t: df[df.index < test_begin] for t, df in frames.items()}
     store = ForecastStore(cache_dir) if store is True else (store or None)
     base = {k: v for k, v in backtest_kwargs.items()}
     rows = []
     sign = 1.0 if OBJECTIVES[objective] == "max" else -1.0
+
+    forecast_base = {k: v for k, v in base.items() if k in WALK_FORWARD_DEFAULTS}
+
+    def prefetch(batch: list[dict]) -> None:
+        """Compute the forecasts of a batch of trials together (trial x ticker tasks) into the store."""
+        if parallel_trials < 2 or store is None or len(batch) < 2:
+            return
+        from .parallel import precompute_jobs
+
+        first = len(rows) + 1
+        jobs = [(f"{t} [trial {first + i}]", df, {**forecast_base, **params})
+                for i, params in enumerate(batch) for t, df in tune_frames.items()]
+        workers = base.get("workers")
+        workers = (os.cpu_count() or 1) if workers in (None, "auto") else check_int("workers", workers)
+        precompute_jobs(jobs, model=model, store=store, executor=base.get("executor") or "local",
+                        workers=min(workers, len(jobs)), address=base.get("address"))
 
     def run_trial(params: dict) -> float:
         result = backtest(tune_frames, model=model, store=store if store is not None else False,
@@ -172,18 +200,34 @@ def tune(
         except ImportError:
             raise ConfigError("search='optuna' needs Optuna: pip install 'puffin_bt[tune]'") from None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(direction="maximize" if sign > 0 else "minimize",
-                                    sampler=optuna.samplers.TPESampler(seed=seed))
+        with warnings.catch_warnings():  # constant_liar is marked experimental
+            warnings.simplefilter("ignore")
+            sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=parallel_trials > 1)
+        study = optuna.create_study(direction="maximize" if sign > 0 else "minimize", sampler=sampler)
 
-        def objective_fn(trial):
-            params = {k: trial.suggest_categorical(k, list(v)) for k, v in space.items()}
-            value = run_trial(params)
+        def finite(value: float) -> float:
             return value if math.isfinite(value) else (-math.inf if sign > 0 else math.inf)
 
-        study.optimize(objective_fn, n_trials=trials or 20)
+        if parallel_trials < 2:
+            def objective_fn(trial):
+                return finite(run_trial({k: trial.suggest_categorical(k, list(v)) for k, v in space.items()}))
+
+            study.optimize(objective_fn, n_trials=trials or 20)
+        else:
+            remaining = trials or 20
+            while remaining > 0:
+                asked = [study.ask() for _ in range(min(parallel_trials, remaining))]
+                batch = [{k: tr.suggest_categorical(k, list(v)) for k, v in space.items()} for tr in asked]
+                prefetch(batch)
+                for tr, params in zip(asked, batch):
+                    study.tell(tr, finite(run_trial(params)))
+                remaining -= len(asked)
     else:
-        for params in candidates(space, search, trials, seed):
-            run_trial(params)
+        todo = candidates(space, search, trials, seed)
+        for i in range(0, len(todo), parallel_trials):
+            prefetch(todo[i:i + parallel_trials])
+            for params in todo[i:i + parallel_trials]:
+                run_trial(params)
 
     table = pd.DataFrame(rows)
     ranked = table.assign(_key=sign * table[objective].fillna(-math.inf * sign)).sort_values(

@@ -110,3 +110,26 @@ def test_progress_bars_count_every_fold_computed_or_stored(capsys, tmp_path):
         err = capsys.readouterr().err
         assert "walk-forward" in err and "16/16" in err, err[-500:]
         assert len(result.folds) == 16  # 6 + 6 + 4 folds
+
+
+def test_evaluation_forecasts_in_a_pool_equal_the_serial_ones(tmp_path):
+    from puffin_bt.evaluation import walk_forward_forecasts
+
+    serial = walk_forward_forecasts(universe(), store=None, **PARAMS)
+    store = ForecastStore(tmp_path)
+    pooled = walk_forward_forecasts(universe(), store=store, workers=2, **PARAMS)
+    pd.testing.assert_frame_equal(pooled, serial)
+    pd.testing.assert_frame_equal(pooled.attrs["folds"].drop(columns="seconds"),
+                                  serial.attrs["folds"].drop(columns="seconds"))
+    assert store.hits == 3 and store.misses == 0
+    with pytest.raises(ConfigError, match="ForecastStore"):
+        walk_forward_forecasts(universe(), store=None, workers=2, **PARAMS)
+
+
+def test_start_method_forks_only_for_cpu_work():
+    import sys
+
+    from puffin_bt.parallel import start_method
+
+    assert start_method("cuda") == "spawn"
+    assert start_method("cpu") == ("fork" if sys.platform.startswith("linux") else "spawn")

@@ -92,3 +92,41 @@ def test_optuna_search_runs_the_requested_number_of_trials(tmp_path):
 def test_bad_search_settings_are_config_errors(kwargs, fragment):
     with pytest.raises(ConfigError, match=fragment.replace("[", r"\[")):
         tune(frames(), store=False, device="cpu", **{**FIXED, **kwargs})
+
+
+@pytest.mark.parametrize("search", ["grid", "random"])
+def test_parallel_trials_compute_forecasts_in_the_pool_and_give_the_same_trials(tmp_path, monkeypatch, search):
+    import puffin_bt.parallel as parallel
+
+    space = {"hidden_dim": [3, 5], "lookback": [5, 8]}
+    kw = dict(search=search, trials=4, space=space, objective="mse", device="cpu", **FIXED)
+    one = tune(frames(), store=ForecastStore(tmp_path / "one"), **kw)
+    batches, real = [], parallel.precompute_jobs
+
+    def spy(jobs, *args, **kwargs):  # the real pool runs
+        if any("[trial" in label for label, _, _ in jobs):
+            batches.append(sorted(label for label, _, _ in jobs))
+        return real(jobs, *args, **kwargs)
+
+    monkeypatch.setattr(parallel, "precompute_jobs", spy)
+    store = ForecastStore(tmp_path / "many")
+    many = tune(frames(), store=store, parallel_trials=3, executor="local", workers=2, **kw)
+    cols = ["hidden_dim", "lookback", "mse", "sharpe", "trades"]
+    pd.testing.assert_frame_equal(one.trials[cols], many.trials[cols])
+    # Trials 1-3 went to the pool as one batch; the last one, alone, ran inside its own backtest.
+    assert batches == [["A [trial 1]", "A [trial 2]", "A [trial 3]"]]
+    assert store.misses == 0 and store.hits == 5  # every Backtrader run read stored forecasts
+
+
+def test_parallel_optuna_trials_run_in_batches_on_a_local_ray(tmp_path):
+    pytest.importorskip("optuna")
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        store = ForecastStore(tmp_path)
+        result = tune(frames(), search="optuna", trials=4, space={"hidden_dim": [3, 4, 5], "lookback": [5, 6]},
+                      objective="mse", store=store, parallel_trials=2, executor="ray", device="cpu", **FIXED)
+    finally:
+        ray.shutdown()
+    assert len(result.trials) == 4 and store.hits >= 3  # a batch may ask the same parameters twice
+    assert result.trials["mse"].notna().all()
