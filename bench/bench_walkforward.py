@@ -50,6 +50,7 @@ import torch  # noqa: E402
 
 from puffin_bt import LSTMForecast, TradingLSTM, load_sample  # noqa: E402
 from puffin_bt.data import SAMPLE_TICKERS  # noqa: E402
+from puffin_bt.feeds import FrameData  # noqa: E402
 
 IMPORT_SECONDS = time.perf_counter() - T_IMPORT
 DEFAULT_THREADS = torch.get_num_threads()  # before anything changes it
@@ -200,10 +201,12 @@ def lstm_forward_flops(seq_len: int, input_dim: int, hidden: int, layers: int, o
     return seq_len * per_step + 2 * hidden * out_dim
 
 
-def fold_training_flops(folds, fwd: int) -> float:
+def fold_training_flops(folds, fwd: int, val_every_epoch: bool) -> float:
     """Training ~ 3x forward per trained sample (forward + backward ~ 2x), plus one forward per
-    validation sample per epoch."""
-    return float(sum(f.epochs_run * (3 * f.n_train + f.n_val) * fwd for f in folds))
+    validation sample per validation pass: every epoch, or (cold LSTM folds trained by the batched
+    engine without early stopping) once, after the last epoch."""
+    return float(sum((3 * f.epochs_run * f.n_train + (f.epochs_run if val_every_epoch else 1) * f.n_val) * fwd
+                     for f in folds))
 
 
 def frames_for(tickers, n_pred: int, min_train: int) -> dict:
@@ -256,7 +259,7 @@ def run_engine(frames: dict, opts: dict) -> dict:
         cpu0 = time.process_time()
         cerebro = bt.Cerebro(runonce=True, stdstats=False, preload=True)
         for name, df in frames.items():
-            cerebro.adddata(bt.feeds.PandasData(dataname=df, openinterest=None), name=name)
+            cerebro.adddata(FrameData(dataname=df), name=name)  # the runner's feed (PandasData: ~+20 ms here)
         cerebro.addstrategy(_ForecastOnly, fc_kwargs=opts)
         strat = cerebro.run()[0]
         wall = time.perf_counter() - started
@@ -464,6 +467,7 @@ def run_cli_backtest(tmp: Path, quick: bool, threads_env: int | None) -> dict:
                     fc = entry.get("forecast") or {}
                     if fc.get("hidden_dim") and fc.get("num_layers") and fc.get("lookback"):
                         fwd = lstm_forward_flops(int(fc["lookback"]), 1, int(fc["hidden_dim"]), int(fc["num_layers"]))
+                        # patience is set by default: every fold validates every epoch
                         work = (folds["epochs_run"] * (3 * folds["n_train"] + folds["n_val"])).sum() * fwd
                         entry["train_gflops_per_process"] = float(work / folds["seconds"].sum() / 1e9)
                         entry["model"] = f"{fc['hidden_dim']}x{fc['num_layers']}"
@@ -473,7 +477,54 @@ def run_cli_backtest(tmp: Path, quick: bool, threads_env: int | None) -> dict:
     # import cost alone, for reference
     rc, wall, mem, _, _ = wait_rusage([py, "-c", "import puffin_bt, puffin_bt.cli, strategies"], cwd=ROOT, env=env)
     runs["import_only"] = {"wall": wall, **mem, "rc": rc}
+    if not quick:
+        runs["workers"] = run_workers_comparison(tmp, base, env)
     return runs
+
+
+_PRECOMPUTE = """
+import json, sys, time, tempfile
+t0 = time.perf_counter()
+from puffin_bt import load_sample
+from puffin_bt.parallel import precompute_forecasts
+from puffin_bt.store import ForecastStore
+def main():
+    frames = load_sample()
+    t1 = time.perf_counter()
+    w = int(sys.argv[1])
+    rep = precompute_forecasts(frames, store=ForecastStore(tempfile.mkdtemp()), workers=w,
+                               executor="local" if w > 1 else "serial")
+    print(json.dumps({"import": t1 - t0, "forecasts": time.perf_counter() - t1, "computed": len(rep.computed)}))
+if __name__ == "__main__":
+    main()
+"""
+
+
+def run_workers_comparison(tmp: Path, base: list[str], env: dict) -> dict:
+    """Issue 6's measure: 2 local workers vs 1 on the bench's default workload (the 4 bundled
+    tickers, library defaults), as the forecast phase alone (``precompute_forecasts`` in a fresh
+    interpreter) and end to end (``puffin-bt backtest --workers 1|2``, cold store)."""
+    script = tmp / "precompute.py"
+    script.write_text(_PRECOMPUTE)
+    out: dict = {}
+    for w in (1, 2):
+        log(f"forecast phase with {w} worker(s) ...")
+        with OthersCpu() as watch:
+            rc, wall, mem, stdout, err = wait_rusage([sys.executable, str(script), str(w)], cwd=ROOT, env=env,
+                                                     timeout=3600)
+        entry = {"rc": rc, "process_wall": wall, "others": watch.share, **mem}
+        if rc == 0:
+            entry.update(json.loads(stdout.strip().splitlines()[-1]))
+        else:
+            entry["error"] = " | ".join(err.strip().splitlines()[-3:])
+        out[f"forecasts_{w}"] = entry
+        log(f"puffin-bt backtest --workers {w} (cold store) ...")
+        cmd = base[:-2] + ["--cache-dir", str(tmp / f"store_w{w}"), "--out", str(tmp / f"out_w{w}"), "--workers", str(w)]
+        with OthersCpu() as watch:
+            rc, wall, mem, _, err = wait_rusage(cmd, cwd=ROOT, env=env, timeout=3600)
+        out[f"cli_{w}"] = {"rc": rc, "wall": wall, "others": watch.share, **mem,
+                           **({"error": " | ".join(err.strip().splitlines()[-3:])} if rc else {})}
+    return out
 
 
 # --------------------------------------------------------------------------- reporting
@@ -603,7 +654,7 @@ def main(argv=None) -> int:
     a_val = float(np.mean([f.val_loss for f in a["folds"]]))
     w_val = float(np.mean([f.val_loss for f in w["folds"]]))
     a_train_samples = sum(f.epochs_run * f.n_train for f in a["folds"])
-    a_flops = fold_training_flops(a["folds"], fwd)
+    a_flops = fold_training_flops(a["folds"], fwd, val_every_epoch=False)
     a_flops_rate = a_flops / a["train_seconds"] / 1e9
     outside = (a["wall"] - a["train_seconds"]) / a["wall"]
     a_best, a_med = best_med([r["wall"] for r in a_runs])
@@ -782,7 +833,7 @@ def main(argv=None) -> int:
                                                  f"{threads}-thread peak) ")
         + f"-- target >= 25%  {judge('training_peak_fraction', A['peak_fraction'], A['peak_fraction'] >= 0.25, A['others'])}  "
         f"(fwd {fwd:,} FLOP/sample = {args.lookback} steps x sum_l 2*4*H*(I_l+H) + 2*H; "
-        f"train = epochs x (3 x n_train + n_val) x fwd = {A['training_flops'] / 1e9:.2f} GFLOP)")
+        f"train = (3 x epochs x n_train + n_val) x fwd = {A['training_flops'] / 1e9:.2f} GFLOP)")
     say(f"A time outside training   : {100 * outside:.1f}% of {A['best']:.3f}s (data prep, batched inference, "
         f"Backtrader) -- target < 15%  {judge('outside_training_share', outside, outside < 0.15, A['others'])}")
     if "scaling" in results:
@@ -843,6 +894,18 @@ def main(argv=None) -> int:
                 f"entry/exit 0.003, store hits "
                 f"{st.get('hits')} misses {st.get('misses')}; peak RSS {warm['peak_rss_mb']:.0f} MiB "
                 f"(tree {warm.get('tree_peak_rss_mb') or float('nan'):.0f} MiB), others {pct(warm.get('others'))}")
+        wk = cb.get("workers")
+        if wk:
+            f1, f2, c1, c2 = wk["forecasts_1"], wk["forecasts_2"], wk["cli_1"], wk["cli_2"]
+            if all("error" not in e for e in (f1, f2, c1, c2)):
+                r_f, r_c = f1["forecasts"] / f2["forecasts"], c1["wall"] / c2["wall"]
+                v = judge("workers_speedup", r_f, r_f >= 1.7, max(f1["others"] or 0, f2["others"] or 0))
+                say(f"  2 workers vs 1, forecast phase (4 tickers, precompute_forecasts): {f1['forecasts']:.2f}s vs "
+                    f"{f2['forecasts']:.2f}s = {r_f:.2f}x  target >= 1.7x  {v}")
+                say(f"  2 workers vs 1, end to end (`--workers 1` vs `--workers 2`, cold store, imports and the "
+                    f"serial Backtrader run included): {c1['wall']:.2f}s vs {c2['wall']:.2f}s = {r_c:.2f}x")
+            else:
+                say(f"  workers comparison FAILED: {[e.get('error') for e in (f1, f2, c1, c2) if 'error' in e]}")
     say("-" * 100)
     say(f"peak RSS  : bench process {results['peak_rss_mb_self']:.0f} MiB (after A/B: {rss_after_ab:.0f} MiB)"
         + (f"; Darts worker {c['peak_rss_mb']:.0f} MiB" if c is not None else ""))

@@ -264,8 +264,10 @@ class WalkForward:
             data = fold_data(cfg, history, self.schedule.sample_bars(len(history) - 1), self.device)
             groups.setdefault(data.shape_key, []).append((k, self._new_net(k), data, time.perf_counter() - t0))
         for members in groups.values():
-            for i in range(0, len(members), MAX_BATCH):
-                batch = members[i:i + MAX_BATCH]
+            n_batches = -(-len(members) // MAX_BATCH)
+            size = -(-len(members) // n_batches)  # even batches: 12 folds train as 6 + 6, not 8 + 4
+            for i in range(0, len(members), size):
+                batch = members[i:i + size]
                 t0 = time.perf_counter()
                 hists = train_networks_together([b[1] for b in batch], cfg, [b[2] for b in batch], self.epochs,
                                                 self.device, [cfg.seed + b[0] for b in batch])
@@ -342,7 +344,10 @@ class WalkForward:
         return WalkForwardResult(preds, list(self.folds))
 
 
-MAX_BATCH = 32  # cold folds trained together at most (memory grows with it; speed flattens out)
+# Cold folds trained together at most. Measured (2-core EPYC, LSTM 32x1, 12 folds): batches of 6
+# 0.242 s, 4: 0.249 s, 12: 0.271 s, 2: 0.343 s, one by one: 0.54 s: past ~8 the working set
+# leaves the caches. Results do not depend on it (BatchedLSTM is exact per model).
+MAX_BATCH = 8
 
 
 # Walk-forward options and their defaults, shared by the indicators, the strategy's
