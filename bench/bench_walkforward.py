@@ -534,7 +534,8 @@ def run_workers_comparison(tmp: Path, base: list[str], env: dict, repeat: int = 
 
 def _keep_best(out: dict, key: str, entry: dict, field: str) -> None:
     runs = out.setdefault(f"{key}_runs", [])
-    runs.append(entry.get(field))
+    value = entry.get(field)
+    runs.append(None if value is None else round(value, 2))
     old = out.get(key)
     if old is None or "error" in old or ("error" not in entry and entry[field] < old[field]):
         out[key] = entry
