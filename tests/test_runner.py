@@ -186,3 +186,22 @@ def test_threshold_rules_follow_the_chapter():
     assert rule(0.006, -10, allow_short=True) == 0.5   # short, strong up signal: reverse
     assert rule(0.004, -10, allow_short=True) == -0.5  # short, pred below +exit: hold
     assert rule(0.006, -10, allow_short=True) == 0.5
+
+
+def test_optstrategy_over_thresholds_trains_each_ticker_once(tmp_path):
+    from puffin_bt import load_sample
+    from puffin_bt.feeds import FrameData
+    from strategies import ForecastThresholdStrategy
+
+    store = ForecastStore(tmp_path)
+    cerebro = bt.Cerebro(optreturn=False, maxcpus=1, stdstats=False)
+    for name, df in load_sample(["AAPL", "IBM"], start="2011-06-01", end="2012-12-31").items():
+        cerebro.adddata(FrameData(dataname=df), name=name)
+    cerebro.addanalyzer(bt.analyzers.Returns, _name="returns")
+    cerebro.optstrategy(ForecastThresholdStrategy, entry=[0.0005, 0.002, 0.01], exit=[0.0005, 0.01],
+                        forecast_kwargs=[{**FAST, "store": store}])
+    runs = [r[0] for r in cerebro.run()]
+    assert len(runs) == 6
+    # The first combination trains both tickers; the other five read the stored forecasts.
+    assert (store.misses, store.hits) == (2, 10)
+    assert len({round(r.analyzers.returns.get_analysis()["rtot"], 12) for r in runs}) > 1  # thresholds matter
