@@ -156,6 +156,8 @@ def precompute_jobs(
     tasks = []
     keys = {}  # label -> store key, computed once: the store entry written later uses the same one
     runners: dict = {}
+    scheduled: dict = {}  # store key -> the label that computes it
+    duplicates: dict = {}  # label -> labels with the same key, finished with it
     for label, df, options in jobs:
         options = {k: v for k, v in options.items() if k not in ("store", "on_fold")}
         signature = repr(sorted(options.items()))
@@ -164,11 +166,15 @@ def precompute_jobs(
         closes = df["close"].to_numpy(dtype=np.float64)
         numbers = date_numbers_of(pd.DatetimeIndex(df.index))
         keys[label] = fingerprint(runners[signature], closes, numbers)
+        if keys[label] in scheduled:  # the same data and options twice (an Optuna batch may repeat a trial)
+            duplicates.setdefault(scheduled[keys[label]], []).append(label)
+            continue
         if store.load(keys[label]) is not None:
             report.cached.append(label)
             if on_done is not None:
                 on_done(label, "cached")
             continue
+        scheduled[keys[label]] = label
         tasks.append(ForecastTask(label, closes, numbers, model, options))
     if not tasks:
         return report
@@ -186,6 +192,13 @@ def precompute_jobs(
             status = "computed"
         if on_done is not None:
             on_done(ticker, status)
+        for twin in duplicates.get(ticker, ()):
+            if error is not None:
+                report.failed[twin] = error
+            else:
+                report.cached.append(twin)
+            if on_done is not None:
+                on_done(twin, status if error is not None else "cached")
 
     if executor == "serial" or (executor == "local" and n_workers == 1):
         for task in tasks:

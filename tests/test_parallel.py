@@ -133,3 +133,15 @@ def test_start_method_forks_only_for_cpu_work():
 
     assert start_method("cuda") == "spawn"
     assert start_method("cpu") == ("fork" if sys.platform.startswith("linux") else "spawn")
+
+
+def test_jobs_with_the_same_data_and_options_are_computed_once(tmp_path):
+    from puffin_bt.parallel import precompute_jobs
+
+    up = universe()["UP"]
+    store = ForecastStore(tmp_path)
+    report = precompute_jobs([("UP [trial 1]", up, PARAMS), ("UP [trial 2]", up, PARAMS),
+                              ("UP [trial 3]", up, {**PARAMS, "seed": 1})], store=store, executor="local", workers=2)
+    assert sorted(report.computed) == ["UP [trial 1]", "UP [trial 3]"] and report.cached == ["UP [trial 2]"]
+    with pytest.raises(ConfigError, match="unique"):
+        precompute_jobs([("X", up, PARAMS), ("X", up, PARAMS)], store=store)
