@@ -90,10 +90,17 @@ def start_method(device="auto") -> str:
     what kept 2 workers from a 2x speed-up on the bundled data. The walk-forward runs torch
     single-threaded in the child (``threads=1``), the same precaution DataLoader's forked
     workers take. CUDA cannot be used after a fork, so CUDA work (or ``auto`` on a machine
-    with a GPU) spawns.
+    with a GPU) spawns. ``PUFFIN_BT_START_METHOD=spawn`` (or ``forkserver``) overrides it, e.g.
+    for an application whose other threads must not be forked.
     """
     import torch
 
+    forced = os.environ.get("PUFFIN_BT_START_METHOD")
+    if forced:
+        if forced not in multiprocessing.get_all_start_methods():
+            raise ConfigError(f"PUFFIN_BT_START_METHOD={forced!r} is not available here; use one of "
+                              f"{multiprocessing.get_all_start_methods()}")
+        return forced
     if not sys.platform.startswith("linux") or "fork" not in multiprocessing.get_all_start_methods():
         return "spawn"
     device = str(device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -133,6 +134,31 @@ def test_start_method_forks_only_for_cpu_work():
 
     assert start_method("cuda") == "spawn"
     assert start_method("cpu") == ("fork" if sys.platform.startswith("linux") else "spawn")
+
+
+def test_start_method_can_be_forced_and_a_forced_spawn_pool_gives_the_same_forecasts(tmp_path, monkeypatch):
+    from puffin_bt.parallel import start_method
+
+    monkeypatch.setenv("PUFFIN_BT_START_METHOD", "spawn")
+    assert start_method("cpu") == "spawn"
+    frames = {k: v for k, v in universe().items() if k != "LATE"}
+    spawned = ForecastStore(tmp_path / "spawn")
+    precompute_forecasts(frames, store=spawned, executor="local", workers=2, **PARAMS)
+    monkeypatch.delenv("PUFFIN_BT_START_METHOD")
+    forked = ForecastStore(tmp_path / "fork")
+    precompute_forecasts(frames, store=forked, executor="local", workers=2, **PARAMS)
+    runner = make_walk_forward("lstm", **{k: v for k, v in PARAMS.items()})
+    for df in frames.values():
+        from puffin_bt.parallel import date_numbers_of
+        from puffin_bt.store import fingerprint
+
+        key = fingerprint(runner, df["close"].to_numpy(dtype=float), date_numbers_of(df.index))
+        a, b = spawned.load(key), forked.load(key)
+        assert a is not None and b is not None
+        np.testing.assert_array_equal(a[0], b[0])
+    monkeypatch.setenv("PUFFIN_BT_START_METHOD", "teleport")
+    with pytest.raises(ConfigError, match="PUFFIN_BT_START_METHOD='teleport'"):
+        start_method("cpu")
 
 
 def test_jobs_with_the_same_data_and_options_are_computed_once(tmp_path):
