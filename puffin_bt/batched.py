@@ -1,7 +1,7 @@
 """Train many independent LSTM regressors as one batched computation.
 
-Walk-forward folds that retrain from scratch (and the folds of different tickers)
-are independent models with the same shapes. ``BatchedLSTM`` stacks their weights
+Walk-forward folds that retrain from scratch are independent models with the same
+shapes (so would be the folds of different tickers; the walk-forward batches the former). ``BatchedLSTM`` stacks their weights
 (``M`` models) and runs forward, backward (hand-written backpropagation through
 time) and Adam for all of them at once with batched matrix products, so the
 per-operation overhead that dominates small recurrent nets on a CPU is paid once
@@ -297,10 +297,11 @@ class BatchedLSTM:
         dx.copy_(torch.bmm(flat_dg, layer.w_ih.transpose(1, 2)).view(M, T, B, -1).transpose(0, 1))
         return dx
 
-    def _masks(self, gens: list[torch.Generator], shape: tuple) -> torch.Tensor:
-        """Inverted-dropout masks, one draw per model from that model's own generator."""
+    def _masks(self, gens: list[torch.Generator], shape: tuple, model_dim: int = 0) -> torch.Tensor:
+        """Inverted-dropout masks of ``shape`` per model, each drawn from that model's own generator,
+        stacked along ``model_dim``."""
         keep = 1.0 - self.p
-        masks = torch.stack([torch.empty(shape).bernoulli_(keep, generator=g) for g in gens])
+        masks = torch.stack([torch.empty(shape).bernoulli_(keep, generator=g) for g in gens], dim=model_dim)
         return masks.div_(keep).to(self.device)
 
     def forward(self, x: torch.Tensor, train: bool = False, gens=None) -> tuple[torch.Tensor, list]:
@@ -313,7 +314,7 @@ class BatchedLSTM:
             h = hs[1:]
             mask = None
             if dropping and i < self.L - 1:
-                mask = self._seq_masks(gens, h.shape)
+                mask = self._masks(gens, (h.shape[0], h.shape[2], h.shape[3]), model_dim=1)  # (T, M, N, H)
                 h = h * mask
             saved.append((s, mask))
         last = h[-1]  # (M, N, H)
@@ -326,15 +327,9 @@ class BatchedLSTM:
 
     def _head(self, last: torch.Tensor) -> torch.Tensor:
         w, b = self._views["w_fc"], self._views["b_fc"]
-        if self.O == 1:  # (M, N, H) . (M, H) as elementwise + sum: MKL's batched matrix-vector path
-            return torch.sum(last * w.transpose(1, 2), dim=-1, keepdim=True).add_(b)  # rounds differently per M
+        if self.O == 1:  # element-wise + sum: MKL's batched matrix-vector path rounds differently for M = 1
+            return torch.sum(last * w.transpose(1, 2), dim=-1, keepdim=True).add_(b)
         return torch.baddbmm(b, last, w)
-
-    def _seq_masks(self, gens, shape) -> torch.Tensor:
-        T, M, B, H = shape
-        keep = 1.0 - self.p
-        masks = torch.stack([torch.empty(T, B, H).bernoulli_(keep, generator=g) for g in gens], dim=1)
-        return masks.div_(keep).to(self.device)
 
     def backward(self, d_out: torch.Tensor, cache: list) -> None:
         saved, last, head_mask = cache
