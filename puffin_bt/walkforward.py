@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ._validate import check_int
+from .batched import bytes_per_model
 from .errors import ConfigError, DataError
 from .forecaster import (
     FoldData,
@@ -254,7 +255,8 @@ class WalkForward:
     def _train_cold(self, folds: list[tuple[int, np.ndarray]]) -> None:
         """Train from scratch the folds given as (index, closes up to the fold bar), together.
 
-        Folds with equal sample counts share batches of up to ``MAX_BATCH`` models; each
+        Folds with equal sample counts share batches of up to ``MAX_BATCH`` models (fewer
+        when their scratch memory would pass ``BATCH_MEMORY``); each
         one's seconds are its own preparation plus its share of its batch's training.
         """
         cfg = self.config
@@ -263,8 +265,10 @@ class WalkForward:
             t0 = time.perf_counter()
             data = fold_data(cfg, history, self.schedule.sample_bars(len(history) - 1), self.device)
             groups.setdefault(data.shape_key, []).append((k, self._new_net(k), data, time.perf_counter() - t0))
+        per_model = bytes_per_model(cfg.hidden_dim, cfg.num_layers, cfg.lookback, cfg.batch_size)
+        max_batch = max(1, min(MAX_BATCH, BATCH_MEMORY // per_model))
         for members in groups.values():
-            n_batches = -(-len(members) // MAX_BATCH)
+            n_batches = -(-len(members) // max_batch)
             size = -(-len(members) // n_batches)  # even batches: 12 folds train as 6 + 6, not 8 + 4
             for i in range(0, len(members), size):
                 batch = members[i:i + size]
@@ -348,6 +352,7 @@ class WalkForward:
 # 0.242 s, 4: 0.249 s, 12: 0.271 s, 2: 0.343 s, one by one: 0.54 s: past ~8 the working set
 # leaves the caches. Results do not depend on it (BatchedLSTM is exact per model).
 MAX_BATCH = 8
+BATCH_MEMORY = 512 * 2**20  # and at most this much training scratch memory per batch (big nets train fewer at once)
 
 
 # Walk-forward options and their defaults, shared by the indicators, the strategy's

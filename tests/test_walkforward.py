@@ -184,3 +184,18 @@ def test_gru_and_warm_refits_keep_the_autograd_path(monkeypatch):
                         lambda *a, **k: calls.append(1) or pytest.fail("GRU must not use the LSTM engine"))
     res = make_runner(refit_epochs=None, cell="gru").run(synthetic_closes(200, seed=2))
     assert len(res.folds) == 4 and not calls
+
+
+def test_big_cold_nets_train_in_smaller_batches_within_the_memory_budget(monkeypatch):
+    from puffin_bt import walkforward as wf_mod
+    from puffin_bt.batched import bytes_per_model
+
+    batches = []
+    real = wf_mod.train_networks_together
+    monkeypatch.setattr(wf_mod, "train_networks_together",
+                        lambda nets, *a, **k: batches.append(len(nets)) or real(nets, *a, **k))
+    runner = make_runner(refit_epochs=None, hidden_dim=8)
+    per_model = bytes_per_model(8, MODEL["num_layers"], 5, MODEL["batch_size"])
+    monkeypatch.setattr(wf_mod, "BATCH_MEMORY", 2 * per_model + 1)  # room for two models
+    runner.run(synthetic_closes(300, seed=11))
+    assert batches == [1, 2, 2, 2]  # fold 0 alone (shorter history), then folds 1..6 two at a time
