@@ -294,15 +294,18 @@ class WalkForward:
         out = np.full(max(0, end - start), np.nan)
         s = self.schedule
         bar = max(start, s.first_fold_bar)
-        if self.batched and self.refit_epochs is None and bar < end:
-            due = range(len(self.folds), s.fold_index(end - 1) + 1)
-            fold_bars = [(k, s.first_fold_bar + k * s.retrain_every) for k in due if k not in self._ready]
-            self._train_cold([(k, _checked(closes[: fb + 1], fb)) for k, fb in fold_bars])
+        last_due = s.fold_index(end - 1) if bar < end else -1
         while bar < end:
             k = s.fold_index(bar)
             fold_bar = s.first_fold_bar + k * s.retrain_every
             while len(self.folds) <= k:
-                fb = s.first_fold_bar + len(self.folds) * s.retrain_every
+                nxt = len(self.folds)
+                if self.batched and self.refit_epochs is None and nxt not in self._ready:
+                    # Every fold up to last_due is known now: train the next PREFETCH of them
+                    # together (each on its own history), so progress still moves every few batches.
+                    ahead = [(j, s.first_fold_bar + j * s.retrain_every) for j in range(nxt, min(last_due, nxt + PREFETCH - 1) + 1)]
+                    self._train_cold([(j, _checked(closes[: fb_ + 1], fb_)) for j, fb_ in ahead])
+                fb = s.first_fold_bar + nxt * s.retrain_every
                 history = _checked(closes[: fb + 1], fb)
                 self.train_fold(history, None if dates is None else dates[fb])
             if k != self.current_fold:
@@ -352,6 +355,7 @@ class WalkForward:
 # 0.242 s, 4: 0.249 s, 12: 0.271 s, 2: 0.343 s, one by one: 0.54 s: past ~8 the working set
 # leaves the caches. Results do not depend on it (BatchedLSTM is exact per model).
 MAX_BATCH = 8
+PREFETCH = 2 * MAX_BATCH  # cold folds trained ahead at a time in forecast_range (progress granularity)
 BATCH_MEMORY = 512 * 2**20  # and at most this much training scratch memory per batch (big nets train fewer at once)
 
 

@@ -199,3 +199,20 @@ def test_big_cold_nets_train_in_smaller_batches_within_the_memory_budget(monkeyp
     monkeypatch.setattr(wf_mod, "BATCH_MEMORY", 2 * per_model + 1)  # room for two models
     runner.run(synthetic_closes(300, seed=11))
     assert batches == [1, 2, 2, 2]  # fold 0 alone (shorter history), then folds 1..6 two at a time
+
+
+def test_batched_cold_folds_report_progress_every_prefetch_window(monkeypatch):
+    from puffin_bt import walkforward as wf_mod
+
+    trained, seen_at_report = [], []
+    real = wf_mod.train_networks_together
+    monkeypatch.setattr(wf_mod, "train_networks_together",
+                        lambda nets, *a, **k: trained.append(len(nets)) or real(nets, *a, **k))
+    monkeypatch.setattr(wf_mod, "PREFETCH", 3)
+    cfg = ModelConfig(lookback=5, **{**MODEL, "hidden_dim": 4})
+    runner = WalkForward(cfg, FoldSchedule(5, 60, 10, 80, 1, cfg.validation_split), epochs=1, device="cpu",
+                         on_fold=lambda rec: seen_at_report.append(sum(trained)))
+    res = runner.run(synthetic_closes(150, seed=4))
+    assert len(res.folds) == 10
+    # Folds are trained 3 at a time, and each window is reported before the next one trains.
+    assert seen_at_report == [3, 3, 3, 6, 6, 6, 9, 9, 9, 10]
