@@ -478,7 +478,7 @@ def run_cli_backtest(tmp: Path, quick: bool, threads_env: int | None) -> dict:
     rc, wall, mem, _, _ = wait_rusage([py, "-c", "import puffin_bt, puffin_bt.cli, strategies"], cwd=ROOT, env=env)
     runs["import_only"] = {"wall": wall, **mem, "rc": rc}
     if not quick:
-        runs["workers"] = run_workers_comparison(tmp, base, env)
+        runs["workers"] = run_workers_comparison(tmp, base, env, repeat=3)
     return runs
 
 
