@@ -32,6 +32,7 @@ EXPECTED = {
     "12_walk_forward_evaluation.py": ([], ["POOLED", "mse_zero", "Direction accuracy", "against a coin flip"]),
     "13_chapter_backtest_done_causally.py": ([], ["Final Capital: $", "Total Return:", "Number of Trades:",
                                                   "first forecast on"]),
+    "14_threshold_sweep.py": ([], ["16 threshold combinations", "forecast store: 2 trained, 30 reused"]),
 }
 
 
