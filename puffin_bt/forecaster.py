@@ -26,7 +26,7 @@ from torch import nn
 
 from ._io import atomic_write_bytes
 from ._validate import check_float, check_int
-from .batched import BatchedLSTM
+from .batched import engine_for
 from .errors import CheckpointError, ConfigError, DataError, NotFittedError
 from .nets import CELLS, RecurrentNet
 from .training import EarlyStopping, TensorBatches, resolve_device, training_loop
@@ -265,15 +265,15 @@ def train_network(
 
 def train_networks_together(nets: list[nn.Module], cfg: ModelConfig, data: list[FoldData], epochs: int,
                             device: torch.device, seeds: list[int]) -> list[dict]:
-    """Train independent LSTM nets whose folds have equal shapes as one batched computation
-    (``batched.BatchedLSTM``); returns one history per net. Each net's result is the same
+    """Train independent LSTM or GRU nets whose folds have equal shapes as one batched computation
+    (``batched.BatchedLSTM`` / ``BatchedGRU``); returns one history per net. Each net's result is the same
     whichever nets it is trained with. Validation runs every epoch only when early
     stopping needs it; otherwise once, after the last epoch."""
     keys = {d.shape_key for d in data}
     if len(keys) != 1 or len(nets) != len(data):
         raise ConfigError(f"nets trained together need folds of one shape; got {sorted(map(str, keys))}")
     has_val = data[0].x_val is not None
-    engine = BatchedLSTM(nets, device)
+    engine = engine_for(nets, device)
     histories = engine.fit(
         torch.stack([d.x_train for d in data]), torch.stack([d.y_train for d in data]),
         torch.stack([d.x_val for d in data]) if has_val else None,

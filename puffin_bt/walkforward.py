@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ._validate import check_int
-from .batched import bytes_per_model
+from .batched import ENGINES, bytes_per_model
 from .errors import ConfigError, DataError
 from .forecaster import (
     FoldData,
@@ -187,10 +187,10 @@ class WalkForward:
         self.net: torch.nn.Module | None = None
         self.scaler = None
         self.folds: list[FoldRecord] = []
-        # Folds trained from scratch are independent models: LSTM ones are trained with the
-        # batched engine (together when several are due at once, e.g. in ``forecast_range``),
-        # and wait here until their turn. A fold's result does not depend on its batch.
-        self.batched = config.cell == "lstm"
+        # Folds trained from scratch are independent models: they are trained with the batched
+        # engine (together when several are due at once, e.g. in ``forecast_range``) and wait
+        # here until their turn. A fold's result does not depend on its batch.
+        self.batched = config.cell in ENGINES
         self._ready: dict[int, tuple] = {}
 
     @property

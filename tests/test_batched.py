@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from puffin_bt import ConfigError
-from puffin_bt.batched import BatchedLSTM, supports
-from puffin_bt.nets import GRUNet, LSTMNet, StackedLSTM
+from puffin_bt.batched import BatchedGRU, BatchedLSTM, engine_for, supports
+from puffin_bt.nets import GRUNet, LSTMNet, RecurrentNet, StackedLSTM
 from puffin_bt.training import EarlyStopping, TensorBatches, training_loop
 
 
@@ -25,20 +25,21 @@ def float64():
     torch.set_default_dtype(old)
 
 
-def nets_for(m: int, seed: int = 0, **kw) -> list[LSTMNet]:
+def nets_for(m: int, seed: int = 0, cell: str = "lstm", **kw) -> list[RecurrentNet]:
     torch.manual_seed(seed)
-    return [LSTMNet(**kw) for _ in range(m)]
+    return [RecurrentNet(cell, **kw) for _ in range(m)]
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("kw", [
     dict(hidden_dim=5, num_layers=1, dropout=0.0),
     dict(hidden_dim=32, num_layers=2, dropout=0.0),
     dict(hidden_dim=7, num_layers=3, dropout=0.0),
     dict(input_dim=3, hidden_dim=6, num_layers=2, output_dim=2, dropout=0.0),
 ])
-def test_forward_and_gradients_equal_autograd_through_nn_lstm(float64, kw):
-    nets = nets_for(3, **kw)
-    engine = BatchedLSTM(nets)
+def test_forward_and_gradients_equal_autograd_through_nn_lstm_and_gru(float64, kw, cell):
+    nets = nets_for(3, cell=cell, **kw)
+    engine = engine_for(nets)
     x = torch.randn(3, 9, 6, kw.get("input_dim", 1))
     y = torch.randn(3, 9, kw.get("output_dim", 1))
     out, cache = engine.forward(x, train=True)
@@ -52,7 +53,7 @@ def test_forward_and_gradients_equal_autograd_through_nn_lstm(float64, kw):
         with torch.no_grad():
             for p in net.parameters():
                 p.copy_(p.grad)  # load the gradients as weights to compare them in the engine's layout
-    torch.testing.assert_close(engine.grads, BatchedLSTM(nets).params, rtol=0, atol=1e-12)
+    torch.testing.assert_close(engine.grads, engine_for(nets).params, rtol=0, atol=1e-12)
 
 
 def reference_fit(net, x, y, xv, yv, epochs, lr, wd, batch_size, seed, patience):
@@ -65,13 +66,14 @@ def reference_fit(net, x, y, xv, yv, epochs, lr, wd, batch_size, seed, patience)
     return training_loop(net, loader, val, epochs, opt, nn.MSELoss(), callbacks=cbs)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("patience, wd, n_val", [(None, 0.0, 12), (1, 1e-3, 12), (2, 0.0, 12), (None, 0.0, 0)])
-def test_training_equals_the_autograd_path(float64, patience, wd, n_val):
-    nets = nets_for(3, seed=4, hidden_dim=6, num_layers=2, dropout=0.0)
+def test_training_equals_the_autograd_path(float64, patience, wd, n_val, cell):
+    nets = nets_for(3, seed=4, cell=cell, hidden_dim=6, num_layers=2, dropout=0.0)
     refs = copy.deepcopy(nets)
     x, y = torch.randn(3, 45, 8, 1), torch.randn(3, 45, 1)
     xv, yv = (torch.randn(3, n_val, 8, 1), torch.randn(3, n_val, 1)) if n_val else (None, None)
-    engine = BatchedLSTM(nets)
+    engine = engine_for(nets)
     hists = engine.fit(x, y, xv, yv, epochs=6, lr=0.05, batch_size=8, seeds=[3, 4, 5], weight_decay=wd,
                        patience=patience)
     engine.write_back(nets)
@@ -88,6 +90,7 @@ def test_training_equals_the_autograd_path(float64, patience, wd, n_val):
 
 
 configs = st.fixed_dictionaries({
+    "cell": st.sampled_from(["lstm", "gru"]),
     "hidden_dim": st.sampled_from([3, 5, 16, 33]),
     "num_layers": st.integers(1, 3),
     "dropout": st.sampled_from([0.0, 0.3]),
@@ -105,7 +108,7 @@ def test_a_models_result_is_bit_identical_whatever_it_is_trained_with(kw, n, bat
 
     def train(rows):
         nets = [nets_for(1, seed=seed + r, **kw)[0] for r in rows]
-        engine = BatchedLSTM(nets)
+        engine = engine_for(nets)
         hists = engine.fit(x[rows], y[rows], xv[rows], yv[rows], epochs=3, lr=0.02, batch_size=batch,
                            seeds=[seed + r for r in rows], patience=patience, noise_std=noise)
         engine.write_back(nets)
@@ -118,15 +121,16 @@ def test_a_models_result_is_bit_identical_whatever_it_is_trained_with(kw, n, bat
     assert h_alone == h_together
 
 
-def test_padded_hidden_units_stay_zero_and_do_not_leak_into_the_nets():
-    nets = nets_for(2, hidden_dim=5, num_layers=2, dropout=0.2)
-    engine = BatchedLSTM(nets)
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_padded_hidden_units_stay_zero_and_do_not_leak_into_the_nets(cell):
+    nets = nets_for(2, cell=cell, hidden_dim=5, num_layers=2, dropout=0.2)
+    engine = engine_for(nets)
     assert engine.H == 32 and engine.hidden == 5
     engine.fit(torch.randn(2, 30, 4, 1), torch.randn(2, 30, 1), None, None, epochs=3, lr=0.05, batch_size=7,
                seeds=[0, 1], weight_decay=1e-2)
     for layer in engine.layers:
         for w in (layer.w_hh, layer.b_ih, layer.b_hh):
-            gates = w.unflatten(-1, (4, 32))
+            gates = w.unflatten(-1, (engine.GATES, 32))
             assert torch.count_nonzero(gates[..., 5:]) == 0
         assert torch.count_nonzero(layer.w_hh[:, 5:]) == 0
     engine.write_back(nets)
@@ -137,9 +141,12 @@ def test_padded_hidden_units_stay_zero_and_do_not_leak_into_the_nets():
 
 
 def test_unsupported_or_mixed_networks_are_refused():
-    assert supports(LSTMNet()) and not supports(GRUNet()) and not supports(StackedLSTM())
-    with pytest.raises(ConfigError, match="GRUNet"):
+    assert supports(LSTMNet()) and supports(GRUNet()) and not supports(StackedLSTM())
+    assert isinstance(engine_for([GRUNet(hidden_dim=4)]), BatchedGRU)
+    with pytest.raises(ConfigError, match="GRUNet is not a LSTM"):
         BatchedLSTM([GRUNet()])
+    with pytest.raises(ConfigError, match="StackedLSTM"):
+        engine_for([StackedLSTM()])
     with pytest.raises(ConfigError, match="same configuration"):
         BatchedLSTM([LSTMNet(hidden_dim=4), LSTMNet(hidden_dim=5)])
     with pytest.raises(ConfigError, match="at least one"):

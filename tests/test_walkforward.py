@@ -176,14 +176,20 @@ def test_cold_lstm_folds_train_together_exactly_as_one_by_one(monkeypatch):
     assert all(f.seconds > 0 for f in together.folds)
 
 
-def test_gru_and_warm_refits_keep_the_autograd_path(monkeypatch):
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_only_cold_folds_use_the_engine_warm_refits_keep_the_autograd_path(monkeypatch, cell):
     from puffin_bt import walkforward as wf_mod
 
-    calls = []
+    batches = []
+    real = wf_mod.train_networks_together
     monkeypatch.setattr(wf_mod, "train_networks_together",
-                        lambda *a, **k: calls.append(1) or pytest.fail("GRU must not use the LSTM engine"))
-    res = make_runner(refit_epochs=None, cell="gru").run(synthetic_closes(200, seed=2))
-    assert len(res.folds) == 4 and not calls
+                        lambda nets, *a, **k: batches.append(len(nets)) or real(nets, *a, **k))
+    warm = make_runner(refit_epochs=1, cell=cell).run(synthetic_closes(300, seed=2))
+    assert len(warm.folds) == 7 and batches == [1]  # only fold 0 is cold
+    batches.clear()
+    cold = make_runner(refit_epochs=None, cell=cell).run(synthetic_closes(300, seed=2))
+    assert batches == [1, 6]
+    np.testing.assert_array_equal(warm.pred_log_return[59:99], cold.pred_log_return[59:99])
 
 
 def test_big_cold_nets_train_in_smaller_batches_within_the_memory_budget(monkeypatch):
