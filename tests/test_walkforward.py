@@ -177,7 +177,7 @@ def test_cold_lstm_folds_train_together_exactly_as_one_by_one(monkeypatch):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_only_cold_folds_use_the_engine_warm_refits_keep_the_autograd_path(monkeypatch, cell):
+def test_warm_refits_train_one_at_a_time_and_cold_folds_in_batches(monkeypatch, cell):
     from puffin_bt import walkforward as wf_mod
 
     batches = []
@@ -185,7 +185,9 @@ def test_only_cold_folds_use_the_engine_warm_refits_keep_the_autograd_path(monke
     monkeypatch.setattr(wf_mod, "train_networks_together",
                         lambda nets, *a, **k: batches.append(len(nets)) or real(nets, *a, **k))
     warm = make_runner(refit_epochs=1, cell=cell).run(synthetic_closes(300, seed=2))
-    assert len(warm.folds) == 7 and batches == [1]  # only fold 0 is cold
+    # Fold 0 is cold; warm GRU refits use the engine (faster than nn.GRU at M = 1), LSTM ones nn.LSTM.
+    assert len(warm.folds) == 7 and batches == ([1] * 7 if cell == "gru" else [1])
+    assert [f.warm_start for f in warm.folds] == [False] + [True] * 6
     batches.clear()
     cold = make_runner(refit_epochs=None, cell=cell).run(synthetic_closes(300, seed=2))
     assert batches == [1, 6]
