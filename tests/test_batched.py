@@ -91,6 +91,7 @@ def test_training_equals_the_autograd_path(float64, patience, wd, n_val, cell):
 
 configs = st.fixed_dictionaries({
     "cell": st.sampled_from(["lstm", "gru"]),
+    "input_dim": st.sampled_from([1, 3]),
     "hidden_dim": st.sampled_from([3, 5, 16, 33]),
     "num_layers": st.integers(1, 3),
     "dropout": st.sampled_from([0.0, 0.3]),
@@ -103,8 +104,8 @@ configs = st.fixed_dictionaries({
 def test_a_models_result_is_bit_identical_whatever_it_is_trained_with(kw, n, batch, patience, noise, pick, m, seed):
     pick = pick % m
     g = torch.Generator().manual_seed(seed)
-    x, y = torch.randn(m, n, 6, 1, generator=g), torch.randn(m, n, 1, generator=g)
-    xv, yv = torch.randn(m, 7, 6, 1, generator=g), torch.randn(m, 7, 1, generator=g)
+    x, y = torch.randn(m, n, 6, kw["input_dim"], generator=g), torch.randn(m, n, 1, generator=g)
+    xv, yv = torch.randn(m, 7, 6, kw["input_dim"], generator=g), torch.randn(m, 7, 1, generator=g)
 
     def train(rows):
         nets = [nets_for(1, seed=seed + r, **kw)[0] for r in rows]
