@@ -130,39 +130,34 @@ class BatchedRNN:
         """(..., G*Hpad) -> (..., G, H): the real units of each gate block."""
         return view.unflatten(-1, (self.GATES, self.H))[..., :self.hidden]
 
+    def _pairs(self, m: int, net: torch.nn.Module):
+        """(engine view, the same weights of ``net`` as a view in the engine's layout) for model
+        ``m``: load copies one way, write_back the other."""
+        h = self.hidden
+        for i in range(self.L):
+            for name, rows in (("ih", self.I if i == 0 else h), ("hh", h)):
+                w = getattr(net.rnn, f"weight_{name}_l{i}")  # (G*h, rows)
+                yield self._gate_cols(self._views[f"w_{name}{i}"][m, :rows]), w.t().unflatten(-1, (self.GATES, h))
+                b = getattr(net.rnn, f"bias_{name}_l{i}")
+                yield self._gate_cols(self._views[f"b_{name}{i}"][m, 0]), b.unflatten(-1, (self.GATES, h))
+        yield self._views["w_fc"][m, :h], net.fc.weight.t()
+        yield self._views["b_fc"][m, 0], net.fc.bias
+
     def load(self, nets: list[torch.nn.Module]) -> None:
         """Copy the networks' weights in (transposed to ``x @ W`` layout, gates padded)."""
-        h = self.hidden
         with torch.no_grad():
             for m, net in enumerate(nets):
-                for i in range(self.L):
-                    inp = self.I if i == 0 else h
-                    for name, rows in (("ih", inp), ("hh", h)):
-                        w = getattr(net.rnn, f"weight_{name}_l{i}")  # (4h, rows)
-                        self._gate_cols(self._views[f"w_{name}{i}"][m, :rows]).copy_(
-                            w.t().unflatten(-1, (self.GATES, h)))
-                        b = getattr(net.rnn, f"bias_{name}_l{i}")
-                        self._gate_cols(self._views[f"b_{name}{i}"][m, 0]).copy_(b.unflatten(-1, (self.GATES, h)))
-                self._views["w_fc"][m, :h].copy_(net.fc.weight.t())
-                self._views["b_fc"][m, 0].copy_(net.fc.bias)
+                for ours, theirs in self._pairs(m, net):
+                    ours.copy_(theirs)
 
     def write_back(self, nets: list[torch.nn.Module]) -> None:
         """Copy the trained weights into the networks (which stay ordinary modules)."""
-        h = self.hidden
         with torch.no_grad():
             for m, net in enumerate(nets):
-                for i in range(self.L):
-                    inp = self.I if i == 0 else h
-                    for name, rows in (("ih", inp), ("hh", h)):
-                        w = self._gate_cols(self._views[f"w_{name}{i}"][m, :rows])  # (rows, G, h)
-                        getattr(net.rnn, f"weight_{name}_l{i}").copy_(w.flatten(-2).t())
-                        b = self._gate_cols(self._views[f"b_{name}{i}"][m, 0])
-                        getattr(net.rnn, f"bias_{name}_l{i}").copy_(b.flatten())
-                net.fc.weight.copy_(self._views["w_fc"][m, :h].t())
-                net.fc.bias.copy_(self._views["b_fc"][m, 0])
+                for ours, theirs in self._pairs(m, net):
+                    theirs.copy_(ours)
                 net.eval()
 
-    # ------------------------------------------------------------------ forward / backward
     def _input_product(self, x: torch.Tensor, w_ih: torch.Tensor, bias: torch.Tensor, out: torch.Tensor, key) -> None:
         """out (T, M, B, 4H) = x (T, M, B, I) @ w_ih (M, I, 4H) + bias, one product per model."""
         T, M, B, inp = x.shape
@@ -314,7 +309,7 @@ class BatchedRNN:
         step = 0
         has_val = x_val is not None and x_val.shape[1] > 0
         stopping = patience is not None and has_val
-        best_loss = torch.full((M,), math.inf)
+        best_loss = [math.inf] * M
         best_epoch = [-1] * M
         counter = [0] * M
         active = [True] * M
@@ -542,7 +537,7 @@ class BatchedGRU(BatchedRNN):
         hs[0].zero_()
         rz = ws(key, "rz", (steps, M, B, 2 * H), x)
         ns = ws(key, "ns", (steps, M, B, H), x)
-        ghn = ws(key, "ghn", (steps, M, B, H), x)  # Whn h + bhn, needed by the backward pass
+        ghn = ws(key, "ghn", (T, M, B, H), x) if keep else None  # Whn h + bhn, for the backward pass
         gh = ws(key, "gh", (M, B, 3 * H), x)
         for t in range(T):
             slot = t if keep else 0
@@ -553,9 +548,10 @@ class BatchedGRU(BatchedRNN):
             a = rz[slot]
             torch.add(g_i[..., :2 * H], gh[..., :2 * H], out=a)
             a.sigmoid_()
-            r, z, n = a[..., :H], a[..., H:], ns[slot]
-            ghn[slot].copy_(gh[..., 2 * H:])
-            torch.mul(r, ghn[slot], out=n)
+            r, z, n, g_n = a[..., :H], a[..., H:], ns[slot], gh[..., 2 * H:]
+            if keep:
+                ghn[slot].copy_(g_n)
+            torch.mul(r, g_n, out=n)
             n.add_(g_i[..., 2 * H:])
             n.mul_(TWO).sigmoid_().mul_(TWO).add_(MINUS_ONE)  # tanh, as 2 sigmoid(2x) - 1
             torch.sub(h_prev, n, out=h)

@@ -302,9 +302,8 @@ def _run_evaluate(args) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     store = ForecastStore(args.cache_dir)
     models = ("lstm", "gru") if args.model == "both" else (args.model,)
-    workers = min(os.cpu_count() or 1, len(frames)) if args.workers == "auto" else args.workers
     for name in models:
-        forecasts = walk_forward_forecasts(frames, model=name, store=store, workers=workers,
+        forecasts = walk_forward_forecasts(frames, model=name, store=store, workers=args.workers,
                                            executor=args.executor, address=args.address, **forecast)
         table = evaluate_forecasts(forecasts)
         target = out_dir / name if len(models) > 1 else out_dir

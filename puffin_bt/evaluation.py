@@ -84,20 +84,21 @@ def forecast_frame(ticker: str, dates, closes: np.ndarray, pred_return: np.ndarr
                          "realized_return": realized, "last_return": last}).dropna(subset=["pred_return"])
 
 
-def walk_forward_forecasts(frames: dict, model: str = "lstm", store=None, on_fold=None, workers: int | None = None,
+def walk_forward_forecasts(frames: dict, model: str = "lstm", store=None, on_fold=None, workers: int | str | None = None,
                            executor: str | None = None, address: str | None = None,
                            **forecast_kwargs) -> pd.DataFrame:
     """Walk-forward forecasts for each ticker's closes, without Backtrader.
 
     Returns a long frame (ticker, date, close, pred_return, realized_return, last_return).
     With a ``ForecastStore`` the entries are shared with ``backtest()`` runs of the same
-    data and configuration (same fingerprint). ``workers`` > 1 or an ``executor``
+    data and configuration (same fingerprint). ``workers`` > 1 (or ``"auto"``) or an ``executor``
     (``"local"``/``"ray"``, as in ``backtest``) computes the tickers in parallel into the
     store first (a store is then required).
     """
-    from .parallel import date_numbers_of, precompute_forecasts
+    from .parallel import date_numbers_of, precompute_forecasts, resolve_workers
     from .walkforward import make_walk_forward
 
+    workers = resolve_workers(workers, len(frames))
     if executor is not None or (workers or 1) > 1:
         if store is None:
             raise ConfigError("parallel walk-forward forecasts need a ForecastStore (store=...) to land in")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ._validate import check_int
 from .errors import ConfigError, PuffinError
 from .store import ForecastStore, fingerprint
 from .walkforward import FoldRecord, make_walk_forward, require_history
@@ -109,8 +110,17 @@ def start_method(device="auto") -> str:
     return "spawn"
 
 
-def _default_workers(n_tasks: int) -> int:
-    return max(1, min(n_tasks, os.cpu_count() or 1))
+def resolve_workers(workers, n_tasks: int) -> int | None:
+    """``"auto"``: one worker per CPU core, at most one per task; None stays None (no pool);
+    a number is checked (a whole number >= 1). The one reading of ``workers`` for backtest,
+    evaluation, tuning and the pool itself.
+
+    >>> resolve_workers(None, 4) is None, resolve_workers(3, 4), 1 <= resolve_workers("auto", 4) <= 4
+    (True, 3, True)
+    """
+    if workers == "auto":
+        return max(1, min(n_tasks, os.cpu_count() or 1))
+    return None if workers is None else check_int("workers", workers)
 
 
 def precompute_forecasts(
@@ -185,7 +195,7 @@ def precompute_jobs(
         tasks.append(ForecastTask(label, closes, numbers, model, options))
     if not tasks:
         return report
-    n_workers = workers or _default_workers(len(tasks))
+    n_workers = resolve_workers(workers or "auto", len(tasks))
 
     def finish(ticker, result=None, error=None):
         if error is not None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,11 +19,12 @@ import numpy as np
 import pandas as pd
 
 from ._io import atomic_write_bytes
-from ._validate import check_float, check_int
+from ._validate import check_float
 from .errors import ConfigError, DataError, PuffinError
 from .evaluation import forecast_frame
 from .feeds import FrameData
 from .indicators import FORECAST_PARAMS
+from .parallel import resolve_workers
 from .store import ForecastStore
 from .walkforward import WALK_FORWARD_DEFAULTS, make_walk_forward, require_history
 
@@ -380,10 +380,7 @@ def backtest(
                 raise
             skipped[name] = " ".join(str(exc).split())
             del frames[name]
-    if workers == "auto":
-        workers = min(os.cpu_count() or 1, len(frames))
-    elif workers is not None:
-        workers = check_int("workers", workers)
+    workers = resolve_workers(workers, len(frames))
     parallel = executor is not None or (workers is not None and workers > 1)
     if store is True or (parallel and store in (None, False)):
         store = ForecastStore(cache_dir)

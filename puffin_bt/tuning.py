@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 import random
 import warnings
 from dataclasses import dataclass
@@ -173,13 +172,12 @@ def tune(
         """Compute the forecasts of a batch of trials together (trial x ticker tasks) into the store."""
         if parallel_trials < 2 or store is None or len(batch) < 2:
             return
-        from .parallel import precompute_jobs
+        from .parallel import precompute_jobs, resolve_workers
 
         first = len(rows) + 1
         jobs = [(f"{t} [trial {first + i}]", df, {**forecast_base, **params})
                 for i, params in enumerate(batch) for t, df in tune_frames.items()]
-        workers = base.get("workers")
-        workers = (os.cpu_count() or 1) if workers in (None, "auto") else check_int("workers", workers)
+        workers = resolve_workers(base.get("workers") or "auto", len(jobs))
         precompute_jobs(jobs, model=model, store=store, executor=base.get("executor") or "local",
                         workers=min(workers, len(jobs)), address=base.get("address"))
 

@@ -50,8 +50,8 @@ class FoldSchedule:
     >>> s = FoldSchedule(lookback=20, min_train=100, retrain_every=21)
     >>> s.fold_bars(160)
     [99, 120, 141]
-    >>> s.fold_bar_for(130), s.fold_index(130)
-    (120, 1)
+    >>> s.fold_bar_for(130), s.fold_index(130), s.fold_bar(2)
+    (120, 1, 141)
     """
 
     lookback: int = 20
@@ -87,9 +87,13 @@ class FoldSchedule:
             return None
         return (bar - self.first_fold_bar) // self.retrain_every
 
+    def fold_bar(self, k: int) -> int:
+        """The bar fold ``k`` trains at."""
+        return self.first_fold_bar + k * self.retrain_every
+
     def fold_bar_for(self, bar: int) -> int | None:
         k = self.fold_index(bar)
-        return None if k is None else self.first_fold_bar + k * self.retrain_every
+        return None if k is None else self.fold_bar(k)
 
     def is_fold_bar(self, bar: int) -> bool:
         return self.fold_bar_for(bar) == bar
@@ -301,15 +305,15 @@ class WalkForward:
         last_due = s.fold_index(end - 1) if bar < end else -1
         while bar < end:
             k = s.fold_index(bar)
-            fold_bar = s.first_fold_bar + k * s.retrain_every
+            fold_bar = s.fold_bar(k)
             while len(self.folds) <= k:
                 nxt = len(self.folds)
                 if self.batched and self.refit_epochs is None and nxt not in self._ready:
                     # Every fold up to last_due is known now: train the next PREFETCH of them
                     # together (each on its own history), so progress still moves every few batches.
-                    ahead = [(j, s.first_fold_bar + j * s.retrain_every) for j in range(nxt, min(last_due, nxt + PREFETCH - 1) + 1)]
-                    self._train_cold([(j, _checked(closes[: fb_ + 1], fb_)) for j, fb_ in ahead])
-                fb = s.first_fold_bar + nxt * s.retrain_every
+                    ahead = range(nxt, min(last_due, nxt + PREFETCH - 1) + 1)
+                    self._train_cold([(j, _checked(closes[: s.fold_bar(j) + 1], s.fold_bar(j))) for j in ahead])
+                fb = s.fold_bar(nxt)
                 history = _checked(closes[: fb + 1], fb)
                 self.train_fold(history, None if dates is None else dates[fb])
             if k != self.current_fold:
