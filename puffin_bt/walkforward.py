@@ -159,7 +159,7 @@ class WalkForward:
 
     >>> import numpy as np
     >>> closes = 100 * np.exp(np.cumsum(np.random.default_rng(1).normal(0, 0.01, 160)))
-    >>> wf = WalkForward(ModelConfig(hidden_dim=4, num_layers=1),
+    >>> wf = WalkForward(ModelConfig(hidden_dim=4, num_layers=1, lookback=10),
     ...                  FoldSchedule(lookback=10, min_train=60, retrain_every=50), epochs=1)
     >>> res = wf.run(closes)
     >>> len(res.folds), int(np.isnan(res.pred_log_return).sum())
@@ -448,6 +448,6 @@ def walk_forward(closes, *, cell: str = "lstm", on_fold: Callable[[FoldRecord], 
     >>> res = walk_forward(closes, lookback=10, min_train=60, retrain_every=30, epochs=1,
     ...                    hidden_dim=4, num_layers=1)
     >>> res.pred_return.shape, len(res.folds)
-    ((150,), 3)
+    ((150,), 4)
     """
     return make_walk_forward(cell, on_fold, **options).run(closes)
