@@ -95,9 +95,10 @@ def walk_forward_forecasts(frames: dict, model: str = "lstm", store=None, on_fol
     (``"local"``/``"ray"``, as in ``backtest``) computes the tickers in parallel into the
     store first (a store is then required).
     """
-    from .parallel import date_numbers_of, precompute_forecasts, resolve_workers
+    from .parallel import date_numbers_of, one_process_options, precompute_forecasts, resolve_workers
     from .walkforward import make_walk_forward
 
+    forecast_kwargs = one_process_options(forecast_kwargs, workers)
     workers = resolve_workers(workers, len(frames))
     if executor is not None or (workers or 1) > 1:
         if store is None:

@@ -23,6 +23,7 @@ import pandas as pd
 
 from ._validate import check_int
 from .errors import ConfigError, PuffinError
+from .foldpool import available_cpus, mark_worker
 from .store import ForecastStore, fingerprint
 from .walkforward import FoldRecord, make_walk_forward, require_history
 
@@ -119,8 +120,16 @@ def resolve_workers(workers, n_tasks: int) -> int | None:
     (True, 3, True)
     """
     if workers == "auto":
-        return max(1, min(n_tasks, os.cpu_count() or 1))
+        return max(1, min(n_tasks, available_cpus()))
     return None if workers is None else check_int("workers", workers)
+
+
+def one_process_options(options: dict, workers) -> dict:
+    """Walk-forward options for a run in this process: ``workers=1`` asks for one process in all,
+    so cold folds are not sent to a fold pool either (unless ``fold_workers`` says otherwise)."""
+    if workers == 1 and "fold_workers" not in options:
+        return {**options, "fold_workers": 1}
+    return options
 
 
 def precompute_forecasts(
@@ -219,6 +228,7 @@ def precompute_jobs(
 
     if executor == "serial" or (executor == "local" and n_workers == 1):
         for task in tasks:
+            task.options = one_process_options(task.options, workers)
             task.progress = None if on_fold is None else _DirectReport(on_fold)
             try:
                 finish(task.ticker, run_task(task))
@@ -231,7 +241,8 @@ def precompute_jobs(
             queue = manager.Queue() if manager is not None else None
             for task in tasks:
                 task.progress = queue
-            with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool, warnings.catch_warnings():
+            with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=mark_worker) as pool, \
+                    warnings.catch_warnings():
                 # Python >= 3.12 warns when forking a process that has threads; the children only
                 # run the walk-forward (single-threaded torch), as DataLoader's forked workers do.
                 warnings.filterwarnings("ignore", message=".*use of fork.*", category=DeprecationWarning)
@@ -299,6 +310,8 @@ def _run_on_ray(tasks: list[ForecastTask], address: str | None, options: dict, f
         gpus = ray.cluster_resources().get("GPU", 0)
         num_gpus = min(1.0, gpus / max(1, len(tasks))) if gpus else 0.0
     remote = ray.remote(num_cpus=options.get("threads") or 1, num_gpus=num_gpus)(run_task)
+    for task in tasks:  # a task has its CPUs (num_cpus); its cold folds stay in its process
+        task.options = {**task.options, "fold_workers": 1}
     refs = {remote.remote(task): task.ticker for task in tasks}
     pending = list(refs)
     while pending:

@@ -24,7 +24,7 @@ from .errors import ConfigError, DataError, PuffinError
 from .evaluation import forecast_frame
 from .feeds import FrameData
 from .indicators import FORECAST_PARAMS
-from .parallel import resolve_workers
+from .parallel import one_process_options, resolve_workers
 from .store import ForecastStore
 from .walkforward import WALK_FORWARD_DEFAULTS, make_walk_forward, require_history
 
@@ -380,6 +380,7 @@ def backtest(
                 raise
             skipped[name] = " ".join(str(exc).split())
             del frames[name]
+    forecast_kwargs = one_process_options(forecast_kwargs, workers)
     workers = resolve_workers(workers, len(frames))
     parallel = executor is not None or (workers is not None and workers > 1)
     if store is True or (parallel and store in (None, False)):

@@ -8,6 +8,7 @@ adapters over ``WalkForward``; ``walk_forward`` runs it on a plain array.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -20,8 +21,8 @@ import torch
 from ._validate import check_int
 from .batched import ENGINES, bytes_per_model
 from .errors import ConfigError, DataError
+from .foldpool import FoldPool, check_fold_workers, resolve_fold_workers
 from .forecaster import (
-    FoldData,
     ModelConfig,
     as_prices,
     fold_data,
@@ -175,6 +176,7 @@ class WalkForward:
         device: str | torch.device = "auto",
         on_fold: Callable[[FoldRecord], None] | None = None,
         threads: int | None = 1,
+        fold_workers: int | str | None = "auto",
     ) -> None:
         if schedule.lookback != config.lookback or schedule.horizon != config.horizon:
             raise ConfigError(
@@ -187,6 +189,7 @@ class WalkForward:
         self.refit_epochs = check_int("refit_epochs", refit_epochs, minimum=1, allow_none=True)
         self.device = resolve_device(device)
         self.threads = check_int("threads", threads, allow_none=True)
+        self.fold_workers = check_fold_workers(fold_workers)
         self.on_fold = on_fold
         self.net: torch.nn.Module | None = None
         self.scaler = None
@@ -196,6 +199,8 @@ class WalkForward:
         # here until their turn. A fold's result does not depend on its batch.
         self.batched = config.cell in ENGINES
         self._ready: dict[int, tuple] = {}
+        self._pool: FoldPool | None = None
+        self.pooled_batches = 0  # cold batches trained in worker processes (diagnostics, tests)
 
     @property
     def current_fold(self) -> int:
@@ -256,36 +261,38 @@ class WalkForward:
         return record
 
     def _new_net(self, k: int) -> torch.nn.Module:
-        with torch.random.fork_rng(devices=[]):
-            seed_torch(self.config.seed + k)
-            return self.config.build_net()
+        return new_fold_net(self.config, k)
 
     def _train_cold(self, folds: list[tuple[int, np.ndarray]]) -> None:
         """Train from scratch the folds given as (index, closes up to the fold bar), together.
 
         Folds with equal sample counts share batches of up to ``MAX_BATCH`` models (fewer
-        when their scratch memory would pass ``BATCH_MEMORY``); each
-        one's seconds are its own preparation plus its share of its batch's training.
+        when their scratch memory would pass ``BATCH_MEMORY``). Inside ``forecast_range`` the
+        batches go to a process pool of ``fold_workers`` when there are several (a fold's
+        result does not depend on its batch or its process); each fold's seconds are its own
+        preparation plus its share of its batch's training.
         """
-        cfg = self.config
-        groups: dict[tuple, list[tuple[int, torch.nn.Module, FoldData, float]]] = {}
-        for k, history in folds:
-            t0 = time.perf_counter()
-            data = fold_data(cfg, history, self.schedule.sample_bars(len(history) - 1), self.device)
-            groups.setdefault(data.shape_key, []).append((k, self._new_net(k), data, time.perf_counter() - t0))
+        cfg, s = self.config, self.schedule
+        groups: dict[int, list[tuple[int, np.ndarray]]] = {}
+        for k, history in folds:  # equal sample counts give equal tensor shapes
+            groups.setdefault(len(s.sample_bars(len(history) - 1)), []).append((k, history))
         per_model = bytes_per_model(cfg.hidden_dim, cfg.num_layers, cfg.lookback, cfg.batch_size)
         max_batch = max(1, min(MAX_BATCH, BATCH_MEMORY // per_model))
+        pool = self._pool
+        spread = 1 if pool is None else pool.workers
+        batches = []
         for members in groups.values():
-            n_batches = -(-len(members) // max_batch)
+            n_batches = max(-(-len(members) // max_batch), min(spread, len(members)))
             size = -(-len(members) // n_batches)  # even batches: 12 folds train as 6 + 6, not 8 + 4
-            for i in range(0, len(members), size):
-                batch = members[i:i + size]
-                t0 = time.perf_counter()
-                hists = train_networks_together([b[1] for b in batch], cfg, [b[2] for b in batch], self.epochs,
-                                                self.device, [cfg.seed + b[0] for b in batch])
-                share = (time.perf_counter() - t0) / len(batch)
-                for (k, net, data, prep), hist in zip(batch, hists):
-                    self._ready[k] = (net, data.scaler, hist, prep + share)
+            batches += [members[i:i + size] for i in range(0, len(members), size)]
+        if pool is not None and len(batches) > 1:
+            results = pool.train(cfg, s, self.epochs, self.threads, batches)
+            self.pooled_batches += len(batches)
+        else:
+            results = [train_cold_batch(cfg, s, self.epochs, self.device, batch) for batch in batches]
+        for batch in results:
+            for k, net, scaler, hist, seconds in batch:
+                self._ready[k] = (net, scaler, hist, seconds)
 
     def forecast_range(self, closes: np.ndarray, start: int, end: int, dates=None) -> np.ndarray:
         """Predicted log returns for bars ``start .. end-1`` of ``closes`` (NaN before the first fold).
@@ -293,8 +300,24 @@ class WalkForward:
         Trains every fold those bars need, in order, each on ``closes[:fold_bar+1]``;
         then one batched forward pass per fold.
         """
-        with torch_threads(self.threads):
+        with torch_threads(self.threads), self._fold_pool():
             return self._forecast_range(closes, start, end, dates)
+
+    @contextlib.contextmanager
+    def _fold_pool(self):
+        """A process pool for the cold batches of one ``forecast_range`` call (forked on first use)."""
+        workers = 1
+        if self.batched and self.refit_epochs is None and self._pool is None:
+            workers = resolve_fold_workers(self.fold_workers, self.device, self.threads)
+        if workers <= 1:
+            yield
+            return
+        self._pool = FoldPool(workers)
+        try:
+            yield
+        finally:
+            pool, self._pool = self._pool, None
+            pool.close()
 
     def _forecast_range(self, closes: np.ndarray, start: int, end: int, dates=None) -> np.ndarray:
         closes = np.asarray(closes, dtype=np.float64)
@@ -311,7 +334,8 @@ class WalkForward:
                 if self.batched and self.refit_epochs is None and nxt not in self._ready:
                     # Every fold up to last_due is known now: train the next PREFETCH of them
                     # together (each on its own history), so progress still moves every few batches.
-                    ahead = range(nxt, min(last_due, nxt + PREFETCH - 1) + 1)
+                    prefetch = PREFETCH if self._pool is None else max(PREFETCH, self._pool.workers * MAX_BATCH // 2)
+                    ahead = range(nxt, min(last_due, nxt + prefetch - 1) + 1)
                     self._train_cold([(j, _checked(closes[: s.fold_bar(j) + 1], s.fold_bar(j))) for j in ahead])
                 fb = s.fold_bar(nxt)
                 history = _checked(closes[: fb + 1], fb)
@@ -393,6 +417,7 @@ WALK_FORWARD_DEFAULTS = {
     "seed": 0,
     "device": "auto",
     "threads": 1,
+    "fold_workers": "auto",
 }
 
 
@@ -415,7 +440,8 @@ def make_walk_forward(cell: str = "lstm", on_fold: Callable[[FoldRecord], None] 
     )
     schedule = FoldSchedule(p["lookback"], p["min_train"], p["retrain_every"], p["train_window"], p["horizon"],
                             p["validation_split"])
-    return WalkForward(config, schedule, p["epochs"], p["refit_epochs"], p["device"], on_fold, p["threads"])
+    return WalkForward(config, schedule, p["epochs"], p["refit_epochs"], p["device"], on_fold, p["threads"],
+                       p["fold_workers"])
 
 
 def require_history(name: str, n_bars: int, min_train: int) -> None:
@@ -435,6 +461,30 @@ def _checked(closes: np.ndarray, bar: int) -> np.ndarray:
             "clean the data (drop or fill those bars) before forecasting"
         )
     return closes
+
+
+def new_fold_net(config: ModelConfig, k: int) -> torch.nn.Module:
+    """Fold ``k``'s freshly initialised network (seeded with ``config.seed + k``; the global RNG is untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        seed_torch(config.seed + k)
+        return config.build_net()
+
+
+def train_cold_batch(config: ModelConfig, schedule: FoldSchedule, epochs: int, device: torch.device,
+                     folds: list[tuple[int, np.ndarray]]) -> list[tuple]:
+    """Train cold folds of one shape together, each on its own history (closes up to its fold bar).
+    Returns ``(k, net, scaler, history, seconds)`` per fold, seconds being its preparation plus
+    its share of the batch's training."""
+    prepared = []
+    for k, history in folds:
+        t0 = time.perf_counter()
+        data = fold_data(config, history, schedule.sample_bars(len(history) - 1), device)
+        prepared.append((k, new_fold_net(config, k), data, time.perf_counter() - t0))
+    t0 = time.perf_counter()
+    hists = train_networks_together([p[1] for p in prepared], config, [p[2] for p in prepared], epochs, device,
+                                    [config.seed + p[0] for p in prepared])
+    share = (time.perf_counter() - t0) / len(prepared)
+    return [(k, net, data.scaler, hist, prep + share) for (k, net, data, prep), hist in zip(prepared, hists)]
 
 
 def walk_forward(closes, *, cell: str = "lstm", on_fold: Callable[[FoldRecord], None] | None = None,

@@ -15,10 +15,10 @@ from .conftest import TINY, synthetic_closes
 MODEL = {k: TINY[k] for k in ("hidden_dim", "num_layers", "batch_size", "patience", "validation_split")}
 
 
-def make_runner(refit_epochs=1, horizon=1, train_window=80, **overrides) -> WalkForward:
+def make_runner(refit_epochs=1, horizon=1, train_window=80, fold_workers="auto", **overrides) -> WalkForward:
     cfg = ModelConfig(lookback=5, horizon=horizon, **{**MODEL, **overrides})
     schedule = FoldSchedule(5, 60, 40, train_window, horizon, cfg.validation_split)
-    return WalkForward(cfg, schedule, epochs=1, refit_epochs=refit_epochs, device="cpu")
+    return WalkForward(cfg, schedule, epochs=1, refit_epochs=refit_epochs, device="cpu", fold_workers=fold_workers)
 
 
 def test_schedule_retrains_every_n_bars_from_min_train():
@@ -161,7 +161,8 @@ def test_cold_lstm_folds_train_together_exactly_as_one_by_one(monkeypatch):
 
     monkeypatch.setattr(wf_mod, "train_networks_together", spy)
     closes = synthetic_closes(300, seed=11)
-    kw = dict(refit_epochs=None, hidden_dim=8, dropout=0.2, patience=1)
+    # In one process (fold_workers=1): the spy sees the batches (test_foldpool covers the pool).
+    kw = dict(refit_epochs=None, hidden_dim=8, dropout=0.2, patience=1, fold_workers=1)
     together = make_runner(**kw).run(closes)
     # Fold 0 (bar 59) has 60 bars of history; folds 1..6 see a full 80-bar window: one batch of 6.
     assert batches == [1, 6] and len(together.folds) == 7
@@ -189,7 +190,7 @@ def test_warm_refits_train_one_at_a_time_and_cold_folds_in_batches(monkeypatch, 
     assert len(warm.folds) == 7 and batches == ([1] * 7 if cell == "gru" else [1])
     assert [f.warm_start for f in warm.folds] == [False] + [True] * 6
     batches.clear()
-    cold = make_runner(refit_epochs=None, cell=cell).run(synthetic_closes(300, seed=2))
+    cold = make_runner(refit_epochs=None, cell=cell, fold_workers=1).run(synthetic_closes(300, seed=2))
     assert batches == [1, 6]
     np.testing.assert_array_equal(warm.pred_log_return[59:99], cold.pred_log_return[59:99])
 
@@ -202,7 +203,7 @@ def test_big_cold_nets_train_in_smaller_batches_within_the_memory_budget(monkeyp
     real = wf_mod.train_networks_together
     monkeypatch.setattr(wf_mod, "train_networks_together",
                         lambda nets, *a, **k: batches.append(len(nets)) or real(nets, *a, **k))
-    runner = make_runner(refit_epochs=None, hidden_dim=8)
+    runner = make_runner(refit_epochs=None, hidden_dim=8, fold_workers=1)
     per_model = bytes_per_model(8, MODEL["num_layers"], 5, MODEL["batch_size"])
     monkeypatch.setattr(wf_mod, "BATCH_MEMORY", 2 * per_model + 1)  # room for two models
     runner.run(synthetic_closes(300, seed=11))
@@ -219,7 +220,7 @@ def test_batched_cold_folds_report_progress_every_prefetch_window(monkeypatch):
     monkeypatch.setattr(wf_mod, "PREFETCH", 3)
     cfg = ModelConfig(lookback=5, **{**MODEL, "hidden_dim": 4})
     runner = WalkForward(cfg, FoldSchedule(5, 60, 10, 80, 1, cfg.validation_split), epochs=1, device="cpu",
-                         on_fold=lambda rec: seen_at_report.append(sum(trained)))
+                         on_fold=lambda rec: seen_at_report.append(sum(trained)), fold_workers=1)
     res = runner.run(synthetic_closes(150, seed=4))
     assert len(res.folds) == 10
     # Folds are trained 3 at a time, and each window is reported before the next one trains.

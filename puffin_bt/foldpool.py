@@ -1,0 +1,131 @@
+"""Train the cold folds of one walk-forward on several CPU cores.
+
+Folds retrained from scratch are independent, so their batches (see
+``WalkForward._train_cold``) can train in separate processes. A forked worker
+starts in milliseconds with torch already imported; it receives each fold's closes
+up to its fold bar (nothing later, so causality is that of the in-process path),
+trains the batch single-threaded and sends back the flat weights, the scaler and
+the history. The engine's per-model results do not depend on the batch, so the
+forecasts are bit for bit those of one process (tested).
+
+``fold_workers="auto"`` uses one process per available core on Linux when training
+on the CPU, and stays in-process where a pool would not pay or not work: on CUDA
+(one device batches the folds itself), where processes spawn instead of forking
+(a spawned worker re-imports torch, ~2 s), inside a daemonic process (Backtrader's
+``optstrategy`` pool) and inside puffin_bt's own ticker workers (which already use
+the cores).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+import numpy as np
+import torch
+
+from ._validate import check_int
+from .errors import ConfigError, PuffinError
+
+_IN_WORKER = False  # set in puffin_bt's worker processes: they never start pools of their own
+
+
+def mark_worker() -> None:
+    """Pool initializer: this process is one of puffin_bt's workers."""
+    global _IN_WORKER
+    _IN_WORKER = True
+
+
+def available_cpus() -> int:
+    """Cores this process may run on (its affinity mask where the OS has one, e.g. in a container)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def check_fold_workers(value) -> int | str | None:
+    """``"auto"``, None (in-process) or a whole number >= 1."""
+    if value is None or value == "auto":
+        return value
+    if isinstance(value, str):
+        raise ConfigError(f"fold_workers={value!r} is not valid; use 'auto', None or a whole number >= 1")
+    return check_int("fold_workers", value)
+
+
+def resolve_fold_workers(value, device: torch.device, threads: int | None = 1) -> int:
+    """How many processes train one walk-forward's cold folds (1 = in this process).
+
+    >>> resolve_fold_workers(None, torch.device("cpu")), resolve_fold_workers(3, torch.device("cpu"))
+    (1, 3)
+    >>> resolve_fold_workers("auto", torch.device("cuda"))
+    1
+    """
+    value = check_fold_workers(value)
+    if value is None or device.type != "cpu" or _IN_WORKER or multiprocessing.current_process().daemon:
+        return 1  # daemonic processes (multiprocessing.Pool workers) may not have children
+    if value != "auto":
+        return value
+    from .parallel import start_method
+
+    if start_method("cpu") != "fork":
+        return 1
+    return max(1, available_cpus() // (threads or 1))
+
+
+class FoldPool:
+    """A process pool for cold-fold batches, started on first use; ``close`` ends it."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._executor: ProcessPoolExecutor | None = None
+
+    def train(self, config, schedule, epochs: int, threads: int | None, batches: list[list]) -> list[list[tuple]]:
+        """``train_cold_batch`` for every batch, in the pool; results in batch order."""
+        from .parallel import start_method
+        from .walkforward import new_fold_net
+
+        with warnings.catch_warnings():
+            # Python >= 3.12 warns when forking a process that has threads; the children only
+            # train (single-threaded torch), as DataLoader's forked workers do.
+            warnings.filterwarnings("ignore", message=".*use of fork.*", category=DeprecationWarning)
+            if self._executor is None:
+                ctx = multiprocessing.get_context(start_method("cpu"))
+                self._executor = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=mark_worker)
+            futures = [self._executor.submit(_train_in_worker, config, schedule, epochs, threads, batch)
+                       for batch in batches]
+        try:
+            results = [future.result() for future in futures]
+        except BrokenProcessPool as exc:
+            raise PuffinError(
+                f"a fold worker process died ({exc}); it may have run out of memory. "
+                "Train in one process with fold_workers=1 (CLI: --workers 1), or use a smaller model"
+            ) from None
+        out = []
+        for batch in results:
+            trained = []
+            for k, flat, scaler, hist, seconds in batch:
+                net = new_fold_net(config, k)
+                with torch.no_grad():
+                    torch.nn.utils.vector_to_parameters(torch.from_numpy(flat), net.parameters())
+                trained.append((k, net.eval(), scaler, hist, seconds))
+            out.append(trained)
+        return out
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+def _train_in_worker(config, schedule, epochs: int, threads: int | None, batch: list) -> list[tuple]:
+    from .training import torch_threads
+    from .walkforward import train_cold_batch
+
+    with torch_threads(threads or 1):
+        trained = train_cold_batch(config, schedule, epochs, torch.device("cpu"), batch)
+    return [(k, np.ascontiguousarray(torch.nn.utils.parameters_to_vector(net.parameters()).detach().numpy()),
+             scaler, hist, seconds) for k, net, scaler, hist, seconds in trained]

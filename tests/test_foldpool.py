@@ -1,0 +1,137 @@
+"""Cold folds trained in worker processes: same forecasts bit for bit, same causality, clear limits."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import backtrader as bt
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from puffin_bt import ConfigError, foldpool
+from puffin_bt.foldpool import available_cpus, resolve_fold_workers
+from puffin_bt.indicators import LSTMForecast
+from puffin_bt.walkforward import make_walk_forward
+
+from .conftest import TINY, ohlcv_frame, synthetic_closes
+
+COLD = {**TINY, "refit_epochs": None, "retrain_every": 15, "device": "cpu"}
+CPU = torch.device("cpu")
+
+
+def _run(closes, fold_workers, cell="lstm", **over):
+    runner = make_walk_forward(cell, **{**COLD, **over, "fold_workers": fold_workers})
+    return runner, runner.run(closes)
+
+
+@pytest.mark.parametrize("cell,over", [
+    ("lstm", {}),
+    ("gru", {}),
+    ("lstm", {"dropout": 0.2, "num_layers": 2, "patience": 1, "epochs": 3}),  # early stopping, dropout masks
+    ("gru", {"train_window": None}),  # expanding window: every fold its own shape, one fold per batch
+])
+def test_pooled_folds_give_the_in_process_forecasts_bit_for_bit(cell, over):
+    closes = synthetic_closes(260, seed=3)
+    alone, res1 = _run(closes, 1, cell, **over)
+    pooled, res2 = _run(closes, 2, cell, **over)
+    assert alone.pooled_batches == 0 and pooled.pooled_batches >= 2
+    np.testing.assert_array_equal(res2.pred_log_return, res1.pred_log_return)
+    fields = ("index", "bar", "n_train", "n_val", "epochs_run", "train_loss", "val_loss", "best_epoch")
+    assert [[getattr(f, k) for k in fields] for f in res2.folds] == [[getattr(f, k) for k in fields] for f in res1.folds]
+    assert all(f.seconds > 0 for f in res2.folds)
+    # The parent's copies of the nets are ordinary eval-mode modules with the trained weights.
+    assert not pooled.net.training
+    for a, b in zip(pooled.net.state_dict().values(), alone.net.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cut=st.integers(min_value=62, max_value=190), seed=st.integers(0, 10_000))
+def test_pooled_forecasts_up_to_bar_t_ignore_later_bars(cut, seed):
+    """Workers receive each fold's closes up to its fold bar only: perturbing the future
+    moves no forecast up to t, in a real Cerebro (runonce) and the engine-free runner."""
+    closes = synthetic_closes(200, seed=5)
+    changed = closes.copy()
+    changed[cut + 1:] *= np.exp(np.random.default_rng(seed).normal(0, 0.2, len(closes) - cut - 1))
+    _, base = _run(closes, 2)
+    _, other = _run(changed, 2)
+    np.testing.assert_array_equal(other.pred_log_return[: cut + 1], base.pred_log_return[: cut + 1])
+
+    def in_cerebro(series):
+        cerebro = bt.Cerebro(stdstats=False, runonce=True, preload=True)
+        cerebro.adddata(bt.feeds.PandasData(dataname=ohlcv_frame(series)))
+        cerebro.addindicator(LSTMForecast, **{**COLD, "fold_workers": 2})
+        strat = cerebro.run()[0]
+        fc = strat.getindicators()[0]
+        assert fc.runner.pooled_batches >= 2
+        return np.asarray(fc.pred_return.array[: len(series)])
+
+    np.testing.assert_array_equal(in_cerebro(changed)[: cut + 1], in_cerebro(closes)[: cut + 1])
+    np.testing.assert_allclose(in_cerebro(closes), base.pred_return, rtol=0, atol=1e-7, equal_nan=True)
+
+
+def test_auto_uses_the_cores_on_linux_cpu_and_stays_in_process_elsewhere(monkeypatch):
+    from puffin_bt.parallel import start_method
+
+    monkeypatch.delenv("PUFFIN_BT_START_METHOD", raising=False)
+    if start_method("cpu") == "fork":  # Linux
+        assert resolve_fold_workers("auto", CPU) == available_cpus()
+        assert resolve_fold_workers("auto", CPU, threads=2) == max(1, available_cpus() // 2)
+    else:
+        assert resolve_fold_workers("auto", CPU) == 1
+    assert resolve_fold_workers(None, CPU) == 1
+    assert resolve_fold_workers(3, CPU) == 3
+    assert resolve_fold_workers("auto", torch.device("cuda")) == 1  # the GPU batches the folds itself
+    assert resolve_fold_workers(4, torch.device("cuda")) == 1
+    monkeypatch.setenv("PUFFIN_BT_START_METHOD", "spawn")  # a spawned worker re-imports torch: not worth it
+    assert resolve_fold_workers("auto", CPU) == 1
+    assert resolve_fold_workers(2, CPU) == 2  # asked for explicitly: spawned
+
+
+def test_inside_a_worker_process_folds_stay_in_process(monkeypatch):
+    monkeypatch.setattr(foldpool, "_IN_WORKER", False)
+    assert resolve_fold_workers(2, CPU) == 2
+    foldpool.mark_worker()  # what puffin_bt's ticker pool runs in each worker
+    assert resolve_fold_workers(2, CPU) == 1 and resolve_fold_workers("auto", CPU) == 1
+
+
+def _resolve_in_child(queue):
+    queue.put(resolve_fold_workers(2, CPU))
+
+
+def test_a_daemonic_process_never_starts_a_pool():
+    """Backtrader's optstrategy runs strategies in multiprocessing.Pool (daemonic) workers."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_resolve_in_child, args=(queue,), daemon=True)
+    child.start()
+    assert queue.get(timeout=60) == 1
+    child.join(timeout=60)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, "many", True])
+def test_bad_fold_workers_is_a_config_error_naming_it(bad):
+    with pytest.raises(ConfigError, match="fold_workers"):
+        make_walk_forward("lstm", fold_workers=bad)
+
+
+def test_workers_1_means_one_process_in_all():
+    from puffin_bt.parallel import one_process_options
+    from puffin_bt.runner import backtest
+
+    assert one_process_options({"epochs": 2}, 1) == {"epochs": 2, "fold_workers": 1}
+    assert one_process_options({"fold_workers": 2}, 1) == {"fold_workers": 2}  # explicit wins
+    assert one_process_options({"epochs": 2}, "auto") == {"epochs": 2}
+    data = {"X": ohlcv_frame(synthetic_closes(160, seed=8))}
+
+    def pooled(**kw):
+        res = backtest(data, store=False, **COLD, **kw)
+        return sum(fc.runner.pooled_batches for fc in res.strategy.forecasts.values()), res.forecasts
+
+    alone, f1 = pooled(workers=1)
+    spread, f2 = pooled(workers=None, fold_workers=2)
+    assert alone == 0 and spread >= 2
+    np.testing.assert_array_equal(f1["pred_return"].to_numpy(), f2["pred_return"].to_numpy())
