@@ -51,6 +51,7 @@ import torch  # noqa: E402
 from puffin_bt import LSTMForecast, TradingLSTM, load_sample  # noqa: E402
 from puffin_bt.data import SAMPLE_TICKERS  # noqa: E402
 from puffin_bt.feeds import FrameData  # noqa: E402
+from puffin_bt.foldpool import resolve_fold_workers  # noqa: E402
 
 IMPORT_SECONDS = time.perf_counter() - T_IMPORT
 DEFAULT_THREADS = torch.get_num_threads()  # before anything changes it
@@ -269,8 +270,13 @@ def run_engine(frames: dict, opts: dict) -> dict:
         folds.extend(fc.folds)
         n = len(fc.data)
         preds[name] = np.asarray(fc.pred_return.array[:n], dtype=np.float64)
+    runners = [fc.runner for fc in strat.fcs.values()]
+    # train_seconds: wall time spent training (batches trained side by side in the fold pool count
+    # once); fold_seconds: the folds' own seconds summed over the processes that trained them.
     return {"wall": wall, "cpu": cpu, "folds": folds, "preds": preds, "others": watch.share,
-            "train_seconds": sum(f.seconds for f in folds)}
+            "train_seconds": sum(r.training_seconds for r in runners),
+            "fold_seconds": sum(f.seconds for f in folds),
+            "pooled_batches": sum(r.pooled_batches for r in runners)}
 
 
 # --------------------------------------------------------------------------- B: the chapter's pattern
@@ -635,6 +641,8 @@ def main(argv=None) -> int:
     closes = df["close"].to_numpy(dtype=np.float64)
     opts_cold = wf_options(args, refit_epochs=None)
     opts_warm = wf_options(args, refit_epochs=1)
+    opts_one = wf_options(args, refit_epochs=None, fold_workers=1)  # A in one process
+    fold_workers = resolve_fold_workers("auto", torch.device("cpu"))
     fwd = lstm_forward_flops(args.lookback, 1, args.hidden, args.layers)
 
     # --- warm-up (same process, tiny) -----------------------------------------------------
@@ -646,17 +654,20 @@ def main(argv=None) -> int:
     run_chapter(tiny_frames[args.ticker]["close"].to_numpy(dtype=np.float64), tiny_args, 40)
 
     # --- A and B, interleaved repeats -----------------------------------------------------
-    log(f"same work: A (engine) / B (chapter) / A warm-start, {args.repeat} repeat(s) ...")
-    a_runs, b_runs, w_runs = [], [], []
-    for _ in range(args.repeat):  # interleaved, so a burst of outside load hits all three alike
+    log(f"same work: A (engine) / A in one process / B (chapter) / A warm-start, {args.repeat} repeat(s) ...")
+    a_runs, a1_runs, b_runs, w_runs = [], [], [], []
+    for _ in range(args.repeat):  # interleaved, so a burst of outside load hits all of them alike
         a_runs.append(run_engine(frames, opts_cold))
+        a1_runs.append(run_engine(frames, opts_one))
         b_runs.append(run_chapter(closes, args, n_pred))
         w_runs.append(run_engine(frames, opts_warm))
     a_runs = measure(lambda: run_engine(frames, opts_cold), args.repeat, args.retries, a_runs)
+    a1_runs = measure(lambda: run_engine(frames, opts_one), args.repeat, args.retries, a1_runs)
     b_runs = measure(lambda: run_chapter(closes, args, n_pred), args.repeat, args.retries, b_runs)
     w_runs = measure(lambda: run_engine(frames, opts_warm), args.repeat, args.retries, w_runs)
     rss_after_ab = peak_rss_mb()
     a = min(a_runs, key=lambda r: r["wall"])
+    a1 = min(a1_runs, key=lambda r: r["wall"])
     b = min(b_runs, key=lambda r: r["wall"])
     w = min(w_runs, key=lambda r: r["wall"])
     a_pred = a["preds"][args.ticker]
@@ -669,9 +680,11 @@ def main(argv=None) -> int:
     w_val = float(np.mean([f.val_loss for f in w["folds"]]))
     a_train_samples = sum(f.epochs_run * f.n_train for f in a["folds"])
     a_flops = fold_training_flops(a["folds"], fwd, val_every_epoch=False)
-    a_flops_rate = a_flops / a["train_seconds"] / 1e9
+    a_flops_rate = a_flops / a["train_seconds"] / 1e9  # all processes together, over the training wall time
+    a1_flops_rate = a_flops / a1["train_seconds"] / 1e9
     outside = (a["wall"] - a["train_seconds"]) / a["wall"]
     a_best, a_med = best_med([r["wall"] for r in a_runs])
+    a1_best, a1_med = best_med([r["wall"] for r in a1_runs])
     b_best, b_med = best_med([r["wall"] for r in b_runs])
     w_best, w_med = best_med([r["wall"] for r in w_runs])
     fold0 = a["folds"][0]
@@ -688,7 +701,14 @@ def main(argv=None) -> int:
               "train_samples_per_s": a_train_samples / a["train_seconds"],
               "forward_flops_per_sample": fwd, "training_flops": a_flops, "achieved_gflops": a_flops_rate,
               "peak_fraction": None,  # filled in once the GEMM peak is measured
+              "fold_workers": fold_workers, "pooled_batches": a["pooled_batches"],
+              "fold_seconds_all_processes": a["fold_seconds"],
               "mean_fold_val_loss": a_val, "direction_accuracy": a_dir, "direction_bars": n_dir},
+        "A_one_process": {"best": a1_best, "median": a1_med, "runs": [r["wall"] for r in a1_runs],
+                          "cpu": a1["cpu"], "others": a1["others"], "train_seconds": a1["train_seconds"],
+                          "achieved_gflops": a1_flops_rate, "one_thread_peak_fraction": None,
+                          "same_forecasts_as_A": bool(np.array_equal(a1["preds"][args.ticker], a_pred,
+                                                                     equal_nan=True))},
         "B": {"best": b_best, "median": b_med, "runs": [r["wall"] for r in b_runs], "cpu": b["cpu"],
               "others": b["others"],
               "fit_seconds": b["train_seconds"], "fits": b["n_fits"], "direction_accuracy": b_dir,
@@ -759,6 +779,7 @@ def main(argv=None) -> int:
     results["gemm_peak_gflops"] = {"default_threads": peak_default, "bench_threads": peak_used, "one_thread": peak_one}
 
     results["same_work"]["A"]["peak_fraction"] = a_flops_rate / peak_default
+    results["same_work"]["A_one_process"]["one_thread_peak_fraction"] = a1_flops_rate / peak_one
 
     # --- default CLI backtest -------------------------------------------------------------------
     if not args.no_backtest:
@@ -796,10 +817,14 @@ def main(argv=None) -> int:
         f"retried up to {args.retries}x)")
     say("-" * 100)
     sw = results["same_work"]
-    A, B, AW = sw["A"], sw["B"], sw["A_warm"]
+    A, A1, B, AW = sw["A"], sw["A_one_process"], sw["B"], sw["A_warm"]
     say(f"A  puffin_bt Cerebro+LSTMForecast (cold)  {A['best']:7.3f}s  [{A['median']:.3f}s]  "
-        f"training {A['train_seconds']:.3f}s, outside training {100 * outside:.1f}%, cpu {A['cpu']:.2f}s, "
-        f"others {pct(A['others'])}")
+        f"training {A['train_seconds']:.3f}s wall, outside training {100 * outside:.1f}%, parent cpu {A['cpu']:.2f}s, "
+        f"others {pct(A['others'])}; fold_workers auto = {fold_workers} process(es), "
+        f"{A['pooled_batches']} batches in the pool")
+    say(f"A1 same, one process (fold_workers=1)     {A1['best']:7.3f}s  [{A1['median']:.3f}s]  "
+        f"training {A1['train_seconds']:.3f}s, others {pct(A1['others'])}; same forecasts as A: "
+        f"{A1['same_forecasts_as_A']}")
     say(f"B  chapter: fit/50 bars + predict per bar  {B['best']:7.3f}s  [{B['median']:.3f}s]  "
         f"fits {B['fit_seconds']:.3f}s, cpu {B['cpu']:.2f}s, others {pct(B['others'])}; same forecasts as A to "
         f"{max_diff:.1e}")
@@ -826,7 +851,8 @@ def main(argv=None) -> int:
         return verdict(ok) + (" (contended run: unreliable, rerun)" if noisy else "")
 
     v = judge("A_vs_B", ratio_ab, ratio_ab >= 2, A["others"], B["others"])
-    say(f"ratio B/A (A vs chapter)  = {ratio_ab:5.2f}x   target >= 2x    {v}")
+    say(f"ratio B/A (A vs chapter)  = {ratio_ab:5.2f}x   target >= 2x    {v}   (A in one process: "
+        f"{B['best'] / A1['best']:.2f}x; the pool: {A1['best'] / A['best']:.2f}x)")
     if ratio_ac is not None:
         v = judge("A_vs_C", ratio_ac, ratio_ac >= 15, A["others"], c.get("best_others"))
         say(f"ratio C/A (A vs Darts)    = {ratio_ac:5.2f}x   target >= 15x   {v}")
@@ -842,12 +868,14 @@ def main(argv=None) -> int:
     say(f"A training throughput     : {A['train_samples_per_s']:,.0f} train samples/s "
         f"({sum(f.epochs_run * f.n_train for f in a['folds'])} sample-epochs in {A['train_seconds']:.3f}s of fold "
         f"training)")
-    say(f"A achieved FLOP/s         : {A['achieved_gflops']:.2f} GFLOP/s = {100 * A['peak_fraction']:.1f}% of GEMM peak "
+    say(f"A achieved FLOP/s         : {A['achieved_gflops']:.2f} GFLOP/s (all processes, over the training wall time) "
+        f"= {100 * A['peak_fraction']:.1f}% of GEMM peak "
         + ("" if threads == DEFAULT_THREADS else f"({100 * A['achieved_gflops'] / peak_used:.1f}% of the "
                                                  f"{threads}-thread peak) ")
         + f"-- target >= 25%  {judge('training_peak_fraction', A['peak_fraction'], A['peak_fraction'] >= 0.25, A['others'])}  "
         f"(fwd {fwd:,} FLOP/sample = {args.lookback} steps x sum_l 2*4*H*(I_l+H) + 2*H; "
-        f"train = (3 x epochs x n_train + n_val) x fwd = {A['training_flops'] / 1e9:.2f} GFLOP)")
+        f"train = (3 x epochs x n_train + n_val) x fwd = {A['training_flops'] / 1e9:.2f} GFLOP); "
+        f"A1 {A1['achieved_gflops']:.2f} GFLOP/s = {100 * A1['one_thread_peak_fraction']:.1f}% of the 1-thread peak")
     say(f"A time outside training   : {100 * outside:.1f}% of {A['best']:.3f}s (data prep, batched inference, "
         f"Backtrader) -- target < 15%  {judge('outside_training_share', outside, outside < 0.15, A['others'])}")
     if "scaling" in results:

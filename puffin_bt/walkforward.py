@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from . import foldpool
 from ._validate import check_int
 from .batched import ENGINES, bytes_per_model
 from .errors import ConfigError, DataError
@@ -201,6 +202,9 @@ class WalkForward:
         self._ready: dict[int, tuple] = {}
         self._pool: FoldPool | None = None
         self.pooled_batches = 0  # cold batches trained in worker processes (diagnostics, tests)
+        # Wall time spent training folds, batches trained side by side counted once (a fold's
+        # ``seconds`` is its own share of its batch, whichever process trained it).
+        self.training_seconds = 0.0
 
     @property
     def current_fold(self) -> int:
@@ -238,6 +242,8 @@ class WalkForward:
                 self.net = self._new_net(k)
             epochs = self.refit_epochs if warm else self.epochs
             self.scaler, hist = train_network(self.net, cfg, history, sample_bars, epochs, self.device, cfg.seed + k)
+        if warm or not self.batched:
+            self.training_seconds += time.perf_counter() - started
         n_val = len(split_train_val(sample_bars, cfg.validation_split)[1])
         val = hist["val_loss"]
         best = hist.get("best_epoch")
@@ -272,6 +278,7 @@ class WalkForward:
         result does not depend on its batch or its process); each fold's seconds are its own
         preparation plus its share of its batch's training.
         """
+        started = time.perf_counter()
         cfg, s = self.config, self.schedule
         groups: dict[int, list[tuple[int, np.ndarray]]] = {}
         for k, history in folds:  # equal sample counts give equal tensor shapes
@@ -293,6 +300,7 @@ class WalkForward:
         for batch in results:
             for k, net, scaler, hist, seconds in batch:
                 self._ready[k] = (net, scaler, hist, seconds)
+        self.training_seconds += time.perf_counter() - started
 
     def forecast_range(self, closes: np.ndarray, start: int, end: int, dates=None) -> np.ndarray:
         """Predicted log returns for bars ``start .. end-1`` of ``closes`` (NaN before the first fold).
@@ -305,19 +313,19 @@ class WalkForward:
 
     @contextlib.contextmanager
     def _fold_pool(self):
-        """A process pool for the cold batches of one ``forecast_range`` call (forked on first use)."""
+        """The shared process pool for this ``forecast_range`` call's cold batches (``foldpool``)."""
         workers = 1
         if self.batched and self.refit_epochs is None and self._pool is None:
             workers = resolve_fold_workers(self.fold_workers, self.device, self.threads)
         if workers <= 1:
             yield
             return
-        self._pool = FoldPool(workers)
+        self._pool = foldpool.acquire(workers)
         try:
             yield
         finally:
             pool, self._pool = self._pool, None
-            pool.close()
+            foldpool.release(pool)
 
     def _forecast_range(self, closes: np.ndarray, start: int, end: int, dates=None) -> np.ndarray:
         closes = np.asarray(closes, dtype=np.float64)

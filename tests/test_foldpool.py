@@ -42,6 +42,9 @@ def test_pooled_folds_give_the_in_process_forecasts_bit_for_bit(cell, over):
     fields = ("index", "bar", "n_train", "n_val", "epochs_run", "train_loss", "val_loss", "best_epoch")
     assert [[getattr(f, k) for k in fields] for f in res2.folds] == [[getattr(f, k) for k in fields] for f in res1.folds]
     assert all(f.seconds > 0 for f in res2.folds)
+    # training_seconds is wall time (in one process: the folds' own seconds plus a little bookkeeping).
+    assert alone.training_seconds >= 0.95 * sum(f.seconds for f in res1.folds) > 0
+    assert pooled.training_seconds > 0
     # The parent's copies of the nets are ordinary eval-mode modules with the trained weights.
     assert not pooled.net.training
     for a, b in zip(pooled.net.state_dict().values(), alone.net.state_dict().values()):
@@ -135,3 +138,38 @@ def test_workers_1_means_one_process_in_all():
     spread, f2 = pooled(workers=None, fold_workers=2)
     assert alone == 0 and spread >= 2
     np.testing.assert_array_equal(f1["pred_return"].to_numpy(), f2["pred_return"].to_numpy())
+
+
+def test_the_pool_is_shared_between_walk_forwards_and_closed_when_idle(monkeypatch):
+    import time
+
+    foldpool.shutdown()
+    closes = synthetic_closes(200, seed=6)
+    first, _ = _run(closes, 2)
+    pool = foldpool._shared["pool"]
+    assert pool is not None and pool._executor is not None  # kept for the next walk-forward
+    workers_pids = set(pool._executor._processes)
+    second, _ = _run(closes, 2)
+    assert foldpool._shared["pool"] is pool and set(pool._executor._processes) == workers_pids
+    assert first.pooled_batches == second.pooled_batches >= 2
+    monkeypatch.setattr(foldpool, "IDLE_SECONDS", 0.05)
+    _run(closes, 2)
+    deadline = time.monotonic() + 10
+    while foldpool._shared["pool"] is not None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert foldpool._shared["pool"] is None and pool._executor is None  # closed after the idle time
+    _run(closes, 2)
+    assert foldpool._shared["pool"] is not None
+    foldpool.shutdown()
+    assert foldpool._shared["pool"] is None
+
+
+def test_a_pool_inherited_through_fork_is_not_used(monkeypatch):
+    foldpool.shutdown()
+    pool = foldpool.acquire(2)
+    foldpool.release(pool)
+    monkeypatch.setattr(pool, "pid", -1)  # as in a child forked from this process
+    other = foldpool.acquire(2)
+    foldpool.release(other)
+    assert other is not pool
+    foldpool.shutdown()
