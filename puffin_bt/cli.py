@@ -126,7 +126,8 @@ def _add_scale_args(parser: argparse.ArgumentParser) -> None:
     scale = parser.add_argument_group("scale-out (forecasts computed in parallel, then one Backtrader run)")
     scale.add_argument("--workers", type=_workers, default="auto",
                        help="processes computing the tickers' forecasts in parallel, or 'auto' = one per CPU core "
-                            "up to one per ticker (default auto; 1 = inside the Backtrader run)")
+                            "up to one per ticker; with one ticker, its cold-refit folds use the cores "
+                            "(default auto; 1 = one process in all, inside the Backtrader run)")
     scale.add_argument("--executor", choices=("local", "ray"),
                        help="local process pool, or Ray (pip install 'puffin_bt[ray]')")
     scale.add_argument("--address", help="Ray cluster address HOST:PORT (default: start a local Ray runtime)")

@@ -90,8 +90,10 @@ class _ForecastIndicator(bt.Indicator):
                 self._stored = self.p.store.forecasts(self.runner, closes_all, self._dates(), date_numbers)
             preds = self._stored[start:end]
         else:
-            preds = self.runner.forecast_range(np.asarray(self._close.array[:end], dtype=np.float64), start, end,
-                                               self._dates())
+            # Cold folds of the whole preloaded series are trained together from the first call
+            # (oncestart asks for one bar): WalkForward cuts each fold's history at its own bar.
+            closes_all = np.asarray(self._close.array, dtype=np.float64)
+            preds = self.runner.forecast_range(closes_all, start, end, self._dates(), ahead=len(closes_all))
         closes = self._close.array
         pred_return = np.expm1(preds)
         ret = self.lines.pred_return.array

@@ -302,14 +302,17 @@ class WalkForward:
                 self._ready[k] = (net, scaler, hist, seconds)
         self.training_seconds += time.perf_counter() - started
 
-    def forecast_range(self, closes: np.ndarray, start: int, end: int, dates=None) -> np.ndarray:
+    def forecast_range(self, closes: np.ndarray, start: int, end: int, dates=None,
+                       ahead: int | None = None) -> np.ndarray:
         """Predicted log returns for bars ``start .. end-1`` of ``closes`` (NaN before the first fold).
 
         Trains every fold those bars need, in order, each on ``closes[:fold_bar+1]``;
-        then one batched forward pass per fold.
+        then one batched forward pass per fold. ``ahead``: cold folds due before that bar
+        may be trained now, together with these (the indicator's ``oncestart`` asks for
+        one bar, then ``once`` for the rest); each still sees only its own history.
         """
         with torch_threads(self.threads), self._fold_pool():
-            return self._forecast_range(closes, start, end, dates)
+            return self._forecast_range(closes, start, end, dates, ahead)
 
     @contextlib.contextmanager
     def _fold_pool(self):
@@ -327,13 +330,15 @@ class WalkForward:
             pool, self._pool = self._pool, None
             foldpool.release(pool)
 
-    def _forecast_range(self, closes: np.ndarray, start: int, end: int, dates=None) -> np.ndarray:
+    def _forecast_range(self, closes: np.ndarray, start: int, end: int, dates=None,
+                        ahead: int | None = None) -> np.ndarray:
         closes = np.asarray(closes, dtype=np.float64)
         end = min(end, len(closes))
         out = np.full(max(0, end - start), np.nan)
         s = self.schedule
         bar = max(start, s.first_fold_bar)
-        last_due = s.fold_index(end - 1) if bar < end else -1
+        horizon = end if ahead is None else max(end, min(ahead, len(closes)))
+        last_due = s.fold_index(horizon - 1) if bar < end else -1
         while bar < end:
             k = s.fold_index(bar)
             fold_bar = s.fold_bar(k)

@@ -109,3 +109,20 @@ def test_indicator_rejects_bad_parameters_with_a_named_config_error():
         run_recorder(ohlcv_frame(closes), "runonce", retrain_every=0)
     with pytest.raises(ConfigError, match="lookback"):
         run_recorder(ohlcv_frame(closes), "runonce", lookback=-3)
+
+
+def test_runonce_trains_the_first_cold_fold_with_the_others(monkeypatch):
+    """Backtrader's oncestart asks for the first forecast bar alone; the indicator still trains
+    every cold fold of the preloaded series together (fold 0 is not a batch of one)."""
+    from puffin_bt import walkforward as wf_mod
+
+    sizes = []
+    real = wf_mod.train_networks_together
+    monkeypatch.setattr(wf_mod, "train_networks_together",
+                        lambda nets, *a, **k: sizes.append(len(nets)) or real(nets, *a, **k))
+    closes = synthetic_closes(200, seed=9)
+    kw = dict(refit_epochs=None, train_window=60, retrain_every=20, fold_workers=1)  # 8 folds of one shape
+    seen, fc = run_recorder(ohlcv_frame(closes), "runonce", **kw)
+    assert len(fc.folds) == 8 and sizes == [8]
+    expected = walk_forward(closes, cell="lstm", device="cpu", **{**TINY, **kw}).pred_return
+    np.testing.assert_allclose(seen, expected, rtol=0, atol=1e-7, equal_nan=True)
