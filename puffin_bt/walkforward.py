@@ -158,6 +158,9 @@ class WalkForward:
     both call ``train_fold`` with exactly ``closes[:t+1]`` for each fold bar t,
     so nothing after t can reach the fold. ``refit_epochs`` continues training
     from the previous fold's weights (warm start); None retrains from scratch.
+    ``threads``: torch intra-op threads; ``fold_workers``: processes that train cold
+    folds side by side in ``forecast_range`` (``"auto"``: one per core on Linux CPU,
+    see ``foldpool``; 1 or None: this process only). Results do not depend on it.
 
     >>> import numpy as np
     >>> closes = 100 * np.exp(np.cumsum(np.random.default_rng(1).normal(0, 0.01, 160)))
