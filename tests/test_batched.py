@@ -123,6 +123,25 @@ def test_a_models_result_is_bit_identical_whatever_it_is_trained_with(kw, n, bat
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_batch_independence_holds_with_two_intra_op_threads(cell):
+    """The suite runs single-threaded; a user may set threads=2 (the GEMMs then split across threads)."""
+    from puffin_bt.training import torch_threads
+
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(6, 150, 20, 1, generator=g), torch.randn(6, 150, 1, generator=g)
+
+    def train(rows):
+        nets = [nets_for(1, seed=r, cell=cell, hidden_dim=64, num_layers=2, dropout=0.2)[0] for r in rows]
+        engine = engine_for(nets)
+        engine.fit(x[rows], y[rows], x[rows, :30], y[rows, :30], epochs=2, lr=1e-3, batch_size=32, seeds=list(rows))
+        return engine.params[rows.index(2)].clone()
+
+    with torch_threads(2):
+        assert torch.get_num_threads() == 2
+        assert torch.equal(train([2]), train(list(range(6))))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_padded_hidden_units_stay_zero_and_do_not_leak_into_the_nets(cell):
     nets = nets_for(2, cell=cell, hidden_dim=5, num_layers=2, dropout=0.2)
     engine = engine_for(nets)
