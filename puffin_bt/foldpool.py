@@ -80,22 +80,23 @@ def resolve_fold_workers(value, device: torch.device, threads: int | None = 1) -
         return value
     from .parallel import start_method
 
-    if start_method("cpu") != "fork":
+    if start_method("cpu", threads) != "fork":
         return 1
     return max(1, available_cpus() // (threads or 1))
 
 
-def acquire(workers: int) -> FoldPool:
-    """The shared pool with ``workers`` processes (kept between walk-forwards; see ``release``)."""
+def acquire(workers: int, threads: int | None = 1) -> FoldPool:
+    """The shared pool with ``workers`` processes of ``threads`` torch threads (kept between
+    walk-forwards; see ``release``)."""
     with _lock:
         _cancel_timer()
         pool = _shared["pool"]
-        if pool is not None and (pool.workers != workers or pool.pid != os.getpid()):
+        if pool is not None and (pool.workers, pool.threads, pool.pid) != (workers, threads or 1, os.getpid()):
             if pool.pid == os.getpid():
                 pool.close()
             pool = None  # a pool inherited through a fork belongs to the parent
         if pool is None:
-            pool = _shared["pool"] = FoldPool(workers)
+            pool = _shared["pool"] = FoldPool(workers, threads)
             _shared["users"] = 0
         _shared["users"] += 1
         return pool
@@ -141,12 +142,12 @@ def _cancel_timer() -> None:
 class FoldPool:
     """A process pool for cold-fold batches, started on first use; ``close`` ends it."""
 
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
+    def __init__(self, workers: int, threads: int | None = 1) -> None:
+        self.workers, self.threads = workers, threads or 1
         self.pid = os.getpid()
         self._executor: ProcessPoolExecutor | None = None
 
-    def train(self, config, schedule, epochs: int, threads: int | None, batches: list[list]) -> list[list[tuple]]:
+    def train(self, config, schedule, epochs: int, batches: list[list]) -> list[list[tuple]]:
         """``train_cold_batch`` for every batch, in the pool; results in batch order."""
         from .parallel import start_method
         from .walkforward import new_fold_net
@@ -156,9 +157,9 @@ class FoldPool:
             # train (single-threaded torch), as DataLoader's forked workers do.
             warnings.filterwarnings("ignore", message=".*use of fork.*", category=DeprecationWarning)
             if self._executor is None:
-                ctx = multiprocessing.get_context(start_method("cpu"))
+                ctx = multiprocessing.get_context(start_method("cpu", self.threads))
                 self._executor = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=mark_worker)
-            futures = [self._executor.submit(_train_in_worker, config, schedule, epochs, threads, batch)
+            futures = [self._executor.submit(_train_in_worker, config, schedule, epochs, self.threads, batch)
                        for batch in batches]
         try:
             results = [future.result() for future in futures]

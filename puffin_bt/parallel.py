@@ -84,7 +84,7 @@ def run_task(task: ForecastTask) -> tuple[str, np.ndarray, list[dict], float]:
     return task.ticker, preds, [f.to_dict() for f in runner.folds], time.perf_counter() - started
 
 
-def start_method(device="auto") -> str:
+def start_method(device="auto", threads: int | None = 1) -> str:
     """How local worker processes start: ``fork`` on Linux for CPU work, else ``spawn``.
 
     A forked child starts in milliseconds with torch and puffin_bt already imported; a
@@ -92,8 +92,11 @@ def start_method(device="auto") -> str:
     what kept 2 workers from a 2x speed-up on the bundled data. The walk-forward runs torch
     single-threaded in the child (``threads=1``), the same precaution DataLoader's forked
     workers take. CUDA cannot be used after a fork, so CUDA work (or ``auto`` on a machine
-    with a GPU) spawns. ``PUFFIN_BT_START_METHOD=spawn`` (or ``forkserver``) overrides it, e.g.
-    for an application whose other threads must not be forked.
+    with a GPU) spawns, and so do children that would run more than one torch ``threads``:
+    GNU OpenMP's thread pool does not survive a fork, and a forked child that uses it after
+    the parent did hangs (measured: ``threads=2`` workers after one 2-thread matmul in the
+    parent). ``PUFFIN_BT_START_METHOD=spawn`` (or ``forkserver``) overrides it, e.g. for an
+    application whose other threads must not be forked.
     """
     import torch
 
@@ -106,6 +109,8 @@ def start_method(device="auto") -> str:
     if not sys.platform.startswith("linux") or "fork" not in multiprocessing.get_all_start_methods():
         return "spawn"
     device = str(device)
+    if (threads or 1) > 1:
+        return "spawn"
     if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
         return "fork"
     return "spawn"
@@ -235,7 +240,8 @@ def precompute_jobs(
             except PuffinError as exc:
                 finish(task.ticker, error=" ".join(str(exc).split()))
     elif executor == "local":
-        ctx = multiprocessing.get_context(start_method(tasks[0].options.get("device", "auto")))
+        first = tasks[0].options
+        ctx = multiprocessing.get_context(start_method(first.get("device", "auto"), first.get("threads", 1)))
         manager = ctx.Manager() if on_fold is not None else None
         try:
             queue = manager.Queue() if manager is not None else None

@@ -296,7 +296,7 @@ class WalkForward:
             size = -(-len(members) // n_batches)  # even batches: 12 folds train as 6 + 6, not 8 + 4
             batches += [members[i:i + size] for i in range(0, len(members), size)]
         if pool is not None and len(batches) > 1:
-            results = pool.train(cfg, s, self.epochs, self.threads, batches)
+            results = pool.train(cfg, s, self.epochs, batches)
             self.pooled_batches += len(batches)
         else:
             results = [train_cold_batch(cfg, s, self.epochs, self.device, batch) for batch in batches]
@@ -326,7 +326,7 @@ class WalkForward:
         if workers <= 1:
             yield
             return
-        self._pool = foldpool.acquire(workers)
+        self._pool = foldpool.acquire(workers, self.threads)
         try:
             yield
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+from pathlib import Path
 
 import backtrader as bt
 import numpy as np
@@ -17,6 +18,8 @@ from puffin_bt.indicators import LSTMForecast
 from puffin_bt.walkforward import make_walk_forward
 
 from .conftest import TINY, ohlcv_frame, synthetic_closes
+
+ROOT = Path(__file__).resolve().parents[1]
 
 COLD = {**TINY, "refit_epochs": None, "retrain_every": 15, "device": "cpu"}
 CPU = torch.device("cpu")
@@ -82,7 +85,8 @@ def test_auto_uses_the_cores_on_linux_cpu_and_stays_in_process_elsewhere(monkeyp
     monkeypatch.delenv("PUFFIN_BT_START_METHOD", raising=False)
     if start_method("cpu") == "fork":  # Linux
         assert resolve_fold_workers("auto", CPU) == available_cpus()
-        assert resolve_fold_workers("auto", CPU, threads=2) == max(1, available_cpus() // 2)
+        assert start_method("cpu", threads=2) == "spawn"  # OpenMP's pool does not survive a fork
+        assert resolve_fold_workers("auto", CPU, threads=2) == 1
     else:
         assert resolve_fold_workers("auto", CPU) == 1
     assert resolve_fold_workers(None, CPU) == 1
@@ -173,3 +177,40 @@ def test_a_pool_inherited_through_fork_is_not_used(monkeypatch):
     foldpool.release(other)
     assert other is not pool
     foldpool.shutdown()
+
+
+def test_multi_threaded_workers_after_openmp_use_in_the_parent_do_not_hang(tmp_path):
+    """GNU OpenMP's thread pool does not survive a fork: forked children running 2 torch threads
+    after the parent ran a 2-thread matmul hung (fold pool and ticker pool alike). They spawn now."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "omp_then_pool.py"
+    script.write_text(f"""
+import sys, tempfile
+sys.path.insert(0, {str(ROOT)!r})
+import numpy as np, torch
+from puffin_bt import load_sample
+from puffin_bt.parallel import precompute_forecasts
+from puffin_bt.store import ForecastStore
+from puffin_bt.walkforward import make_walk_forward
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)
+    a = torch.randn(600, 600)
+    for _ in range(3):
+        a @ a  # the parent's OpenMP pool is now running
+    opts = dict(lookback=5, min_train=60, train_window=60, retrain_every=20, epochs=1, refit_epochs=None,
+                hidden_dim=4, num_layers=1, device="cpu", threads=2)
+    closes = 100 * np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.01, 160)))
+    pooled = make_walk_forward("lstm", fold_workers=2, **opts)
+    r2 = pooled.run(closes)
+    r1 = make_walk_forward("lstm", fold_workers=1, **opts).run(closes)
+    assert pooled.pooled_batches >= 2 and np.array_equal(r1.pred_log_return, r2.pred_log_return, equal_nan=True)
+    frames = load_sample(["IBM", "MSFT"], start="2012-06-01")
+    report = precompute_forecasts(frames, store=ForecastStore(tempfile.mkdtemp()), workers=2, **opts)
+    assert sorted(report.computed) == ["IBM", "MSFT"], report.summary()
+    print("done")
+""")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=150)
+    assert out.returncode == 0 and out.stdout.strip() == "done", out.stderr[-2000:]
