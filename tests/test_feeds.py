@@ -47,3 +47,36 @@ def test_missing_volume_reads_nan_as_with_pandas_data():
     rows = bars(lambda d: FrameData(dataname=d), {"MSFT": df})["MSFT"]
     assert len(rows) == len(df) and all(math.isnan(r[5]) and math.isnan(r[6]) for r in rows)
     assert bt.num2date(rows[0][0]).date() == pd.Timestamp(df.index[0]).date()
+
+
+@pytest.mark.parametrize("dates", [
+    dict(fromdate=pd.Timestamp("2012-09-03").to_pydatetime()),
+    dict(todate=pd.Timestamp("2012-11-15").to_pydatetime()),
+    dict(fromdate=pd.Timestamp("2012-08-01").to_pydatetime(), todate=pd.Timestamp("2012-08-31").to_pydatetime()),
+    dict(fromdate=pd.Timestamp("2030-01-01").to_pydatetime()),  # nothing left
+])
+def test_bulk_preload_applies_fromdate_and_todate_as_backtrader_does(dates):
+    frames = load_sample(["AAPL"], start="2012-06-01", end="2012-12-31")
+    ours = bars(lambda df: FrameData(dataname=df, **dates), frames, runonce=True)
+    theirs = bars(lambda df: bt.feeds.PandasData(dataname=df, openinterest=None, **dates), frames, runonce=True)
+    assert [repr(r) for r in ours["AAPL"]] == [repr(r) for r in theirs["AAPL"]]
+
+
+def test_bulk_preload_is_what_backtrader_preloads_bar_by_bar():
+    """The bulk path against DataBase.preload (bar by bar, through _load) on the same feed class."""
+    frames = load_sample(["GOOG", "MSFT"], start="2011-01-01")
+
+    class BarByBar(FrameData):
+        def preload(self):
+            bt.feed.DataBase.preload(self)
+
+    def preloaded(feed):
+        cerebro = bt.Cerebro(stdstats=False, runonce=True, preload=True)
+        for name, df in frames.items():
+            cerebro.adddata(feed(dataname=df), name=name)
+        cerebro.addstrategy(Record)
+        strat = cerebro.run()[0]
+        return {d._name: [(line.array.tobytes(), line.idx, line.lencount) for line in d.lines] for d in strat.datas}
+
+    bulk, slow = preloaded(FrameData), preloaded(BarByBar)
+    assert bulk == slow and len(bulk["GOOG"][0][0]) == 8 * len(frames["GOOG"])
