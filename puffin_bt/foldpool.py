@@ -116,6 +116,17 @@ def release(pool: FoldPool) -> None:
             _shared["timer"] = timer
 
 
+def discard(pool: FoldPool) -> None:
+    """Close ``pool`` now and forget it: a walk-forward that failed or was interrupted may have left
+    batches running in it, which the next one must not queue behind."""
+    with _lock:
+        if _shared["pool"] is pool:
+            _cancel_timer()
+            _shared["pool"], _shared["users"] = None, 0
+    if pool.pid == os.getpid():
+        pool.close(wait=False)
+
+
 def shutdown() -> None:
     """Close the shared fold pool now (its worker processes exit)."""
     with _lock:
@@ -148,27 +159,25 @@ class FoldPool:
         self._executor: ProcessPoolExecutor | None = None
 
     def train(self, config, schedule, epochs: int, batches: list[list]) -> list[list[tuple]]:
-        """``train_cold_batch`` for every batch, in the pool; results in batch order."""
-        from .parallel import start_method
+        """``train_cold_batch`` for every batch, in the pool; results in batch order.
+
+        A pool whose worker died (killed while idle, say) is replaced and the batches run once
+        more; a second death is reported (a worker that dies on the work itself, e.g. out of memory).
+        """
         from .walkforward import new_fold_net
 
-        with warnings.catch_warnings():
-            # Python >= 3.12 warns when forking a process that has threads; the children only
-            # train (single-threaded torch), as DataLoader's forked workers do.
-            warnings.filterwarnings("ignore", message=".*use of fork.*", category=DeprecationWarning)
-            if self._executor is None:
-                ctx = multiprocessing.get_context(start_method("cpu", self.threads))
-                self._executor = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=mark_worker)
-            futures = [self._executor.submit(_train_in_worker, config, schedule, epochs, self.threads, batch)
-                       for batch in batches]
         try:
-            results = [future.result() for future in futures]
-        except BrokenProcessPool as exc:
-            self.close()  # the next walk-forward starts a fresh pool
-            raise PuffinError(
-                f"a fold worker process died ({exc}); it may have run out of memory. "
-                "Train in one process with fold_workers=1 (CLI: --workers 1), or use a smaller model"
-            ) from None
+            results = self._run(config, schedule, epochs, batches)
+        except BrokenProcessPool:
+            self.close()
+            try:
+                results = self._run(config, schedule, epochs, batches)
+            except BrokenProcessPool as exc:
+                self.close()  # the next walk-forward starts a fresh pool
+                raise PuffinError(
+                    f"a fold worker process died twice ({exc}); it may have run out of memory. "
+                    "Train in one process with fold_workers=1 (CLI: --workers 1), or use a smaller model"
+                ) from None
         out = []
         for batch in results:
             trained = []
@@ -180,10 +189,24 @@ class FoldPool:
             out.append(trained)
         return out
 
-    def close(self) -> None:
+    def _run(self, config, schedule, epochs: int, batches: list[list]) -> list:
+        from .parallel import start_method
+
+        with warnings.catch_warnings():
+            # Python >= 3.12 warns when forking a process that has threads; the children only
+            # train (single-threaded torch), as DataLoader's forked workers do.
+            warnings.filterwarnings("ignore", message=".*use of fork.*", category=DeprecationWarning)
+            if self._executor is None:
+                ctx = multiprocessing.get_context(start_method("cpu", self.threads))
+                self._executor = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=mark_worker)
+            futures = [self._executor.submit(_train_in_worker, config, schedule, epochs, self.threads, batch)
+                       for batch in batches]
+        return [future.result() for future in futures]
+
+    def close(self, wait: bool = True) -> None:
         executor, self._executor = self._executor, None
         if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+            executor.shutdown(wait=wait, cancel_futures=True)
 
 
 def _train_in_worker(config, schedule, epochs: int, threads: int | None, batch: list) -> list[tuple]:

@@ -329,9 +329,12 @@ class WalkForward:
         self._pool = foldpool.acquire(workers, self.threads)
         try:
             yield
-        finally:
+        except BaseException:  # an error or Ctrl-C may leave batches running: start afresh next time
             pool, self._pool = self._pool, None
-            foldpool.release(pool)
+            foldpool.discard(pool)
+            raise
+        pool, self._pool = self._pool, None
+        foldpool.release(pool)
 
     def _forecast_range(self, closes: np.ndarray, start: int, end: int, dates=None,
                         ahead: int | None = None) -> np.ndarray:

@@ -12,7 +12,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from puffin_bt import ConfigError, foldpool
+from puffin_bt import ConfigError, PuffinError, foldpool
 from puffin_bt.foldpool import available_cpus, resolve_fold_workers
 from puffin_bt.indicators import LSTMForecast
 from puffin_bt.walkforward import make_walk_forward
@@ -214,3 +214,54 @@ if __name__ == "__main__":
 """)
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=150)
     assert out.returncode == 0 and out.stdout.strip() == "done", out.stderr[-2000:]
+
+
+def test_a_worker_killed_while_idle_is_replaced_and_the_run_gives_the_same_forecasts():
+    import os
+    import signal
+    import time
+
+    foldpool.shutdown()
+    closes = synthetic_closes(200, seed=12)
+    _, before = _run(closes, 2)
+    pool = foldpool._shared["pool"]
+    victim = next(iter(pool._executor._processes))
+    os.kill(victim, signal.SIGKILL)
+    time.sleep(0.2)
+    runner, after = _run(closes, 2)
+    assert runner.pooled_batches >= 2 and victim not in (foldpool._shared["pool"]._executor._processes or {})
+    np.testing.assert_array_equal(after.pred_log_return, before.pred_log_return)
+    foldpool.shutdown()
+
+
+def _die(*_args):
+    import os
+
+    os._exit(3)  # as a worker killed by the OOM killer would
+
+
+def test_a_worker_that_dies_on_the_work_is_a_puffin_error_naming_the_fix(monkeypatch):
+    foldpool.shutdown()
+    monkeypatch.setattr(foldpool, "_train_in_worker", _die)  # the forked workers inherit it
+    with pytest.raises(PuffinError, match="fold_workers=1"):
+        _run(synthetic_closes(200, seed=13), 2)
+    assert foldpool._shared["pool"] is None  # discarded: the next walk-forward starts afresh
+    monkeypatch.undo()
+    _, res = _run(synthetic_closes(200, seed=13), 2)
+    assert np.isfinite(res.pred_log_return[59:]).all()
+    foldpool.shutdown()
+
+
+def test_an_error_during_the_walk_forward_discards_the_shared_pool():
+    foldpool.shutdown()
+
+    def boom(record):
+        raise RuntimeError("from on_fold")
+
+    runner = make_walk_forward("lstm", on_fold=boom, **{**COLD, "fold_workers": 2})
+    with pytest.raises(RuntimeError, match="from on_fold"):
+        runner.run(synthetic_closes(200, seed=14))
+    assert foldpool._shared["pool"] is None
+    _, res = _run(synthetic_closes(200, seed=14), 2)
+    assert np.isfinite(res.pred_log_return[59:]).all()
+    foldpool.shutdown()
