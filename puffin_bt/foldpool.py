@@ -23,6 +23,7 @@ backtest in a sweep) and closed after ``IDLE_SECONDS`` without work, or by
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import threading
@@ -46,6 +47,15 @@ def mark_worker() -> None:
     """Pool initializer: this process is one of puffin_bt's workers."""
     global _IN_WORKER
     _IN_WORKER = True
+
+
+@contextlib.contextmanager
+def quiet_fork_warning():
+    """Python >= 3.12 warns when forking a process that has threads; puffin_bt's forked children
+    only run the walk-forward (single-threaded torch), as DataLoader's forked workers do."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*use of fork.*", category=DeprecationWarning)
+        yield
 
 
 def available_cpus() -> int:
@@ -116,7 +126,7 @@ def release(pool: FoldPool) -> None:
             _shared["timer"] = timer
 
 
-def discard(pool: FoldPool) -> None:
+def discard(pool: FoldPool, wait: bool = False) -> None:
     """Close ``pool`` now and forget it: a walk-forward that failed or was interrupted may have left
     batches running in it, which the next one must not queue behind."""
     with _lock:
@@ -124,16 +134,14 @@ def discard(pool: FoldPool) -> None:
             _cancel_timer()
             _shared["pool"], _shared["users"] = None, 0
     if pool.pid == os.getpid():
-        pool.close(wait=False)
+        pool.close(wait=wait)
 
 
 def shutdown() -> None:
     """Close the shared fold pool now (its worker processes exit)."""
-    with _lock:
-        _cancel_timer()
-        pool, _shared["pool"] = _shared["pool"], None
-    if pool is not None and pool.pid == os.getpid():
-        pool.close()
+    pool = _shared["pool"]
+    if pool is not None:
+        discard(pool, wait=True)
 
 
 def _close_if_idle(pool: FoldPool) -> None:
@@ -192,10 +200,7 @@ class FoldPool:
     def _run(self, config, schedule, epochs: int, batches: list[list]) -> list:
         from .parallel import start_method
 
-        with warnings.catch_warnings():
-            # Python >= 3.12 warns when forking a process that has threads; the children only
-            # train (single-threaded torch), as DataLoader's forked workers do.
-            warnings.filterwarnings("ignore", message=".*use of fork.*", category=DeprecationWarning)
+        with quiet_fork_warning():
             if self._executor is None:
                 ctx = multiprocessing.get_context(start_method("cpu", self.threads))
                 self._executor = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=mark_worker)

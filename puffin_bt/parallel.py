@@ -13,7 +13,6 @@ import multiprocessing
 import os
 import sys
 import traceback
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ import pandas as pd
 
 from ._validate import check_int
 from .errors import ConfigError, PuffinError
-from .foldpool import available_cpus, mark_worker
+from .foldpool import available_cpus, mark_worker, quiet_fork_warning
 from .store import ForecastStore, fingerprint
 from .walkforward import FoldRecord, make_walk_forward, require_history
 
@@ -248,10 +247,7 @@ def precompute_jobs(
             for task in tasks:
                 task.progress = queue
             with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=mark_worker) as pool, \
-                    warnings.catch_warnings():
-                # Python >= 3.12 warns when forking a process that has threads; the children only
-                # run the walk-forward (single-threaded torch), as DataLoader's forked workers do.
-                warnings.filterwarnings("ignore", message=".*use of fork.*", category=DeprecationWarning)
+                    quiet_fork_warning():
                 futures = {pool.submit(run_task, task): task.ticker for task in tasks}
                 pending = set(futures)
                 while pending:
