@@ -32,7 +32,7 @@ class FrameData(bt.feed.DataBase):
         columns = [df[f].to_numpy(dtype=np.float64) if f in df.columns else np.full(len(df), np.nan) for f in FIELDS]
         dates = date_numbers_of(pd.DatetimeIndex(df.index))
         self._columns = [dates, *columns]
-        self._rows = zip(dates.tolist(), *(c.tolist() for c in columns))
+        self._rows = None  # bar-by-bar rows, made only if Backtrader's own path loads them
         self._targets = [self.lines.datetime, *(getattr(self.lines, f) for f in FIELDS)]
 
     def preload(self) -> None:
@@ -58,6 +58,8 @@ class FrameData(bt.feed.DataBase):
         self.home()
 
     def _load(self) -> bool:
+        if self._rows is None:
+            self._rows = zip(*(column.tolist() for column in self._columns))
         row = next(self._rows, None)
         if row is None:
             return False

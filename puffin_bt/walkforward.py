@@ -242,7 +242,7 @@ class WalkForward:
             self.scaler = data.scaler
         else:
             if not warm:
-                self.net = self._new_net(k)
+                self.net = new_fold_net(cfg, k)
             epochs = self.refit_epochs if warm else self.epochs
             self.scaler, hist = train_network(self.net, cfg, history, sample_bars, epochs, self.device, cfg.seed + k)
         if warm or not self.batched:
@@ -268,9 +268,6 @@ class WalkForward:
         if self.on_fold is not None:
             self.on_fold(record)
         return record
-
-    def _new_net(self, k: int) -> torch.nn.Module:
-        return new_fold_net(self.config, k)
 
     def _train_cold(self, folds: list[tuple[int, np.ndarray]]) -> None:
         """Train from scratch the folds given as (index, closes up to the fold bar), together.
