@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+from array import array
 
 import backtrader as bt
 import numpy as np
@@ -94,13 +95,11 @@ class _ForecastIndicator(bt.Indicator):
             # (oncestart asks for one bar): WalkForward cuts each fold's history at its own bar.
             closes_all = np.asarray(self._close.array, dtype=np.float64)
             preds = self.runner.forecast_range(closes_all, start, end, self._dates(), ahead=len(closes_all))
-        closes = self._close.array
+        # Written slice by slice (Backtrader sized the lines for every bar before calling once).
         pred_return = np.expm1(preds)
-        ret = self.lines.pred_return.array
-        price = self.lines.pred_price.array
-        for i, bar in enumerate(range(start, end)):
-            ret[bar] = pred_return[i]
-            price[bar] = closes[bar] * (1.0 + pred_return[i])
+        closes = np.asarray(self._close.array[start:end], dtype=np.float64)
+        self.lines.pred_return.array[start:end] = array("d", pred_return.tobytes())
+        self.lines.pred_price.array[start:end] = array("d", (closes * (1.0 + pred_return)).tobytes())
 
     def next(self) -> None:
         bar = len(self) - 1

@@ -342,6 +342,14 @@ class WalkForward:
         bar = max(start, s.first_fold_bar)
         horizon = end if ahead is None else max(end, min(ahead, len(closes)))
         last_due = s.fold_index(horizon - 1) if bar < end else -1
+        bad_at = np.flatnonzero(~np.isfinite(closes) | (closes <= 0))  # found once, not per fold
+
+        def clean(lo: int, hi: int) -> np.ndarray:  # closes[lo:hi], or the DataError naming the bad ones
+            i = int(np.searchsorted(bad_at, lo))
+            if i < len(bad_at) and bad_at[i] < hi:
+                _checked(closes[lo:hi], hi - 1, lo)
+            return closes[lo:hi]
+
         while bar < end:
             k = s.fold_index(bar)
             fold_bar = s.fold_bar(k)
@@ -352,9 +360,9 @@ class WalkForward:
                     # together (each on its own history), so progress still moves every few batches.
                     prefetch = PREFETCH if self._pool is None else max(PREFETCH, self._pool.workers * MAX_BATCH // 2)
                     ahead = range(nxt, min(last_due, nxt + prefetch - 1) + 1)
-                    self._train_cold([(j, _checked(closes[: s.fold_bar(j) + 1], s.fold_bar(j))) for j in ahead])
+                    self._train_cold([(j, clean(0, s.fold_bar(j) + 1)) for j in ahead])
                 fb = s.fold_bar(nxt)
-                history = _checked(closes[: fb + 1], fb)
+                history = clean(0, fb + 1)
                 self.train_fold(history, None if dates is None else dates[fb])
             if k != self.current_fold:
                 raise ConfigError(
@@ -363,7 +371,7 @@ class WalkForward:
                 )
             stop = min(end, fold_bar + s.retrain_every)
             bars = np.arange(bar, stop)
-            _checked(closes[bar - self.config.lookback: stop], bar)
+            clean(bar - self.config.lookback, stop)
             out[bar - start: stop - start] = predict_log_returns(
                 self.net, self.scaler, closes[:stop], bars, self.config.lookback, self.device
             )
@@ -469,11 +477,17 @@ def require_history(name: str, n_bars: int, min_train: int) -> None:
         )
 
 
-def _checked(closes: np.ndarray, bar: int) -> np.ndarray:
+def _checked(closes: np.ndarray, bar: int, first_bar: int | None = None) -> np.ndarray:
+    """``closes`` (the closes up to ``bar``; the first is bar ``first_bar`` where known), or a
+    DataError naming how many are NaN/inf/non-positive and the first of them."""
     bad = ~np.isfinite(closes) | (closes <= 0)
     if bad.any():
+        where = ""
+        if first_bar is not None:
+            i = int(np.flatnonzero(bad)[0])
+            where = f", the first at bar {first_bar + i} ({float(closes[i])!r})"
         raise DataError(
-            f"closes up to bar {bar} contain {int(bad.sum())} NaN/inf/non-positive value(s); "
+            f"closes up to bar {bar} contain {int(bad.sum())} NaN/inf/non-positive value(s){where}; "
             "clean the data (drop or fill those bars) before forecasting"
         )
     return closes

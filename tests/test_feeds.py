@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import math
 
 import backtrader as bt
@@ -11,15 +12,44 @@ import pytest
 from puffin_bt import load_sample
 from puffin_bt.feeds import FrameData
 
+TICKS = ("tick_open", "tick_high", "tick_low", "tick_close", "tick_volume", "tick_openinterest", "tick_last")
+
 
 class Record(bt.Strategy):
+    """Each bar's values and the tick_* prices the broker fills orders at."""
+
     def __init__(self):
         self.rows = {d._name: [] for d in self.datas}
 
     def next(self):
         for d in self.datas:
             self.rows[d._name].append((d.datetime[0], d.open[0], d.high[0], d.low[0], d.close[0], d.volume[0],
-                                       d.openinterest[0]))
+                                       d.openinterest[0], *(getattr(d, t, "unset") for t in TICKS)))
+
+
+class Trade(bt.Strategy):
+    """Market, limit, stop and stop-limit orders on a fixed schedule: fills read the feed's tick_* prices."""
+
+    def __init__(self):
+        self.fills = []
+
+    def notify_order(self, order):
+        if order.status in (order.Completed, order.Canceled, order.Expired, order.Margin, order.Rejected):
+            self.fills.append((order.data._name, order.getordername(), order.getstatusname(), len(self),
+                               order.executed.price, order.executed.size))
+
+    def next(self):
+        for j, d in enumerate(self.datas):
+            step = (len(self) + 3 * j) % 12
+            if step == 0:
+                self.buy(d, size=10)
+            elif step == 3:
+                self.sell(d, size=10, exectype=bt.Order.Limit, price=d.close[0] * 1.003,
+                          valid=datetime.timedelta(days=7))
+            elif step == 6:
+                self.buy(d, size=5, exectype=bt.Order.Stop, price=d.close[0] * 1.005)
+            elif step == 9:
+                self.close(d, exectype=bt.Order.StopLimit, price=d.close[0] * 0.995, plimit=d.close[0] * 0.99)
 
 
 def bars(feed, frames, **cerebro_kw):
@@ -30,7 +60,34 @@ def bars(feed, frames, **cerebro_kw):
     return cerebro.run()[0].rows
 
 
-@pytest.mark.parametrize("mode", [dict(runonce=True), dict(runonce=False), dict(preload=False)])
+MODES = [dict(runonce=True), dict(runonce=False), dict(preload=False)]
+
+
+@pytest.mark.parametrize("mode", [*MODES, dict(runonce=True, cheat_on_open=True), dict(runonce=False, coc=True)])
+def test_orders_fill_as_with_pandas_data(mode):
+    """FrameData moves a preloaded feed bar by bar on its own path; the broker must fill every
+    order type at the prices it fills them at with PandasData."""
+    frames = load_sample(["AAPL", "IBM"], start="2012-01-01", end="2013-06-30")
+    frames["IBM"] = frames["IBM"].iloc[25:]
+
+    def run(feed):
+        cerebro = bt.Cerebro(stdstats=False, runonce=mode.get("runonce", True), preload=mode.get("preload", True),
+                             cheat_on_open=mode.get("cheat_on_open", False))
+        cerebro.broker.set_coc(mode.get("coc", False))
+        for name, df in frames.items():
+            cerebro.adddata(feed(df), name=name)
+        cerebro.addstrategy(Trade)
+        strat = cerebro.run()[0]
+        return strat.fills, cerebro.broker.getvalue()
+
+    ours = run(lambda df: FrameData(dataname=df))
+    theirs = run(lambda df: bt.feeds.PandasData(dataname=df, openinterest=None))
+    kinds = {(f[1], f[2]) for f in ours[0]}
+    assert {("Market", "Completed"), ("Limit", "Completed"), ("Stop", "Completed")} <= kinds
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_frame_data_gives_the_bars_pandas_data_gives(mode):
     # Two tickers with different first dates: the engine aligns them the same way for both feeds.
     frames = load_sample(["AAPL", "IBM"], start="2012-06-01")

@@ -225,3 +225,17 @@ def test_batched_cold_folds_report_progress_every_prefetch_window(monkeypatch):
     assert len(res.folds) == 10
     # Folds are trained 3 at a time, and each window is reported before the next one trains.
     assert seen_at_report == [3, 3, 3, 6, 6, 6, 9, 9, 9, 10]
+
+
+def test_bad_closes_after_the_requested_bars_do_not_stop_earlier_forecasts():
+    """The NaN check reads only the closes the requested bars use: a bad value later fails later."""
+    clean = synthetic_closes(150)
+    closes = clean.copy()
+    closes[140] = np.nan
+    got = make_runner().forecast_range(closes, 0, 130)
+    np.testing.assert_array_equal(got, make_runner().forecast_range(clean, 0, 130))
+    assert np.isfinite(got[-10:]).all()
+    runner = make_runner()
+    runner.forecast_range(closes, 0, 130)
+    with pytest.raises(DataError, match=r"up to bar 149 contain 1 NaN.*the first at bar 140 \(nan\)"):
+        runner.forecast_range(closes, 130, 150)
