@@ -62,7 +62,16 @@ def date_numbers_of(index: pd.DatetimeIndex) -> np.ndarray:
     (so fingerprints computed here match the ones the indicators compute in the engine)."""
     import backtrader as bt
 
+    index = pd.DatetimeIndex(index)
+    utc = (index if index.tz is None else index.tz_convert(None)).to_numpy(dtype="datetime64[ns]")
+    days = utc.astype("datetime64[D]")
+    if len(utc) and not np.any(utc == np.datetime64("NaT")) and np.array_equal(utc, days.astype(utc.dtype)):
+        # Daily bars (all at midnight, UTC): date2num is the day's ordinal, here without a Python loop.
+        return days.astype(np.int64).astype(np.float64) + _ORDINAL_1970
     return np.array([bt.date2num(ts) for ts in index.to_pydatetime()], dtype=np.float64)
+
+
+_ORDINAL_1970 = 719163.0  # datetime.date(1970, 1, 1).toordinal()
 
 
 def run_task(task: ForecastTask) -> tuple[str, np.ndarray, list[dict], float]:

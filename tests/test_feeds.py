@@ -6,6 +6,7 @@ import datetime
 import math
 
 import backtrader as bt
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -137,3 +138,19 @@ def test_bulk_preload_is_what_backtrader_preloads_bar_by_bar():
 
     bulk, slow = preloaded(FrameData), preloaded(BarByBar)
     assert bulk == slow and len(bulk["GOOG"][0][0]) == 8 * len(frames["GOOG"])
+
+
+@pytest.mark.parametrize("index", [
+    load_sample(["AAPL"])["AAPL"].index,  # daily: the vectorised path
+    pd.date_range("1999-01-01", periods=400, freq="h"),  # intraday: Backtrader's date2num per bar
+    pd.date_range("2020-01-01", periods=300, freq="D", tz="America/New_York"),  # midnight local = 05:00 UTC
+    pd.date_range("2020-01-01", periods=300, freq="D", tz="UTC"),
+    pd.date_range("2020-01-01", periods=3, freq="D").as_unit("s"),
+    pd.DatetimeIndex(["1900-03-01", "2262-01-01"]),
+])
+def test_date_numbers_are_backtrader_date2num_bit_for_bit(index):
+    """Store keys hash these numbers, so they must be exactly those PandasData makes."""
+    from puffin_bt.parallel import date_numbers_of
+
+    expected = [bt.date2num(ts) for ts in index.to_pydatetime()]
+    assert date_numbers_of(index).tobytes() == np.array(expected, dtype=np.float64).tobytes()
