@@ -154,3 +154,38 @@ def test_date_numbers_are_backtrader_date2num_bit_for_bit(index):
 
     expected = [bt.date2num(ts) for ts in index.to_pydatetime()]
     assert date_numbers_of(index).tobytes() == np.array(expected, dtype=np.float64).tobytes()
+
+
+@pytest.mark.parametrize("runonce", [True, False])
+@pytest.mark.parametrize("how", ["resample", "replay", "clone"])
+def test_resampled_replayed_and_cloned_feeds_match_pandas_data(how, runonce):
+    """Filters send FrameData down Backtrader's own path; a clone reads a bulk-preloaded original."""
+    df = load_sample(["AAPL"], start="2012-01-01", end="2013-06-30")["AAPL"]
+
+    class Rows(bt.Strategy):
+        def __init__(self):
+            self.rows = []
+
+        def next(self):
+            self.rows.append(tuple((d.datetime[0], d.close[0], getattr(d, "tick_close", None), len(d))
+                                   for d in self.datas))
+            if len(self) % 10 == 0:
+                self.buy(self.datas[0], size=1)
+
+    def run(feed):
+        cerebro = bt.Cerebro(stdstats=False, runonce=runonce)
+        if how == "resample":
+            cerebro.adddata(feed())
+            cerebro.resampledata(feed(), timeframe=bt.TimeFrame.Weeks)
+        elif how == "replay":
+            cerebro.replaydata(feed(), timeframe=bt.TimeFrame.Weeks)
+        else:
+            data = feed()
+            cerebro.adddata(data)
+            cerebro.adddata(data.clone())
+        cerebro.addstrategy(Rows)
+        return cerebro.run()[0].rows, cerebro.broker.getvalue()
+
+    ours = run(lambda: FrameData(dataname=df))
+    assert len(ours[0]) > 250
+    assert repr(ours) == repr(run(lambda: bt.feeds.PandasData(dataname=df, openinterest=None)))
