@@ -295,6 +295,7 @@ def run_engine(frames: dict, opts: dict) -> dict:
     # once); fold_seconds: the folds' own seconds summed over the processes that trained them.
     return {"wall": wall, "cpu": cpu, "folds": folds, "preds": preds, "others": watch.share,
             "train_seconds": sum(r.training_seconds for r in runners),
+            "inference_seconds": sum(r.inference_seconds for r in runners),
             "fold_seconds": sum(f.seconds for f in folds),
             "pooled_batches": sum(r.pooled_batches for r in runners)}
 
@@ -718,6 +719,7 @@ def main(argv=None) -> int:
         "A": {"best": a_best, "median": a_med, "runs": [r["wall"] for r in a_runs], "cpu": a["cpu"],
               "others": a["others"],
               "train_seconds": a["train_seconds"], "outside_training_share": outside,
+              "inference_seconds": a["inference_seconds"], "bars": len(df), "folds_per_run": len(a["folds"]),
               "train_samples_per_s": a_train_samples / a["train_seconds"],
               "forward_flops_per_sample": fwd, "training_flops": a_flops, "achieved_gflops": a_flops_rate,
               "peak_fraction": None,  # filled in once the GEMM peak is measured
@@ -900,6 +902,10 @@ def main(argv=None) -> int:
         f"Backtrader) -- target < 15%  {judge('outside_training_share', outside, outside < 0.15, A['others'])}  "
         f"(A1, one process: {100 * (A1['best'] - A1['train_seconds']) / A1['best']:.1f}% of {A1['best']:.3f}s; the pool "
         f"shortens the training, not the rest)")
+    rest = A["best"] - A["train_seconds"] - A["inference_seconds"]
+    say(f"  of which                : inference {1000 * A['inference_seconds']:.1f} ms ({A['folds_per_run']} folds' "
+        f"forecast passes), Backtrader's bar loop + data preparation + set-up {1000 * rest:.1f} ms "
+        f"({1e6 * rest / A['bars']:.1f} us a bar over {A['bars']} bars)")
     if "scaling" in results:
         say("-" * 100)
         say(f"scaling (A, cold folds, same model, best of {args.scaling_repeat}): ms per ticker-bar stays flat "

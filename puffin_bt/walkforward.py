@@ -208,6 +208,7 @@ class WalkForward:
         # Wall time spent training folds, batches trained side by side counted once (a fold's
         # ``seconds`` is its own share of its batch, whichever process trained it).
         self.training_seconds = 0.0
+        self.inference_seconds = 0.0  # wall time in forecast passes (window preparation included)
 
     @property
     def current_fold(self) -> int:
@@ -372,9 +373,11 @@ class WalkForward:
             stop = min(end, fold_bar + s.retrain_every)
             bars = np.arange(bar, stop)
             clean(bar - self.config.lookback, stop)
+            t0 = time.perf_counter()
             out[bar - start: stop - start] = predict_log_returns(
                 self.net, self.scaler, closes[:stop], bars, self.config.lookback, self.device
             )
+            self.inference_seconds += time.perf_counter() - t0
             bar = stop
         return out
 
@@ -397,8 +400,11 @@ class WalkForward:
             raise ConfigError("no fold has been trained yet; call train_fold (or advance) at the first fold bar")
         lookback = self.config.lookback
         tail = _checked(np.asarray(tail, dtype=np.float64)[-(lookback + 1):], lookback)
+        t0 = time.perf_counter()
         with torch_threads(self.threads):
-            return float(predict_log_returns(self.net, self.scaler, tail, [lookback], lookback, self.device)[0])
+            pred = float(predict_log_returns(self.net, self.scaler, tail, [lookback], lookback, self.device)[0])
+        self.inference_seconds += time.perf_counter() - t0
+        return pred
 
     def run(self, closes, dates=None) -> WalkForwardResult:
         """Walk forward over a whole series of closes (oldest first)."""

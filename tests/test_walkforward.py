@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -239,3 +241,16 @@ def test_bad_closes_after_the_requested_bars_do_not_stop_earlier_forecasts():
     runner.forecast_range(closes, 0, 130)
     with pytest.raises(DataError, match=r"up to bar 149 contain 1 NaN.*the first at bar 140 \(nan\)"):
         runner.forecast_range(closes, 130, 150)
+
+
+def test_inference_and_training_seconds_account_for_the_run_separately():
+    closes = synthetic_closes(150)
+    runner = make_runner(refit_epochs=None)
+    started = time.perf_counter()
+    runner.forecast_range(closes, 0, len(closes))
+    wall = time.perf_counter() - started
+    assert runner.inference_seconds > 0 and runner.training_seconds > 0
+    assert runner.inference_seconds + runner.training_seconds <= wall
+    before = runner.inference_seconds
+    runner.forecast_tail(closes[-6:])  # the event-driven pass counts too
+    assert runner.inference_seconds > before
