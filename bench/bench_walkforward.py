@@ -387,7 +387,7 @@ def ensure_darts_venv(venv: Path, spec: str) -> tuple[Path | None, str]:
                 f"torch {found['torch']}, lightning {found['pl']}")
 
 
-def wait_rusage(cmd, cwd=None, env=None, timeout=None) -> tuple[int, float, dict, str, str]:
+def wait_rusage(cmd, cwd=None, env=None, timeout=None, sample: str = "pss") -> tuple[int, float, dict, str, str]:
     """Run ``cmd`` under ``bench/_measure.py``; (returncode, wall seconds, memory, stdout, stderr).
 
     ``memory["peak_rss_mb"]`` is ``getrusage(RUSAGE_CHILDREN)`` taken in that small parent process
@@ -395,11 +395,13 @@ def wait_rusage(cmd, cwd=None, env=None, timeout=None) -> tuple[int, float, dict
     the few hundred MiB this benchmark holds at fork time (see _measure.py). ``tree_peak_rss_mb`` /
     ``tree_peak_pss_mb`` are sampled sums over the whole process tree (worker pools included).
     The wall time is taken around the command inside the helper (interpreter start and imports of
-    the command included, the helper's own start excluded)."""
+    the command included, the helper's own start excluded). ``sample``: ``"none"`` for timings that
+    need every core (the memory sampling costs CPU; see _measure.py)."""
     with tempfile.TemporaryDirectory() as d:
         out_p, err_p = Path(d) / "out", Path(d) / "err"
         try:
-            r = subprocess.run([sys.executable, str(HERE / "_measure.py"), str(out_p), str(err_p), "--", *cmd],
+            r = subprocess.run([sys.executable, str(HERE / "_measure.py"), str(out_p), str(err_p), "--sample", sample,
+                                "--", *cmd],
                                cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return 124, math.nan, {}, "", f"timed out after {timeout}s"
@@ -409,7 +411,8 @@ def wait_rusage(cmd, cwd=None, env=None, timeout=None) -> tuple[int, float, dict
             m = json.loads(r.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
             return r.returncode or 1, math.nan, {}, out, err + r.stderr
-        mem = {k: m.get(k) for k in ("peak_rss_mb", "tree_peak_rss_mb", "tree_peak_pss_mb", "max_procs")}
+        mem = {k: m.get(k) for k in ("peak_rss_mb", "tree_peak_rss_mb", "tree_peak_pss_mb", "max_procs",
+                                     "sampler_cpu_s")}
         return m["rc"], m["wall"], mem, out, err
 
 
@@ -541,7 +544,7 @@ def run_workers_comparison(tmp: Path, base: list[str], env: dict, repeat: int = 
             log(f"forecast phase with {w} worker(s), run {r + 1}/{repeat} ...")
             with OthersCpu() as watch:
                 rc, wall, mem, stdout, err = wait_rusage([sys.executable, str(script), str(w)], cwd=ROOT, env=env,
-                                                         timeout=3600)
+                                                         timeout=3600, sample="none")
             entry = {"rc": rc, "process_wall": wall, "others": watch.share, **mem}
             if rc == 0:
                 entry.update(json.loads(stdout.strip().splitlines()[-1]))
@@ -552,7 +555,7 @@ def run_workers_comparison(tmp: Path, base: list[str], env: dict, repeat: int = 
             store = tmp / f"store_w{w}_{r}"
             cmd = base[:-2] + ["--cache-dir", str(store), "--out", str(tmp / f"out_w{w}_{r}"), "--workers", str(w)]
             with OthersCpu() as watch:
-                rc, wall, mem, _, err = wait_rusage(cmd, cwd=ROOT, env=env, timeout=3600)
+                rc, wall, mem, _, err = wait_rusage(cmd, cwd=ROOT, env=env, timeout=3600, sample="none")
             _keep_best(out, f"cli_{w}", {"rc": rc, "wall": wall, "others": watch.share, **mem,
                                          **({"error": " | ".join(err.strip().splitlines()[-3:])} if rc else {})},
                        "wall")
@@ -948,7 +951,8 @@ def main(argv=None) -> int:
             say(f"               peak memory: whole process tree {judged:.0f} MiB RSS"
                 + (f" / {cold['tree_peak_pss_mb']:.0f} MiB PSS ({cold.get('max_procs')} processes)" if tree else "")
                 + f", largest process {cold['peak_rss_mb']:.0f} MiB (RUSAGE_CHILDREN)  target < 1.5 GB  "
-                  f"{judge('backtest_peak_mb', judged, judged < 1536)}")
+                  f"{judge('backtest_peak_mb', judged, judged < 1536)}"
+                + (f"  (sampling took {cold['sampler_cpu_s']:.2f} CPU-s)" if cold.get("sampler_cpu_s") else ""))
             say(f"               fold training {cold.get('train_seconds', float('nan')):.1f}s summed over processes "
                 f"(median fold {cold.get('median_fold_seconds', float('nan')):.3f}s, slowest "
                 f"{cold.get('slowest_fold_seconds', float('nan')):.2f}s)"
