@@ -360,7 +360,12 @@ def predict_log_returns(
     if len(bars) == 0:
         return np.empty(0)
     returns = returns_of(closes[: int(bars.max()) + 1])
-    x = _to_tensor(scaler.x(window_inputs(returns, bars, lookback))[..., None], device)
+    return predict_windows(net, scaler, window_inputs(returns, bars, lookback), device)
+
+
+def predict_windows(net: nn.Module, scaler: Scaler, windows: np.ndarray, device: torch.device) -> np.ndarray:
+    """One batched forward pass over unscaled return windows (n, lookback): predicted log returns."""
+    x = _to_tensor(scaler.x(windows)[..., None], device)
     net.eval()
     with torch.inference_mode():
         out = net(x)[:, 0].double().cpu().numpy()

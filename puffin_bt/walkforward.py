@@ -29,10 +29,13 @@ from .forecaster import (
     fold_data,
     min_samples,
     predict_log_returns,
+    predict_windows,
+    returns_of,
     seed_torch,
     split_train_val,
     train_network,
     train_networks_together,
+    window_inputs,
 )
 from .training import resolve_device, torch_threads
 
@@ -344,6 +347,14 @@ class WalkForward:
         horizon = end if ahead is None else max(end, min(ahead, len(closes)))
         last_due = s.fold_index(horizon - 1) if bar < end else -1
         bad_at = np.flatnonzero(~np.isfinite(closes) | (closes <= 0))  # found once, not per fold
+        lookback = self.config.lookback
+        windows = None
+        if bar < end:  # the input window of every bar asked for, each ending at its bar, built at once
+            t0 = time.perf_counter()
+            with np.errstate(divide="ignore", invalid="ignore"):  # bad closes raise below, before use
+                windows = window_inputs(returns_of(closes[:end]), np.arange(bar, end), lookback)
+            self.inference_seconds += time.perf_counter() - t0
+        first = bar
 
         def clean(lo: int, hi: int) -> np.ndarray:  # closes[lo:hi], or the DataError naming the bad ones
             i = int(np.searchsorted(bad_at, lo))
@@ -371,12 +382,10 @@ class WalkForward:
                     "forecast bars in increasing order"
                 )
             stop = min(end, fold_bar + s.retrain_every)
-            bars = np.arange(bar, stop)
-            clean(bar - self.config.lookback, stop)
+            clean(bar - lookback, stop)
             t0 = time.perf_counter()
-            out[bar - start: stop - start] = predict_log_returns(
-                self.net, self.scaler, closes[:stop], bars, self.config.lookback, self.device
-            )
+            out[bar - start: stop - start] = predict_windows(self.net, self.scaler, windows[bar - first: stop - first],
+                                                             self.device)
             self.inference_seconds += time.perf_counter() - t0
             bar = stop
         return out

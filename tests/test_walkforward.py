@@ -254,3 +254,14 @@ def test_inference_and_training_seconds_account_for_the_run_separately():
     before = runner.inference_seconds
     runner.forecast_tail(closes[-6:])  # the event-driven pass counts too
     assert runner.inference_seconds > before
+
+
+def test_a_negative_close_raises_the_data_error_without_numpy_warnings():
+    import warnings
+
+    closes = synthetic_closes(150)
+    closes[120] = -1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # log(-1) while building windows must not leak a RuntimeWarning
+        with pytest.raises(DataError, match=r"the first at bar 120 \(-1\.0\)"):
+            make_runner().forecast_range(closes, 0, 150)
