@@ -224,7 +224,7 @@ class BatchedRNN:
         """Inverted-dropout masks of ``shape`` per model, each drawn from that model's own generator,
         stacked along ``model_dim``."""
         keep = 1.0 - self.p
-        masks = torch.stack([torch.empty(shape).bernoulli_(keep, generator=g) for g in gens], dim=model_dim)
+        masks = torch.stack([torch.empty(shape, device="cpu").bernoulli_(keep, generator=g) for g in gens], dim=model_dim)
         return masks.div_(keep).to(self.device)
 
     def forward(self, x: torch.Tensor, train: bool = False, gens=None) -> tuple[torch.Tensor, list]:
@@ -321,13 +321,13 @@ class BatchedRNN:
         best_params = self.params.clone() if stopping else None
         history = [{"train_loss": [], "val_loss": [], "best_epoch": None, "stopped_epoch": None} for _ in range(M)]
         for epoch in range(epochs):
-            perms = torch.stack([torch.randperm(N, generator=g) for g in order_gens]).to(self.device)
+            perms = torch.stack([torch.randperm(N, generator=g, device="cpu") for g in order_gens]).to(self.device)
             total = torch.zeros(M, device=self.device)
             for start in range(0, N, batch_size):
                 idx = perms[:, start:start + batch_size]
                 xb, yb = x[rows, idx], y[rows, idx]
                 if noise_std > 0:
-                    noise = torch.stack([torch.randn(xb.shape[1:], generator=g) for g in noise_gens]).to(self.device)
+                    noise = torch.stack([torch.randn(xb.shape[1:], generator=g, device="cpu") for g in noise_gens]).to(self.device)
                     xb = xb + noise_std * noise
                 out, cache = self.forward(xb, train=True, gens=noise_gens)
                 diff = out - yb

@@ -282,6 +282,8 @@ def train_networks_together(nets: list[nn.Module], cfg: ModelConfig, data: list[
         patience=cfg.patience, noise_std=cfg.noise_level, validate_every_epoch=cfg.patience is not None,
     )
     engine.write_back(nets)
+    for net in nets:  # built on the CPU (seeded there), trained on the engine's device: forecast there too
+        net.to(device)
     return histories
 
 
@@ -290,7 +292,8 @@ def seed_torch(seed: int, device: torch.device | None = None) -> None:
     every accelerator backend, ~1.5 ms a call: measurable over hundreds of folds."""
     torch.default_generator.manual_seed(seed)
     if device is not None and device.type == "cuda":
-        torch.cuda.manual_seed(seed)
+        with torch.cuda.device(device):  # manual_seed seeds the *current* GPU: make it this one (cuda:1, ...)
+            torch.cuda.manual_seed(seed)
 
 
 class FlatAdam:
@@ -368,7 +371,7 @@ def predict_windows(net: nn.Module, scaler: Scaler, windows: np.ndarray, device:
     x = _to_tensor(scaler.x(windows)[..., None], device)
     net.eval()
     with torch.inference_mode():
-        out = net(x)[:, 0].double().cpu().numpy()
+        out = net(x)[:, 0].cpu().double().numpy()
     return scaler.y_inverse(out)
 
 
@@ -504,7 +507,7 @@ class RNNForecaster:
         for _ in range(steps):
             x = _to_tensor(self.scaler_.x(window)[None, :, None], self.device_)
             with torch.inference_mode():
-                r = float(self.scaler_.y_inverse(self.model(x)[0, 0].double().cpu().numpy()))
+                r = float(self.scaler_.y_inverse(self.model(x)[0, 0].cpu().double().numpy()))
             last = last * math.exp(r)
             preds.append(last)
             window = np.append(window[1:], r)

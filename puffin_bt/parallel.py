@@ -248,8 +248,9 @@ def precompute_jobs(
             except PuffinError as exc:
                 finish(task.ticker, error=" ".join(str(exc).split()))
     elif executor == "local":
-        first = tasks[0].options
-        ctx = multiprocessing.get_context(start_method(first.get("device", "auto"), first.get("threads", 1)))
+        # One pool for every job: it spawns if any job needs it (a CUDA job in a forked child fails).
+        methods = {start_method(t.options.get("device", "auto"), t.options.get("threads", 1)) for t in tasks}
+        ctx = multiprocessing.get_context("spawn" if "spawn" in methods else methods.pop())
         manager = ctx.Manager() if on_fold is not None else None
         try:
             queue = manager.Queue() if manager is not None else None

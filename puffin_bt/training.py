@@ -169,7 +169,7 @@ class TensorBatches:
     def __iter__(self):
         n = len(self.x)
         if self.shuffle:
-            order = torch.randperm(n, generator=self.generator).to(self.x.device)
+            order = torch.randperm(n, generator=self.generator, device="cpu").to(self.x.device)
             for start in range(0, n, self.batch_size):
                 idx = order[start:start + self.batch_size]
                 yield self.x[idx], self.y[idx]

@@ -171,3 +171,27 @@ def test_jobs_with_the_same_data_and_options_are_computed_once(tmp_path):
     assert sorted(report.computed) == ["UP [trial 1]", "UP [trial 3]"] and report.cached == ["UP [trial 2]"]
     with pytest.raises(ConfigError, match="unique"):
         precompute_jobs([("X", up, PARAMS), ("X", up, PARAMS)], store=store)
+
+
+def test_one_job_that_must_spawn_makes_the_whole_pool_spawn(monkeypatch, tmp_path):
+    """The pool's start method is decided over every job, not the first: here job 2 runs two torch
+    threads, which a forked child must not (GNU OpenMP hangs); a CUDA job likewise cannot fork."""
+    import multiprocessing
+
+    from puffin_bt import parallel
+    from puffin_bt.parallel import precompute_jobs
+
+    asked = []
+    real = multiprocessing.get_context
+
+    def spy(method=None):
+        asked.append(method)
+        return real(method)
+
+    monkeypatch.setattr(parallel.multiprocessing, "get_context", spy)
+    monkeypatch.delenv("PUFFIN_BT_START_METHOD", raising=False)
+    up = universe()["UP"]
+    report = precompute_jobs([("one thread", up, PARAMS), ("two threads", up, {**PARAMS, "threads": 2, "seed": 1})],
+                             store=ForecastStore(tmp_path), executor="local", workers=2)
+    assert sorted(report.computed) == ["one thread", "two threads"] and not report.failed
+    assert asked == ["spawn"]
