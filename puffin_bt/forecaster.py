@@ -548,6 +548,8 @@ class RNNForecaster:
             scaler = Scaler(float(meta["scaler"]["mean"]), float(meta["scaler"]["std"]), int(meta["scaler"]["horizon"]))
             if not (math.isfinite(scaler.mean) and math.isfinite(scaler.std) and scaler.std > 0):
                 raise ValueError(f"scaler statistics {meta['scaler']} are not finite with std > 0")
+            if scaler.horizon != cfg.horizon:  # the checksum covers the weights only: check what the JSON says
+                raise ValueError(f"scaler horizon {scaler.horizon} differs from the model's horizon {cfg.horizon}")
             if not isinstance(state, dict):
                 raise TypeError(f"state_dict is a {type(state).__name__}, not a dict of tensors")
         except pickle.UnpicklingError as exc:
@@ -570,9 +572,15 @@ class RNNForecaster:
                 )
         if cls is RNNForecaster:
             target = _CLASS_FOR_CELL[cfg.cell]
-        params = dict(meta.get("params", {}))
+        params = dict(meta.get("params", {})) if isinstance(meta.get("params", {}), dict) else {}
         params["device"] = device
-        obj = target(**{k: v for k, v in params.items() if k in target().get_params()})
+        try:
+            obj = target(**{k: v for k, v in params.items() if k in target().get_params()})
+        except (TypeError, ValueError, ConfigError) as exc:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} has unusable hyperparameters in its metadata ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); re-save it with RNNForecaster.save"
+            ) from None
         net = cfg.build_net()
         try:
             net.load_state_dict(state)

@@ -731,6 +731,19 @@ def test_damaged_checkpoint_raises_checkpoint_error_or_loads_never_anything_else
     loaded.predict(synthetic_closes(80))   # whatever loads must at least run
 
 
+def test_checkpoint_whose_metadata_still_parses_but_contradicts_itself_is_a_checkpoint_error(fitted_lstm, tmp_path):
+    """Found by the property test above in CI: one flipped bit turned the scaler's `"horizon": 1`
+    into `"horizon":-1`, the JSON still parsed (the checksum covers the weights only), and the
+    model loaded, then failed in predict with a math domain error."""
+    raw = fitted_lstm.save(tmp_path / "m.pt").read_bytes()
+    good = b'"horizon": 1}, "params"'
+    assert raw.count(good) == 1
+    path = tmp_path / "bad.pt"
+    path.write_bytes(raw.replace(good, b'"horizon":-1}, "params"'))
+    with pytest.raises(CheckpointError, match=r"bad\.pt.*scaler horizon -1 differs from the model's horizon 1"):
+        TradingLSTM.load(path, device="cpu")
+
+
 def test_checkpoint_with_damaged_weight_bytes_raises_checkpoint_error(fitted_lstm, tmp_path):
     path = fitted_lstm.save(tmp_path / "m.pt")
     raw = bytearray(path.read_bytes())
