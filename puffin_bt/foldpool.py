@@ -9,7 +9,8 @@ the history. The engine's per-model results do not depend on the batch, so the
 forecasts are bit for bit those of one process (tested).
 
 ``fold_workers="auto"`` uses one process per available core on Linux when training
-on the CPU, and stays in-process where a pool would not pay or not work: on CUDA
+on the CPU, no more than half the free memory holds (``available_memory``, a cgroup
+limit included), and stays in-process where a pool would not pay or not work: on CUDA
 (one device batches the folds itself), where processes spawn instead of forking
 (a spawned worker re-imports torch, ~2 s), inside a daemonic process (Backtrader's
 ``optstrategy`` pool) and inside puffin_bt's own ticker workers (which already use
@@ -66,6 +67,48 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def available_memory(proc: str = "/proc", cgroup_root: str = "/sys/fs/cgroup") -> int | None:
+    """Bytes this process can still use, where the system says: the least of the kernel's
+    ``MemAvailable`` and the headroom under this process's cgroup limit (v2 ``memory.max`` -
+    ``memory.current``, or v1 ``memory.limit_in_bytes`` - ``memory.usage_in_bytes``; in a
+    container the cgroup limit is the one that matters). None where none of them is readable."""
+    found = []
+    try:
+        with open(f"{proc}/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    paths = []
+    try:
+        with open(f"{proc}/self/cgroup") as fh:
+            for line in fh:
+                _, controllers, path = line.rstrip("\n").split(":", 2)
+                if controllers == "":  # v2
+                    paths.append((f"{cgroup_root}{path.rstrip('/')}", "memory.max", "memory.current"))
+                elif "memory" in controllers.split(","):  # v1
+                    paths.append((f"{cgroup_root}/memory{path.rstrip('/')}", "memory.limit_in_bytes",
+                                  "memory.usage_in_bytes"))
+    except (OSError, ValueError):
+        pass
+    # A namespaced container sees its own cgroup at the root of the mount.
+    paths += [(cgroup_root, "memory.max", "memory.current"),
+              (f"{cgroup_root}/memory", "memory.limit_in_bytes", "memory.usage_in_bytes")]
+    for folder, limit_file, usage_file in paths:
+        try:
+            with open(f"{folder}/{limit_file}") as fh:
+                limit = fh.read().strip()
+            with open(f"{folder}/{usage_file}") as fh:
+                usage = int(fh.read().strip())
+        except (OSError, ValueError):
+            continue
+        if limit != "max" and int(limit) < 2**60:  # v1 writes "no limit" as ~2**63
+            found.append(max(0, int(limit) - usage))
+    return min(found) if found else None
+
+
 def check_fold_workers(value) -> int | str | None:
     """``"auto"``, None (in-process) or a whole number >= 1."""
     if value is None or value == "auto":
@@ -75,8 +118,16 @@ def check_fold_workers(value) -> int | str | None:
     return check_int("fold_workers", value)
 
 
-def resolve_fold_workers(value, device: torch.device, threads: int | None = 1) -> int:
+MEMORY_SHARE = 0.5  # "auto" gives the fold workers' estimated scratch at most this share of the free memory
+
+
+def resolve_fold_workers(value, device: torch.device, threads: int | None = 1,
+                         worker_bytes: int | None = None) -> int:
     """How many processes train one walk-forward's cold folds (1 = in this process).
+
+    ``"auto"``: one per core (``threads`` cores each), and no more than let their training
+    scratch (``worker_bytes`` each, the walk-forward's estimate) fit in ``MEMORY_SHARE`` of the
+    memory still available (``available_memory``: a container's cgroup limit included).
 
     >>> resolve_fold_workers(None, torch.device("cpu")), resolve_fold_workers(3, torch.device("cpu"))
     (1, 3)
@@ -92,7 +143,11 @@ def resolve_fold_workers(value, device: torch.device, threads: int | None = 1) -
 
     if start_method("cpu", threads) != "fork":
         return 1
-    return max(1, available_cpus() // (threads or 1))
+    workers = max(1, available_cpus() // (threads or 1))
+    free = available_memory() if worker_bytes else None
+    if free is not None:
+        workers = min(workers, max(1, int(free * MEMORY_SHARE) // worker_bytes))
+    return workers
 
 
 def acquire(workers: int, threads: int | None = 1) -> FoldPool:

@@ -98,6 +98,78 @@ def test_auto_uses_the_cores_on_linux_cpu_and_stays_in_process_elsewhere(monkeyp
     assert resolve_fold_workers(2, CPU) == 2  # asked for explicitly: spawned
 
 
+def _system(tmp_path, meminfo_kb=None, cgroup=None, files=None):
+    """A fake /proc and /sys/fs/cgroup on disk: ``cgroup`` is /proc/self/cgroup's text, ``files``
+    maps paths under the cgroup root to their contents."""
+    proc, root = tmp_path / "proc", tmp_path / "cgroup"
+    (proc / "self").mkdir(parents=True)
+    root.mkdir()
+    if meminfo_kb is not None:
+        (proc / "meminfo").write_text(f"MemTotal:       99999999 kB\nMemAvailable:   {meminfo_kb} kB\n")
+    if cgroup is not None:
+        (proc / "self" / "cgroup").write_text(cgroup)
+    for rel, text in (files or {}).items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return str(proc), str(root)
+
+
+@pytest.mark.parametrize("case,expected", [
+    ("meminfo only", 8 * 2**30),
+    ("cgroup v2 limit", 3 * 2**30),
+    ("cgroup v2 unlimited", 8 * 2**30),
+    ("cgroup v1 limit", 2**30),
+    ("cgroup v1 unlimited", 8 * 2**30),
+    ("namespaced v2 root", 2 * 2**30),
+    ("nothing readable", None),
+])
+def test_available_memory_reads_meminfo_and_the_cgroup_limit(tmp_path, case, expected):
+    gib = 2**30
+    setups = {
+        "meminfo only": dict(meminfo_kb=8 * 2**20),
+        "cgroup v2 limit": dict(meminfo_kb=8 * 2**20, cgroup="0::/box\n",
+                                files={"box/memory.max": f"{4 * gib}\n", "box/memory.current": f"{gib}\n"}),
+        "cgroup v2 unlimited": dict(meminfo_kb=8 * 2**20, cgroup="0::/box\n",
+                                    files={"box/memory.max": "max\n", "box/memory.current": f"{gib}\n"}),
+        "cgroup v1 limit": dict(meminfo_kb=8 * 2**20, cgroup="4:memory:/job/7\n3:cpuset:/\n",
+                                files={"memory/job/7/memory.limit_in_bytes": f"{3 * gib}\n",
+                                       "memory/job/7/memory.usage_in_bytes": f"{2 * gib}\n"}),
+        "cgroup v1 unlimited": dict(meminfo_kb=8 * 2**20, cgroup="4:memory:/\n",
+                                    files={"memory/memory.limit_in_bytes": "9223372036854771712\n",
+                                           "memory/memory.usage_in_bytes": f"{gib}\n"}),
+        "namespaced v2 root": dict(meminfo_kb=8 * 2**20, cgroup="0::/\n",
+                                   files={"memory.max": f"{3 * gib}\n", "memory.current": f"{gib}\n"}),
+        "nothing readable": dict(),
+    }
+    proc, root = _system(tmp_path, **setups[case])
+    assert foldpool.available_memory(proc, root) == expected
+
+
+def test_auto_starts_no_more_workers_than_the_free_memory_holds(monkeypatch):
+    from puffin_bt.parallel import start_method
+
+    monkeypatch.delenv("PUFFIN_BT_START_METHOD", raising=False)
+    if start_method("cpu") != "fork":
+        pytest.skip("auto uses a pool only where processes fork")
+    monkeypatch.setattr(foldpool, "available_cpus", lambda: 16)
+    monkeypatch.setattr(foldpool, "available_memory", lambda: 4 * 2**30)
+    per_worker = 600 * 2**20  # half of 4 GiB holds 3 of these
+    assert resolve_fold_workers("auto", CPU, worker_bytes=per_worker) == 3
+    assert resolve_fold_workers("auto", CPU, worker_bytes=8 * 2**30) == 1  # never fewer than one
+    assert resolve_fold_workers("auto", CPU, worker_bytes=2**20) == 16  # the cores bind first
+    assert resolve_fold_workers(8, CPU, worker_bytes=per_worker) == 8  # an explicit number is obeyed
+    monkeypatch.setattr(foldpool, "available_memory", lambda: None)
+    assert resolve_fold_workers("auto", CPU, worker_bytes=per_worker) == 16  # unknown: cores only
+
+
+def test_a_walk_forward_sizes_its_workers_from_its_own_model():
+    small = make_walk_forward("lstm", **{**COLD, "hidden_dim": 8})
+    big = make_walk_forward("lstm", **{**COLD, "hidden_dim": 256, "num_layers": 3, "lookback": 60, "batch_size": 64,
+                                       "min_train": 200, "train_window": 200})
+    # 256x3, lookback 60, batch 64: 315 MiB of scratch a model, so one model per batch (BATCH_MEMORY)
+    assert small._worker_bytes() < 100 * 2**20 < 300 * 2**20 < big._worker_bytes() < 512 * 2**20
+
+
 def test_inside_a_worker_process_folds_stay_in_process(monkeypatch):
     monkeypatch.setattr(foldpool, "_IN_WORKER", False)
     assert resolve_fold_workers(2, CPU) == 2
