@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import settings
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 # Keep the user's cache untouched: anything that defaults to it (parallel runs, examples, CLI
@@ -17,6 +18,11 @@ os.environ["PUFFIN_BT_CACHE"] = tempfile.mkdtemp(prefix="puffin-bt-test-cache-")
 # Tiny test models gain nothing from intra-op threads, and spinning OpenMP threads make
 # the suite crawl when the machine is busy with anything else.
 torch.set_num_threads(1)
+# Property tests draw fresh random examples on every run (that is how they find bugs) except in
+# CI (.ci/run sets HYPOTHESIS_PROFILE=ci): there the examples are derandomized, so a merge is
+# never rejected by an example no one has seen locally; `print_blob` makes a failure replayable.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 # Tiny network and short schedule: real training, a few milliseconds per fold.
 TINY = dict(hidden_dim=4, num_layers=1, epochs=1, refit_epochs=1, lookback=5, min_train=60,
