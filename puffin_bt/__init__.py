@@ -1,5 +1,7 @@
 """puffin_bt: LSTM/GRU walk-forward forecast indicators and a threshold strategy for Backtrader."""
 
+__version__ = "0.1.0"  # first: the forecast store keys its entries with it
+
 from .data import load_csv, load_prices, load_sample, validate_ohlcv
 from .errors import (
     CheckpointError,
@@ -18,8 +20,6 @@ from .runner import BacktestResult, backtest
 from .store import ForecastStore
 from .training import EarlyStopping, TensorBatches, resolve_device, set_seed, training_loop
 from .walkforward import FoldSchedule, WalkForward, walk_forward
-
-__version__ = "0.1.0"
 
 __all__ = [
     "load_csv", "load_prices", "load_sample", "validate_ohlcv",

@@ -15,16 +15,22 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from . import __version__
 from ._io import atomic_write_bytes
 from .errors import ConfigError
 from .walkforward import FoldRecord, WalkForward
 
-STORE_VERSION = 1
+# Bump when a change to puffin_bt changes the forecasts themselves: entries made by other code
+# must not be read back as if this code had computed them.
+STORE_VERSION = 2
 
 
 def fingerprint(runner: WalkForward, closes: np.ndarray, dates: np.ndarray | None = None) -> str:
-    """SHA-256 over the closes (and bar dates), the model config, the schedule, epochs and device type."""
+    """SHA-256 over the closes (and bar dates), the model config, the schedule, epochs and device
+    type, and the versions of the store format, puffin_bt and torch (a new release of either may
+    compute different numbers, so its forecasts are computed afresh, not read from an old run's)."""
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(closes, dtype=np.float64).tobytes())
     if dates is not None:
@@ -37,6 +43,8 @@ def fingerprint(runner: WalkForward, closes: np.ndarray, dates: np.ndarray | Non
         "epochs": runner.epochs,
         "refit_epochs": runner.refit_epochs,
         "device": runner.device.type,
+        "puffin_bt": __version__,
+        "torch": torch.__version__,
     }
     h.update(json.dumps(spec, sort_keys=True).encode())
     return h.hexdigest()

@@ -195,3 +195,23 @@ def test_one_job_that_must_spawn_makes_the_whole_pool_spawn(monkeypatch, tmp_pat
                              store=ForecastStore(tmp_path), executor="local", workers=2)
     assert sorted(report.computed) == ["one thread", "two threads"] and not report.failed
     assert asked == ["spawn"]
+
+
+def test_a_new_puffin_bt_or_torch_release_never_reads_an_older_ones_forecasts(monkeypatch, tmp_path):
+    """Store keys cover the code that computed the forecasts: the same data and options under
+    another puffin_bt or torch version is a miss, computed afresh."""
+    import torch
+
+    from puffin_bt import store as store_module
+    from puffin_bt.store import fingerprint
+
+    runner = make_walk_forward("lstm", **PARAMS)
+    closes = universe()["UP"]["close"].to_numpy(dtype=float)
+    key = fingerprint(runner, closes)
+    assert fingerprint(make_walk_forward("lstm", **PARAMS), closes) == key  # stable
+    monkeypatch.setattr(store_module, "__version__", "99.0")
+    newer_package = fingerprint(runner, closes)
+    monkeypatch.undo()
+    monkeypatch.setattr(torch, "__version__", "99.0+cpu")
+    newer_torch = fingerprint(runner, closes)
+    assert len({key, newer_package, newer_torch}) == 3
