@@ -287,8 +287,7 @@ class WalkForward:
         groups: dict[int, list[tuple[int, np.ndarray]]] = {}
         for k, history in folds:  # equal sample counts give equal tensor shapes
             groups.setdefault(len(s.sample_bars(len(history) - 1)), []).append((k, history))
-        per_model = bytes_per_model(cfg.hidden_dim, cfg.num_layers, cfg.lookback, cfg.batch_size)
-        max_batch = max(1, min(MAX_BATCH, BATCH_MEMORY // per_model))
+        max_batch, _ = self._batch_size_and_bytes()
         pool = self._pool
         spread = 1 if pool is None else pool.workers
         batches = []
@@ -337,14 +336,20 @@ class WalkForward:
         pool, self._pool = self._pool, None
         foldpool.release(pool)
 
-    def _worker_bytes(self) -> int:
-        """A fold worker's memory beyond what it shares with this process: one batch's training
-        scratch (as ``_train_cold`` sizes batches) plus ~64 MiB of its own (measured: a worker's
-        private memory after 6 folds was 17 MiB for LSTM 32x1, 89-103 MiB for 64x2 and
-        289-341 MiB for 128x2 with lookback 60 and batch 64, whose scratch estimate is 420 MiB)."""
+    def _batch_size_and_bytes(self) -> tuple[int, int]:
+        """Most cold folds trained together (``MAX_BATCH``, fewer when their training scratch
+        would pass ``BATCH_MEMORY``) and one model's scratch bytes."""
         cfg = self.config
         per_model = bytes_per_model(cfg.hidden_dim, cfg.num_layers, cfg.lookback, cfg.batch_size)
-        return max(1, min(MAX_BATCH, BATCH_MEMORY // per_model)) * per_model + 64 * 2**20
+        return max(1, min(MAX_BATCH, BATCH_MEMORY // per_model)), per_model
+
+    def _worker_bytes(self) -> int:
+        """A fold worker's memory beyond what it shares with this process: one full batch's
+        training scratch plus ~64 MiB of its own (measured: a worker's private memory after 6
+        folds was 17 MiB for LSTM 32x1, 89-103 MiB for 64x2 and 289-341 MiB for 128x2 with
+        lookback 60 and batch 64, whose scratch estimate is 420 MiB)."""
+        max_batch, per_model = self._batch_size_and_bytes()
+        return max_batch * per_model + 64 * 2**20
 
     def _forecast_range(self, closes: np.ndarray, start: int, end: int, dates=None,
                         ahead: int | None = None) -> np.ndarray:
@@ -380,8 +385,8 @@ class WalkForward:
                     # Every fold up to last_due is known now: train the next PREFETCH of them
                     # together (each on its own history), so progress still moves every few batches.
                     prefetch = PREFETCH if self._pool is None else max(PREFETCH, self._pool.workers * MAX_BATCH // 2)
-                    ahead = range(nxt, min(last_due, nxt + prefetch - 1) + 1)
-                    self._train_cold([(j, clean(0, s.fold_bar(j) + 1)) for j in ahead])
+                    due = range(nxt, min(last_due, nxt + prefetch - 1) + 1)
+                    self._train_cold([(j, clean(0, s.fold_bar(j) + 1)) for j in due])
                 fb = s.fold_bar(nxt)
                 history = clean(0, fb + 1)
                 self.train_fold(history, None if dates is None else dates[fb])
