@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import backtrader as bt
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from puffin_bt import ConfigError
+from puffin_bt.feeds import FrameData
 from puffin_bt.indicators import GRUForecast, LSTMForecast
 from puffin_bt.walkforward import walk_forward
 from strategies import ForecastThresholdStrategy
@@ -40,9 +42,9 @@ class Recorder(bt.Strategy):
         self.seen.append(self.fc.pred_return[0])
 
 
-def run_recorder(frame, mode, indicator=LSTMForecast, **kwargs):
+def run_recorder(frame, mode, indicator=LSTMForecast, feed=bt.feeds.PandasData, **kwargs):
     cerebro = bt.Cerebro(stdstats=False, **MODES[mode])
-    cerebro.adddata(bt.feeds.PandasData(dataname=frame))
+    cerebro.adddata(feed(dataname=frame))
     cerebro.addstrategy(Recorder, indicator=indicator, kwargs={**TINY, "device": "cpu", **kwargs})
     strat = cerebro.run()[0]
     return np.array(strat.seen), strat.fc
@@ -61,16 +63,20 @@ def test_indicator_matches_the_engine_free_walk_forward(mode):
 
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cut=st.integers(min_value=62, max_value=200), truncate=st.booleans(), seed=st.integers(0, 10_000))
+@example(cut=99, truncate=False, seed=1)  # t = a fold bar (59, 99, 139, 179): a fold that read one bar
+@example(cut=140, truncate=True, seed=2)  # past its own is caught only near one, so always try there
 def test_forecasts_up_to_bar_t_ignore_later_bars_in_every_engine_mode(cut, truncate, seed):
     closes = synthetic_closes(210, seed=2)
     changed = closes[: cut + 1].copy() if truncate else closes.copy()
     if not truncate:
         changed[cut + 1:] *= np.exp(np.random.default_rng(seed).normal(0, 0.2, len(closes) - cut - 1))
-    for mode in MODES:
-        base, _ = run_recorder(ohlcv_frame(closes), mode)
-        other, _ = run_recorder(ohlcv_frame(changed), mode)
+    # Both feeds (FrameData steps preloaded bars on its own path) and both refit kinds (cold folds
+    # of a preloaded series train together from the first call, with windows built at once).
+    for mode, feed, refit in itertools.product(MODES, (bt.feeds.PandasData, FrameData), (1, None)):
+        base, _ = run_recorder(ohlcv_frame(closes), mode, feed=feed, refit_epochs=refit)
+        other, _ = run_recorder(ohlcv_frame(changed), mode, feed=feed, refit_epochs=refit)
         np.testing.assert_allclose(other[: cut + 1], base[: cut + 1], rtol=0, atol=1e-7, equal_nan=True,
-                                   err_msg=f"mode={mode}")
+                                   err_msg=f"mode={mode} feed={feed.__name__} refit_epochs={refit}")
 
 
 def test_pred_price_is_close_times_one_plus_pred_return():
