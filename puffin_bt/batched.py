@@ -20,12 +20,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .errors import ConfigError
 from .nets import RecurrentNet
+from .training import Patience, adam_step
 
-BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
 VAL_CHUNK = 256  # samples per inference pass (bounds memory for long validation tails)
 # 0-dim operands: an in-place op with a Python number first converts it to a tensor (~3 us a call).
 TWO, MINUS_ONE = torch.tensor(2.0), torch.tensor(-1.0)
@@ -313,12 +314,8 @@ class BatchedRNN:
         exp_sq = torch.zeros_like(self.params)
         step = 0
         has_val = x_val is not None and x_val.shape[1] > 0
-        stopping = patience is not None and has_val
-        best_loss = [math.inf] * M
-        best_epoch = [-1] * M
-        counter = [0] * M
-        active = [True] * M
-        best_params = self.params.clone() if stopping else None
+        rule = Patience(M, patience) if patience is not None and has_val else None
+        best_params = self.params.clone() if rule is not None else None
         history = [{"train_loss": [], "val_loss": [], "best_epoch": None, "stopped_epoch": None} for _ in range(M)]
         for epoch in range(epochs):
             perms = torch.stack([torch.randperm(N, generator=g, device="cpu") for g in order_gens]).to(self.device)
@@ -334,49 +331,30 @@ class BatchedRNN:
                 total += diff.pow(2).mean(dim=(1, 2)).detach() * idx.shape[1]
                 self.backward(diff.mul_(2.0 / diff[0].numel()), cache)
                 step += 1
-                self._adam(exp_avg, exp_sq, step, lr, weight_decay)
-                if stopping and not all(active):
-                    frozen = torch.tensor([not a for a in active], device=self.device)[:, None]
+                adam_step(self.params, self.grads, exp_avg, exp_sq, step, lr, weight_decay)
+                if rule is not None and not rule.active.all():  # stopped models keep their best weights
+                    frozen = torch.from_numpy(~rule.active).to(self.device)[:, None]
                     torch.where(frozen, best_params, self.params, out=self.params)
             train_loss = (total / N).tolist()
-            validate = has_val and (stopping or validate_every_epoch or epoch == epochs - 1)
+            validate = has_val and (rule is not None or validate_every_epoch or epoch == epochs - 1)
             val_loss = self.loss(x_val, y_val).tolist() if validate else [math.nan] * M
-            for m in range(M):
-                if not active[m]:
-                    continue
+            active = rule.active.copy() if rule is not None else np.ones(M, dtype=bool)
+            for m in np.flatnonzero(active):
                 history[m]["train_loss"].append(train_loss[m])
                 history[m]["val_loss"].append(val_loss[m])
-                if stopping:
-                    if math.isfinite(val_loss[m]) and val_loss[m] < best_loss[m]:
-                        best_loss[m] = val_loss[m]
-                        best_epoch[m] = epoch
-                        counter[m] = 0
-                        best_params[m].copy_(self.params[m])
-                    else:
-                        counter[m] += 1
-                        if counter[m] >= patience:
-                            active[m] = False
-                            history[m]["stopped_epoch"] = epoch
-            if not any(active):
-                break
-        if stopping:
+            if rule is not None:
+                for m in np.flatnonzero(rule.update(val_loss)):
+                    best_params[m].copy_(self.params[m])
+                for m in np.flatnonzero(active & ~rule.active):
+                    history[m]["stopped_epoch"] = rule.stopped_epoch[m]
+                if not rule.active.any():
+                    break
+        if rule is not None:
             for m in range(M):
-                if best_epoch[m] >= 0:
+                if rule.best_epoch[m] >= 0:
                     self.params[m].copy_(best_params[m])
-                    history[m]["best_epoch"] = best_epoch[m]
+                    history[m]["best_epoch"] = int(rule.best_epoch[m])
         return history
-
-    def _adam(self, exp_avg: torch.Tensor, exp_sq: torch.Tensor, step: int, lr: float, weight_decay: float) -> None:
-        """``torch.optim.Adam`` (same formula and defaults) on the flat parameter buffer."""
-        grad = self.grads
-        if weight_decay:
-            grad = grad.add(self.params, alpha=weight_decay)
-        exp_avg.lerp_(grad, 1 - BETA1)
-        exp_sq.mul_(BETA2).addcmul_(grad, grad, value=1 - BETA2)
-        bias1 = 1 - BETA1 ** step
-        bias2_sqrt = math.sqrt(1 - BETA2 ** step)
-        denom = (exp_sq.sqrt() / bias2_sqrt).add_(EPS)
-        self.params.addcdiv_(exp_avg, denom, value=-lr / bias1)
 
 
 class BatchedLSTM(BatchedRNN):

@@ -11,7 +11,10 @@ import math
 import numpy as np
 import pandas as pd
 
+from .dates import date_numbers_of
 from .errors import ConfigError
+from .tickers import one_process_options, precompute_forecasts, resolve_workers
+from .walkforward import make_walk_forward
 
 
 def binomial_p_value(successes: int, trials: int, p: float = 0.5) -> float:
@@ -95,9 +98,6 @@ def walk_forward_forecasts(frames: dict, model: str = "lstm", store=None, on_fol
     (``"local"``/``"ray"``, as in ``backtest``) computes the tickers in parallel into the
     store first (a store is then required).
     """
-    from .parallel import date_numbers_of, one_process_options, precompute_forecasts, resolve_workers
-    from .walkforward import make_walk_forward
-
     forecast_kwargs = one_process_options(forecast_kwargs, workers)
     workers = resolve_workers(workers, len(frames))
     if executor is not None or (workers or 1) > 1:
@@ -108,15 +108,15 @@ def walk_forward_forecasts(frames: dict, model: str = "lstm", store=None, on_fol
     parts, folds = [], []
     for ticker, df in frames.items():
         report = None if on_fold is None else (lambda rec, _t=ticker: on_fold(_t, rec))
-        runner = make_walk_forward(model, report, **forecast_kwargs)
+        walk = make_walk_forward(model, report, **forecast_kwargs)
         closes = df["close"].to_numpy(dtype=np.float64)
         dates = list(df.index.to_pydatetime())
         if store is not None:
-            log_pred = store.forecasts(runner, closes, dates, date_numbers_of(df.index))
+            log_pred = store.forecasts(walk, closes, dates, date_numbers_of(df.index))
         else:
-            log_pred = runner.run(closes, dates).pred_log_return
-        parts.append(forecast_frame(ticker, df.index, closes, np.expm1(log_pred), runner.schedule.horizon))
-        folds.extend({"ticker": ticker, **f.to_dict()} for f in runner.folds)
+            log_pred = walk.run(closes, dates).pred_log_return
+        parts.append(forecast_frame(ticker, df.index, closes, np.expm1(log_pred), walk.schedule.horizon))
+        folds.extend({"ticker": ticker, **f.to_dict()} for f in walk.folds)
     out = pd.concat(parts, ignore_index=True)
     out.attrs["folds"] = pd.DataFrame(folds)
     return out

@@ -24,98 +24,24 @@ backtest in a sweep) and closed after ``IDLE_SECONDS`` without work, or by
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import threading
-import warnings
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import torch
 
-from ._validate import check_int
-from .errors import ConfigError, PuffinError
+from .errors import PuffinError
+from .fitting import new_fold_net, train_cold_batch
+from .options import OPTIONS
+from .processes import available_cpus, available_memory, in_worker, mark_worker, quiet_fork_warning, start_method
+from .training import torch_threads
 
-_IN_WORKER = False  # set in puffin_bt's worker processes: they never start pools of their own
 IDLE_SECONDS = 60.0  # an idle shared pool is closed after this long
 _lock = threading.Lock()
 _shared: dict = {"pool": None, "timer": None, "users": 0}
-
-
-def mark_worker() -> None:
-    """Pool initializer: this process is one of puffin_bt's workers."""
-    global _IN_WORKER
-    _IN_WORKER = True
-
-
-@contextlib.contextmanager
-def quiet_fork_warning():
-    """Python >= 3.12 warns when forking a process that has threads; puffin_bt's forked children
-    only run the walk-forward (single-threaded torch), as DataLoader's forked workers do."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*use of fork.*", category=DeprecationWarning)
-        yield
-
-
-def available_cpus() -> int:
-    """Cores this process may run on (its affinity mask where the OS has one, e.g. in a container)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
-
-
-def available_memory(proc: str = "/proc", cgroup_root: str = "/sys/fs/cgroup") -> int | None:
-    """Bytes this process can still use, where the system says: the least of the kernel's
-    ``MemAvailable`` and the headroom under this process's cgroup limit (v2 ``memory.max`` -
-    ``memory.current``, or v1 ``memory.limit_in_bytes`` - ``memory.usage_in_bytes``; in a
-    container the cgroup limit is the one that matters). None where none of them is readable."""
-    found = []
-    try:
-        with open(f"{proc}/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    found.append(int(line.split()[1]) * 1024)
-                    break
-    except (OSError, ValueError, IndexError):
-        pass
-    paths = []
-    try:
-        with open(f"{proc}/self/cgroup") as fh:
-            for line in fh:
-                _, controllers, path = line.rstrip("\n").split(":", 2)
-                if controllers == "":  # v2
-                    paths.append((f"{cgroup_root}{path.rstrip('/')}", "memory.max", "memory.current"))
-                elif "memory" in controllers.split(","):  # v1
-                    paths.append((f"{cgroup_root}/memory{path.rstrip('/')}", "memory.limit_in_bytes",
-                                  "memory.usage_in_bytes"))
-    except (OSError, ValueError):
-        pass
-    # A namespaced container sees its own cgroup at the root of the mount.
-    paths += [(cgroup_root, "memory.max", "memory.current"),
-              (f"{cgroup_root}/memory", "memory.limit_in_bytes", "memory.usage_in_bytes")]
-    for folder, limit_file, usage_file in paths:
-        try:
-            with open(f"{folder}/{limit_file}") as fh:
-                limit = fh.read().strip()
-            with open(f"{folder}/{usage_file}") as fh:
-                usage = int(fh.read().strip())
-        except (OSError, ValueError):
-            continue
-        if limit != "max" and int(limit) < 2**60:  # v1 writes "no limit" as ~2**63
-            found.append(max(0, int(limit) - usage))
-    return min(found) if found else None
-
-
-def check_fold_workers(value) -> int | str | None:
-    """``"auto"``, None (in-process) or a whole number >= 1."""
-    if value is None or value == "auto":
-        return value
-    if isinstance(value, str):
-        raise ConfigError(f"fold_workers={value!r} is not valid; use 'auto', None or a whole number >= 1")
-    return check_int("fold_workers", value)
 
 
 MEMORY_SHARE = 0.5  # "auto" gives the fold workers' estimated scratch at most this share of the free memory
@@ -134,13 +60,11 @@ def resolve_fold_workers(value, device: torch.device, threads: int | None = 1,
     >>> resolve_fold_workers("auto", torch.device("cuda"))
     1
     """
-    value = check_fold_workers(value)
-    if value is None or device.type != "cpu" or _IN_WORKER or multiprocessing.current_process().daemon:
-        return 1  # daemonic processes (multiprocessing.Pool workers) may not have children
+    value = OPTIONS["fold_workers"].check(value)
+    if value is None or device.type != "cpu" or in_worker():
+        return 1
     if value != "auto":
         return value
-    from .parallel import start_method
-
     if start_method("cpu", threads) != "fork":
         return 1
     workers = max(1, available_cpus() // (threads or 1))
@@ -227,8 +151,6 @@ class FoldPool:
         A pool whose worker died (killed while idle, say) is replaced and the batches run once
         more; a second death is reported (a worker that dies on the work itself, e.g. out of memory).
         """
-        from .walkforward import new_fold_net
-
         try:
             results = self._run(config, schedule, epochs, batches)
         except BrokenProcessPool:
@@ -253,8 +175,6 @@ class FoldPool:
         return out
 
     def _run(self, config, schedule, epochs: int, batches: list[list]) -> list:
-        from .parallel import start_method
-
         with quiet_fork_warning():
             if self._executor is None:
                 ctx = multiprocessing.get_context(start_method("cpu", self.threads))
@@ -270,9 +190,6 @@ class FoldPool:
 
 
 def _train_in_worker(config, schedule, epochs: int, threads: int | None, batch: list) -> list[tuple]:
-    from .training import torch_threads
-    from .walkforward import train_cold_batch
-
     with torch_threads(threads or 1):
         trained = train_cold_batch(config, schedule, epochs, torch.device("cpu"), batch)
     return [(k, np.ascontiguousarray(torch.nn.utils.parameters_to_vector(net.parameters()).detach().numpy()),

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ._validate import check_float, check_int
+from .checks import check_float, check_int
 from .errors import ConfigError
+from .options import ModelConfig
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -74,6 +75,12 @@ class RecurrentNet(nn.Module):
             "output_dim": self.output_dim,
             "dropout": self.dropout_p,
         }
+
+
+def net_for(config: ModelConfig) -> RecurrentNet:
+    """The network a ``ModelConfig`` describes (one input: the scaled return), freshly initialised
+    from torch's current random state."""
+    return RecurrentNet(config.cell, 1, config.hidden_dim, config.num_layers, 1, config.dropout)
 
 
 class LSTMNet(RecurrentNet):

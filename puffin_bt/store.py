@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
-from ._io import atomic_write_bytes
+from ._version import __version__
 from .errors import ConfigError
+from .files import atomic_write_bytes, default_cache_dir
 from .walkforward import FoldRecord, WalkForward
 
 # Bump when a change to puffin_bt changes the forecasts themselves: entries made by other code
@@ -27,7 +27,7 @@ from .walkforward import FoldRecord, WalkForward
 STORE_VERSION = 2
 
 
-def fingerprint(runner: WalkForward, closes: np.ndarray, dates: np.ndarray | None = None) -> str:
+def fingerprint(walk: WalkForward, closes: np.ndarray, dates: np.ndarray | None = None) -> str:
     """SHA-256 over the closes (and bar dates), the model config, the schedule, epochs and device
     type, and the versions of the store format, puffin_bt and torch (a new release of either may
     compute different numbers, so its forecasts are computed afresh, not read from an old run's)."""
@@ -37,12 +37,11 @@ def fingerprint(runner: WalkForward, closes: np.ndarray, dates: np.ndarray | Non
         h.update(np.ascontiguousarray(dates, dtype=np.float64).tobytes())
     spec = {
         "version": STORE_VERSION,
-        "config": runner.config.to_dict(),
-        "schedule": {k: getattr(runner.schedule, k) for k in
-                     ("lookback", "min_train", "retrain_every", "train_window", "horizon", "validation_split")},
-        "epochs": runner.epochs,
-        "refit_epochs": runner.refit_epochs,
-        "device": runner.device.type,
+        "config": walk.config.to_dict(),
+        "schedule": walk.schedule.to_dict(),
+        "epochs": walk.epochs,
+        "refit_epochs": walk.refit_epochs,
+        "device": walk.device.type,
         "puffin_bt": __version__,
         "torch": torch.__version__,
     }
@@ -52,29 +51,36 @@ def fingerprint(runner: WalkForward, closes: np.ndarray, dates: np.ndarray | Non
 
 class ForecastStore:
     """Forecasts on disk under ``root/forecasts``; ``ForecastStore(None)`` uses the user cache dir.
+    ``ForecastStore(memory=True)`` keeps them in this process only (a run that was asked not to
+    store anything still hands its parallel workers' forecasts to Backtrader through one).
 
     >>> store = ForecastStore("/tmp/puffin-store-doctest")
     >>> store.root.name
     'forecasts'
     """
 
-    def __init__(self, root=None) -> None:
+    def __init__(self, root=None, memory: bool = False) -> None:
+        self.memory = bool(memory)
+        self._entries: dict = {}
+        self.hits = 0
+        self.misses = 0
+        if self.memory:
+            self.root = None
+            return
         if root is None:
-            from .data import default_cache_dir
-
             root = default_cache_dir()
         base = Path(root)
         if base.exists() and not base.is_dir():
             raise ConfigError(f"forecast store location {str(base)!r} is a file; pass a folder (--cache-dir)")
         self.root = base / "forecasts"
-        self.hits = 0
-        self.misses = 0
 
     def path_for(self, key: str) -> Path:
         return self.root / f"{key}.npz"
 
     def load(self, key: str) -> tuple[np.ndarray, list[FoldRecord]] | None:
         """The stored forecasts and folds, or None if absent or unreadable (then they are recomputed)."""
+        if self.memory:
+            return self._entries.get(key)
         path = self.path_for(key)
         try:
             with np.load(path, allow_pickle=False) as blob:
@@ -86,7 +92,10 @@ class ForecastStore:
             return None  # a torn or foreign file is a miss; the entry is rewritten atomically
         return preds, folds
 
-    def save(self, key: str, preds: np.ndarray, folds: list[FoldRecord]) -> Path:
+    def save(self, key: str, preds: np.ndarray, folds: list[FoldRecord]) -> Path | None:
+        if self.memory:
+            self._entries[key] = (np.array(preds, dtype=np.float64), list(folds))
+            return None
         self.root.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         np.savez(buf, pred_log_return=np.asarray(preds, dtype=np.float64),
@@ -95,27 +104,27 @@ class ForecastStore:
         atomic_write_bytes(path, buf.getvalue())
         return path
 
-    def forecasts(self, runner: WalkForward, closes: np.ndarray, dates=None, date_numbers=None) -> np.ndarray:
-        """Forecasts for every bar of ``closes``: from the store, or computed by ``runner`` and stored."""
-        key = fingerprint(runner, closes, date_numbers)
+    def forecasts(self, walk: WalkForward, closes: np.ndarray, dates=None, date_numbers=None) -> np.ndarray:
+        """Forecasts for every bar of ``closes``: from the store (``walk`` adopts the stored folds), or
+        computed by ``walk`` and stored."""
+        key = fingerprint(walk, closes, date_numbers)
         hit = self.load(key)
         if hit is not None and len(hit[0]) == len(closes):
             self.hits += 1
-            preds, runner.folds = hit
-            if runner.on_fold is not None:  # progress reporting sees stored folds too
-                for record in runner.folds:
-                    runner.on_fold(record)
+            preds, folds = hit
+            walk.restore(folds)
             return preds
         self.misses += 1
-        preds = runner.forecast_range(closes, 0, len(closes), dates)
-        self.save(key, preds, runner.folds)
+        preds = walk.forecast_range(closes, 0, len(closes), dates)
+        self.save(key, preds, walk.folds)
         return preds
 
     def clear(self) -> int:
         """Delete every stored entry, and the temp files killed writers left behind
         (``.<key>.npz.<random>.tmp``); returns how many entries were removed."""
-        removed = 0
-        if self.root.is_dir():
+        removed = len(self._entries)
+        self._entries.clear()
+        if self.root is not None and self.root.is_dir():
             for path in self.root.glob("*.npz"):
                 path.unlink(missing_ok=True)
                 removed += 1

@@ -8,6 +8,7 @@ of history before it so the first fold ends the day before the test starts.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import math
@@ -18,11 +19,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from ._io import atomic_write_bytes
-from ._validate import check_int
+from . import backtesting, tickers
+from .data import resolve_data
 from .errors import ConfigError
 from .evaluation import forecast_metrics
-from .walkforward import WALK_FORWARD_DEFAULTS
+from .files import atomic_write_bytes
+from .options import BACKTEST_GROUPS, names, options_doc, resolve, signature_parameters
+from .store import ForecastStore
+from .tickers import resolve_workers
 
 # The chapter's grid.
 CHAPTER_SPACE = {
@@ -68,8 +72,8 @@ def _check_space(space: dict) -> dict:
     if not isinstance(space, dict) or not space:
         raise ConfigError(f"space={space!r} must be a non-empty dict of option -> list of values")
     for key, values in space.items():
-        if key not in WALK_FORWARD_DEFAULTS:
-            raise ConfigError(f"space key {key!r} is not a walk-forward option; valid: {sorted(WALK_FORWARD_DEFAULTS)}")
+        if key not in names("forecast"):
+            raise ConfigError(f"space key {key!r} is not a walk-forward option; valid: {', '.join(names('forecast'))}")
         if not isinstance(values, (list, tuple)) or not values:
             raise ConfigError(f"space[{key!r}]={values!r} must be a non-empty list of values")
     return space
@@ -115,30 +119,44 @@ def score(result, objective: str) -> float:
     return float(value) if value is not None and math.isfinite(value) else math.nan
 
 
-def tune(
-    data=None,
-    model: str = "lstm",
-    search: str = "grid",
-    trials: int | None = None,
-    space: dict | None = None,
-    objective: str = "sharpe",
-    test_fraction: float = 0.25,
-    test_start=None,
-    start=None,
-    end=None,
-    seed: int = 0,
-    cache_dir=None,
-    store=True,
-    on_trial=None,
-    parallel_trials: int = 1,
-    **backtest_kwargs,
-) -> TuneResult:
-    """Search ``space`` on the tuning period, then run the best parameters once on the test period.
+def tune(data=None, model: str = "lstm", *, space: dict | None = None, cache_dir=None, store=True, on_trial=None,
+         **options) -> TuneResult:
+    opts = resolve(options, ("tune", *BACKTEST_GROUPS), "tune()")
+    space = _check_space(space or CHAPTER_SPACE)
+    # What every trial's backtest gets: the caller's backtest options (the frames are already cut to dates).
+    base = {k: v for k, v in options.items() if k in names(*BACKTEST_GROUPS) and k not in ("start", "end")}
+    frames, _ = resolve_data(data, opts["start"], opts["end"], cache_dir, skip_failed=opts["skip_failed"])
+    test_begin = split_periods(frames, opts["test_fraction"], opts["test_start"])
+    tune_frames = {t: df[df.index < test_begin] for t, df in frames.items()}
+    store = ForecastStore(cache_dir) if store is True else (store or None)
+    trials = _Trials(model, tune_frames, store, base, opts, on_trial)
+    if opts["search"] == "optuna":
+        trials.optuna(space)
+    else:
+        todo = candidates(space, opts["search"], opts["trials"], opts["search_seed"])
+        for i in range(0, len(todo), opts["parallel_trials"]):
+            trials.run_batch(todo[i:i + opts["parallel_trials"]])
+    table, best = _rank(trials.rows, opts["objective"], space)
+    test = _test_run(frames, test_begin, model, store, base, best, {**opts, **best})
+    tune_end = max(df.index.max() for df in tune_frames.values())
+    return TuneResult(
+        trials=table,
+        best_params=best,
+        objective=opts["objective"],
+        tune_period=(str(min(df.index.min() for df in tune_frames.values()).date()), str(tune_end.date())),
+        test_period=(str(test_begin.date()), str(max(df.index.max() for df in frames.values()).date())),
+        test=test,
+    )
 
-    ``search``: ``"grid"`` (all combinations, or the first ``trials``), ``"random"``
-    (``trials`` distinct draws) or ``"optuna"`` (TPE sampler, ``trials`` trials; needs
-    ``pip install 'puffin_bt[tune]'``). ``objective``: sharpe, total_return,
-    direction_accuracy (maximised) or mse (minimised), measured on the tuning period.
+
+tune.__doc__ = f"""Search ``space`` on the tuning period, then run the best parameters once on the test period.
+
+    ``space``: ``{{option: [values]}}`` over walk-forward options (default: the chapter's grid,
+    ``CHAPTER_SPACE``). ``search``: ``"grid"`` (all combinations, or the first ``trials``),
+    ``"random"`` (``trials`` distinct draws) or ``"optuna"`` (TPE sampler, ``trials`` trials; needs
+    ``pip install 'puffin_bt[tune]'``). ``objective``: sharpe, total_return, direction_accuracy
+    (maximised) or mse (minimised), measured on the tuning period. Every other option goes to each
+    trial's ``backtest()``.
 
     ``parallel_trials`` > 1 computes the forecasts of that many trials at once: every
     (trial, ticker) walk-forward goes to the same pool as a backtest's tickers (local
@@ -146,110 +164,94 @@ def tune(
     and each trial's Backtrader run then reads them. Grid and random searches give the
     same trials as one at a time; Optuna asks for a batch of trials (TPE with the
     constant-liar heuristic) before it is told their scores.
+
+    Options (``puffin_bt.options``):
+{options_doc("tune")}
+    and those of ``backtest()``.
     """
-    from .runner import backtest, resolve_data
-    from .store import ForecastStore
+tune.__signature__ = inspect.Signature([*list(inspect.signature(tune).parameters.values())[:-1],
+                                         *signature_parameters(("tune", *BACKTEST_GROUPS))])
 
-    if search not in SEARCHES:
-        raise ConfigError(f"search={search!r} is not known; use one of {SEARCHES}")
-    if objective not in OBJECTIVES:
-        raise ConfigError(f"objective={objective!r} is not known; use one of {sorted(OBJECTIVES)}")
-    space = _check_space(space or CHAPTER_SPACE)
-    if trials is not None and (not isinstance(trials, int) or trials < 1):
-        raise ConfigError(f"trials={trials!r} must be a whole number >= 1")
-    parallel_trials = check_int("parallel_trials", parallel_trials)
-    frames, _ = resolve_data(data, start, end, cache_dir, skip_failed=bool(backtest_kwargs.get("skip_failed")))
-    test_begin = split_periods(frames, test_fraction, test_start)
-    tune_frames = {t: df[df.index < test_begin] for t, df in frames.items()}
-    store = ForecastStore(cache_dir) if store is True else (store or None)
-    base = {k: v for k, v in backtest_kwargs.items()}
-    rows = []
-    sign = 1.0 if OBJECTIVES[objective] == "max" else -1.0
 
-    forecast_base = {k: v for k, v in base.items() if k in WALK_FORWARD_DEFAULTS}
+class _Trials:
+    """Runs trials (one backtest each on the tuning period) and records their scores."""
 
-    def prefetch(batch: list[dict]) -> None:
+    def __init__(self, model, frames: dict, store, base: dict, opts: dict, on_trial) -> None:
+        self.model, self.frames, self.store, self.base, self.opts, self.on_trial = model, frames, store, base, opts, on_trial
+        self.objective = opts["objective"]
+        self.rows: list[dict] = []
+
+    def run_batch(self, batch: list[dict]) -> list[float]:
+        self.prefetch(batch)
+        return [self.run(params) for params in batch]
+
+    def prefetch(self, batch: list[dict]) -> None:
         """Compute the forecasts of a batch of trials together (trial x ticker tasks) into the store."""
-        if parallel_trials < 2 or store is None or len(batch) < 2:
+        if self.opts["parallel_trials"] < 2 or self.store is None or len(batch) < 2:
             return
-        from .parallel import precompute_jobs, resolve_workers
-
-        first = len(rows) + 1
+        forecast_base = {k: v for k, v in self.base.items() if k in names("forecast")}
+        first = len(self.rows) + 1
         jobs = [(f"{t} [trial {first + i}]", df, {**forecast_base, **params})
-                for i, params in enumerate(batch) for t, df in tune_frames.items()]
-        workers = resolve_workers(base.get("workers") or "auto", len(jobs))
-        precompute_jobs(jobs, model=model, store=store, executor=base.get("executor") or "local",
-                        workers=min(workers, len(jobs)), address=base.get("address"))
+                for i, params in enumerate(batch) for t, df in self.frames.items()]
+        workers = resolve_workers(self.opts["workers"] or "auto", len(jobs))
+        tickers.precompute_jobs(jobs, model=self.model, store=self.store, executor=self.opts["executor"] or "local",
+                                workers=min(workers, len(jobs)), address=self.opts["address"])
 
-    def run_trial(params: dict) -> float:
-        result = backtest(tune_frames, model=model, store=store if store is not None else False,
-                          **{**base, **params})
-        value = score(result, objective)
-        rows.append({**params, objective: value, "sharpe": result.metrics["sharpe"],
-                     "total_return": result.metrics["total_return"], "trades": result.metrics["trades"],
-                     "seconds": result.seconds})
-        if on_trial is not None:
-            on_trial(len(rows), params, value)
+    def run(self, params: dict) -> float:
+        result = backtesting.backtest(self.frames, model=self.model,
+                                      store=self.store if self.store is not None else False, **{**self.base, **params})
+        value = score(result, self.objective)
+        self.rows.append({**params, self.objective: value, "sharpe": result.metrics["sharpe"],
+                          "total_return": result.metrics["total_return"], "trades": result.metrics["trades"],
+                          "seconds": result.seconds})
+        if self.on_trial is not None:
+            self.on_trial(len(self.rows), params, value)
         return value
 
-    if search == "optuna":
+    def optuna(self, space: dict) -> None:
         try:
             import optuna
         except ImportError:
             raise ConfigError("search='optuna' needs Optuna: pip install 'puffin_bt[tune]'") from None
+        sign = 1.0 if OBJECTIVES[self.objective] == "max" else -1.0
+        parallel = self.opts["parallel_trials"]
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         with warnings.catch_warnings():  # constant_liar is marked experimental
             warnings.simplefilter("ignore")
-            sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=parallel_trials > 1)
+            sampler = optuna.samplers.TPESampler(seed=self.opts["search_seed"], constant_liar=parallel > 1)
         study = optuna.create_study(direction="maximize" if sign > 0 else "minimize", sampler=sampler)
 
         def finite(value: float) -> float:
             return value if math.isfinite(value) else (-math.inf if sign > 0 else math.inf)
 
-        if parallel_trials < 2:
-            def objective_fn(trial):
-                return finite(run_trial({k: trial.suggest_categorical(k, list(v)) for k, v in space.items()}))
+        remaining = self.opts["trials"] or 20
+        while remaining > 0:
+            asked = [study.ask() for _ in range(min(parallel, remaining))]
+            batch = [{k: tr.suggest_categorical(k, list(v)) for k, v in space.items()} for tr in asked]
+            for tr, value in zip(asked, self.run_batch(batch)):
+                study.tell(tr, finite(value))
+            remaining -= len(asked)
 
-            study.optimize(objective_fn, n_trials=trials or 20)
-        else:
-            remaining = trials or 20
-            while remaining > 0:
-                asked = [study.ask() for _ in range(min(parallel_trials, remaining))]
-                batch = [{k: tr.suggest_categorical(k, list(v)) for k, v in space.items()} for tr in asked]
-                prefetch(batch)
-                for tr, params in zip(asked, batch):
-                    study.tell(tr, finite(run_trial(params)))
-                remaining -= len(asked)
-    else:
-        todo = candidates(space, search, trials, seed)
-        for i in range(0, len(todo), parallel_trials):
-            prefetch(todo[i:i + parallel_trials])
-            for params in todo[i:i + parallel_trials]:
-                run_trial(params)
 
+def _rank(rows: list[dict], objective: str, space: dict) -> tuple[pd.DataFrame, dict]:
+    """Trials best first (NaN scores last) and the best one's parameters."""
+    sign = 1.0 if OBJECTIVES[objective] == "max" else -1.0
     table = pd.DataFrame(rows)
     ranked = table.assign(_key=sign * table[objective].fillna(-math.inf * sign)).sort_values(
         "_key", ascending=False, kind="stable")
     best = {k: _plain(ranked[k].iloc[0]) for k in space}
-    table = ranked.drop(columns="_key").reset_index(drop=True)
+    return ranked.drop(columns="_key").reset_index(drop=True), best
 
-    # The test run: history before the test period only feeds the first fold.
-    params = {**WALK_FORWARD_DEFAULTS, **base, **best}
+
+def _test_run(frames: dict, test_begin, model, store, base: dict, best: dict, params: dict):
+    """The best parameters, once, on the test period: history before it only feeds the first fold."""
     warmup = int(params["min_train"])
     test_frames = {}
     for t, df in frames.items():
         first = df.index.searchsorted(test_begin)
         test_frames[t] = df.iloc[max(0, first - warmup):]
-    test = backtest(test_frames, model=model, store=store if store is not None else False, **{**base, **best})
-    tune_end = max(df.index.max() for df in tune_frames.values())
-    return TuneResult(
-        trials=table,
-        best_params=best,
-        objective=objective,
-        tune_period=(str(min(df.index.min() for df in tune_frames.values()).date()), str(tune_end.date())),
-        test_period=(str(test_begin.date()), str(max(df.index.max() for df in frames.values()).date())),
-        test=test,
-    )
+    return backtesting.backtest(test_frames, model=model, store=store if store is not None else False,
+                                **{**base, **best})
 
 
 def _plain(value):

@@ -1,4 +1,4 @@
-"""Walk-forward retraining without any engine: the fold schedule and the causal fold runner.
+"""Walk-forward retraining without any engine: the causal fold runner (``WalkForward``).
 
 A fold trained at bar t sees ``closes[:t+1]`` only and uses samples whose target
 ends at or before t; its model then forecasts bars t .. t+retrain_every-1, each
@@ -19,103 +19,23 @@ import numpy as np
 import torch
 
 from . import foldpool
-from ._validate import check_int
 from .batched import ENGINES, bytes_per_model
+from .checks import check_int
 from .errors import ConfigError, DataError
-from .foldpool import FoldPool, check_fold_workers, resolve_fold_workers
-from .forecaster import (
-    ModelConfig,
-    as_prices,
+from .fitting import (
     fold_data,
-    min_samples,
+    new_fold_net,
     predict_log_returns,
     predict_windows,
-    returns_of,
-    seed_torch,
-    split_train_val,
+    train_cold_batch,
     train_network,
     train_networks_together,
-    window_inputs,
 )
+from .foldpool import FoldPool, resolve_fold_workers
+from .options import OPTIONS, ModelConfig, resolve
+from .schedule import FoldSchedule
 from .training import resolve_device, torch_threads
-
-
-@dataclass(frozen=True)
-class FoldSchedule:
-    """When folds retrain and which bars each one trains on.
-
-    Bars are 0-based positions in the series. The first fold trains at bar
-    ``min_train - 1`` (its history is exactly ``min_train`` bars), the next ones
-    every ``retrain_every`` bars after it. A fold at bar t trains on the bars
-    ``train_start(t) .. t`` (``train_window`` bars, or all of them when None),
-    with the last ``horizon`` samples purged so every target ends <= t.
-    Whether a bar retrains depends on its index only, so event-driven (``next``)
-    and batched (``once``) engines follow the same schedule.
-
-    >>> s = FoldSchedule(lookback=20, min_train=100, retrain_every=21)
-    >>> s.fold_bars(160)
-    [99, 120, 141]
-    >>> s.fold_bar_for(130), s.fold_index(130), s.fold_bar(2)
-    (120, 1, 141)
-    """
-
-    lookback: int = 20
-    min_train: int = 252
-    retrain_every: int = 21
-    train_window: int | None = 504
-    horizon: int = 1
-    validation_split: float = 0.2
-
-    def __post_init__(self) -> None:
-        for name in ("lookback", "min_train", "retrain_every", "horizon"):
-            object.__setattr__(self, name, check_int(name, getattr(self, name)))
-        object.__setattr__(self, "train_window", check_int("train_window", self.train_window, allow_none=True))
-        need = self.lookback + self.horizon + min_samples(self.validation_split)
-        if self.min_train < need:
-            raise ConfigError(
-                f"min_train={self.min_train} leaves too few training windows for lookback={self.lookback} and "
-                f"horizon={self.horizon}; use min_train >= {need}"
-            )
-        if self.train_window is not None and self.train_window < need:
-            raise ConfigError(
-                f"train_window={self.train_window} leaves too few training windows for lookback={self.lookback} "
-                f"and horizon={self.horizon}; use train_window >= {need} or None (expanding)"
-            )
-
-    @property
-    def first_fold_bar(self) -> int:
-        return self.min_train - 1
-
-    def fold_index(self, bar: int) -> int | None:
-        """Index of the fold whose model forecasts ``bar`` (None before the first fold)."""
-        if bar < self.first_fold_bar:
-            return None
-        return (bar - self.first_fold_bar) // self.retrain_every
-
-    def fold_bar(self, k: int) -> int:
-        """The bar fold ``k`` trains at."""
-        return self.first_fold_bar + k * self.retrain_every
-
-    def fold_bar_for(self, bar: int) -> int | None:
-        k = self.fold_index(bar)
-        return None if k is None else self.fold_bar(k)
-
-    def is_fold_bar(self, bar: int) -> bool:
-        return self.fold_bar_for(bar) == bar
-
-    def fold_bars(self, n_bars: int) -> list[int]:
-        return list(range(self.first_fold_bar, n_bars, self.retrain_every))
-
-    def train_start(self, bar: int) -> int:
-        return 0 if self.train_window is None else max(0, bar - self.train_window + 1)
-
-    def sample_bars(self, bar: int) -> np.ndarray:
-        """End bars of the training windows of the fold at ``bar``: each window's returns lie
-        inside the fold's training range and its target ends <= ``bar`` (purged)."""
-        return np.arange(self.train_start(bar) + self.lookback, bar - self.horizon + 1)
-
-    def n_forecast_bars(self, n_bars: int) -> int:
-        return max(0, n_bars - self.first_fold_bar)
+from .windows import as_prices, bad_prices, check_prices, returns_of, split_train_val, window_inputs
 
 
 @dataclass
@@ -196,7 +116,7 @@ class WalkForward:
         self.refit_epochs = check_int("refit_epochs", refit_epochs, minimum=1, allow_none=True)
         self.device = resolve_device(device)
         self.threads = check_int("threads", threads, allow_none=True)
-        self.fold_workers = check_fold_workers(fold_workers)
+        self.fold_workers = OPTIONS["fold_workers"].check(fold_workers)
         self.on_fold = on_fold
         self.net: torch.nn.Module | None = None
         self.scaler = None
@@ -216,6 +136,14 @@ class WalkForward:
     @property
     def current_fold(self) -> int:
         return len(self.folds) - 1
+
+    def restore(self, folds: list[FoldRecord]) -> None:
+        """Adopt the fold records of forecasts computed earlier (the forecast store's), reporting each
+        to ``on_fold`` as if trained now; no network is restored, so only those forecasts can be used."""
+        self.folds = list(folds)
+        if self.on_fold is not None:
+            for record in self.folds:
+                self.on_fold(record)
 
     def train_fold(self, history: np.ndarray, date=None) -> FoldRecord:
         """Train the fold at bar ``len(history) - 1`` on ``history`` (closes up to that bar)."""
@@ -360,7 +288,7 @@ class WalkForward:
         bar = max(start, s.first_fold_bar)
         horizon = end if ahead is None else max(end, min(ahead, len(closes)))
         last_due = s.fold_index(horizon - 1) if bar < end else -1
-        bad_at = np.flatnonzero(~np.isfinite(closes) | (closes <= 0))  # found once, not per fold
+        bad_at = bad_prices(closes)  # found once, not per fold
         lookback = self.config.lookback
         windows = None
         if bar < end:  # the input window of every bar asked for, each ending at its bar, built at once
@@ -373,7 +301,7 @@ class WalkForward:
         def clean(lo: int, hi: int) -> np.ndarray:  # closes[lo:hi], or the DataError naming the bad ones
             i = int(np.searchsorted(bad_at, lo))
             if i < len(bad_at) and bad_at[i] < hi:
-                _checked(closes[lo:hi], hi - 1, lo)
+                check_prices(closes[lo:hi], f"closes up to bar {hi - 1}", lo)
             return closes[lo:hi]
 
         while bar < end:
@@ -392,7 +320,7 @@ class WalkForward:
                 self.train_fold(history, None if dates is None else dates[fb])
             if k != self.current_fold:
                 raise ConfigError(
-                    f"bar {bar} needs fold {k} but the runner is at fold {self.current_fold}; "
+                    f"bar {bar} needs fold {k} but the walk-forward is at fold {self.current_fold}; "
                     "forecast bars in increasing order"
                 )
             stop = min(end, fold_bar + s.retrain_every)
@@ -414,7 +342,7 @@ class WalkForward:
         if bar < self.schedule.first_fold_bar:
             return math.nan
         if self.schedule.is_fold_bar(bar):
-            self.train_fold(_checked(history, bar), date)
+            self.train_fold(check_prices(history, f"closes up to bar {bar}"), date)
         return self.forecast_tail(history[-(self.config.lookback + 1):])
 
     def forecast_tail(self, tail: np.ndarray) -> float:
@@ -422,7 +350,7 @@ class WalkForward:
         if self.net is None:
             raise ConfigError("no fold has been trained yet; call train_fold (or advance) at the first fold bar")
         lookback = self.config.lookback
-        tail = _checked(np.asarray(tail, dtype=np.float64)[-(lookback + 1):], lookback)
+        tail = check_prices(np.asarray(tail, dtype=np.float64)[-(lookback + 1):], "the last closes")
         t0 = time.perf_counter()
         with torch_threads(self.threads):
             pred = float(predict_log_returns(self.net, self.scaler, tail, [lookback], lookback, self.device)[0])
@@ -448,51 +376,17 @@ PREFETCH = 2 * MAX_BATCH  # cold folds trained ahead at a time in forecast_range
 BATCH_MEMORY = 512 * 2**20  # and at most this much training scratch memory per batch (big nets train fewer at once)
 
 
-# Walk-forward options and their defaults, shared by the indicators, the strategy's
-# forecast_kwargs, backtest(), evaluation and the CLI.
-WALK_FORWARD_DEFAULTS = {
-    "lookback": 20,
-    "retrain_every": 21,
-    "train_window": 504,
-    "min_train": 252,
-    "epochs": 10,
-    "refit_epochs": 1,
-    "hidden_dim": 64,
-    "num_layers": 2,
-    "dropout": 0.2,
-    "lr": 1e-3,
-    "batch_size": 32,
-    "weight_decay": 0.0,
-    "noise_level": 0.0,
-    "validation_split": 0.2,
-    "patience": 5,
-    "horizon": 1,
-    "seed": 0,
-    "device": "auto",
-    "threads": 1,
-    "fold_workers": "auto",
-}
-
-
 def make_walk_forward(cell: str = "lstm", on_fold: Callable[[FoldRecord], None] | None = None,
                       **options) -> WalkForward:
-    """A ``WalkForward`` from flat options (``WALK_FORWARD_DEFAULTS`` fill the gaps).
+    """A ``WalkForward`` from flat walk-forward options (``options.forecast_defaults()`` fill the gaps);
+    unknown names and bad values raise ConfigError naming them.
 
     >>> make_walk_forward("gru", hidden_dim=8, retrain_every=5).schedule.retrain_every
     5
     """
-    unknown = set(options) - set(WALK_FORWARD_DEFAULTS)
-    if unknown:
-        raise ConfigError(f"unknown walk-forward option(s) {sorted(unknown)}; valid: {sorted(WALK_FORWARD_DEFAULTS)}")
-    p = {**WALK_FORWARD_DEFAULTS, **options}
-    config = ModelConfig(
-        cell=cell, hidden_dim=p["hidden_dim"], num_layers=p["num_layers"], dropout=p["dropout"],
-        lookback=p["lookback"], horizon=p["horizon"], lr=p["lr"], batch_size=p["batch_size"],
-        weight_decay=p["weight_decay"], noise_level=p["noise_level"], validation_split=p["validation_split"],
-        patience=p["patience"], seed=p["seed"],
-    )
-    schedule = FoldSchedule(p["lookback"], p["min_train"], p["retrain_every"], p["train_window"], p["horizon"],
-                            p["validation_split"])
+    p = resolve(options, ["forecast"], "walk-forward")
+    config = ModelConfig(cell=cell, **{name: p[name] for name in ModelConfig.NAMES if name != "cell"})
+    schedule = FoldSchedule(**{name: p[name] for name in FoldSchedule.NAMES})
     return WalkForward(config, schedule, p["epochs"], p["refit_epochs"], p["device"], on_fold, p["threads"],
                        p["fold_workers"])
 
@@ -506,51 +400,11 @@ def require_history(name: str, n_bars: int, min_train: int) -> None:
         )
 
 
-def _checked(closes: np.ndarray, bar: int, first_bar: int | None = None) -> np.ndarray:
-    """``closes`` (the closes up to ``bar``; the first is bar ``first_bar`` where known), or a
-    DataError naming how many are NaN/inf/non-positive and the first of them."""
-    bad = ~np.isfinite(closes) | (closes <= 0)
-    if bad.any():
-        where = ""
-        if first_bar is not None:
-            i = int(np.flatnonzero(bad)[0])
-            where = f", the first at bar {first_bar + i} ({float(closes[i])!r})"
-        raise DataError(
-            f"closes up to bar {bar} contain {int(bad.sum())} NaN/inf/non-positive value(s){where}; "
-            "clean the data (drop or fill those bars) before forecasting"
-        )
-    return closes
-
-
-def new_fold_net(config: ModelConfig, k: int) -> torch.nn.Module:
-    """Fold ``k``'s freshly initialised network (seeded with ``config.seed + k``; the global RNG is untouched)."""
-    with torch.random.fork_rng(devices=[]):
-        seed_torch(config.seed + k)
-        return config.build_net()
-
-
-def train_cold_batch(config: ModelConfig, schedule: FoldSchedule, epochs: int, device: torch.device,
-                     folds: list[tuple[int, np.ndarray]]) -> list[tuple]:
-    """Train cold folds of one shape together, each on its own history (closes up to its fold bar).
-    Returns ``(k, net, scaler, history, seconds)`` per fold, seconds being its preparation plus
-    its share of the batch's training."""
-    prepared = []
-    for k, history in folds:
-        t0 = time.perf_counter()
-        data = fold_data(config, history, schedule.sample_bars(len(history) - 1), device)
-        prepared.append((k, new_fold_net(config, k), data, time.perf_counter() - t0))
-    t0 = time.perf_counter()
-    hists = train_networks_together([p[1] for p in prepared], config, [p[2] for p in prepared], epochs, device,
-                                    [config.seed + p[0] for p in prepared])
-    share = (time.perf_counter() - t0) / len(prepared)
-    return [(k, net, data.scaler, hist, prep + share) for (k, net, data, prep), hist in zip(prepared, hists)]
-
-
 def walk_forward(closes, *, cell: str = "lstm", on_fold: Callable[[FoldRecord], None] | None = None,
                  **options) -> WalkForwardResult:
     """Walk-forward forecasts for a plain array of closes, no engine involved.
 
-    ``options`` are those of ``WALK_FORWARD_DEFAULTS`` (lookback, retrain_every, ...).
+    ``options`` are the walk-forward options (lookback, retrain_every, ...; ``puffin_bt.options``).
 
     >>> import numpy as np
     >>> closes = 100 * np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.01, 150)))

@@ -11,9 +11,9 @@ import math
 
 import backtrader as bt
 
-from puffin_bt._validate import check_float
-from puffin_bt.errors import ConfigError
-from puffin_bt.indicators import FORECAST_PARAMS, INDICATORS, ForecastPrice, _ForecastIndicator
+from puffin_bt.adapters.indicators import FORECAST_OPTIONS, ForecastPrice, forecast_indicator
+from puffin_bt.checks import check_known
+from puffin_bt.options import OPTIONS, defaults
 
 
 def threshold_target(pred: float, position: float, entry: float, exit: float, allow_short: bool,
@@ -53,30 +53,17 @@ class ForecastThresholdStrategy(bt.Strategy):
     >>> cerebro.addstrategy(ForecastThresholdStrategy, model="gru")  # doctest: +SKIP
     """
 
-    params = (
-        ("model", "lstm"),
-        ("forecast_kwargs", None),
-        ("entry", 0.005),
-        ("exit", 0.005),
-        ("allow_short", False),
-        ("weight", None),
-        ("reserve", 0.02),
-        ("plot_forecast", True),
-    )
+    # entry, exit, allow_short, weight, reserve: the registry's trading options (puffin_bt.options)
+    params = (("model", "lstm"), ("forecast_kwargs", None), *defaults("strategy").items(), ("plot_forecast", True))
 
     def __init__(self) -> None:
         p = self.p
-        check_float("entry", p.entry, 0.0, 1.0)
-        check_float("exit", p.exit, 0.0, 1.0)
-        check_float("reserve", p.reserve, 0.0, 1.0, max_inclusive=False)
-        if p.weight is not None:
-            check_float("weight", p.weight, 0.0, 1.0, min_inclusive=False)
-        indicator = self._indicator_class(p.model)
+        for name in defaults("strategy"):
+            OPTIONS[name].check(getattr(p, name))
+        indicator = forecast_indicator(p.model)
         kwargs = dict(p.forecast_kwargs or {})
-        known = {name for name, _ in FORECAST_PARAMS}
-        unknown = set(kwargs) - known
-        if unknown:
-            raise ConfigError(f"forecast_kwargs has unknown key(s) {sorted(unknown)}; valid keys: {sorted(known)}")
+        check_known({k: v for k, v in kwargs.items() if k not in ("store", "on_fold")}, FORECAST_OPTIONS,
+                    "forecast_kwargs")
         self.forecasts = {}
         for data in self.datas:
             fc = indicator(data, **kwargs)
@@ -90,18 +77,6 @@ class ForecastThresholdStrategy(bt.Strategy):
         self.orders_rejected: list[str] = []
         self._pending: dict = {}
         self._open_sizes: dict = {}
-
-    @staticmethod
-    def _indicator_class(model):
-        if isinstance(model, str):
-            if model.lower() not in INDICATORS:
-                raise ConfigError(f"model={model!r} is not known; use 'lstm', 'gru' or a forecast indicator class")
-            return INDICATORS[model.lower()]
-        if isinstance(model, type) and issubclass(model, bt.Indicator):
-            if not issubclass(model, _ForecastIndicator) and "pred_return" not in model.lines.getlinealiases():
-                raise ConfigError(f"model={model.__name__} has no 'pred_return' line; use LSTMForecast/GRUForecast")
-            return model
-        raise ConfigError(f"model={model!r} is not 'lstm', 'gru' or an indicator class")
 
     def target_for(self, pred: float, position: float) -> float:
         """The target weight after seeing ``pred`` with a current position of sign ``position``."""

@@ -1,15 +1,21 @@
-"""Parameter validators shared by every entry point (forecasters, walk-forward, indicators, CLI)."""
+"""Value checks shared by every entry point: numbers in range, known option names.
+
+Each check returns the normalised value or raises ``ConfigError`` naming the parameter,
+the bad value and what to pass instead.
+"""
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
+from collections.abc import Iterable, Mapping
 
 from .errors import ConfigError
 
 
-def check_int(name: str, value, minimum: int = 1, allow_none: bool = False) -> int | None:
-    """Return ``value`` as an int >= ``minimum`` or raise ConfigError naming ``name``."""
+def check_int(name: str, value, minimum: int = 1, allow_none: bool = False, maximum: int | None = None) -> int | None:
+    """Return ``value`` as an int in ``[minimum, maximum]`` or raise ConfigError naming ``name``."""
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -22,6 +28,8 @@ def check_int(name: str, value, minimum: int = 1, allow_none: bool = False) -> i
     value = int(value)
     if value < minimum:
         raise ConfigError(f"{name}={value} is too small; it must be >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={value} is too large; it must be <= {maximum}")
     return value
 
 
@@ -46,3 +54,23 @@ def check_float(
         op = "<=" if max_inclusive else "<"
         raise ConfigError(f"{name}={value} is out of range; it must be {op} {maximum}")
     return value
+
+
+def check_known(given: Iterable[str] | Mapping, valid: Iterable[str], where: str) -> None:
+    """The one unknown-option check: every name in ``given`` must be in ``valid``.
+
+    >>> check_known({"hiden_dim": 8}, ["hidden_dim", "lookback"], "backtest()")
+    Traceback (most recent call last):
+    ...
+    puffin_bt.errors.ConfigError: backtest() got unknown option 'hiden_dim' (did you mean 'hidden_dim'?); valid: hidden_dim, lookback
+    """
+    valid = list(valid)
+    unknown = [name for name in given if name not in valid]
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(str(name), valid, n=1)
+        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    noun = "option" if len(unknown) == 1 else "options"
+    raise ConfigError(f"{where} got unknown {noun} {', '.join(hints)}; valid: {', '.join(valid)}")

@@ -1,115 +1,22 @@
-"""Trade charts drawn through Backtrader's own plotter (one figure per data), equity and forecast plots.
-
-Also home of the Backtrader 1.9.78 plotting fixes for current matplotlib: backend choice,
-date tick labels, stale figures (see the shared notes on backtrader-compat).
-"""
+"""Trade charts drawn through Backtrader's own plotter, one figure per data: candles or a close line,
+volume, buy/sell markers, the forecast price overlay, the pred_return panel with its thresholds and
+the retrain (fold) marks. The Backtrader 1.9.78 plotting fixes they need live in ``adapters.compat``."""
 
 from __future__ import annotations
 
 import bisect
 import math
-import os
 import re
-import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from ._compat import apply_backtrader_fixes
-from .errors import ConfigError, PuffinError
+from ..adapters.compat import prepare_matplotlib
+from ..errors import ConfigError, PuffinError
+from .common import check_fmt, check_positive, new_fignum, release, safe_name
 
-__all__ = ["plot_comparison", "plot_equity", "plot_forecasts", "plot_trades"]
-
-_NON_INTERACTIVE = {"agg", "pdf", "ps", "svg", "pgf", "cairo", "template"}
 _FOLD_GID = "puffin_fold"
 _CANDLE_MAX_BARS = 400
-
-
-# --------------------------------------------------------------------------- matplotlib backend
-
-
-def _has_display() -> bool:
-    """Whether a GUI session is reachable (on Linux/BSD: $DISPLAY or $WAYLAND_DISPLAY)."""
-    if sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd", "sunos", "aix")):
-        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return True
-
-
-def _backend_chosen(matplotlib) -> bool:
-    """Whether the user (MPLBACKEND, matplotlibrc, ``matplotlib.use``) or pyplot already fixed a backend."""
-    if os.environ.get("MPLBACKEND"):
-        return True
-    getter = getattr(matplotlib.rcParams, "_get_backend_or_none", None)
-    if getter is not None:
-        return getter() is not None
-    from matplotlib import rcsetup
-
-    return dict.__getitem__(matplotlib.rcParams, "backend") is not rcsetup._auto_backend_sentinel
-
-
-def _prepare_matplotlib():
-    """Make ``backtrader.plot`` importable without it forcing TkAgg; returns ``matplotlib.pyplot``.
-
-    Headless with no backend chosen -> Agg. A display, MPLBACKEND, a matplotlibrc
-    backend, ``matplotlib.use()`` or ``%matplotlib inline`` are left alone.
-    """
-    import matplotlib
-
-    if "matplotlib.pyplot" not in sys.modules and not _backend_chosen(matplotlib) and not _has_display():
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if "backtrader.plot" not in sys.modules:
-        # backtrader/plot/__init__.py calls matplotlib.use('TKAgg') (MacOSX on macOS) at import,
-        # which would switch (and close the figures of) a running interactive backend.
-        real_use = matplotlib.use
-        matplotlib.use = lambda *args, **kwargs: None
-        try:
-            import backtrader.plot  # noqa: F401
-        finally:
-            matplotlib.use = real_use
-    apply_backtrader_fixes()
-    return plt
-
-
-def _interactive(plt) -> bool:
-    return plt.get_backend().lower() not in _NON_INTERACTIVE
-
-
-def _release(plt, fig) -> None:
-    """On a non-interactive backend, drop pyplot's reference so repeated calls don't pile up figures.
-
-    The returned Figure stays fully usable (``savefig``); interactive sessions keep it for ``plt.show()``.
-    """
-    if not _interactive(plt):
-        plt.close(fig)
-
-
-def _new_fignum(plt) -> int:
-    return max(plt.get_fignums(), default=0) + 1
-
-
-# --------------------------------------------------------------------------- small helpers
-
-
-def safe_name(name: str) -> str:
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._")
-    return cleaned or "data"
-
-
-def _check_fmt(fmt) -> str:
-    if not isinstance(fmt, str) or not re.fullmatch(r"[A-Za-z0-9]+", fmt):
-        raise ConfigError(f"fmt={fmt!r} is not a file format; use e.g. 'png', 'svg' or 'pdf'")
-    return fmt.lower()
-
-
-def _check_positive(name: str, value) -> float:
-    try:
-        ok = float(value) > 0 and math.isfinite(float(value))
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ConfigError(f"{name}={value!r} must be a positive number")
-    return float(value)
 
 
 def _in(obj, items) -> bool:
@@ -332,11 +239,46 @@ def _percent_panel(ax, ind, xmin: float) -> None:
             line.set_label(re.sub(r" -?\d+\.\d+$", f" {last:+.2%}", label))
 
 
+_FOLD_STYLE = {"color": "tab:purple", "lw": 0.8, "ls": (0, (5, 3)), "alpha": 0.55}
+
+
+@dataclass
+class _Panels:
+    """The axes Backtrader drew for one data, and the bar range (x) of that data's own dates."""
+
+    fig: object
+    pinf: object
+    axes: list
+    bottom: object
+    price: object
+    volume: object
+    xreal: list
+    lo: int
+    hi: int
+
+
 def _plot_one(plt, strat, data, key, style, width, height, fignum):
-    import backtrader as bt
-    import matplotlib.ticker as mticker
+    """One data's chart: Backtrader draws it, then each step makes one part of it readable."""
+    panels = _draw(strat, data, key, style, fignum)
+    _style_axes(panels)
+    if panels.price is not None:
+        _realign_observers(panels.price, panels.pinf, strat, data)
+        _style_markers(panels.price)
+    nfolds = _mark_folds(panels, strat, data)
+    for ind, ax in panels.pinf.daxis.items():
+        if ax is not panels.price and _is_forecast(ind):
+            _percent_panel(ax, ind, panels.lo - 0.5)
+    _legends(panels, key, nfolds)
+    _date_ticks(panels.bottom, panels.xreal, panels.lo, panels.hi)
+    for ax in panels.axes:  # dates on the bottom axes only (Backtrader hides them all on matplotlib >= 3.x)
+        ax.xaxis.set_tick_params(labelbottom=False)
+    panels.bottom.xaxis.set_tick_params(labelbottom=True, labelrotation=0, labelsize=8)
+    _titles(panels, strat, data, key, nfolds, width, height)
+    return panels.fig
+
+
+def _draw(strat, data, key, style, fignum) -> _Panels:
     from backtrader.plot import Plot, PlotScheme
-    from matplotlib.lines import Line2D
 
     plotter = Plot(scheme=PlotScheme(), style=style, fmt_x_ticks="%Y-%m-%d", fmt_x_data="%Y-%m-%d",
                    barup="#26a69a", bardown="#ef5350", volup="#80cbc4", voldown="#ef9a9a", voltrans=0.4,
@@ -344,93 +286,99 @@ def _plot_one(plt, strat, data, key, style, width, height, fignum):
     figs = plotter.plot(strat, figid=fignum, numfigs=1, iplot=False)
     if not figs:
         raise PuffinError(f"Backtrader drew nothing for '{key}' (the strategy has no bars)")
-    fig = figs[0]
     pinf = plotter.pinf
     xreal = list(pinf.xreal)
     axes = list(pinf.daxis.values())
     main = [ax for ax in axes if ax not in pinf.vaxis]
-    bottom = main[-1]
-    price_ax = pinf.daxis.get(data)
-    volume_ax = pinf.daxis.get(data.volume) if hasattr(data, "volume") else None
-
     # x is the bar index of the strategy clock: show only this data's own dates
     darr = data.datetime.plot()
     lo = bisect.bisect_left(xreal, darr[0]) if len(darr) else 0
     hi = min(bisect.bisect_right(xreal, darr[-1]) - 1, len(xreal) - 1) if len(darr) else len(xreal) - 1
-    bottom.set_xlim(lo - 1, hi + 2)
+    main[-1].set_xlim(lo - 1, hi + 2)
+    return _Panels(figs[0], pinf, axes, main[-1], pinf.daxis.get(data),
+                   pinf.daxis.get(data.volume) if hasattr(data, "volume") else None, xreal, lo, hi)
 
-    for ax in axes:
+
+def _style_axes(panels: _Panels) -> None:
+    import matplotlib.ticker as mticker
+
+    for ax in panels.axes:
         ax.grid(True, which="major", color="0.88", lw=0.6)
         ax.yaxis.set_tick_params(labelsize=8)
+    volume_ax, price_ax = panels.volume, panels.price
     if volume_ax is not None and volume_ax is not price_ax:
         volume_ax.grid(False)
         volume_ax.yaxis.set_tick_params(labelsize=7, labelcolor="0.5", color="0.7")
-        if price_ax in pinf.vaxis:  # overlaid volume: ticks only up to the highest bar, not the empty top
-            top = volume_ax.get_ylim()[1] * pinf.sch.volscaling
+        if price_ax in panels.pinf.vaxis:  # overlaid volume: ticks only up to the highest bar, not the empty top
+            top = volume_ax.get_ylim()[1] * panels.pinf.sch.volscaling
             ticks = [t for t in mticker.MaxNLocator(nbins=3).tick_values(0, top) if 0 <= t <= top]
             volume_ax.yaxis.set_major_locator(mticker.FixedLocator(ticks))
-    if price_ax is not None:
-        _realign_observers(price_ax, pinf, strat, data)
-        for line in price_ax.lines:  # BuySell markers: readable on both candle colours
-            tail = line.get_label().split("\n")[-1]
-            if not (tail in ("buy", "sell") and line.get_marker() in ("^", "v")):
-                line.set_zorder(max(line.get_zorder(), 30))  # overlays (forecast price, SMAs) above the candles
-                continue
-            line.set_color("#1e63d6" if tail == "buy" else "#c2185b")
-            line.set_markeredgecolor("black")
-            line.set_markeredgewidth(0.8)
-            line.set_markersize(9)
-            line.set_zorder(50)
 
-    # fold boundaries (retrain bars) on the price panel and on the forecast's own panel
+
+def _style_markers(price_ax) -> None:
+    """BuySell markers readable on both candle colours; overlays (forecast price, SMAs) above the candles."""
+    for line in price_ax.lines:
+        tail = line.get_label().split("\n")[-1]
+        if not (tail in ("buy", "sell") and line.get_marker() in ("^", "v")):
+            line.set_zorder(max(line.get_zorder(), 30))
+            continue
+        line.set_color("#1e63d6" if tail == "buy" else "#c2185b")
+        line.set_markeredgecolor("black")
+        line.set_markeredgewidth(0.8)
+        line.set_markersize(9)
+        line.set_zorder(50)
+
+
+def _mark_folds(panels: _Panels, strat, data) -> int:
+    """Fold boundaries (retrain bars) on the price panel and on the forecast's own panel; returns how many."""
     indicators = [ind for ind in strat.getindicators() if ind.plotinfo.plot]
     nfolds = 0
-    fold_style = {"color": "tab:purple", "lw": 0.8, "ls": (0, (5, 3)), "alpha": 0.55}
     for ind, src, bars in _fold_bars(indicators, data):
         src_dt = src.datetime.array
-        xs = [bisect.bisect_left(xreal, src_dt[b]) for b in bars if 0 <= b < len(src_dt)]
-        sub_ax = pinf.daxis.get(ind)
+        xs = [bisect.bisect_left(panels.xreal, src_dt[b]) for b in bars if 0 <= b < len(src_dt)]
+        sub_ax = panels.pinf.daxis.get(ind)
         for x in xs:
-            if price_ax is not None:
-                price_ax.axvline(x, zorder=0.6, gid=_FOLD_GID, **fold_style)
-            if sub_ax is not None and sub_ax is not price_ax:
-                sub_ax.axvline(x, zorder=0.6, gid=_FOLD_GID + "_panel", **fold_style)
+            if panels.price is not None:
+                panels.price.axvline(x, zorder=0.6, gid=_FOLD_GID, **_FOLD_STYLE)
+            if sub_ax is not None and sub_ax is not panels.price:
+                sub_ax.axvline(x, zorder=0.6, gid=_FOLD_GID + "_panel", **_FOLD_STYLE)
         nfolds += len(xs)
-    for ind, ax in pinf.daxis.items():
-        if ax is not price_ax and _is_forecast(ind):
-            _percent_panel(ax, ind, lo - 0.5)
+    return nfolds
 
-    # legends: one row above each panel, never over the bars. Backtrader keeps the original
-    # artists of a data panel's legend in pinf.handles (volume and price live on twin axes).
-    for ax in axes:
+
+def _legends(panels: _Panels, key: str, nfolds: int) -> None:
+    """One legend row above each panel, never over the bars. Backtrader keeps the original artists of a
+    data panel's legend in pinf.handles (volume and price live on twin axes)."""
+    from matplotlib.lines import Line2D
+
+    pinf = panels.pinf
+    for ax in panels.axes:
         if ax in pinf.handles:
             handles, labels = list(pinf.handles[ax]), list(pinf.labels[ax])
         elif ax.get_legend() is not None:
             handles, labels = ax.get_legend_handles_labels()
         else:
             continue
-        if ax is price_ax:
+        if ax is panels.price:
             # an unnamed data's label starts with its timeframe: name it like the figure
             labels = [f"{key} {lab}" if lab.startswith("(") else lab for lab in labels]
             if nfolds:
-                handles.append(Line2D([], [], **fold_style))
+                handles.append(Line2D([], [], **_FOLD_STYLE))
                 labels.append(f"retrain ({nfolds})")
         _legend_above(ax, handles, labels)
 
-    # dates on the bottom axes only (Backtrader hides them all on matplotlib >= 3.x)
-    _date_ticks(bottom, xreal, lo, hi)
-    for ax in axes:
-        ax.xaxis.set_tick_params(labelbottom=False)
-    bottom.xaxis.set_tick_params(labelbottom=True, labelrotation=0, labelsize=8)
+
+def _titles(panels: _Panels, strat, data, key: str, nfolds: int, width, height) -> None:
+    import backtrader as bt
 
     buys, sells = _count_marks(strat.getobservers(), data)
-    period = f"{bt.num2date(xreal[lo]):%Y-%m-%d} to {bt.num2date(xreal[hi]):%Y-%m-%d}, {len(data)} bars"
+    xreal, fig = panels.xreal, panels.fig
+    period = f"{bt.num2date(xreal[panels.lo]):%Y-%m-%d} to {bt.num2date(xreal[panels.hi]):%Y-%m-%d}, {len(data)} bars"
     detail = f"{period}   |   {buys} buys, {sells} sells" + (f"   |   {nfolds} retrains" if nfolds else "")
     fig.suptitle(f"{key} \u2014 {type(strat).__name__}", fontsize=13, fontweight="bold", x=0.04, ha="left", y=0.99)
     fig.text(0.04, 0.962, detail, fontsize=9, color="0.3", ha="left", va="top")
     fig.set_size_inches(width, height)
     fig.subplots_adjust(top=0.91, bottom=0.05, left=0.04, right=0.94, hspace=0.35)
-    return fig
 
 
 def plot_trades(cerebro, out_dir=None, strategy=None, dpi=110, width=14, height=9, fmt="png", style="auto"):
@@ -456,13 +404,13 @@ def plot_trades(cerebro, out_dir=None, strategy=None, dpi=110, width=14, height=
 
     >>> figs = plot_trades(cerebro, out_dir="plots")  # doctest: +SKIP
     """
-    fmt = _check_fmt(fmt)
-    dpi = _check_positive("dpi", dpi)
-    width = _check_positive("width", width)
-    height = _check_positive("height", height)
+    fmt = check_fmt(fmt)
+    dpi = check_positive("dpi", dpi)
+    width = check_positive("width", width)
+    height = check_positive("height", height)
     if style not in ("auto", "candle", "candlestick", "bar", "ohlc", "line"):
         raise ConfigError(f"style={style!r} is not one of 'auto', 'candle', 'bar', 'line'")
-    plt = _prepare_matplotlib()
+    plt = prepare_matplotlib()
     strat = _resolve_strategy(cerebro, strategy)
     datas = list(strat.datas)
     if not datas:
@@ -496,7 +444,7 @@ def plot_trades(cerebro, out_dir=None, strategy=None, dpi=110, width=14, height=
         if style == "auto":
             chosen = "candle" if nbars <= _CANDLE_MAX_BARS else "line"
         chosen = {"candlestick": "candle", "ohlc": "bar"}.get(chosen, chosen)
-        fignum = _new_fignum(plt)
+        fignum = new_fignum(plt)
         try:
             with _only(strat, members, owners, show_global):
                 fig = _plot_one(plt, strat, data, key, chosen, width, height, fignum)
@@ -511,174 +459,7 @@ def plot_trades(cerebro, out_dir=None, strategy=None, dpi=110, width=14, height=
                 fname, n = f"{stem}_{n}", n + 1
             used_files.add(fname)
             fig.savefig(out / f"{fname}.{fmt}", dpi=dpi, format=fmt)
-        _release(plt, fig)
+        release(plt, fig)
     return figures
 
 
-# --------------------------------------------------------------------------- equity and forecasts
-
-
-def _as_series(obj, what: str):
-    import pandas as pd
-
-    if isinstance(obj, pd.DataFrame):
-        if obj.shape[1] != 1:
-            raise ConfigError(f"{what} must be a pandas Series (or one-column DataFrame), got {obj.shape[1]} columns")
-        obj = obj.iloc[:, 0]
-    if not isinstance(obj, pd.Series):
-        raise ConfigError(f"{what} must be a pandas Series indexed by date, got {type(obj).__name__}")
-    if not isinstance(obj.index, pd.DatetimeIndex):
-        try:
-            obj = obj.set_axis(pd.to_datetime(obj.index))
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{what} must be indexed by dates ({exc})") from None
-    obj = pd.to_numeric(obj, errors="coerce").dropna()
-    if obj.empty:
-        raise ConfigError(f"{what} has no numeric values to plot")
-    return obj.sort_index()
-
-
-def _date_axis(ax):
-    import matplotlib.dates as mdates
-
-    locator = mdates.AutoDateLocator(minticks=5, maxticks=12)
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-
-
-def _save(fig, out_path, dpi) -> None:
-    if out_path is None:
-        return
-    path = Path(out_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-
-
-def _equity_figure(curves: dict, benchmark, out_path, title: str, dpi):
-    plt = _prepare_matplotlib()
-    if not curves:
-        raise ConfigError("no equity curve to plot")
-    palette = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
-    lines = [(str(name), _as_series(series, f"equity '{name}'"), palette[i % len(palette)], 1.6)
-             for i, (name, series) in enumerate(curves.items())]
-    if benchmark is not None:
-        lines.append(("buy & hold", _as_series(benchmark, "benchmark"), "0.4", 1.2))
-
-    fig, (ax, axdd) = plt.subplots(2, 1, sharex=True, figsize=(12, 7), num=_new_fignum(plt),
-                                   gridspec_kw={"height_ratios": [3, 1], "hspace": 0.06})
-    for label, series, color, lw in lines:
-        start = series.iloc[0]
-        total = series.iloc[-1] / start - 1.0 if start else float("nan")
-        drawdown = (series / series.cummax() - 1.0) * 100
-        ls = "-" if label != "buy & hold" else (0, (5, 2))
-        ax.plot(series.index, series.values, color=color, lw=lw, ls=ls,
-                label=f"{label}: {total:+.1%}, max drawdown {drawdown.min() / 100:.1%}")
-        if label != "buy & hold" and len(lines) <= 2:
-            axdd.fill_between(drawdown.index, drawdown.values, 0, color=color, alpha=0.25, lw=0)
-        axdd.plot(drawdown.index, drawdown.values, color=color, lw=0.9, ls=ls, label=label)
-    ax.axhline(lines[0][1].iloc[0], color="0.6", lw=0.8, ls=":")
-    import matplotlib.ticker as mticker
-
-    ax.yaxis.set_major_formatter(mticker.StrMethodFormatter("{x:,.0f}"))
-    axdd.yaxis.set_major_formatter(mticker.PercentFormatter(decimals=0))
-    ax.set_ylabel("portfolio value")
-    ax.set_title(title, loc="left", fontsize=12, fontweight="bold")
-    ax.grid(True, color="0.9")
-    ax.legend(loc="upper left", fontsize=9, framealpha=0.9)
-    axdd.set_ylabel("drawdown %")
-    axdd.grid(True, color="0.9")
-    axdd.axhline(0, color="0.5", lw=0.8)
-    _date_axis(axdd)
-    ax.margins(x=0.01)
-    _save(fig, out_path, dpi)
-    _release(plt, fig)
-    return fig
-
-
-def plot_equity(equity, benchmark=None, out_path=None, title="Portfolio equity vs buy-and-hold", dpi=110):
-    """Equity curve over a drawdown panel, with an optional buy-and-hold benchmark.
-
-    ``equity`` / ``benchmark``: pandas Series of portfolio value indexed by date. The legend
-    gives each curve's total return and maximum drawdown. Writes the figure when ``out_path``
-    is given (format from its suffix, PNG by default). Returns the Figure.
-
-    >>> plot_equity(res.equity["strategy"], res.equity["buy_hold"], out_path="equity.png")  # doctest: +SKIP
-    """
-    return _equity_figure({"strategy": equity}, benchmark, out_path, title, dpi)
-
-
-def plot_comparison(curves, benchmark=None, out_path=None, title="Equity by model vs buy-and-hold", dpi=110):
-    """Several equity curves (``{label: Series}``, e.g. LSTM and GRU) with a benchmark and drawdowns."""
-    if not isinstance(curves, dict):
-        raise ConfigError(f"curves must be a dict of {{label: equity Series}}, got {type(curves).__name__}")
-    return _equity_figure(curves, benchmark, out_path, title, dpi)
-
-
-def plot_forecasts(df, out_path=None, title=None, dpi=110):
-    """Predicted vs realised next-bar return for one ticker: scatter (with IC, hit rate) and time series.
-
-    ``df``: DataFrame with columns ``pred_return`` and ``realized_return`` and a DatetimeIndex
-    (rows with NaN are dropped). Returns the Figure; writes it when ``out_path`` is given.
-    """
-    import numpy as np
-    import pandas as pd
-
-    plt = _prepare_matplotlib()
-    if not isinstance(df, pd.DataFrame):
-        raise ConfigError(f"plot_forecasts() needs a DataFrame, got {type(df).__name__}")
-    missing = {"pred_return", "realized_return"} - set(df.columns)
-    if missing:
-        raise ConfigError(f"plot_forecasts(): missing column(s) {sorted(missing)}; have {list(df.columns)}")
-    frame = df[["pred_return", "realized_return"]].apply(pd.to_numeric, errors="coerce").dropna()
-    if not isinstance(frame.index, pd.DatetimeIndex):
-        try:
-            frame.index = pd.to_datetime(frame.index)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"plot_forecasts(): the index must be dates ({exc})") from None
-    if frame.empty:
-        raise ConfigError("plot_forecasts(): no rows with both pred_return and realized_return")
-    if title is None:
-        title = f"{df.attrs.get('ticker', '')} forecast vs realised next return".strip()
-
-    pred = frame["pred_return"].to_numpy() * 100
-    real = frame["realized_return"].to_numpy() * 100
-    n = len(frame)
-    ic = float(np.corrcoef(pred, real)[0, 1]) if n > 2 and pred.std() > 0 and real.std() > 0 else float("nan")
-    nonzero = (pred != 0) & (real != 0)
-    hit = float(np.mean(np.sign(pred[nonzero]) == np.sign(real[nonzero]))) if nonzero.any() else float("nan")
-
-    fig = plt.figure(figsize=(14, 6), num=_new_fignum(plt))
-    grid = fig.add_gridspec(2, 3, width_ratios=[1.1, 1, 1], hspace=0.08, wspace=0.25)
-    sc = fig.add_subplot(grid[:, 0])
-    ts_real = fig.add_subplot(grid[0, 1:])
-    ts_pred = fig.add_subplot(grid[1, 1:], sharex=ts_real)
-
-    sc.scatter(pred, real, s=8, alpha=0.45, color="tab:purple", edgecolors="none")
-    if n > 2 and pred.std() > 0:
-        slope, intercept = np.polyfit(pred, real, 1)
-        xs = np.linspace(pred.min(), pred.max(), 50)
-        sc.plot(xs, slope * xs + intercept, color="tab:orange", lw=1.5, label=f"OLS slope {slope:.2f}")
-        sc.legend(loc="upper left", fontsize=8)
-    sc.axhline(0, color="0.6", lw=0.8)
-    sc.axvline(0, color="0.6", lw=0.8)
-    sc.set_xlabel("predicted return %")
-    sc.set_ylabel("realised next return %")
-    sc.grid(True, alpha=0.3)
-    sc.text(0.98, 0.02, f"n={n}  IC={ic:.3f}  hit rate={hit:.1%}", transform=sc.transAxes, ha="right",
-            va="bottom", fontsize=9, bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "0.8"})
-
-    ts_real.plot(frame.index, real, color="0.55", lw=0.7, label="realised next return %")
-    ts_real.axhline(0, color="0.6", lw=0.8)
-    ts_real.legend(loc="upper left", fontsize=8)
-    ts_real.grid(True, alpha=0.3)
-    ts_real.tick_params(labelbottom=False)
-    ts_pred.plot(frame.index, pred, color="tab:purple", lw=0.9, label="predicted return %")
-    ts_pred.axhline(0, color="0.6", lw=0.8)
-    ts_pred.legend(loc="upper left", fontsize=8)
-    ts_pred.grid(True, alpha=0.3)
-    _date_axis(ts_pred)
-    fig.suptitle(title, x=0.07, y=0.97, ha="left", fontsize=12, fontweight="bold")
-    fig.subplots_adjust(top=0.9)
-    _save(fig, out_path, dpi)
-    _release(plt, fig)
-    return fig

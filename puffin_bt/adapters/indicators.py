@@ -1,8 +1,9 @@
 """Backtrader indicators that retrain an LSTM/GRU walk-forward inside the engine.
 
-``LSTMForecast`` / ``GRUForecast`` are thin adapters over ``walkforward.WalkForward``:
-``once()`` (runonce) forecasts each fold with one batched forward pass, ``next()``
-(event-driven, live feeds, preload=False) follows the same schedule bar by bar.
+``ForecastIndicator`` (public base class; ``LSTMForecast`` / ``GRUForecast``) is a thin adapter
+over ``walkforward.WalkForward``: ``once()`` (runonce) forecasts each fold with one batched
+forward pass, ``next()`` (event-driven, live feeds, preload=False) follows the same schedule bar
+by bar. Its params are the walk-forward options of ``puffin_bt.options``.
 """
 
 from __future__ import annotations
@@ -13,18 +14,18 @@ from array import array
 import backtrader as bt
 import numpy as np
 
-from ._compat import apply_backtrader_fixes
-from .errors import ConfigError
-from .walkforward import WALK_FORWARD_DEFAULTS, make_walk_forward, require_history
-
-apply_backtrader_fixes()
+from ..errors import ConfigError
+from ..options import forecast_defaults
+from ..walkforward import make_walk_forward, require_history
 
 # Indicator params: the walk-forward options plus where results go.
-FORECAST_PARAMS = (*WALK_FORWARD_DEFAULTS.items(), ("store", None), ("on_fold", None))
+FORECAST_PARAMS = (*forecast_defaults().items(), ("store", None), ("on_fold", None))
+FORECAST_OPTIONS = tuple(forecast_defaults())
 
 
-class _ForecastIndicator(bt.Indicator):
-    """Walk-forward RNN forecast of the next ``horizon``-bar return.
+class ForecastIndicator(bt.Indicator):
+    """Walk-forward RNN forecast of the next ``horizon``-bar return; subclass it (set ``cell``) or use
+    ``LSTMForecast`` / ``GRUForecast``.
 
     Lines: ``pred_return`` (predicted simple return from this bar's close to
     ``horizon`` bars later) and ``pred_price`` (``close * (1 + pred_return)``).
@@ -58,10 +59,10 @@ class _ForecastIndicator(bt.Indicator):
                 _report(_name, record)
 
         try:
-            self.runner = make_walk_forward(self.cell, on_fold, **{k: getattr(p, k) for k in WALK_FORWARD_DEFAULTS})
+            self.walk = make_walk_forward(self.cell, on_fold, **{k: getattr(p, k) for k in FORECAST_OPTIONS})
         except ConfigError as exc:
             raise type(exc)(f"{type(self).__name__}: {exc}") from None
-        self.config, self.schedule = self.runner.config, self.runner.schedule
+        self.config, self.schedule = self.walk.config, self.walk.schedule
         self._close = self.data.close if hasattr(self.data, "close") else self.data
         self._stored = None
         self.addminperiod(self.schedule.min_train)
@@ -69,7 +70,7 @@ class _ForecastIndicator(bt.Indicator):
     @property
     def folds(self):
         """The folds trained so far (``FoldRecord``: bar, date, train range, losses, seconds)."""
-        return self.runner.folds
+        return self.walk.folds
 
     def _plotlabel(self):
         return [f"{self.cell.upper()} lb={self.p.lookback} every={self.p.retrain_every}"]
@@ -78,7 +79,7 @@ class _ForecastIndicator(bt.Indicator):
         return _LazyDates(self.data)
 
     def once(self, start: int, end: int) -> None:
-        if not self.runner.folds and self._stored is None:
+        if not self.walk.folds and self._stored is None:
             # Preloaded: the whole length is known, so a series that never reaches a fold is an error.
             require_history(getattr(self.data, "_name", "") or "data", len(self._close.array), self.schedule.min_train)
         # The array holds the whole preloaded series, future included: WalkForward
@@ -88,13 +89,13 @@ class _ForecastIndicator(bt.Indicator):
             if self._stored is None:
                 closes_all = np.asarray(self._close.array, dtype=np.float64)
                 date_numbers = np.asarray(self.data.datetime.array) if hasattr(self.data, "datetime") else None
-                self._stored = self.p.store.forecasts(self.runner, closes_all, self._dates(), date_numbers)
+                self._stored = self.p.store.forecasts(self.walk, closes_all, self._dates(), date_numbers)
             preds = self._stored[start:end]
         else:
             # Cold folds of the whole preloaded series are trained together from the first call
             # (oncestart asks for one bar): WalkForward cuts each fold's history at its own bar.
             closes_all = np.asarray(self._close.array, dtype=np.float64)
-            preds = self.runner.forecast_range(closes_all, start, end, self._dates(), ahead=len(closes_all))
+            preds = self.walk.forecast_range(closes_all, start, end, self._dates(), ahead=len(closes_all))
         # Written slice by slice (Backtrader sized the lines for every bar before calling once).
         pred_return = np.expm1(preds)
         closes = np.asarray(self._close.array[start:end], dtype=np.float64)
@@ -109,8 +110,8 @@ class _ForecastIndicator(bt.Indicator):
             history = np.asarray(self._close.get(size=self.config.lookback + 1), dtype=np.float64)
         if self.schedule.is_fold_bar(bar):
             date = self.data.datetime.datetime(0) if hasattr(self.data, "datetime") else None
-            self.runner.train_fold(history, date)
-        pred_return = math.expm1(self.runner.forecast_tail(history))
+            self.walk.train_fold(history, date)
+        pred_return = math.expm1(self.walk.forecast_tail(history))
         self.lines.pred_return[0] = pred_return
         self.lines.pred_price[0] = self._close[0] * (1.0 + pred_return)
 
@@ -127,19 +128,34 @@ class _LazyDates:
         return bt.num2date(self._array[bar])
 
 
-class LSTMForecast(_ForecastIndicator):
+class LSTMForecast(ForecastIndicator):
     """Walk-forward LSTM forecast indicator (lines ``pred_return``, ``pred_price``)."""
 
     cell = "lstm"
 
 
-class GRUForecast(_ForecastIndicator):
+class GRUForecast(ForecastIndicator):
     """Walk-forward GRU forecast indicator (lines ``pred_return``, ``pred_price``)."""
 
     cell = "gru"
 
 
+_ForecastIndicator = ForecastIndicator  # the name before it was public
 INDICATORS = {"lstm": LSTMForecast, "gru": GRUForecast}
+
+
+def forecast_indicator(model) -> type:
+    """The forecast indicator class for ``model``: ``"lstm"``, ``"gru"`` or an indicator class with a
+    ``pred_return`` line (a ``ForecastIndicator`` subclass or your own)."""
+    if isinstance(model, str):
+        if model.lower() not in INDICATORS:
+            raise ConfigError(f"model={model!r} is not known; use 'lstm', 'gru' or a forecast indicator class")
+        return INDICATORS[model.lower()]
+    if isinstance(model, type) and issubclass(model, bt.Indicator):
+        if not issubclass(model, ForecastIndicator) and "pred_return" not in model.lines.getlinealiases():
+            raise ConfigError(f"model={model.__name__} has no 'pred_return' line; use LSTMForecast/GRUForecast")
+        return model
+    raise ConfigError(f"model={model!r} is not 'lstm', 'gru' or an indicator class")
 
 
 class ForecastPrice(bt.Indicator):

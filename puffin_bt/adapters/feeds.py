@@ -13,7 +13,7 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from .parallel import date_numbers_of
+from ..dates import date_numbers_of
 
 FIELDS = ("open", "high", "low", "close", "volume", "openinterest")
 

@@ -1,4 +1,5 @@
-"""Compute walk-forward forecasts for many tickers in parallel, into the forecast store.
+"""The ticker pool: walk-forward forecasts for many tickers (or (trial, ticker) jobs) in parallel, into
+the forecast store.
 
 Tickers are independent, so each is one task: in a local process pool
 (``executor="local"``) or on a Ray cluster (``executor="ray"``, optional extra
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import sys
+import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -20,9 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ._validate import check_int
+from .checks import check_int
+from .dates import date_numbers_of, num2date
 from .errors import ConfigError, PuffinError
-from .foldpool import available_cpus, mark_worker, quiet_fork_warning
+from .processes import available_cpus, mark_worker, quiet_fork_warning, start_method
 from .store import ForecastStore, fingerprint
 from .walkforward import FoldRecord, make_walk_forward, require_history
 
@@ -57,71 +59,18 @@ class ParallelReport:
         return ", ".join(parts)
 
 
-def date_numbers_of(index: pd.DatetimeIndex) -> np.ndarray:
-    """Backtrader's float date numbers for an index, exactly as ``PandasData`` makes them
-    (so fingerprints computed here match the ones the indicators compute in the engine)."""
-    import backtrader as bt
-
-    index = pd.DatetimeIndex(index)
-    utc = (index if index.tz is None else index.tz_convert(None)).to_numpy(dtype="datetime64[ns]")
-    days = utc.astype("datetime64[D]")
-    if len(utc) and not np.any(utc == np.datetime64("NaT")) and np.array_equal(utc, days.astype(utc.dtype)):
-        # Daily bars (all at midnight, UTC): date2num is the day's ordinal, here without a Python loop.
-        return days.astype(np.int64).astype(np.float64) + _ORDINAL_1970
-    return np.array([bt.date2num(ts) for ts in index.to_pydatetime()], dtype=np.float64)
-
-
-_ORDINAL_1970 = 719163.0  # datetime.date(1970, 1, 1).toordinal()
-
-
 def run_task(task: ForecastTask) -> tuple[str, np.ndarray, list[dict], float]:
     """Worker body: walk forward over one ticker. Returns (ticker, log forecasts, folds, seconds)."""
-    import time
-
     started = time.perf_counter()
     report = None
     if task.progress is not None:
         def report(record, _queue=task.progress, _ticker=task.ticker):
             _queue.put((_ticker, record.to_dict()))
-    runner = make_walk_forward(task.model, report, **task.options)
-    import backtrader as bt
-
-    dates = [bt.num2date(x) for x in task.date_numbers]
-    require_history(task.ticker, len(task.closes), runner.schedule.min_train)
-    preds = runner.forecast_range(task.closes, 0, len(task.closes), dates)
-    return task.ticker, preds, [f.to_dict() for f in runner.folds], time.perf_counter() - started
-
-
-def start_method(device="auto", threads: int | None = 1) -> str:
-    """How local worker processes start: ``fork`` on Linux for CPU work, else ``spawn``.
-
-    A forked child starts in milliseconds with torch and puffin_bt already imported; a
-    spawned one re-imports them first (~1.5-2 s per child, measured), which is most of
-    what kept 2 workers from a 2x speed-up on the bundled data. The walk-forward runs torch
-    single-threaded in the child (``threads=1``), the same precaution DataLoader's forked
-    workers take. CUDA cannot be used after a fork, so CUDA work (or ``auto`` on a machine
-    with a GPU) spawns, and so do children that would run more than one torch ``threads``:
-    GNU OpenMP's thread pool does not survive a fork, and a forked child that uses it after
-    the parent did hangs (measured: ``threads=2`` workers after one 2-thread matmul in the
-    parent). ``PUFFIN_BT_START_METHOD=spawn`` (or ``forkserver``) overrides it, e.g. for an
-    application whose other threads must not be forked.
-    """
-    import torch
-
-    forced = os.environ.get("PUFFIN_BT_START_METHOD")
-    if forced:
-        if forced not in multiprocessing.get_all_start_methods():
-            raise ConfigError(f"PUFFIN_BT_START_METHOD={forced!r} is not available here; use one of "
-                              f"{multiprocessing.get_all_start_methods()}")
-        return forced
-    if not sys.platform.startswith("linux") or "fork" not in multiprocessing.get_all_start_methods():
-        return "spawn"
-    device = str(device)
-    if (threads or 1) > 1:
-        return "spawn"
-    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
-        return "fork"
-    return "spawn"
+    walk = make_walk_forward(task.model, report, **task.options)
+    dates = [num2date(x) for x in task.date_numbers]
+    require_history(task.ticker, len(task.closes), walk.schedule.min_train)
+    preds = walk.forecast_range(task.closes, 0, len(task.closes), dates)
+    return task.ticker, preds, [f.to_dict() for f in walk.folds], time.perf_counter() - started
 
 
 def resolve_workers(workers, n_tasks: int) -> int | None:
@@ -158,7 +107,7 @@ def precompute_forecasts(
 ) -> ParallelReport:
     """Fill ``store`` with walk-forward forecasts for every ticker in ``frames``, in parallel.
 
-    ``options`` are walk-forward options (``WALK_FORWARD_DEFAULTS``). Tickers whose
+    ``options`` are walk-forward options (``puffin_bt.options``: lookback, retrain_every, ...). Tickers whose
     forecasts are already stored are skipped. ``executor``: ``"local"`` (process pool
     of ``workers``), ``"ray"`` (``ray.init(address)``; a local runtime when None) or
     ``"serial"``. ``on_done(ticker, status)`` is called as each ticker finishes and, for the
@@ -194,17 +143,17 @@ def precompute_jobs(
     report = ParallelReport()
     tasks = []
     keys = {}  # label -> store key, computed once: the store entry written later uses the same one
-    runners: dict = {}
+    walks: dict = {}
     scheduled: dict = {}  # store key -> the label that computes it
     duplicates: dict = {}  # label -> labels with the same key, finished with it
     for label, df, options in jobs:
         options = {k: v for k, v in options.items() if k not in ("store", "on_fold")}
         signature = repr(sorted(options.items()))
-        if signature not in runners:
-            runners[signature] = make_walk_forward(model, **options)
+        if signature not in walks:
+            walks[signature] = make_walk_forward(model, **options)
         closes = df["close"].to_numpy(dtype=np.float64)
         numbers = date_numbers_of(pd.DatetimeIndex(df.index))
-        keys[label] = fingerprint(runners[signature], closes, numbers)
+        keys[label] = fingerprint(walks[signature], closes, numbers)
         if keys[label] in scheduled:  # the same data and options twice (an Optuna batch may repeat a trial)
             duplicates.setdefault(scheduled[keys[label]], []).append(label)
             continue

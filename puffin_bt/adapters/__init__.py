@@ -1,0 +1,17 @@
+"""The Backtrader adapters: everything in puffin_bt that imports Backtrader, over the engine-free core.
+
+``feeds`` (``FrameData``), ``indicators`` (``ForecastIndicator``, ``LSTMForecast``, ``GRUForecast``,
+``ForecastPrice``), ``analyzers`` (``SleeveValue``) and ``compat`` (fixes for Backtrader 1.9.78 on
+current Python and matplotlib).
+"""
+
+from .compat import apply_backtrader_fixes
+
+apply_backtrader_fixes()
+
+from .analyzers import SleeveValue  # noqa: E402 - after the fixes: Backtrader's classes are used at import
+from .feeds import FrameData  # noqa: E402
+from .indicators import ForecastIndicator, ForecastPrice, GRUForecast, LSTMForecast, forecast_indicator  # noqa: E402
+
+__all__ = ["FrameData", "ForecastIndicator", "ForecastPrice", "GRUForecast", "LSTMForecast", "SleeveValue",
+           "forecast_indicator"]

@@ -1,0 +1,117 @@
+"""What a backtest produced (``BacktestResult``): tables, the compact summary, files and charts."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+
+from ..files import atomic_write_bytes
+
+
+@dataclass
+class BacktestResult:
+    """Everything a backtest produced. ``summary()`` prints the compact table."""
+
+    metrics: dict
+    per_ticker: pd.DataFrame
+    benchmark: dict
+    benchmark_per_ticker: pd.DataFrame
+    equity: pd.DataFrame
+    trades: pd.DataFrame
+    forecasts: pd.DataFrame
+    folds: pd.DataFrame
+    config: dict
+    seconds: float
+    cerebro: bt.Cerebro = field(repr=False)
+    strategy: bt.Strategy = field(repr=False)
+
+    def table(self) -> pd.DataFrame:
+        """Portfolio and per-ticker rows, strategy next to buy-and-hold."""
+        cols = ["total_return", "cagr", "sharpe", "max_drawdown", "trades", "open_positions", "win_rate", "exposure"]
+        rows = {"PORTFOLIO": {**{c: self.metrics.get(c) for c in cols},
+                              "bh_total_return": self.benchmark["total_return"],
+                              "bh_sharpe": self.benchmark["sharpe"],
+                              "bh_max_drawdown": self.benchmark["max_drawdown"]}}
+        for ticker, row in self.per_ticker.iterrows():
+            bh = self.benchmark_per_ticker.loc[ticker]
+            rows[ticker] = {**{c: row.get(c) for c in cols}, "bh_total_return": bh["total_return"],
+                            "bh_sharpe": bh["sharpe"], "bh_max_drawdown": bh["max_drawdown"]}
+        return pd.DataFrame(rows).T
+
+    def summary(self) -> str:
+        t = self.table()
+        out = pd.DataFrame(index=t.index)
+        pct = lambda s: s.map(lambda v: "" if pd.isna(v) else f"{100 * v:6.1f}%")  # noqa: E731
+        num = lambda s: s.map(lambda v: "" if pd.isna(v) else f"{v:5.2f}")  # noqa: E731
+        out["return"] = pct(t["total_return"])
+        out["B&H return"] = pct(t["bh_total_return"])
+        out["CAGR"] = pct(t["cagr"])
+        out["Sharpe"] = num(t["sharpe"])
+        out["B&H Sharpe"] = num(t["bh_sharpe"])
+        out["max DD"] = pct(t["max_drawdown"])
+        out["B&H max DD"] = pct(t["bh_max_drawdown"])
+        out["trades"] = t["trades"].map(lambda v: "" if pd.isna(v) else str(int(v)))
+        out["open"] = t["open_positions"].map(lambda v: "" if pd.isna(v) else str(int(v)))
+        out["win rate"] = pct(t["win_rate"])
+        out["exposure"] = pct(t["exposure"])
+        cfg = self.config
+        head = (f"{cfg['model'].upper()} walk-forward, {len(self.per_ticker)} ticker(s), "
+                f"{self.equity.index[0]:%Y-%m-%d}..{self.equity.index[-1]:%Y-%m-%d}, "
+                f"{len(self.folds)} folds, {self.seconds:.1f}s")
+        text = head + "\n" + out.to_string()
+        if self.skipped:
+            text += "\nskipped: " + "; ".join(f"{t}: {why}" for t, why in self.skipped.items())
+        return text
+
+    @property
+    def skipped(self) -> dict:
+        """Tickers left out (``skip_failed=True``) and why."""
+        return self.config.get("skipped", {})
+
+    def save(self, out_dir) -> Path:
+        """Write trades.csv, forecasts.csv, folds.csv, equity.csv, metrics.json and config.json."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, frame in (("trades", self.trades), ("forecasts", self.forecasts),
+                            ("folds", self.folds), ("equity", self.equity)):
+            atomic_write_bytes(out / f"{name}.csv", frame.to_csv(index=name in ("equity",)).encode())
+        metrics = {"portfolio": self.metrics, "benchmark": self.benchmark,
+                   "per_ticker": _records(self.per_ticker), "benchmark_per_ticker": _records(self.benchmark_per_ticker),
+                   "seconds": self.seconds}
+        atomic_write_bytes(out / "metrics.json", json.dumps(_jsonable(metrics), indent=2).encode())
+        atomic_write_bytes(out / "config.json", json.dumps(_jsonable(self.config), indent=2).encode())
+        return out
+
+    def plot(self, out_dir=None) -> dict:
+        """Per-ticker trade charts plus equity vs buy-and-hold; PNGs in ``out_dir`` if given."""
+        from ..plotting import plot_equity, plot_trades
+
+        figs = plot_trades(self.cerebro, out_dir=out_dir, strategy=self.strategy)
+        out_path = None if out_dir is None else Path(out_dir) / "equity.png"
+        figs["equity"] = plot_equity(self.equity["strategy"], self.equity["buy_hold"], out_path=out_path,
+                                     title=f"{self.config['model'].upper()} threshold strategy vs buy-and-hold")
+        return figs
+
+
+def _records(frame: pd.DataFrame) -> dict:
+    return {str(k): v for k, v in frame.to_dict(orient="index").items()}
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return None if not math.isfinite(float(obj)) else float(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (pd.Timestamp,)):
+        return obj.isoformat()
+    return obj

@@ -1,0 +1,112 @@
+"""The model file format: weights as a state_dict plus JSON metadata, in one file written atomically
+and read with ``torch.load(weights_only=True)`` — never unpickled.
+
+``RNNForecaster.save`` / ``load`` (``forecaster.py``) are the public entry points.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import CheckpointError, ConfigError
+from .files import atomic_write_bytes
+from .options import ModelConfig
+from .windows import Scaler
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """What a model file holds, checked: the model configuration, its scaler, the weights, the
+    estimator's hyperparameters and the training history."""
+
+    config: ModelConfig
+    scaler: Scaler
+    state: dict
+    params: dict
+    history: dict | None
+    class_name: str
+
+
+def state_digest(state: dict) -> str:
+    """SHA-256 over the weights (names, shapes, dtypes, bytes): detects a corrupted checkpoint."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name]
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"state_dict entry {name!r} is not a tensor")
+        h.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def write(path: str | os.PathLike, class_name: str, config: ModelConfig, scaler: Scaler, state: dict,
+          params: dict, history: dict | None) -> Path:
+    """Write one model file atomically."""
+    meta = {
+        "format": FORMAT_VERSION,
+        "class": class_name,
+        "config": config.to_dict(),
+        "scaler": dataclasses.asdict(scaler),
+        "params": {k: (str(v) if isinstance(v, torch.device) else v) for k, v in params.items()},
+        "history": {k: (history or {}).get(k) for k in ("train_loss", "val_loss", "best_epoch", "stopped_epoch")},
+        "versions": {"torch": torch.__version__, "numpy": np.__version__},
+    }
+    state = {k: v.detach().cpu() for k, v in state.items()}
+    meta["sha256"] = state_digest(state)
+    buf = io.BytesIO()
+    torch.save({"state_dict": state, "meta_json": json.dumps(meta)}, buf)
+    path = Path(path)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def read(path: str | os.PathLike) -> Checkpoint:
+    """Read and check a model file; any problem is a CheckpointError naming the file and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist; pass the path given to save()")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        meta = json.loads(blob["meta_json"])
+        state = blob["state_dict"]
+        config = ModelConfig(**meta["config"])
+        scaler = Scaler(float(meta["scaler"]["mean"]), float(meta["scaler"]["std"]), int(meta["scaler"]["horizon"]))
+        if not (math.isfinite(scaler.mean) and math.isfinite(scaler.std) and scaler.std > 0):
+            raise ValueError(f"scaler statistics {meta['scaler']} are not finite with std > 0")
+        if scaler.horizon != config.horizon:  # the checksum covers the weights only: check what the JSON says
+            raise ValueError(f"scaler horizon {scaler.horizon} differs from the model's horizon {config.horizon}")
+        if not isinstance(state, dict):
+            raise TypeError(f"state_dict is a {type(state).__name__}, not a dict of tensors")
+        digest = state_digest(state)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} would need unpickling arbitrary objects, which puffin_bt refuses "
+            f"(weights_only=True); only load files written by RNNForecaster.save ({str(exc).splitlines()[0]})"
+        ) from None
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError, RuntimeError, EOFError, OSError,
+            ConfigError) as exc:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is not a puffin_bt model file or is corrupted ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); re-save it with RNNForecaster.save"
+        ) from None
+    if "sha256" in meta and meta["sha256"] != digest:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is corrupted: its weights do not match the checksum saved with them; "
+            "restore the file from a backup or re-train and save again"
+        )
+    params = meta.get("params", {})
+    return Checkpoint(config, scaler, state, dict(params) if isinstance(params, dict) else {}, meta.get("history"),
+                      str(meta.get("class", "")))

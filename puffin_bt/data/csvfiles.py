@@ -1,0 +1,127 @@
+"""A user's OHLCV CSV file (optionally .gz/.zip compressed), read and validated: ``load_csv``."""
+
+from __future__ import annotations
+
+import lzma
+import os
+import tarfile
+import warnings
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+from .common import _DATE_COLUMN_NAMES, _MAX_LISTED, _PRICE_COLUMNS, _fmt_date, _fmt_value, _norm_name
+from .validate import _diagnose_dates, _local_midnights, _raise_date_problem, _validate
+
+
+def _parse_csv_dates(values: pd.Series, label: str, column: str, first_line: int = 2) -> pd.DatetimeIndex:
+    """Parse a CSV date column; daily bars with offsets keep their local calendar date.
+
+    ``column`` is the column's description used in messages.
+    """
+
+    def where(pos: int) -> str:
+        return f"line {pos + first_line}"
+
+    raw = list(values)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parsed = pd.DatetimeIndex(pd.to_datetime(values))
+    except (ValueError, TypeError, OverflowError) as exc:
+        bad, stamps = _diagnose_dates(raw)
+        aware = [s for s in stamps if s is not None and s.tzinfo is not None]
+        if bad or not aware or len(aware) != len(stamps):
+            _raise_date_problem(raw, f"{label}, column {column}", where, exc)
+        # Only explicit offsets that differ (e.g. -05:00/-04:00 across daylight saving time).
+        if _local_midnights(stamps):
+            parsed = pd.DatetimeIndex([s.tz_localize(None) for s in stamps])
+        else:
+            parsed = pd.DatetimeIndex([s.tz_convert("UTC").tz_localize(None) for s in stamps])
+    nat = np.asarray(parsed.isna())
+    if nat.any():
+        positions = np.flatnonzero(nat)[:_MAX_LISTED]
+        listed = ", ".join(
+            f"{'(empty)' if pd.isna(raw[p]) else _fmt_value(raw[p])} at {where(p)}" for p in positions
+        )
+        raise DataError(
+            f"{label}: {int(nat.sum())} empty or unreadable date(s) in column {column}: {listed}; "
+            "fill in the dates (YYYY-MM-DD) or delete those rows"
+        )
+    if parsed.tz is not None and _local_midnights(parsed):
+        parsed = parsed.tz_localize(None)  # daily bars: keep the exchange's calendar date
+    return parsed
+
+
+def load_csv(path: str | os.PathLike, name: str | None = None) -> pd.DataFrame:
+    """Read a user's OHLCV CSV file (optionally .gz/.zip compressed) and validate it.
+
+    The date column is the one named ``date``/``datetime``/``timestamp`` (any case),
+    else the first column. Other columns follow :func:`validate_ohlcv` (``Open`` or
+    ``open``; volume optional). Offsets in the dates are handled like this: daily bars
+    stamped at local midnight keep their calendar date, other times are converted to UTC.
+    ``name`` (default: the file stem) is used in error messages.
+
+    Raises:
+        DataError: missing, empty, truncated or garbled file, unreadable dates, or any
+            :func:`validate_ohlcv` failure; the message names the file and the fix.
+
+    Example:
+        >>> df = load_csv("AAPL.csv")            # doctest: +SKIP
+        >>> df[["open", "close"]].head()         # doctest: +SKIP
+    """
+    path = Path(os.fspath(path)).expanduser()
+    if name is None:
+        name = path.name.split(".")[0] or path.name
+    label = f"'{name}' (file '{path.absolute()}')"
+    if not path.exists():
+        raise DataError(f"{label}: file not found; check the path (current folder: '{Path.cwd()}')")
+    if path.is_dir():
+        raise DataError(f"{label}: is a folder, not a CSV file; pass the path of the .csv file")
+    try:
+        if path.stat().st_size == 0:
+            raise pd.errors.EmptyDataError("0 bytes")
+        frame = pd.read_csv(path, dtype=str, skipinitialspace=True)
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(
+            f"{label}: the file is empty ({exc}); export the prices again with a header line "
+            "date,open,high,low,close,volume"
+        ) from exc
+    except (pd.errors.ParserError, UnicodeDecodeError, EOFError, zlib.error, OSError, ValueError,
+            zipfile.BadZipFile, tarfile.TarError, lzma.LZMAError, ImportError) as exc:
+        raise DataError(
+            f"{label}: the file is not a readable CSV ({type(exc).__name__}: {str(exc).strip()[:200]}); "
+            "it may be truncated or garbled: download or export it again"
+        ) from exc
+    if frame.empty or frame.shape[1] < 2:
+        raise DataError(
+            f"{label}: no data rows/columns found (columns: {list(frame.columns)}); expected a header "
+            "line date,open,high,low,close[,volume] followed by one row per bar"
+        )
+    named = [c for c in frame.columns if _norm_name(c) in _DATE_COLUMN_NAMES]
+    date_col = named[0] if named else frame.columns[0]
+    column_text = repr(date_col) if named else (
+        f"{date_col!r} (no column is named date/datetime/timestamp, so the first one is used)"
+    )
+    index = _parse_csv_dates(frame[date_col], label, column_text)
+    frame = frame.drop(columns=date_col)
+    frame.index = index
+
+    # A last row with missing fields while all others are complete: the file was cut off.
+    lowered = {_norm_name(c): c for c in frame.columns}
+    price_cols = [lowered[c] for c in _PRICE_COLUMNS if c in lowered]
+    if len(price_cols) == len(_PRICE_COLUMNS) and len(frame) > 1:
+        checked = price_cols + ([lowered["volume"]] if "volume" in lowered else [])
+        empty = frame[checked].isna().any(axis=1).to_numpy()
+        if empty[-1] and not empty[:-1].any():
+            raise DataError(
+                f"{label}: the file looks truncated: its last row (line {len(frame) + 1}, date "
+                f"{_fmt_date(frame.index[-1])}) is incomplete; download or export the file again, "
+                "or delete that line"
+            )
+    return _validate(frame, label)
+

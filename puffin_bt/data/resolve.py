@@ -1,0 +1,50 @@
+"""Where a run's price data comes from: the bundled sample, yfinance tickers, or the caller's DataFrames."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from ..errors import ConfigError, DataError, PuffinError
+from .sample import load_sample
+from .validate import validate_ohlcv
+from .yahoo import load_prices
+
+
+def resolve_data(data=None, start=None, end=None, cache_dir=None, skip_failed: bool = False):
+    """None -> bundled sample; list of tickers -> yfinance (cached); dict of DataFrames -> validated.
+
+    Returns ``(frames, skipped)``; with ``skip_failed`` a ticker that cannot be loaded is
+    recorded in ``skipped`` (ticker -> reason) instead of raising.
+    """
+    if data is None:
+        return load_sample(start=start, end=end), {}
+    if isinstance(data, str):
+        data = [data]
+    if isinstance(data, Mapping):
+        if not data:
+            raise ConfigError("data is an empty dict; pass {ticker: DataFrame} with at least one entry")
+
+        def load_one(name):
+            df = validate_ohlcv(data[name], name=str(name))
+            df = df.loc[start:end] if (start or end) else df
+            if df.empty:
+                raise DataError(f"{name}: no bars between start={start} and end={end}; widen the date range")
+            return df
+    elif isinstance(data, Sequence):
+        def load_one(name):
+            return load_prices([name], start=start, end=end, cache_dir=cache_dir)[name]
+    else:
+        raise ConfigError(
+            f"data={type(data).__name__} is not supported; pass None, a list of tickers or a dict of DataFrames"
+        )
+    frames, skipped = {}, {}
+    for name in data:
+        try:
+            frames[str(name)] = load_one(name)
+        except PuffinError as exc:
+            if not skip_failed:
+                raise
+            skipped[str(name)] = " ".join(str(exc).split())
+    if not frames:
+        raise DataError(f"no ticker could be loaded; skipped: {skipped}")
+    return frames, skipped

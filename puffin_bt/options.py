@@ -1,0 +1,452 @@
+"""The one registry of puffin_bt's options: name, default, check, help text and where each is used.
+
+Everything that takes options is derived from ``OPTIONS``: ``ModelConfig`` and ``FoldSchedule``
+(their fields), the forecast indicators' ``params``, the strategy's params, the keywords of
+``backtest()``/``walk_forward()``/``evaluate``/``tune``, the CLI's flags and help, and
+``config.json``. Adding an option means adding one ``Option`` here (and the code that uses it).
+
+Groups say which layer reads an option: ``model`` (the network and its training, ``ModelConfig``),
+``schedule`` (when folds retrain, ``FoldSchedule``), ``fit`` (how a walk-forward runs: epochs,
+device, processes), ``strategy`` (trading rules), ``broker``, ``execution`` (where forecasts are
+computed), ``data`` and ``tune``. ``forecast`` is model + schedule + fit: the walk-forward options.
+
+>>> OPTIONS["patience"].default
+5
+>>> forecast_defaults()["retrain_every"]
+21
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .checks import check_float, check_int, check_known
+from .errors import ConfigError
+
+MAX_SEED = 2**32 - 1  # numpy's limit; torch takes up to 2**64 - 1, and fold k uses seed + k
+
+
+# --------------------------------------------------------------------------- kinds of value
+
+
+class Kind:
+    """How one option's values are checked (Python values) and parsed (CLI text)."""
+
+    def check(self, name: str, value):
+        raise NotImplementedError
+
+    def parse(self, text: str):
+        return text
+
+    def describe(self) -> str:
+        return "a value"
+
+
+@dataclass(frozen=True)
+class Int(Kind):
+    minimum: int = 1
+    maximum: int | None = None
+    none_words: tuple[str, ...] = ()  # CLI words (and None in Python) meaning "no value"
+
+    def check(self, name: str, value):
+        return check_int(name, value, self.minimum, allow_none=bool(self.none_words), maximum=self.maximum)
+
+    def parse(self, text: str):
+        if text.lower() in self.none_words:
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {self.describe()}") from None
+
+    def describe(self) -> str:
+        bound = f"a whole number >= {self.minimum}" + (f" and <= {self.maximum}" if self.maximum is not None else "")
+        return bound + (f" or '{self.none_words[0]}'" if self.none_words else "")
+
+
+@dataclass(frozen=True)
+class Float(Kind):
+    minimum: float | None = None
+    maximum: float | None = None
+    min_inclusive: bool = True
+    max_inclusive: bool = True
+    allow_none: bool = False
+
+    def check(self, name: str, value):
+        if value is None and self.allow_none:
+            return None
+        return check_float(name, value, self.minimum, self.maximum, self.min_inclusive, self.max_inclusive)
+
+    def parse(self, text: str):
+        if self.allow_none and text.lower() == "none":
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        return value
+
+    def describe(self) -> str:
+        parts = []
+        if self.minimum is not None:
+            parts.append(f"{'>=' if self.min_inclusive else '>'} {self.minimum:g}")
+        if self.maximum is not None:
+            parts.append(f"{'<=' if self.max_inclusive else '<'} {self.maximum:g}")
+        return "a number" + (f" {' and '.join(parts)}" if parts else "")
+
+
+@dataclass(frozen=True)
+class Choice(Kind):
+    values: tuple[str, ...] = ()
+    allow_none: bool = False
+
+    def check(self, name: str, value):
+        if value is None and self.allow_none:
+            return None
+        if not isinstance(value, str) or value.lower() not in self.values:
+            raise ConfigError(f"{name}={value!r} is not known; use one of {', '.join(map(repr, self.values))}")
+        return value.lower()
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(self.values)
+
+
+@dataclass(frozen=True)
+class Flag(Kind):
+    def check(self, name: str, value):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}={value!r} must be True or False")
+        return value
+
+    def describe(self) -> str:
+        return "True or False"
+
+
+@dataclass(frozen=True)
+class Text(Kind):
+    allow_none: bool = False
+
+    def check(self, name: str, value):
+        if value is None and self.allow_none:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{name}={value!r} must be a non-empty string")
+        return value
+
+    def describe(self) -> str:
+        return "a string"
+
+
+@dataclass(frozen=True)
+class Processes(Kind):
+    """``"auto"``, None (no pool / this process) or a whole number >= 1."""
+
+    def check(self, name: str, value):
+        if value is None or value == "auto":
+            return value
+        if isinstance(value, str):
+            raise ConfigError(f"{name}={value!r} is not valid; use 'auto', None or a whole number >= 1")
+        return check_int(name, value)
+
+    def parse(self, text: str):
+        if text.lower() == "auto":
+            return "auto"
+        if text.lower() == "none":
+            return None
+        return Int().parse(text)
+
+    def describe(self) -> str:
+        return "'auto' or a whole number >= 1"
+
+
+@dataclass(frozen=True)
+class Date(Kind):
+    """A date: None, 'YYYY-MM-DD', a date/datetime or a pandas Timestamp (checked, kept as given)."""
+
+    def check(self, name: str, value):
+        if value is None:
+            return None
+        if isinstance(value, (_dt.date, _dt.datetime)):
+            return value
+        if isinstance(value, str):
+            try:
+                _dt.date.fromisoformat(value[:10])
+            except ValueError:
+                raise ConfigError(f"{name}={value!r} is not a date; pass YYYY-MM-DD, e.g. '2010-01-04'") from None
+            return value
+        if type(value).__name__ == "Timestamp":  # pandas, without importing it here
+            return value
+        raise ConfigError(f"{name}={value!r} is a {type(value).__name__}, not a date; pass YYYY-MM-DD, e.g. '2010-01-04'")
+
+    def describe(self) -> str:
+        return "a date YYYY-MM-DD"
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: its name, default, kind (check + CLI parsing), help and the groups that read it."""
+
+    name: str
+    default: object
+    kind: Kind
+    help: str
+    groups: tuple[str, ...]
+    cli: bool = True  # a CLI flag --name-with-dashes
+
+    def check(self, value):
+        return self.kind.check(self.name, value)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+_ALL: list[Option] = [
+    # ---- walk-forward: schedule, model, fit (the order of config.json's "forecast")
+    Option("lookback", 20, Int(1, 10_000), "bars (returns) per input window", ("model", "schedule")),
+    Option("retrain_every", 21, Int(1), "bars between refits", ("schedule",)),
+    Option("train_window", 504, Int(1, none_words=("none", "expanding")),
+           "bars of history per fold, or 'none' for an expanding window", ("schedule",)),
+    Option("min_train", 252, Int(1), "bars before the first fold", ("schedule",)),
+    Option("epochs", 10, Int(1), "epochs of the first fold (and of every cold refit)", ("fit",)),
+    Option("refit_epochs", 1, Int(1, none_words=("none", "cold")),
+           "epochs of later folds, warm-started from the previous fold; 'none' = cold refit with --epochs",
+           ("fit",)),
+    Option("hidden_dim", 64, Int(1), "hidden units per recurrent layer", ("model",)),
+    Option("num_layers", 2, Int(1), "recurrent layers", ("model",)),
+    Option("dropout", 0.2, Float(0.0, 1.0, max_inclusive=False), "dropout rate", ("model",)),
+    Option("lr", 1e-3, Float(0.0, 10.0, min_inclusive=False), "Adam learning rate", ("model",)),
+    Option("batch_size", 32, Int(1), "mini-batch size", ("model",)),
+    Option("weight_decay", 0.0, Float(0.0, 1.0), "Adam weight decay (L2)", ("model",)),
+    Option("noise_level", 0.0, Float(0.0, 10.0),
+           "std of Gaussian noise added to the scaled training inputs (augmentation)", ("model",)),
+    Option("validation_split", 0.2, Float(0.0, 0.9),
+           "share of each fold's samples (its chronological tail) held out for early stopping", ("model", "schedule")),
+    Option("patience", 5, Int(1, none_words=("none",)),
+           "epochs without a better validation loss before a fold stops (best weights restored); 'none' = off",
+           ("model",)),
+    Option("horizon", 1, Int(1), "bars ahead the forecast is about", ("model", "schedule")),
+    Option("seed", 0, Int(0, MAX_SEED), "random seed (fold k uses seed + k)", ("model",)),
+    Option("device", "auto", Text(), "auto (GPU if present), cpu, cuda, cuda:N or mps", ("fit",)),
+    Option("threads", 1, Int(1, none_words=("none",)),
+           "torch intra-op threads while training/forecasting (1: fastest for these small nets, and robust when "
+           "other processes share the cores)", ("fit",)),
+    Option("fold_workers", "auto", Processes(),
+           "processes training one walk-forward's cold folds ('auto': one per core on Linux CPU)", ("fit",)),
+    # ---- trading rules (ForecastThresholdStrategy)
+    Option("entry", 0.005, Float(0.0, 1.0), "go long when pred_return > ENTRY", ("strategy",)),
+    Option("exit", 0.005, Float(0.0, 1.0), "exit a long when pred_return < -EXIT", ("strategy",)),
+    Option("allow_short", False, Flag(), "also go short when pred_return < -ENTRY", ("strategy",)),
+    Option("weight", None, Float(0.0, 1.0, min_inclusive=False, allow_none=True),
+           "target weight per position (default: equal weight (1 - reserve) / tickers)", ("strategy",)),
+    Option("reserve", 0.02, Float(0.0, 1.0, max_inclusive=False),
+           "cash kept back from equal weighting for gaps and commissions", ("strategy",)),
+    # ---- broker
+    Option("cash", 100_000.0, Float(0.0, min_inclusive=False), "starting cash", ("broker",)),
+    Option("commission", 0.001, Float(0.0, 0.1), "commission rate per trade", ("broker",)),
+    # ---- where forecasts are computed
+    Option("workers", "auto", Processes(),
+           "processes computing the tickers' forecasts in parallel: 'auto' = one per CPU core up to one per ticker; "
+           "1 = one process in all, inside the Backtrader run", ("execution",)),
+    Option("executor", None, Choice(("local", "ray", "serial"), allow_none=True),
+           "local process pool, Ray (pip install 'puffin_bt[ray]') or serial", ("execution",)),
+    Option("address", None, Text(allow_none=True), "Ray cluster address HOST:PORT (default: a local Ray runtime)",
+           ("execution",)),
+    Option("skip_failed", False, Flag(),
+           "report and skip tickers that cannot be loaded or forecast (default with --tickers-file)", ("execution",)),
+    # ---- data
+    Option("start", None, Date(), "first date, YYYY-MM-DD", ("data",)),
+    Option("end", None, Date(), "last date, YYYY-MM-DD", ("data",)),
+    # ---- hyperparameter search (tune)
+    Option("search", "grid", Choice(("grid", "random", "optuna")),
+           "grid (the chapter's 162 points, or the first --trials), random, or optuna (TPE)", ("tune",)),
+    Option("trials", None, Int(1, none_words=("none", "all")), "number of trials (all of the grid; 20 otherwise)",
+           ("tune",)),
+    Option("objective", "sharpe", Choice(("sharpe", "total_return", "direction_accuracy", "mse")),
+           "what the search optimises on the tuning period", ("tune",)),
+    Option("test_fraction", 0.25, Float(0.0, 1.0, min_inclusive=False, max_inclusive=False),
+           "share of the dates held out as the test period", ("tune",)),
+    Option("test_start", None, Date(), "first date of the test period (overrides --test-fraction)", ("tune",)),
+    Option("parallel_trials", 1, Int(1),
+           "trials whose forecasts are computed at once, every (trial, ticker) pair in the --workers pool or on Ray",
+           ("tune",)),
+    Option("search_seed", 0, Int(0, MAX_SEED), "seed of the random and optuna searches", ("tune",)),
+]
+
+OPTIONS: dict[str, Option] = {option.name: option for option in _ALL}
+GROUPS = {"forecast": ("model", "schedule", "fit")}
+# The keyword options of backtest() (and of each tuning trial and the CLI's backtest command).
+BACKTEST_GROUPS = ("strategy", "broker", "execution", "data", "forecast")
+
+
+def names(*groups: str) -> tuple[str, ...]:
+    """Option names read by any of ``groups`` (``forecast`` = model + schedule + fit), in registry order."""
+    wanted = {g for group in groups for g in GROUPS.get(group, (group,))}
+    return tuple(o.name for o in _ALL if wanted & set(o.groups))
+
+
+def defaults(*groups: str) -> dict:
+    return {name: OPTIONS[name].default for name in names(*groups)}
+
+
+def forecast_defaults() -> dict:
+    """Every walk-forward option with its default (the indicators' params, ``walk_forward``'s keywords)."""
+    return defaults("forecast")
+
+
+def resolve(given: Mapping, groups: Iterable[str], where: str, fill: bool = True) -> dict:
+    """Check ``given`` against the options of ``groups``: unknown names and bad values raise
+    ConfigError naming them; with ``fill`` the missing ones get their defaults.
+
+    >>> resolve({"lookback": 10}, ["forecast"], "walk_forward()")["lookback"]
+    10
+    """
+    valid = names(*groups)
+    check_known(given, valid, where)
+    out = {name: OPTIONS[name].default for name in valid} if fill else {}
+    out.update({name: OPTIONS[name].check(value) for name, value in given.items()})
+    return out
+
+
+def signature_parameters(groups: Iterable[str]) -> list:
+    """``inspect.Parameter`` objects (keyword-only, with defaults) for the options of ``groups``:
+    functions that take ``**options`` show them in ``help()`` and their signature."""
+    import inspect
+
+    return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=OPTIONS[name].default)
+            for name in names(*groups)]
+
+
+def options_doc(*groups: str) -> str:
+    """A docstring table of the options of ``groups``: name, default, help."""
+    rows = [f"    ``{name}`` (default ``{OPTIONS[name].default!r}``): {OPTIONS[name].help}" for name in names(*groups)]
+    return "\n".join(rows)
+
+
+def add_flags(group, option_names: Iterable[str]) -> None:
+    """Add one CLI flag per option (``--name-with-dashes``, with its help and default) to an argparse
+    parser or argument group. Flags default to SUPPRESS: only flags the user gave override a
+    --config file or the library defaults."""
+    for name in option_names:
+        option = OPTIONS[name]
+        if not option.cli:
+            continue
+        default = option.default
+        shown = "off" if default is None and isinstance(option.kind, Int) else default
+        text = f"{option.help} (default {shown})".replace("%", "%%")
+        if isinstance(option.kind, Flag):
+            group.add_argument(option.flag, action="store_true", default=argparse.SUPPRESS, help=text)
+        elif isinstance(option.kind, Choice):
+            group.add_argument(option.flag, choices=option.kind.values, default=argparse.SUPPRESS, help=text)
+        else:
+            group.add_argument(option.flag, type=_checked_parser(option), metavar=name.upper(),
+                               default=argparse.SUPPRESS, help=text)
+
+
+def _checked_parser(option: Option) -> Callable[[str], object]:
+    def parse(text: str):
+        value = option.kind.parse(text)
+        try:
+            return option.check(value)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc).split("=", 1)[-1]) from None
+
+    parse.__name__ = option.name  # argparse names the type in its messages
+    return parse
+
+
+# --------------------------------------------------------------------------- frozen option sets
+
+
+class OptionSet:
+    """Frozen, checked values of a group of options; ``ModelConfig`` and ``FoldSchedule`` build on it.
+
+    Fields, defaults and checks come from ``OPTIONS``; subclasses add cross-field checks in
+    ``_check`` and behaviour.
+    """
+
+    NAMES: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, **values) -> None:
+        check_known(values, self.NAMES, type(self).__name__)
+        for name in self.NAMES:
+            value = values[name] if name in values else self._default(name)
+            object.__setattr__(self, name, self._check_one(name, value))
+        self._check()
+
+    def _default(self, name: str):
+        return OPTIONS[name].default
+
+    def _check_one(self, name: str, value):
+        return OPTIONS[name].check(value)
+
+    def _check(self) -> None:
+        """Checks across fields (none by default)."""
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"{type(self).__name__} is frozen; build a new one with replace({name}=...)")
+
+    def to_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.NAMES}
+
+    def replace(self, **changes):
+        return type(self)(**{**self.to_dict(), **changes})
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and other.to_dict() == self.to_dict()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, tuple(self.to_dict().items())))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.to_dict().items())})"
+
+    def __reduce__(self):  # pickled for worker processes: rebuilt (and re-checked) from its values
+        return _rebuild, (type(self), self.to_dict())
+
+
+def _rebuild(cls, values: dict):
+    return cls(**values)
+
+
+CELLS = ("lstm", "gru")
+
+
+class ModelConfig(OptionSet):
+    """Everything that decides what network is trained and how (not the data, not the schedule).
+
+    The walk-forward runner, the indicators and the forecasters share it, and its ``to_dict``
+    is part of the forecast store's fingerprint.
+
+    >>> ModelConfig(cell="GRU", hidden_dim=8).cell
+    'gru'
+    """
+
+    NAMES = ("cell", "hidden_dim", "num_layers", "dropout", "lookback", "horizon", "lr", "batch_size",
+             "weight_decay", "noise_level", "validation_split", "patience", "seed")
+
+    def _default(self, name: str):
+        return "lstm" if name == "cell" else OPTIONS[name].default
+
+    def _check_one(self, name: str, value):
+        if name == "cell":
+            if not isinstance(value, str) or value.lower() not in CELLS:
+                raise ConfigError(f"cell={value!r} is not a known recurrent cell; use one of {list(CELLS)}")
+            return value.lower()
+        return OPTIONS[name].check(value)
+
+
+# The estimators (TradingLSTM/TradingGRU) take the model options plus these; the chapter fits
+# one model for 50 epochs where a walk-forward's first fold trains 10.
+ESTIMATOR_NAMES = tuple(n for n in ModelConfig.NAMES if n != "cell") + ("epochs", "device")
+ESTIMATOR_DEFAULTS = {**{name: OPTIONS[name].default for name in ESTIMATOR_NAMES}, "epochs": 50}

@@ -1,0 +1,125 @@
+"""From closing prices to a network's inputs and targets: log returns, windows, the per-fold scaler.
+
+Plain numpy. The estimators and the walk-forward both build their samples here, so both train
+on exactly the same numbers; ``check_prices`` is the one rule for unusable prices.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import DataError
+
+
+def bad_prices(values: np.ndarray) -> np.ndarray:
+    """Positions of prices no model can use: NaN, inf, zero or negative."""
+    return np.flatnonzero(~np.isfinite(values) | (values <= 0))
+
+
+def check_prices(values: np.ndarray, name: str = "closes", first_bar: int = 0) -> np.ndarray:
+    """``values`` unchanged, or a DataError naming how many are unusable and the first of them
+    (``first_bar`` is the bar number of ``values[0]``)."""
+    bad = bad_prices(values)
+    if bad.size:
+        i = int(bad[0])
+        raise DataError(
+            f"{name} contain {bad.size} NaN/inf/non-positive value(s), the first at bar {first_bar + i} "
+            f"({float(values[i])!r}); clean the data (drop or fill those bars) before fitting or forecasting"
+        )
+    return values
+
+
+def as_prices(prices, name: str = "prices", min_length: int = 2) -> np.ndarray:
+    """Validate a 1-D price series (list, ndarray, pandas Series: by position, never label).
+
+    Returns a float64 copy. Raises DataError naming the first bad position/value.
+    """
+    if hasattr(prices, "to_numpy"):  # pandas Series/Index: position-based
+        arr = prices.to_numpy()
+    else:
+        arr = np.asarray(prices)
+    if arr.dtype.kind in "bUSV" or (arr.dtype == object and any(
+            isinstance(v, (bool, np.bool_, str, bytes)) or not isinstance(v, numbers.Real) for v in arr.ravel())):
+        first = next((v for v in arr.ravel().tolist() if not isinstance(v, numbers.Real) or isinstance(v, bool)),
+                     arr.ravel()[0] if arr.size else None)
+        raise DataError(
+            f"{name} must be numeric (one price per bar); got dtype {arr.dtype} with a value like {first!r}"
+        )
+    try:
+        arr = np.array(arr, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{name} must be numeric; got dtype {arr.dtype} ({exc})") from None
+    if arr.ndim == 2 and 1 in arr.shape:
+        arr = arr.reshape(-1)
+    if arr.ndim != 1:
+        raise DataError(f"{name} must be 1-D (one price per bar); got shape {arr.shape}")
+    check_prices(arr, name)
+    if len(arr) < min_length:
+        raise DataError(f"{name} has {len(arr)} bars; at least {min_length} are needed")
+    return arr
+
+
+def returns_of(closes: np.ndarray) -> np.ndarray:
+    """Log returns indexed by bar: ``r[t] = log(c[t] / c[t-1])``, ``r[0] = nan``."""
+    r = np.empty(len(closes), dtype=np.float64)
+    r[0] = np.nan
+    np.subtract(np.log(closes[1:]), np.log(closes[:-1]), out=r[1:])
+    return r
+
+
+def window_inputs(returns: np.ndarray, bars: np.ndarray, lookback: int) -> np.ndarray:
+    """Input windows (n, lookback): the ``lookback`` returns ending at each bar (inclusive)."""
+    view = np.lib.stride_tricks.sliding_window_view(returns, lookback)  # view[i] ends at bar i+lookback-1
+    return view[np.asarray(bars) - lookback + 1]
+
+
+def window_targets(closes: np.ndarray, bars: np.ndarray, horizon: int) -> np.ndarray:
+    """Targets: log return from each bar to ``horizon`` bars later."""
+    bars = np.asarray(bars)
+    return np.log(closes[bars + horizon]) - np.log(closes[bars])  # a ratio could overflow
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Standardises returns with statistics of one fold's training samples only."""
+
+    mean: float
+    std: float
+    horizon: int = 1
+
+    @classmethod
+    def fit(cls, returns: np.ndarray, horizon: int = 1) -> Scaler:
+        std = float(np.std(returns))
+        if not math.isfinite(std) or std < 1e-12:
+            std = 1.0  # a constant series has no scale to learn; keep inputs finite
+        return cls(float(np.mean(returns)), std, horizon)
+
+    def x(self, windows: np.ndarray) -> np.ndarray:
+        return (windows - self.mean) / self.std
+
+    def y(self, targets: np.ndarray) -> np.ndarray:
+        return (targets - self.horizon * self.mean) / (self.std * math.sqrt(self.horizon))
+
+    def y_inverse(self, scaled: np.ndarray) -> np.ndarray:
+        return scaled * (self.std * math.sqrt(self.horizon)) + self.horizon * self.mean
+
+
+def split_train_val(bars: np.ndarray, validation_split: float) -> tuple[np.ndarray, np.ndarray]:
+    """Chronological split: the last ``validation_split`` of the samples validate."""
+    n_val = int(round(len(bars) * validation_split)) if validation_split > 0 else 0
+    if validation_split > 0:
+        n_val = max(1, n_val)
+    return bars[: len(bars) - n_val], bars[len(bars) - n_val:]
+
+
+def min_samples(validation_split: float) -> int:
+    """Fewest windows a fit accepts: enough that the chronological split leaves at least 2
+    to train on (and at least 1 to validate when ``validation_split > 0``)."""
+    n = 2
+    while len(split_train_val(np.arange(n), validation_split)[0]) < 2:
+        n += 1
+    return n
