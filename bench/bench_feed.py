@@ -10,7 +10,7 @@ runs interleaved, best of ``--repeat``:
   PandasData   Backtrader's pandas feed
   bt path      FrameData made to preload and step bar by bar through Backtrader's own code
   bulk + bt    FrameData's bulk preload, then Backtrader's own per-bar step
-  FrameData    puffin_bt's feed: bulk preload and its own per-bar step (what the runner uses)
+  FrameData    puffin_bt's feed: bulk preload and its own per-bar step (what backtest() uses)
 
 Also the date numbers of the bundled index: ``parallel.date_numbers_of`` against a loop over
 Backtrader's ``date2num`` (they are bit for bit equal, tested in tests/test_feeds.py).
@@ -34,8 +34,8 @@ import numpy as np  # noqa: E402
 from bench_walkforward import cpu_model  # noqa: E402
 
 from puffin_bt import load_sample  # noqa: E402
-from puffin_bt.feeds import FrameData  # noqa: E402
-from puffin_bt.parallel import date_numbers_of  # noqa: E402
+from puffin_bt.adapters.feeds import FrameData  # noqa: E402
+from puffin_bt.dates import date_numbers_of  # noqa: E402
 
 
 class BacktraderPath(FrameData):

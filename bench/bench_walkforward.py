@@ -49,8 +49,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from puffin_bt import LSTMForecast, TradingLSTM, load_sample  # noqa: E402
+from puffin_bt.adapters.feeds import FrameData  # noqa: E402
 from puffin_bt.data import SAMPLE_TICKERS  # noqa: E402
-from puffin_bt.feeds import FrameData  # noqa: E402
 from puffin_bt.foldpool import resolve_fold_workers  # noqa: E402
 
 IMPORT_SECONDS = time.perf_counter() - T_IMPORT
@@ -280,7 +280,7 @@ def run_engine(frames: dict, opts: dict) -> dict:
         cpu0 = time.process_time()
         cerebro = bt.Cerebro(runonce=True, stdstats=False, preload=True)
         for name, df in frames.items():
-            cerebro.adddata(FrameData(dataname=df), name=name)  # the runner's feed (PandasData: ~+20 ms here)
+            cerebro.adddata(FrameData(dataname=df), name=name)  # backtest()'s feed (PandasData: ~+20 ms here)
         cerebro.addstrategy(_ForecastOnly, fc_kwargs=opts)
         strat = cerebro.run()[0]
         wall = time.perf_counter() - started
@@ -290,14 +290,14 @@ def run_engine(frames: dict, opts: dict) -> dict:
         folds.extend(fc.folds)
         n = len(fc.data)
         preds[name] = np.asarray(fc.pred_return.array[:n], dtype=np.float64)
-    runners = [fc.runner for fc in strat.fcs.values()]
+    walks = [fc.walk for fc in strat.fcs.values()]
     # train_seconds: wall time spent training (batches trained side by side in the fold pool count
     # once); fold_seconds: the folds' own seconds summed over the processes that trained them.
     return {"wall": wall, "cpu": cpu, "folds": folds, "preds": preds, "others": watch.share,
-            "train_seconds": sum(r.training_seconds for r in runners),
-            "inference_seconds": sum(r.inference_seconds for r in runners),
+            "train_seconds": sum(r.training_seconds for r in walks),
+            "inference_seconds": sum(r.inference_seconds for r in walks),
             "fold_seconds": sum(f.seconds for f in folds),
-            "pooled_batches": sum(r.pooled_batches for r in runners)}
+            "pooled_batches": sum(r.pooled_batches for r in walks)}
 
 
 # --------------------------------------------------------------------------- B: the chapter's pattern
@@ -516,7 +516,7 @@ _PRECOMPUTE = """
 import json, sys, time, tempfile
 t0 = time.perf_counter()
 from puffin_bt import load_sample
-from puffin_bt.parallel import precompute_forecasts
+from puffin_bt.tickers import precompute_forecasts
 from puffin_bt.store import ForecastStore
 def main():
     frames = load_sample()

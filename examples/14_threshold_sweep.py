@@ -14,7 +14,7 @@ import time
 import backtrader as bt
 
 from puffin_bt import ForecastStore, load_sample
-from puffin_bt.feeds import FrameData
+from puffin_bt.adapters.feeds import FrameData
 from strategies import ForecastThresholdStrategy
 
 

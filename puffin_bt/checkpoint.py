@@ -21,6 +21,7 @@ import torch
 
 from .errors import CheckpointError, ConfigError
 from .files import atomic_write_bytes
+from .nets import state_shapes
 from .options import ModelConfig
 from .windows import Scaler
 
@@ -102,6 +103,15 @@ def read(path: str | os.PathLike) -> Checkpoint:
             f"checkpoint {str(path)!r} is not a puffin_bt model file or is corrupted ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}); re-save it with RNNForecaster.save"
         ) from None
+    expected = state_shapes(config)
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if found != expected:
+        wrong = sorted(k for k in set(expected) | set(found) if expected.get(k) != found.get(k))
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: weights do not match the architecture in its metadata "
+            f"({wrong[0]}: {found.get(wrong[0])} in the file, {expected.get(wrong[0])} expected); "
+            "re-save it with RNNForecaster.save"
+        )
     if "sha256" in meta and meta["sha256"] != digest:
         raise CheckpointError(
             f"checkpoint {str(path)!r} is corrupted: its weights do not match the checksum saved with them; "

@@ -83,6 +83,22 @@ def net_for(config: ModelConfig) -> RecurrentNet:
     return RecurrentNet(config.cell, 1, config.hidden_dim, config.num_layers, 1, config.dropout)
 
 
+def state_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The state_dict shapes of ``net_for(config)``, computed without building it (a model file's
+    weights are checked against them before anything is allocated)."""
+    gates = {"lstm": 4, "gru": 3}[config.cell] * config.hidden_dim
+    shapes = {}
+    for layer in range(config.num_layers):
+        inputs = 1 if layer == 0 else config.hidden_dim
+        shapes[f"rnn.weight_ih_l{layer}"] = (gates, inputs)
+        shapes[f"rnn.weight_hh_l{layer}"] = (gates, config.hidden_dim)
+        shapes[f"rnn.bias_ih_l{layer}"] = (gates,)
+        shapes[f"rnn.bias_hh_l{layer}"] = (gates,)
+    shapes["fc.weight"] = (1, config.hidden_dim)
+    shapes["fc.bias"] = (1,)
+    return shapes
+
+
 class LSTMNet(RecurrentNet):
     """Multi-layer LSTM regressor (the chapter's ``LSTMNet``).
 

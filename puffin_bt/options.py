@@ -359,7 +359,7 @@ def _checked_parser(option: Option) -> Callable[[str], object]:
         try:
             return option.check(value)
         except ConfigError as exc:
-            raise argparse.ArgumentTypeError(str(exc).split("=", 1)[-1]) from None
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     parse.__name__ = option.name  # argparse names the type in its messages
     return parse
@@ -375,9 +375,16 @@ class OptionSet:
     ``_check`` and behaviour.
     """
 
-    NAMES: ClassVar[tuple[str, ...]] = ()
+    NAMES: ClassVar[tuple[str, ...]] = ()  # also the order of positional arguments
 
-    def __init__(self, **values) -> None:
+    def __init__(self, *args, **values) -> None:
+        if len(args) > len(self.NAMES):
+            raise ConfigError(f"{type(self).__name__} takes at most {len(self.NAMES)} positional values "
+                              f"({', '.join(self.NAMES)}); got {len(args)}")
+        for name, value in zip(self.NAMES, args):
+            if name in values:
+                raise ConfigError(f"{type(self).__name__} got {name} twice (by position and by name)")
+            values[name] = value
         check_known(values, self.NAMES, type(self).__name__)
         for name in self.NAMES:
             value = values[name] if name in values else self._default(name)
@@ -444,6 +451,8 @@ class ModelConfig(OptionSet):
                 raise ConfigError(f"cell={value!r} is not a known recurrent cell; use one of {list(CELLS)}")
             return value.lower()
         return OPTIONS[name].check(value)
+
+
 
 
 # The estimators (TradingLSTM/TradingGRU) take the model options plus these; the chapter fits

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import ConfigError
-from .options import OptionSet, names
+from .options import OptionSet
 from .windows import min_samples
 
 
@@ -27,7 +27,7 @@ class FoldSchedule(OptionSet):
     (120, 1, 141)
     """
 
-    NAMES = names("schedule")
+    NAMES = ("lookback", "min_train", "retrain_every", "train_window", "horizon", "validation_split")
 
     def _check(self) -> None:
         need = self.lookback + self.horizon + min_samples(self.validation_split)
@@ -73,3 +73,4 @@ class FoldSchedule(OptionSet):
         """End bars of the training windows of the fold at ``bar``: each window's returns lie
         inside the fold's training range and its target ends <= ``bar`` (purged)."""
         return np.arange(self.train_start(bar) + self.lookback, bar - self.horizon + 1)
+

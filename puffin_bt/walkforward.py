@@ -18,19 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import foldpool
+from . import fitting, foldpool
 from .batched import ENGINES, bytes_per_model
 from .checks import check_int
 from .errors import ConfigError, DataError
-from .fitting import (
-    fold_data,
-    new_fold_net,
-    predict_log_returns,
-    predict_windows,
-    train_cold_batch,
-    train_network,
-    train_networks_together,
-)
+from .fitting import fold_data, new_fold_net, predict_log_returns, predict_windows, train_network
 from .foldpool import FoldPool, resolve_fold_workers
 from .options import OPTIONS, ModelConfig, resolve
 from .schedule import FoldSchedule
@@ -170,7 +162,7 @@ class WalkForward:
             started = time.perf_counter()
         elif warm and cfg.cell in WARM_ON_ENGINE:
             data = fold_data(cfg, history, sample_bars, self.device)
-            hist = train_networks_together([self.net], cfg, [data], self.refit_epochs, self.device, [cfg.seed + k])[0]
+            hist = fitting.train_networks_together([self.net], cfg, [data], self.refit_epochs, self.device, [cfg.seed + k])[0]
             self.scaler = data.scaler
         else:
             if not warm:
@@ -227,7 +219,7 @@ class WalkForward:
             results = pool.train(cfg, s, self.epochs, batches)
             self.pooled_batches += len(batches)
         else:
-            results = [train_cold_batch(cfg, s, self.epochs, self.device, batch) for batch in batches]
+            results = [fitting.train_cold_batch(cfg, s, self.epochs, self.device, batch) for batch in batches]
         for batch in results:
             for k, net, scaler, hist, seconds in batch:
                 self._ready[k] = (net, scaler, hist, seconds)

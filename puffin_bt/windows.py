@@ -20,14 +20,14 @@ def bad_prices(values: np.ndarray) -> np.ndarray:
     return np.flatnonzero(~np.isfinite(values) | (values <= 0))
 
 
-def check_prices(values: np.ndarray, name: str = "closes", first_bar: int = 0) -> np.ndarray:
+def check_prices(values: np.ndarray, name: str = "closes", first_bar: int = 0, unit: str = "bar") -> np.ndarray:
     """``values`` unchanged, or a DataError naming how many are unusable and the first of them
-    (``first_bar`` is the bar number of ``values[0]``)."""
+    (``first_bar`` is the number of ``values[0]``, counted in ``unit``s: bars, or positions of an array)."""
     bad = bad_prices(values)
     if bad.size:
         i = int(bad[0])
         raise DataError(
-            f"{name} contain {bad.size} NaN/inf/non-positive value(s), the first at bar {first_bar + i} "
+            f"{name} contain {bad.size} NaN/inf/non-positive value(s), the first at {unit} {first_bar + i} "
             f"({float(values[i])!r}); clean the data (drop or fill those bars) before fitting or forecasting"
         )
     return values
@@ -57,7 +57,7 @@ def as_prices(prices, name: str = "prices", min_length: int = 2) -> np.ndarray:
         arr = arr.reshape(-1)
     if arr.ndim != 1:
         raise DataError(f"{name} must be 1-D (one price per bar); got shape {arr.shape}")
-    check_prices(arr, name)
+    check_prices(arr, name, unit="position")
     if len(arr) < min_length:
         raise DataError(f"{name} has {len(arr)} bars; at least {min_length} are needed")
     return arr

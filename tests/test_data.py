@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from puffin_bt import data as data_mod
+from puffin_bt import files as files_mod
 from puffin_bt.data import (
     SAMPLE_TICKERS,
     check_ticker,
@@ -27,6 +27,7 @@ from puffin_bt.data import (
     load_sample,
     validate_ohlcv,
 )
+from puffin_bt.data import yahoo as yahoo_mod
 from puffin_bt.errors import ConfigError, DataError, NetworkError, PuffinError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -702,7 +703,7 @@ def test_load_prices_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(data_mod.os, "replace", broken_replace)
+    monkeypatch.setattr(files_mod.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         load_prices("AAPL", start="2020-01-01", end="2020-02-01", cache_dir=tmp_path, fetcher=yahoo_history)
     assert files_under(tmp_path) == ["prices"]
@@ -727,12 +728,12 @@ def test_load_prices_uncovered_range_falls_back_to_cache_with_warning(tmp_path):
 
 
 def test_load_prices_end_none_means_today(tmp_path, monkeypatch):
-    monkeypatch.setattr(data_mod, "_today", lambda: pd.Timestamp("2021-06-30"))
+    monkeypatch.setattr(yahoo_mod, "_today", lambda: pd.Timestamp("2021-06-30"))
     fetcher = RecordingFetcher()
     load_prices("MSFT", start="2021-01-04", cache_dir=tmp_path, fetcher=fetcher)
     load_prices("MSFT", start="2021-01-04", cache_dir=tmp_path, fetcher=offline)  # same day: cached
     assert len(fetcher.calls) == 1
-    monkeypatch.setattr(data_mod, "_today", lambda: pd.Timestamp("2021-07-15"))
+    monkeypatch.setattr(yahoo_mod, "_today", lambda: pd.Timestamp("2021-07-15"))
     load_prices("MSFT", start="2021-01-04", cache_dir=tmp_path, fetcher=fetcher)  # stale: refetch
     assert len(fetcher.calls) == 2
 

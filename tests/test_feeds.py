@@ -1,4 +1,4 @@
-"""FrameData: the runner's feed gives Backtrader exactly the bars PandasData gives."""
+"""FrameData: the backtest's feed gives Backtrader exactly the bars PandasData gives."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from puffin_bt import load_sample
-from puffin_bt.feeds import FrameData
+from puffin_bt.adapters.feeds import FrameData
 
 TICKS = ("tick_open", "tick_high", "tick_low", "tick_close", "tick_volume", "tick_openinterest", "tick_last")
 
@@ -150,7 +150,7 @@ def test_bulk_preload_is_what_backtrader_preloads_bar_by_bar():
 ])
 def test_date_numbers_are_backtrader_date2num_bit_for_bit(index):
     """Store keys hash these numbers, so they must be exactly those PandasData makes."""
-    from puffin_bt.parallel import date_numbers_of
+    from puffin_bt.dates import date_numbers_of
 
     expected = [bt.date2num(ts) for ts in index.to_pydatetime()]
     assert date_numbers_of(index).tobytes() == np.array(expected, dtype=np.float64).tobytes()

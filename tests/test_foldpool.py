@@ -12,9 +12,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from puffin_bt import ConfigError, PuffinError, foldpool
+from puffin_bt import ConfigError, PuffinError, foldpool, processes
+from puffin_bt.adapters.indicators import LSTMForecast
 from puffin_bt.foldpool import available_cpus, resolve_fold_workers
-from puffin_bt.indicators import LSTMForecast
 from puffin_bt.walkforward import make_walk_forward
 
 from .conftest import TINY, ohlcv_frame, synthetic_closes
@@ -26,8 +26,8 @@ CPU = torch.device("cpu")
 
 
 def _run(closes, fold_workers, cell="lstm", **over):
-    runner = make_walk_forward(cell, **{**COLD, **over, "fold_workers": fold_workers})
-    return runner, runner.run(closes)
+    walk = make_walk_forward(cell, **{**COLD, **over, "fold_workers": fold_workers})
+    return walk, walk.run(closes)
 
 
 @pytest.mark.parametrize("cell,over", [
@@ -58,7 +58,7 @@ def test_pooled_folds_give_the_in_process_forecasts_bit_for_bit(cell, over):
 @given(cut=st.integers(min_value=62, max_value=190), seed=st.integers(0, 10_000))
 def test_pooled_forecasts_up_to_bar_t_ignore_later_bars(cut, seed):
     """Workers receive each fold's closes up to its fold bar only: perturbing the future
-    moves no forecast up to t, in a real Cerebro (runonce) and the engine-free runner."""
+    moves no forecast up to t, in a real Cerebro (runonce) and the engine-free walk."""
     closes = synthetic_closes(200, seed=5)
     changed = closes.copy()
     changed[cut + 1:] *= np.exp(np.random.default_rng(seed).normal(0, 0.2, len(closes) - cut - 1))
@@ -72,7 +72,7 @@ def test_pooled_forecasts_up_to_bar_t_ignore_later_bars(cut, seed):
         cerebro.addindicator(LSTMForecast, **{**COLD, "fold_workers": 2})
         strat = cerebro.run()[0]
         fc = strat.getindicators()[0]
-        assert fc.runner.pooled_batches >= 2
+        assert fc.walk.pooled_batches >= 2
         return np.asarray(fc.pred_return.array[: len(series)])
 
     np.testing.assert_array_equal(in_cerebro(changed)[: cut + 1], in_cerebro(closes)[: cut + 1])
@@ -80,7 +80,7 @@ def test_pooled_forecasts_up_to_bar_t_ignore_later_bars(cut, seed):
 
 
 def test_auto_uses_the_cores_on_linux_cpu_and_stays_in_process_elsewhere(monkeypatch):
-    from puffin_bt.parallel import start_method
+    from puffin_bt.processes import start_method
 
     monkeypatch.delenv("PUFFIN_BT_START_METHOD", raising=False)
     if start_method("cpu") == "fork":  # Linux
@@ -146,7 +146,7 @@ def test_available_memory_reads_meminfo_and_the_cgroup_limit(tmp_path, case, exp
 
 
 def test_auto_starts_no_more_workers_than_the_free_memory_holds(monkeypatch):
-    from puffin_bt.parallel import start_method
+    from puffin_bt.processes import start_method
 
     monkeypatch.delenv("PUFFIN_BT_START_METHOD", raising=False)
     if start_method("cpu") != "fork":
@@ -171,9 +171,9 @@ def test_a_walk_forward_sizes_its_workers_from_its_own_model():
 
 
 def test_inside_a_worker_process_folds_stay_in_process(monkeypatch):
-    monkeypatch.setattr(foldpool, "_IN_WORKER", False)
+    monkeypatch.setattr(processes, "_IN_WORKER", False)
     assert resolve_fold_workers(2, CPU) == 2
-    foldpool.mark_worker()  # what puffin_bt's ticker pool runs in each worker
+    processes.mark_worker()  # what puffin_bt's ticker pool runs in each worker
     assert resolve_fold_workers(2, CPU) == 1 and resolve_fold_workers("auto", CPU) == 1
 
 
@@ -198,8 +198,8 @@ def test_bad_fold_workers_is_a_config_error_naming_it(bad):
 
 
 def test_workers_1_means_one_process_in_all():
-    from puffin_bt.parallel import one_process_options
-    from puffin_bt.runner import backtest
+    from puffin_bt.backtesting import backtest
+    from puffin_bt.tickers import one_process_options
 
     assert one_process_options({"epochs": 2}, 1) == {"epochs": 2, "fold_workers": 1}
     assert one_process_options({"fold_workers": 2}, 1) == {"fold_workers": 2}  # explicit wins
@@ -208,7 +208,7 @@ def test_workers_1_means_one_process_in_all():
 
     def pooled(**kw):
         res = backtest(data, store=False, **COLD, **kw)
-        return sum(fc.runner.pooled_batches for fc in res.strategy.forecasts.values()), res.forecasts
+        return sum(fc.walk.pooled_batches for fc in res.strategy.forecasts.values()), res.forecasts
 
     alone, f1 = pooled(workers=1)
     spread, f2 = pooled(workers=None, fold_workers=2)
@@ -263,7 +263,7 @@ import sys, tempfile
 sys.path.insert(0, {str(ROOT)!r})
 import numpy as np, torch
 from puffin_bt import load_sample
-from puffin_bt.parallel import precompute_forecasts
+from puffin_bt.tickers import precompute_forecasts
 from puffin_bt.store import ForecastStore
 from puffin_bt.walkforward import make_walk_forward
 
@@ -300,8 +300,8 @@ def test_a_worker_killed_while_idle_is_replaced_and_the_run_gives_the_same_forec
     victim = next(iter(pool._executor._processes))
     os.kill(victim, signal.SIGKILL)
     time.sleep(0.2)
-    runner, after = _run(closes, 2)
-    assert runner.pooled_batches >= 2 and victim not in (foldpool._shared["pool"]._executor._processes or {})
+    walk, after = _run(closes, 2)
+    assert walk.pooled_batches >= 2 and victim not in (foldpool._shared["pool"]._executor._processes or {})
     np.testing.assert_array_equal(after.pred_log_return, before.pred_log_return)
     foldpool.shutdown()
 
@@ -330,9 +330,9 @@ def test_an_error_during_the_walk_forward_discards_the_shared_pool():
     def boom(record):
         raise RuntimeError("from on_fold")
 
-    runner = make_walk_forward("lstm", on_fold=boom, **{**COLD, "fold_workers": 2})
+    walk = make_walk_forward("lstm", on_fold=boom, **{**COLD, "fold_workers": 2})
     with pytest.raises(RuntimeError, match="from on_fold"):
-        runner.run(synthetic_closes(200, seed=14))
+        walk.run(synthetic_closes(200, seed=14))
     assert foldpool._shared["pool"] is None
     _, res = _run(synthetic_closes(200, seed=14), 2)
     assert np.isfinite(res.pred_log_return[59:]).all()

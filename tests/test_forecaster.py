@@ -581,8 +581,8 @@ def test_strings_and_booleans_are_not_prices(bad):
 def test_flat_adam_is_torch_adam_bit_for_bit_and_keeps_gradients_in_its_buffer(weight_decay):
     import copy
 
-    from puffin_bt.forecaster import FlatAdam
     from puffin_bt.nets import LSTMNet
+    from puffin_bt.training import FlatAdam
 
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from puffin_bt import ConfigError
-from puffin_bt.feeds import FrameData
-from puffin_bt.indicators import GRUForecast, LSTMForecast
+from puffin_bt.adapters.feeds import FrameData
+from puffin_bt.adapters.indicators import GRUForecast, LSTMForecast
 from puffin_bt.walkforward import walk_forward
 from strategies import ForecastThresholdStrategy
 
@@ -120,11 +120,11 @@ def test_indicator_rejects_bad_parameters_with_a_named_config_error():
 def test_runonce_trains_the_first_cold_fold_with_the_others(monkeypatch):
     """Backtrader's oncestart asks for the first forecast bar alone; the indicator still trains
     every cold fold of the preloaded series together (fold 0 is not a batch of one)."""
-    from puffin_bt import walkforward as wf_mod
+    from puffin_bt import fitting
 
     sizes = []
-    real = wf_mod.train_networks_together
-    monkeypatch.setattr(wf_mod, "train_networks_together",
+    real = fitting.train_networks_together
+    monkeypatch.setattr(fitting, "train_networks_together",
                         lambda nets, *a, **k: sizes.append(len(nets)) or real(nets, *a, **k))
     closes = synthetic_closes(200, seed=9)
     kw = dict(refit_epochs=None, train_window=60, retrain_every=20, fold_workers=1)  # 8 folds of one shape

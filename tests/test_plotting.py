@@ -337,8 +337,9 @@ def test_headless_selects_agg_lazily():
     out = _run_python("""
         import sys
         import puffin_bt, puffin_bt.plotting
+        from puffin_bt.adapters.compat import prepare_matplotlib
         assert "matplotlib.pyplot" not in sys.modules and "backtrader.plot" not in sys.modules
-        puffin_bt.plotting._prepare_matplotlib()
+        prepare_matplotlib()
         import matplotlib
         assert "backtrader.plot" in sys.modules
         print(matplotlib.get_backend().lower())
@@ -352,8 +353,8 @@ def test_user_backend_choice_is_kept():
         calls = []
         real_use = matplotlib.use
         matplotlib.use = lambda *a, **k: (calls.append(a[0]), real_use(*a, **k))
-        from puffin_bt.plotting import _prepare_matplotlib
-        _prepare_matplotlib()
+        from puffin_bt.adapters.compat import prepare_matplotlib
+        prepare_matplotlib()
         print(matplotlib.get_backend().lower(), calls)
     """, MPLBACKEND="svg", DISPLAY=":99")
     assert out == "svg []"  # neither Agg forced nor Backtrader's TkAgg applied
@@ -364,8 +365,8 @@ def test_display_without_choice_does_not_force_agg():
         import matplotlib
         calls = []
         matplotlib.use = lambda *a, **k: calls.append(a[0])
-        from puffin_bt.plotting import _prepare_matplotlib
-        _prepare_matplotlib()
+        from puffin_bt.adapters.compat import prepare_matplotlib
+        prepare_matplotlib()
         print(calls)
     """, DISPLAY=":99")
     assert out == "[]"

@@ -816,7 +816,7 @@ torch.use_deterministic_algorithms(True)
 torch.backends.cudnn.deterministic = True
 torch.backends.cudnn.benchmark = False
 from puffin_bt import LSTMForecast, walk_forward
-from puffin_bt.feeds import FrameData
+from puffin_bt.adapters.feeds import FrameData
 from tests.conftest import TINY, ohlcv_frame, synthetic_closes
 closes = synthetic_closes(300, seed=3)
 p = {**TINY, "hidden_dim": 16, "num_layers": 2, "dropout": 0.2, "epochs": 3}
@@ -868,7 +868,7 @@ _CLI_SERVER = r"""
 import json, os, runpy, sys
 import matplotlib
 matplotlib.use("Agg")
-import puffin_bt, puffin_bt.evaluation, puffin_bt.plotting, puffin_bt.runner, strategies  # noqa: F401
+import puffin_bt, puffin_bt.evaluation, puffin_bt.plotting, puffin_bt.backtesting, strategies  # noqa: F401
 
 
 def start(job):

@@ -371,10 +371,10 @@ def test_walk_forward_trains_with_its_thread_setting_and_leaves_the_callers_alon
 
     seen = []
     before = torch.get_num_threads()
-    runner = make_walk_forward("lstm", on_fold=lambda rec: seen.append(torch.get_num_threads()), threads=2,
+    walk = make_walk_forward("lstm", on_fold=lambda rec: seen.append(torch.get_num_threads()), threads=2,
                                hidden_dim=2, num_layers=1, epochs=1, lookback=5, min_train=40, retrain_every=30,
                                device="cpu")
     import numpy as np
 
-    runner.run(100 * np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.01, 100))))
+    walk.run(100 * np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.01, 100))))
     assert seen == [2, 2, 2] and torch.get_num_threads() == before  # folds at bars 39, 69, 99

@@ -30,15 +30,15 @@ def test_grid_covers_the_chapter_space_and_random_draws_are_distinct():
 
 def test_trials_only_see_the_tuning_period_and_the_test_run_starts_after_it(tmp_path, monkeypatch):
     seen_ends = []
-    import puffin_bt.runner as runner
+    import puffin_bt.backtesting as backtesting
 
-    original = runner.backtest
+    original = backtesting.backtest
 
     def recording_backtest(data, *args, **kwargs):  # a spy: the real backtest runs
         seen_ends.append(max(df.index.max() for df in data.values()))
         return original(data, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "backtest", recording_backtest)
+    monkeypatch.setattr(backtesting, "backtest", recording_backtest)
     result = tune(frames(), space={"hidden_dim": [3, 5], "lookback": [5, 8]}, objective="mse",
                   test_fraction=0.25, store=ForecastStore(tmp_path), device="cpu", **FIXED)
     test_begin = pd.Timestamp(result.test_period[0])
@@ -96,7 +96,7 @@ def test_bad_search_settings_are_config_errors(kwargs, fragment):
 
 @pytest.mark.parametrize("search", ["grid", "random"])
 def test_parallel_trials_compute_forecasts_in_the_pool_and_give_the_same_trials(tmp_path, monkeypatch, search):
-    import puffin_bt.parallel as parallel
+    import puffin_bt.tickers as parallel
 
     space = {"hidden_dim": [3, 5], "lookback": [5, 8]}
     kw = dict(search=search, trials=4, space=space, objective="mse", device="cpu", **FIXED)

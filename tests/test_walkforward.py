@@ -53,8 +53,8 @@ def test_each_fold_is_trained_on_exactly_the_closes_up_to_its_bar():
 
     closes = synthetic_closes(230)
     cfg = ModelConfig(lookback=5, **MODEL)
-    runner = Recording(cfg, FoldSchedule(5, 60, 40, 80, 1, cfg.validation_split), epochs=1, device="cpu")
-    runner.run(closes)
+    walk = Recording(cfg, FoldSchedule(5, 60, 40, 80, 1, cfg.validation_split), epochs=1, device="cpu")
+    walk.run(closes)
     assert seen == [59, 99, 139, 179, 219]
 
 
@@ -144,9 +144,9 @@ def test_bad_schedule_parameters_raise_config_error_naming_them(kwargs, fragment
 def test_nan_inside_a_fold_history_raises_data_error_with_the_bar():
     closes = synthetic_closes(150)
     closes[70] = np.nan
-    runner = make_runner()
+    walk = make_runner()
     with pytest.raises(DataError, match="bar 59|NaN"):
-        runner.forecast_range(closes, 0, len(closes))
+        walk.forecast_range(closes, 0, len(closes))
 
 
 def test_series_shorter_than_min_train_is_rejected_with_the_minimum():
@@ -155,16 +155,16 @@ def test_series_shorter_than_min_train_is_rejected_with_the_minimum():
 
 
 def test_cold_lstm_folds_train_together_exactly_as_one_by_one(monkeypatch):
-    from puffin_bt import walkforward as wf_mod
+    from puffin_bt import fitting
 
     batches = []
-    real = wf_mod.train_networks_together
+    real = fitting.train_networks_together
 
     def spy(nets, *args, **kwargs):
         batches.append(len(nets))
         return real(nets, *args, **kwargs)
 
-    monkeypatch.setattr(wf_mod, "train_networks_together", spy)
+    monkeypatch.setattr(fitting, "train_networks_together", spy)
     closes = synthetic_closes(300, seed=11)
     # In one process (fold_workers=1): the spy sees the batches (test_foldpool covers the pool).
     kw = dict(refit_epochs=None, hidden_dim=8, dropout=0.2, patience=1, fold_workers=1)
@@ -184,11 +184,11 @@ def test_cold_lstm_folds_train_together_exactly_as_one_by_one(monkeypatch):
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_warm_refits_train_one_at_a_time_and_cold_folds_in_batches(monkeypatch, cell):
-    from puffin_bt import walkforward as wf_mod
+    from puffin_bt import fitting
 
     batches = []
-    real = wf_mod.train_networks_together
-    monkeypatch.setattr(wf_mod, "train_networks_together",
+    real = fitting.train_networks_together
+    monkeypatch.setattr(fitting, "train_networks_together",
                         lambda nets, *a, **k: batches.append(len(nets)) or real(nets, *a, **k))
     warm = make_runner(refit_epochs=1, cell=cell).run(synthetic_closes(300, seed=2))
     # Fold 0 is cold; warm GRU refits use the engine (faster than nn.GRU at M = 1), LSTM ones nn.LSTM.
@@ -201,32 +201,34 @@ def test_warm_refits_train_one_at_a_time_and_cold_folds_in_batches(monkeypatch, 
 
 
 def test_big_cold_nets_train_in_smaller_batches_within_the_memory_budget(monkeypatch):
+    from puffin_bt import fitting
     from puffin_bt import walkforward as wf_mod
     from puffin_bt.batched import bytes_per_model
 
     batches = []
-    real = wf_mod.train_networks_together
-    monkeypatch.setattr(wf_mod, "train_networks_together",
+    real = fitting.train_networks_together
+    monkeypatch.setattr(fitting, "train_networks_together",
                         lambda nets, *a, **k: batches.append(len(nets)) or real(nets, *a, **k))
-    runner = make_runner(refit_epochs=None, hidden_dim=8, fold_workers=1)
+    walk = make_runner(refit_epochs=None, hidden_dim=8, fold_workers=1)
     per_model = bytes_per_model(8, MODEL["num_layers"], 5, MODEL["batch_size"])
     monkeypatch.setattr(wf_mod, "BATCH_MEMORY", 2 * per_model + 1)  # room for two models
-    runner.run(synthetic_closes(300, seed=11))
+    walk.run(synthetic_closes(300, seed=11))
     assert batches == [1, 2, 2, 2]  # fold 0 alone (shorter history), then folds 1..6 two at a time
 
 
 def test_batched_cold_folds_report_progress_every_prefetch_window(monkeypatch):
+    from puffin_bt import fitting
     from puffin_bt import walkforward as wf_mod
 
     trained, seen_at_report = [], []
-    real = wf_mod.train_networks_together
-    monkeypatch.setattr(wf_mod, "train_networks_together",
+    real = fitting.train_networks_together
+    monkeypatch.setattr(fitting, "train_networks_together",
                         lambda nets, *a, **k: trained.append(len(nets)) or real(nets, *a, **k))
     monkeypatch.setattr(wf_mod, "PREFETCH", 3)
     cfg = ModelConfig(lookback=5, **{**MODEL, "hidden_dim": 4})
-    runner = WalkForward(cfg, FoldSchedule(5, 60, 10, 80, 1, cfg.validation_split), epochs=1, device="cpu",
+    walk = WalkForward(cfg, FoldSchedule(5, 60, 10, 80, 1, cfg.validation_split), epochs=1, device="cpu",
                          on_fold=lambda rec: seen_at_report.append(sum(trained)), fold_workers=1)
-    res = runner.run(synthetic_closes(150, seed=4))
+    res = walk.run(synthetic_closes(150, seed=4))
     assert len(res.folds) == 10
     # Folds are trained 3 at a time, and each window is reported before the next one trains.
     assert seen_at_report == [3, 3, 3, 6, 6, 6, 9, 9, 9, 10]
@@ -240,23 +242,23 @@ def test_bad_closes_after_the_requested_bars_do_not_stop_earlier_forecasts():
     got = make_runner().forecast_range(closes, 0, 130)
     np.testing.assert_array_equal(got, make_runner().forecast_range(clean, 0, 130))
     assert np.isfinite(got[-10:]).all()
-    runner = make_runner()
-    runner.forecast_range(closes, 0, 130)
+    walk = make_runner()
+    walk.forecast_range(closes, 0, 130)
     with pytest.raises(DataError, match=r"up to bar 149 contain 1 NaN.*the first at bar 140 \(nan\)"):
-        runner.forecast_range(closes, 130, 150)
+        walk.forecast_range(closes, 130, 150)
 
 
 def test_inference_and_training_seconds_account_for_the_run_separately():
     closes = synthetic_closes(150)
-    runner = make_runner(refit_epochs=None)
+    walk = make_runner(refit_epochs=None)
     started = time.perf_counter()
-    runner.forecast_range(closes, 0, len(closes))
+    walk.forecast_range(closes, 0, len(closes))
     wall = time.perf_counter() - started
-    assert runner.inference_seconds > 0 and runner.training_seconds > 0
-    assert runner.inference_seconds + runner.training_seconds <= wall
-    before = runner.inference_seconds
-    runner.forecast_tail(closes[-6:])  # the event-driven pass counts too
-    assert runner.inference_seconds > before
+    assert walk.inference_seconds > 0 and walk.training_seconds > 0
+    assert walk.inference_seconds + walk.training_seconds <= wall
+    before = walk.inference_seconds
+    walk.forecast_tail(closes[-6:])  # the event-driven pass counts too
+    assert walk.inference_seconds > before
 
 
 def test_a_negative_close_raises_the_data_error_without_numpy_warnings():

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from puffin_bt import ConfigError, DataError
-from puffin_bt.runner import backtest, performance
+from puffin_bt.backtesting import backtest, performance
 from puffin_bt.store import ForecastStore
 
 from .conftest import TINY, ohlcv_frame, regime_closes
@@ -190,7 +190,7 @@ def test_threshold_rules_follow_the_chapter():
 
 def test_optstrategy_over_thresholds_trains_each_ticker_once(tmp_path):
     from puffin_bt import load_sample
-    from puffin_bt.feeds import FrameData
+    from puffin_bt.adapters.feeds import FrameData
     from strategies import ForecastThresholdStrategy
 
     store = ForecastStore(tmp_path)

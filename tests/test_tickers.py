@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from puffin_bt import ConfigError, DataError
-from puffin_bt.parallel import precompute_forecasts
-from puffin_bt.runner import backtest
+from puffin_bt.backtesting import backtest
 from puffin_bt.store import ForecastStore
+from puffin_bt.tickers import precompute_forecasts
 from puffin_bt.walkforward import make_walk_forward
 
 from .conftest import TINY, ohlcv_frame, regime_closes
@@ -130,14 +130,14 @@ def test_evaluation_forecasts_in_a_pool_equal_the_serial_ones(tmp_path):
 def test_start_method_forks_only_for_cpu_work():
     import sys
 
-    from puffin_bt.parallel import start_method
+    from puffin_bt.processes import start_method
 
     assert start_method("cuda") == "spawn"
     assert start_method("cpu") == ("fork" if sys.platform.startswith("linux") else "spawn")
 
 
 def test_start_method_can_be_forced_and_a_forced_spawn_pool_gives_the_same_forecasts(tmp_path, monkeypatch):
-    from puffin_bt.parallel import start_method
+    from puffin_bt.processes import start_method
 
     monkeypatch.setenv("PUFFIN_BT_START_METHOD", "spawn")
     assert start_method("cpu") == "spawn"
@@ -147,12 +147,12 @@ def test_start_method_can_be_forced_and_a_forced_spawn_pool_gives_the_same_forec
     monkeypatch.delenv("PUFFIN_BT_START_METHOD")
     forked = ForecastStore(tmp_path / "fork")
     precompute_forecasts(frames, store=forked, executor="local", workers=2, **PARAMS)
-    runner = make_walk_forward("lstm", **{k: v for k, v in PARAMS.items()})
+    walk = make_walk_forward("lstm", **{k: v for k, v in PARAMS.items()})
     for df in frames.values():
-        from puffin_bt.parallel import date_numbers_of
+        from puffin_bt.dates import date_numbers_of
         from puffin_bt.store import fingerprint
 
-        key = fingerprint(runner, df["close"].to_numpy(dtype=float), date_numbers_of(df.index))
+        key = fingerprint(walk, df["close"].to_numpy(dtype=float), date_numbers_of(df.index))
         a, b = spawned.load(key), forked.load(key)
         assert a is not None and b is not None
         np.testing.assert_array_equal(a[0], b[0])
@@ -162,7 +162,7 @@ def test_start_method_can_be_forced_and_a_forced_spawn_pool_gives_the_same_forec
 
 
 def test_jobs_with_the_same_data_and_options_are_computed_once(tmp_path):
-    from puffin_bt.parallel import precompute_jobs
+    from puffin_bt.tickers import precompute_jobs
 
     up = universe()["UP"]
     store = ForecastStore(tmp_path)
@@ -178,8 +178,8 @@ def test_one_job_that_must_spawn_makes_the_whole_pool_spawn(monkeypatch, tmp_pat
     threads, which a forked child must not (GNU OpenMP hangs); a CUDA job likewise cannot fork."""
     import multiprocessing
 
-    from puffin_bt import parallel
-    from puffin_bt.parallel import precompute_jobs
+    from puffin_bt import tickers as parallel
+    from puffin_bt.tickers import precompute_jobs
 
     asked = []
     real = multiprocessing.get_context
@@ -205,13 +205,13 @@ def test_a_new_puffin_bt_or_torch_release_never_reads_an_older_ones_forecasts(mo
     from puffin_bt import store as store_module
     from puffin_bt.store import fingerprint
 
-    runner = make_walk_forward("lstm", **PARAMS)
+    walk = make_walk_forward("lstm", **PARAMS)
     closes = universe()["UP"]["close"].to_numpy(dtype=float)
-    key = fingerprint(runner, closes)
+    key = fingerprint(walk, closes)
     assert fingerprint(make_walk_forward("lstm", **PARAMS), closes) == key  # stable
     monkeypatch.setattr(store_module, "__version__", "99.0")
-    newer_package = fingerprint(runner, closes)
+    newer_package = fingerprint(walk, closes)
     monkeypatch.undo()
     monkeypatch.setattr(torch, "__version__", "99.0+cpu")
-    newer_torch = fingerprint(runner, closes)
+    newer_torch = fingerprint(walk, closes)
     assert len({key, newer_package, newer_torch}) == 3
