@@ -39,8 +39,8 @@ def padded_hidden(hidden: int) -> int:
 
 def bytes_per_model(hidden: int, layers: int, seq_len: int, batch: int, input_dim: int = 1) -> int:
     """Training scratch memory of one model (float32), per layer about five (T, B, 4H) buffers
-    (input product, gates, their coefficients, gate gradients, a copy) and eight (T, B, H) ones.
-    Checked: LSTM 128x3, lookback 60, batch 64, 4 models: 675 MiB measured, 660 MiB estimated."""
+    (input product, gates, their coefficients, gate gradients, a copy) and eight (T, B, H) ones
+    (checked against measured memory: bench/README.md, "Design measurements")."""
     h = padded_hidden(hidden)
     per_layer = seq_len * batch * (5 * 4 * h + 8 * h + input_dim)
     return 4 * layers * per_layer
@@ -175,8 +175,8 @@ class BatchedRNN:
         faults (the CPU allocator returns them to the OS) than the arithmetic on them.
         Kept per shape: an epoch's last, shorter batch and the validation passes get their
         own buffers instead of replacing the full batch's ones every epoch (the per-step view
-        caches hold on to the buffers they were built on: replacing them grew memory by
-        ~0.8 GB over one 10-epoch fit of eight 64x2 LSTMs)."""
+        caches hold on to the buffers they were built on: replacing them grew memory over a
+        fit, bench/README.md)."""
         index = (key, name, tuple(shape), like.dtype)
         buf = self._buffers.get(index)
         if buf is None:
@@ -376,7 +376,7 @@ class BatchedLSTM(BatchedRNN):
     def _layer_forward(self, layer: _Layer, x: torch.Tensor, keep: bool) -> tuple[torch.Tensor, dict | None]:
         """x: (T, M, B, I) -> hidden states (T+1, M, B, H) with h_0 = 0 at index 0.
 
-        tanh is computed as 2*sigmoid(2z) - 1: torch's CPU sigmoid is ~5x faster than its
+        tanh is computed as 2*sigmoid(2z) - 1: torch's CPU sigmoid is faster than its
         tanh at these sizes. The g-gate columns of the weights are doubled for the forward
         products only (``_gate_scale``); gradients stay those of the unscaled parameters.
         """
@@ -416,7 +416,7 @@ class BatchedLSTM(BatchedRNN):
 
     def _step_views(self, key, keep: bool, T: int, xp, hs, cs, acts, tcs) -> list[tuple]:
         """Per time step views into the forward buffers, built once per buffer set: slicing
-        a dozen views per step costs ~1.5 us each, ~10% of a small model's forward."""
+        a dozen views per step costs a noticeable share of a small model's forward."""
         cache_key = (key, "fwd", T, acts.data_ptr(), hs.data_ptr())
         views = self._view_cache.get(cache_key)
         if views is None:

@@ -12,14 +12,14 @@ forecasts are bit for bit those of one process (tested).
 on the CPU, no more than half the free memory holds (``available_memory``, a cgroup
 limit included), and stays in-process where a pool would not pay or not work: on CUDA
 (one device batches the folds itself), where processes spawn instead of forking
-(a spawned worker re-imports torch, ~2 s), inside a daemonic process (Backtrader's
+(a spawned worker re-imports torch first), inside a daemonic process (Backtrader's
 ``optstrategy`` pool) and inside puffin_bt's own ticker workers (which already use
 the cores).
 
 The pool is kept for the next walk-forward (every data feed's indicator, the next
 backtest in a sweep) and closed after ``IDLE_SECONDS`` without work, or by
-``shutdown()``: a fresh worker's first batch runs ~20% slower than a warm one's
-(allocator and library warm-up), on top of ~25 ms to fork and join the pool.
+``shutdown()``: a fresh worker's first batch runs slower than a warm one's (allocator and
+library warm-up), on top of the cost of forking and joining the pool (bench/README.md).
 """
 
 from __future__ import annotations

@@ -401,13 +401,10 @@ class OptionSet:
         """Checks across fields (none by default)."""
 
     def __setattr__(self, name, value):
-        raise AttributeError(f"{type(self).__name__} is frozen; build a new one with replace({name}=...)")
+        raise AttributeError(f"{type(self).__name__} is frozen; build a new one ({name}=...)")
 
     def to_dict(self) -> dict:
         return {name: getattr(self, name) for name in self.NAMES}
-
-    def replace(self, **changes):
-        return type(self)(**{**self.to_dict(), **changes})
 
     def __eq__(self, other) -> bool:
         return type(other) is type(self) and other.to_dict() == self.to_dict()

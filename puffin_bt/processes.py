@@ -92,15 +92,14 @@ def start_method(device="auto", threads: int | None = 1) -> str:
     """How local worker processes start: ``fork`` on Linux for CPU work, else ``spawn``.
 
     A forked child starts in milliseconds with torch and puffin_bt already imported; a
-    spawned one re-imports them first (~1.5-2 s per child, measured), which is most of
-    what kept 2 workers from a 2x speed-up on the bundled data. The walk-forward runs torch
+    spawned one re-imports them first (bench/README.md, "Design measurements"). The walk-forward runs torch
     single-threaded in the child (``threads=1``), the same precaution DataLoader's forked
     workers take. CUDA cannot be used after a fork, so CUDA work (or ``auto`` on a machine
     with a GPU) spawns, and so do children that would run more than one torch ``threads``:
     GNU OpenMP's thread pool does not survive a fork, and a forked child that uses it after
-    the parent did hangs (measured: ``threads=2`` workers after one 2-thread matmul in the
-    parent). ``PUFFIN_BT_START_METHOD=spawn`` (or ``forkserver``) overrides it, e.g. for an
-    application whose other threads must not be forked.
+    the parent did hangs (``threads=2`` workers after one 2-thread matmul in the parent: tested).
+    ``PUFFIN_BT_START_METHOD=spawn`` (or ``forkserver``) overrides it, e.g. for an application
+    whose other threads must not be forked.
     """
     import torch
 

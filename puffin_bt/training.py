@@ -80,8 +80,8 @@ def torch_threads(n: int | None):
     """Run the block with ``n`` torch intra-op threads, then restore the previous setting.
 
     Small recurrent nets train faster on one thread than on two on a 2-core machine, and
-    multi-threaded torch collapses when another process competes for the cores (measured:
-    401 vs 4,540 samples/s); ``None`` leaves torch's setting alone.
+    multi-threaded torch collapses when another process competes for the cores (bench/README.md,
+    "Design measurements"); ``None`` leaves torch's setting alone.
     """
     previous = torch.get_num_threads()
     if n is None or n == previous:
@@ -349,7 +349,7 @@ class FlatAdam:
     gradients into another, which autograd accumulates into in place; a step is then a few
     element-wise operations whatever the number of parameter tensors. It is faster per step
     than torch's fused CPU Adam (bench/README.md) and never touches ``torch.optim``, whose
-    first optimizer in a process imports ``torch._dynamo`` (~1 s, paid again by every worker).
+    first optimizer in a process imports ``torch._dynamo`` (paid again by every worker process).
     """
 
     def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.0,
@@ -392,7 +392,7 @@ def make_adam(net: nn.Module, lr: float, weight_decay: float, device: torch.devi
 
 def seed_torch(seed: int, device: torch.device | None = None) -> None:
     """Seed the CPU generator (and CUDA's when training there). ``torch.manual_seed`` also seeds
-    every accelerator backend, ~1.5 ms a call: measurable over hundreds of folds."""
+    every accelerator backend, which is measurable over hundreds of folds."""
     torch.default_generator.manual_seed(seed)
     if device is not None and device.type == "cuda":
         with torch.cuda.device(device):  # manual_seed seeds the *current* GPU: make it this one (cuda:1, ...)

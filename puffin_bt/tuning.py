@@ -37,7 +37,6 @@ CHAPTER_SPACE = {
     "lookback": [10, 20, 30],
 }
 OBJECTIVES = {"sharpe": "max", "total_return": "max", "direction_accuracy": "max", "mse": "min"}
-SEARCHES = ("grid", "random", "optuna")
 
 
 @dataclass

@@ -265,9 +265,7 @@ class WalkForward:
 
     def _worker_bytes(self) -> int:
         """A fold worker's memory beyond what it shares with this process: one full batch's
-        training scratch plus ~64 MiB of its own (measured: a worker's private memory after 6
-        folds was 17 MiB for LSTM 32x1, 89-103 MiB for 64x2 and 289-341 MiB for 128x2 with
-        lookback 60 and batch 64, whose scratch estimate is 420 MiB)."""
+        training scratch plus 64 MiB of its own (measured: bench/README.md, "Design measurements")."""
         max_batch, per_model = self._batch_size_and_bytes()
         return max_batch * per_model + 64 * 2**20
 
@@ -356,13 +354,11 @@ class WalkForward:
         return WalkForwardResult(preds, list(self.folds))
 
 
-# Cold folds trained together at most. Measured (2-core EPYC, LSTM 32x1, 12 folds): batches of 6
-# 0.242 s, 4: 0.249 s, 12: 0.271 s, 2: 0.343 s, one by one: 0.54 s: past ~8 the working set
-# leaves the caches. Results do not depend on it (BatchedLSTM is exact per model).
+# Cold folds trained together at most: past ~8 the working set leaves the caches (bench/README.md,
+# "Design measurements"). Results do not depend on it (the batched engine is exact per model).
 MAX_BATCH = 8
-# Warm refits continue one model, so they train one at a time: on the engine where it beat the
-# nn module at M = 1 (GRU 64x2, one epoch on 387 windows: 0.080 s vs nn.GRU 0.088 s), on nn.LSTM's
-# fused oneDNN kernel otherwise (LSTM 64x2: engine 0.086 s vs 0.081 s).
+# Warm refits continue one model, so they train one at a time: on the batched engine where it beat
+# the nn module at M = 1 (GRU), on nn.LSTM's fused oneDNN kernel otherwise (bench/README.md).
 WARM_ON_ENGINE = {"gru"}
 PREFETCH = 2 * MAX_BATCH  # cold folds trained ahead at a time in forecast_range (progress granularity)
 BATCH_MEMORY = 512 * 2**20  # and at most this much training scratch memory per batch (big nets train fewer at once)

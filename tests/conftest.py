@@ -57,3 +57,24 @@ def ohlcv_frame(closes: np.ndarray, start: str = "2020-01-01") -> pd.DataFrame:
 @pytest.fixture
 def tiny_params() -> dict:
     return dict(TINY)
+
+
+def assert_same_forecasts(actual, expected, min_finite: int, rtol: float = 0.0, atol: float = 1e-7,
+                          err_msg: str = "") -> None:
+    """Two forecast arrays agree: NaN at the same bars (before the first fold), at least ``min_finite``
+    real forecasts, and those within tolerance. ``assert_allclose(..., equal_nan=True)`` alone would
+    also pass on two all-NaN arrays."""
+    actual, expected = np.asarray(actual, dtype=float), np.asarray(expected, dtype=float)
+    assert actual.shape == expected.shape, err_msg
+    finite = np.isfinite(expected)
+    assert finite.sum() >= min_finite, f"only {finite.sum()} finite forecasts (< {min_finite}): {err_msg}"
+    np.testing.assert_array_equal(np.isfinite(actual), finite, err_msg=f"NaN at other bars: {err_msg}")
+    np.testing.assert_allclose(actual[finite], expected[finite], rtol=rtol, atol=atol, err_msg=err_msg)
+
+
+def assert_differ(a, b, min_finite: int) -> None:
+    """Two forecast arrays with at least ``min_finite`` real values each differ somewhere
+    (``not np.allclose`` alone also passes when they are NaN)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    assert np.isfinite(a).sum() >= min_finite and np.isfinite(b).sum() >= min_finite
+    assert not np.allclose(a, b, equal_nan=True)

@@ -83,6 +83,8 @@ def test_training_equals_the_autograd_path(float64, patience, wd, n_val, cell):
         for a, b in zip(net.parameters(), ref.parameters()):
             torch.testing.assert_close(a, b, rtol=0, atol=1e-9)
         np.testing.assert_allclose(hists[m]["train_loss"], hist["train_loss"], rtol=1e-9)
+        if xv is not None:  # (without validation data both are NaN by design)
+            assert np.isfinite(hist["val_loss"]).sum() >= 1
         np.testing.assert_allclose(hists[m]["val_loss"], hist["val_loss"], rtol=1e-9, equal_nan=True)
         assert (hists[m]["best_epoch"], hists[m]["stopped_epoch"]) == (hist["best_epoch"], hist["stopped_epoch"])
     if patience == 1:  # the lr is high enough that some model stops early, so stopping is exercised

@@ -156,6 +156,17 @@ def test_date_numbers_are_backtrader_date2num_bit_for_bit(index):
     assert date_numbers_of(index).tobytes() == np.array(expected, dtype=np.float64).tobytes()
 
 
+def test_dates_module_converts_both_ways_exactly_as_backtrader():
+    """puffin_bt.dates is Backtrader-free (the engine-free layers use it) but must agree with Backtrader."""
+    from puffin_bt.dates import date2num, num2date
+
+    rng = np.random.default_rng(0)
+    stamps = pd.to_datetime(rng.integers(0, 4_000_000_000, 500), unit="s").to_pydatetime()
+    numbers = [bt.date2num(ts) for ts in stamps] + list(rng.uniform(693_596, 767_000, 500))
+    assert [date2num(ts) for ts in stamps] == numbers[:500]
+    assert [num2date(x) for x in numbers] == [bt.num2date(x) for x in numbers]
+
+
 @pytest.mark.parametrize("runonce", [True, False])
 @pytest.mark.parametrize("how", ["resample", "replay", "clone"])
 def test_resampled_replayed_and_cloned_feeds_match_pandas_data(how, runonce):

@@ -17,7 +17,7 @@ from puffin_bt.adapters.indicators import LSTMForecast
 from puffin_bt.foldpool import available_cpus, resolve_fold_workers
 from puffin_bt.walkforward import make_walk_forward
 
-from .conftest import TINY, ohlcv_frame, synthetic_closes
+from .conftest import TINY, assert_same_forecasts, ohlcv_frame, synthetic_closes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,7 +76,7 @@ def test_pooled_forecasts_up_to_bar_t_ignore_later_bars(cut, seed):
         return np.asarray(fc.pred_return.array[: len(series)])
 
     np.testing.assert_array_equal(in_cerebro(changed)[: cut + 1], in_cerebro(closes)[: cut + 1])
-    np.testing.assert_allclose(in_cerebro(closes), base.pred_return, rtol=0, atol=1e-7, equal_nan=True)
+    assert_same_forecasts(in_cerebro(closes), base.pred_return, min_finite=len(closes) - COLD["min_train"] + 1)
 
 
 def test_auto_uses_the_cores_on_linux_cpu_and_stays_in_process_elsewhere(monkeypatch):
@@ -278,7 +278,8 @@ if __name__ == "__main__":
     pooled = make_walk_forward("lstm", fold_workers=2, **opts)
     r2 = pooled.run(closes)
     r1 = make_walk_forward("lstm", fold_workers=1, **opts).run(closes)
-    assert pooled.pooled_batches >= 2 and np.array_equal(r1.pred_log_return, r2.pred_log_return, equal_nan=True)
+    assert pooled.pooled_batches >= 2 and np.isfinite(r1.pred_log_return).sum() >= 100
+    assert np.array_equal(r1.pred_log_return, r2.pred_log_return, equal_nan=True)
     frames = load_sample(["IBM", "MSFT"], start="2012-06-01")
     report = precompute_forecasts(frames, store=ForecastStore(tempfile.mkdtemp()), workers=2, **opts)
     assert sorted(report.computed) == ["IBM", "MSFT"], report.summary()

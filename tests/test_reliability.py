@@ -822,7 +822,7 @@ closes = synthetic_closes(300, seed=3)
 p = {**TINY, "hidden_dim": 16, "num_layers": 2, "dropout": 0.2, "epochs": 3}
 a = walk_forward(closes, device="cuda", **p).pred_log_return
 b = walk_forward(closes, device="cuda", **p).pred_log_return
-assert np.array_equal(a, b, equal_nan=True), "CUDA runs differ"
+assert np.isfinite(a).sum() > 100 and np.array_equal(a, b, equal_nan=True), "CUDA runs differ"
 worst = 0.0
 for cell in ("lstm", "gru"):
     for refit in (None, 1):

@@ -1,9 +1,8 @@
 """A pandas OHLCV frame as a Backtrader feed, converted to plain floats once.
 
 ``FrameData`` gives the same bars and date numbers as ``bt.feeds.PandasData`` (tested)
-without a pandas lookup per bar and field, preloads all bars at once (4 x 2,148
-bars: 0.7 ms against 47 ms bar by bar) and steps through them on its own per-bar path;
-the runner uses it. Any Backtrader feed works with the indicators and the strategy:
+without a pandas lookup per bar and field, preloads all bars at once and steps through
+them on its own per-bar path; ``backtest()`` uses it. Any Backtrader feed works with the indicators and the strategy:
 this one is only faster (``python bench/bench_feed.py``).
 """
 
@@ -41,7 +40,7 @@ class FrameData(bt.feed.DataBase):
 
     def preload(self) -> None:
         """All bars at once: each line's array is extended with its column in one call (Backtrader
-        loads and checks bar by bar, ~6 us a bar). Feeds with filters, an input timezone, bounded
+        loads and checks bar by bar). Feeds with filters, an input timezone, bounded
         buffers or extra lines take Backtrader's own path; ``fromdate``/``todate`` apply as there."""
         lines = list(self.lines)
         if (self._filters or self._ffilters or self._tzinput or self._barstack or self._barstash
