@@ -139,88 +139,105 @@ def precompute_jobs(
     labels = [label for label, _, _ in jobs]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"job labels must be unique; got {labels}")
-    store = store if store is not None else ForecastStore()
-    report = ParallelReport()
-    tasks = []
-    keys = {}  # label -> store key, computed once: the store entry written later uses the same one
-    walks: dict = {}
-    scheduled: dict = {}  # store key -> the label that computes it
-    duplicates: dict = {}  # label -> labels with the same key, finished with it
-    for label, df, options in jobs:
-        options = {k: v for k, v in options.items() if k not in ("store", "on_fold")}
-        signature = repr(sorted(options.items()))
-        if signature not in walks:
-            walks[signature] = make_walk_forward(model, **options)
-        closes = df["close"].to_numpy(dtype=np.float64)
-        numbers = date_numbers_of(pd.DatetimeIndex(df.index))
-        keys[label] = fingerprint(walks[signature], closes, numbers)
-        if keys[label] in scheduled:  # the same data and options twice (an Optuna batch may repeat a trial)
-            duplicates.setdefault(scheduled[keys[label]], []).append(label)
-            continue
-        if store.load(keys[label]) is not None:
-            report.cached.append(label)
-            if on_done is not None:
-                on_done(label, "cached")
-            continue
-        scheduled[keys[label]] = label
-        tasks.append(ForecastTask(label, closes, numbers, model, options))
+    results = _Results(store if store is not None else ForecastStore(), on_done)
+    tasks = results.plan(jobs, model)
     if not tasks:
-        return report
+        return results.report
     n_workers = resolve_workers(workers or "auto", len(tasks))
+    if executor == "serial" or (executor == "local" and n_workers == 1):
+        _run_serial(tasks, workers, on_fold, results.finish)
+    elif executor == "local":
+        _run_local(tasks, n_workers, on_fold, results.finish)
+    else:
+        _run_on_ray(tasks, address, tasks[0].options, results.finish)
+    return results.report
 
-    def finish(ticker, result=None, error=None):
+
+class _Results:
+    """Which jobs need computing, and what becomes of each: stored, served from the store, or failed."""
+
+    def __init__(self, store: ForecastStore, on_done) -> None:
+        self.store, self.on_done = store, on_done
+        self.report = ParallelReport()
+        self.keys: dict = {}  # label -> store key, computed once: the entry written later uses the same one
+        self.duplicates: dict = {}  # label -> labels with the same key, finished with it
+
+    def plan(self, jobs, model: str) -> list[ForecastTask]:
+        """The tasks to run: jobs whose forecasts are not stored yet, each (data, options) once."""
+        tasks, walks, scheduled = [], {}, {}  # scheduled: store key -> the label that computes it
+        for label, df, options in jobs:
+            options = {k: v for k, v in options.items() if k not in ("store", "on_fold")}
+            signature = repr(sorted(options.items()))
+            if signature not in walks:
+                walks[signature] = make_walk_forward(model, **options)
+            closes = df["close"].to_numpy(dtype=np.float64)
+            numbers = date_numbers_of(pd.DatetimeIndex(df.index))
+            key = self.keys[label] = fingerprint(walks[signature], closes, numbers)
+            if key in scheduled:  # the same data and options twice (an Optuna batch may repeat a trial)
+                self.duplicates.setdefault(scheduled[key], []).append(label)
+            elif self.store.load(key) is not None:
+                self.report.cached.append(label)
+                self._tell(label, "cached")
+            else:
+                scheduled[key] = label
+                tasks.append(ForecastTask(label, closes, numbers, model, options))
+        return tasks
+
+    def finish(self, label: str, result=None, error: str | None = None) -> None:
         if error is not None:
-            report.failed[ticker] = error
+            self.report.failed[label] = error
             status = f"failed: {error}"
         else:
             _, preds, folds, seconds = result
-            store.save(keys[ticker], preds, [FoldRecord(**f) for f in folds])
-            report.computed.append(ticker)
-            report.seconds[ticker] = seconds
+            self.store.save(self.keys[label], preds, [FoldRecord(**f) for f in folds])
+            self.report.computed.append(label)
+            self.report.seconds[label] = seconds
             status = "computed"
-        if on_done is not None:
-            on_done(ticker, status)
-        for twin in duplicates.get(ticker, ()):
+        self._tell(label, status)
+        for twin in self.duplicates.get(label, ()):
             if error is not None:
-                report.failed[twin] = error
+                self.report.failed[twin] = error
             else:
-                report.cached.append(twin)
-            if on_done is not None:
-                on_done(twin, status if error is not None else "cached")
+                self.report.cached.append(twin)
+            self._tell(twin, status if error is not None else "cached")
 
-    if executor == "serial" or (executor == "local" and n_workers == 1):
-        for task in tasks:
-            task.options = one_process_options(task.options, workers)
-            task.progress = None if on_fold is None else _DirectReport(on_fold)
-            try:
-                finish(task.ticker, run_task(task))
-            except PuffinError as exc:
-                finish(task.ticker, error=" ".join(str(exc).split()))
-    elif executor == "local":
-        # One pool for every job: it spawns if any job needs it (a CUDA job in a forked child fails).
-        methods = {start_method(t.options.get("device", "auto"), t.options.get("threads", 1)) for t in tasks}
-        ctx = multiprocessing.get_context("spawn" if "spawn" in methods else methods.pop())
-        manager = ctx.Manager() if on_fold is not None else None
+    def _tell(self, label: str, status: str) -> None:
+        if self.on_done is not None:
+            self.on_done(label, status)
+
+
+def _run_serial(tasks: list[ForecastTask], workers, on_fold, finish) -> None:
+    for task in tasks:
+        task.options = one_process_options(task.options, workers)
+        task.progress = None if on_fold is None else _DirectReport(on_fold)
         try:
-            queue = manager.Queue() if manager is not None else None
-            for task in tasks:
-                task.progress = queue
-            with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=mark_worker) as pool, \
-                    quiet_fork_warning():
-                futures = {pool.submit(run_task, task): task.ticker for task in tasks}
-                pending = set(futures)
-                while pending:
-                    done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
-                    _drain(queue, on_fold)
-                    for future in done:
-                        _collect(future.result, futures[future], finish)
+            finish(task.ticker, run_task(task))
+        except PuffinError as exc:
+            finish(task.ticker, error=" ".join(str(exc).split()))
+
+
+def _run_local(tasks: list[ForecastTask], n_workers: int, on_fold, finish) -> None:
+    # One pool for every job: it spawns if any job needs it (a CUDA job in a forked child fails).
+    methods = {start_method(t.options.get("device", "auto"), t.options.get("threads", 1)) for t in tasks}
+    ctx = multiprocessing.get_context("spawn" if "spawn" in methods else methods.pop())
+    manager = ctx.Manager() if on_fold is not None else None
+    try:
+        queue = manager.Queue() if manager is not None else None
+        for task in tasks:
+            task.progress = queue
+        with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=mark_worker) as pool, \
+                quiet_fork_warning():
+            futures = {pool.submit(run_task, task): task.ticker for task in tasks}
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
                 _drain(queue, on_fold)
-        finally:
-            if manager is not None:
-                manager.shutdown()
-    else:
-        _run_on_ray(tasks, address, tasks[0].options, finish)
-    return report
+                for future in done:
+                    _collect(future.result, futures[future], finish)
+            _drain(queue, on_fold)
+    finally:
+        if manager is not None:
+            manager.shutdown()
 
 
 class _DirectReport:
