@@ -125,12 +125,20 @@ def _check_annualization(factor) -> float:
 # ---------------------------------------------------------------- moments and PSR
 
 
+def _unit_scale(x: np.ndarray) -> np.ndarray:
+    """``x`` scaled by a power of two to a largest magnitude in [0.5, 1): exact, so mean/std keeps
+    every bit, while x**4 of tiny returns (1e-80) can no longer underflow to zero."""
+    return np.ldexp(x, -int(np.frexp(np.max(np.abs(x)))[1]))
+
+
 def _sharpe(x: np.ndarray) -> float:
+    x = _unit_scale(x)
     return float(np.mean(x) / np.std(x))
 
 
 def _psr(x: np.ndarray, sr_benchmark: float) -> float:
     sr = _sharpe(x)
+    x = _unit_scale(x)
     dev = x - x.mean()
     m2 = np.mean(dev**2)
     skew = np.mean(dev**3) / m2**1.5
