@@ -38,6 +38,8 @@ MAX_COMBINATIONS = 1_000_000
 # (a few arrays of this many int64/float64) whatever n_boot and T are.
 _BOOT_CELLS = 2_000_000
 _COMBO_CHUNK = 20_000
+_TIE_RTOL = 1e-9
+_TIE_ATOL = 1e-12
 _NORMAL = NormalDist()
 
 
@@ -253,10 +255,12 @@ def probability_of_backtest_overfitting(performance, n_splits: int = 16) -> PBOR
       OOS Sharpe ratio among the N trials' OOS Sharpe ratios, as in the paper,
     * λ = ln(ω / (1 − ω)).
 
+    Sharpe ratios within round-off of each other (relative 1e-9, absolute 1e-12) count as tied.
+
     PBO is the share of combinations with λ ≤ 0, i.e. r ≤ (N + 1)/2. Without skill, r is uniform
     on 1..N and PBO → ⌈N/2⌉/N (exactly 1/2 for an even N). A subset with zero volatility has
     Sharpe ratio 0 if its returns are all 0, else ±inf with their sign. Non-finite values, fewer
-    than 2 trials, a constant trial (no Sharpe ratio: drop the column), an odd n_splits, or
+    than 2 trials, a trial constant over the rows used (no Sharpe ratio: drop it), an odd n_splits, or
     n_splits > T raise errors.
 
     >>> rng = np.random.default_rng(0)
@@ -281,13 +285,6 @@ def probability_of_backtest_overfitting(performance, n_splits: int = 16) -> PBOR
             f"performance has {n_trials} column{'s' if n_trials != 1 else ''}; PBO ranks trials against each other, "
             f"so it needs at least 2 columns (one per configuration tried)"
         )
-    flat_cols = np.flatnonzero(m.max(axis=0) == m.min(axis=0))
-    if flat_cols.size:
-        j = int(flat_cols[0])
-        raise DataError(
-            f"performance column {j} is constant (every value {m[0, j]!r}): that trial has no Sharpe ratio; "
-            f"drop constant columns ({flat_cols.size} in all) before computing PBO"
-        )
     hint = "pass an even number of blocks >= 2 (the paper uses 16)"
     n_splits = _check_int("n_splits", n_splits, 2, hint)
     if n_splits % 2:
@@ -304,7 +301,15 @@ def probability_of_backtest_overfitting(performance, n_splits: int = 16) -> PBOR
     # n_rows >= 4 and 2 <= n_splits <= n_rows leave each half >= 2 rows, enough for a Sharpe ratio.
     half_rows = block * (n_splits // 2)
 
-    blocks = m[n_rows - block * n_splits:].reshape(n_splits, block, n_trials)
+    used = m[n_rows - block * n_splits:]
+    flat_cols = np.flatnonzero(used.max(axis=0) == used.min(axis=0))
+    if flat_cols.size:
+        j = int(flat_cols[0])
+        raise DataError(
+            f"performance column {j} is constant over the {len(used)} rows used (every value {used[0, j]!r}): that trial "
+            f"has no Sharpe ratio; drop constant columns ({flat_cols.size} in all) before computing PBO"
+        )
+    blocks = used.reshape(n_splits, block, n_trials)
     # Sums of deviations from each trial's overall mean: the IS/OOS variances come from sums of
     # squares, and centring first keeps sum(x^2)/n - mean^2 from cancelling away.
     centre = blocks.mean(axis=(0, 1))
@@ -322,14 +327,27 @@ def probability_of_backtest_overfitting(performance, n_splits: int = 16) -> PBOR
         in_sample[np.arange(len(chunk))[:, None], chosen] = True
         sr_is = stats.sharpe(in_sample)
         sr_oos = stats.sharpe(~in_sample)
-        best = np.argmax(sr_is, axis=1)
+        best = np.argmax(_tied(sr_is, sr_is.max(axis=1, keepdims=True)), axis=1)
         oos_of_best = sr_oos[np.arange(len(chunk)), best][:, None]
-        rank = (sr_oos < oos_of_best).sum(axis=1) + ((sr_oos == oos_of_best).sum(axis=1) + 1) / 2
+        tied = _tied(sr_oos, oos_of_best)
+        rank = ((sr_oos < oos_of_best) & ~tied).sum(axis=1) + (tied.sum(axis=1) + 1) / 2
         omega = rank / (n_trials + 1)
         logits[done:done + len(chunk)] = np.log(omega / (1 - omega))
         done += len(chunk)
     logits.flags.writeable = False
     return PBOResult(pbo=float(np.mean(logits <= 0)), logits=logits, n_combinations=n_combinations)
+
+
+def _tied(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Sharpe ratios equal up to round-off (relative 1e-9, absolute 1e-12), infinities included.
+
+    Ties are exact in real backtests: every half-sample in which a sparse trader made one winning
+    trade has Sharpe ratio 1/sqrt(n - 1). Computed two ways they differ in the last bits, which
+    must not decide which trial is best or how it ranks."""
+    with np.errstate(invalid="ignore"):
+        close = np.abs(a - b) <= _TIE_ATOL + _TIE_RTOL * np.maximum(np.abs(a), np.abs(b))
+    # Only finite values can be close: the tolerance of an infinite one is infinite too.
+    return (a == b) | (close & np.isfinite(a) & np.isfinite(b))
 
 
 @dataclass(frozen=True)

@@ -204,15 +204,18 @@ def brute_force_pbo(m: np.ndarray, n_splits: int) -> np.ndarray:
             return 0.0 if col[0] == 0 else math.copysign(math.inf, col[0])
         return col.mean() / col.std()
 
+    def tied(a, b):  # equal up to round-off, as the module defines ties
+        return a == b or (math.isfinite(a) and math.isfinite(b) and abs(a - b) <= 1e-12 + 1e-9 * max(abs(a), abs(b)))
+
     logits = []
     for chosen in itertools.combinations(range(n_splits), n_splits // 2):
         rows_is = np.concatenate([np.arange(b * block, (b + 1) * block) for b in chosen])
         rows_oos = np.setdiff1d(np.arange(len(m)), rows_is)
         sr_is = [sharpe(m[rows_is, j]) for j in range(n)]
         sr_oos = [sharpe(m[rows_oos, j]) for j in range(n)]
-        best = sr_is.index(max(sr_is))
-        below = sum(s < sr_oos[best] for s in sr_oos)
-        equal = sum(s == sr_oos[best] for s in sr_oos)
+        best = next(j for j in range(n) if tied(sr_is[j], max(sr_is)))
+        equal = sum(tied(s, sr_oos[best]) for s in sr_oos)
+        below = sum(s < sr_oos[best] and not tied(s, sr_oos[best]) for s in sr_oos)
         omega = (below + (equal + 1) / 2) / (n + 1)
         logits.append(math.log(omega / (1 - omega)))
     return np.array(logits)
@@ -249,22 +252,62 @@ def test_pbo_drops_the_oldest_remainder_rows():
     seed=st.integers(0, 2**32 - 1),
     n_splits=st.sampled_from([2, 4, 6, 8]),
     n_trials=st.integers(2, 7),
-    extra_rows=st.integers(0, 5),
+    extra_rows=st.integers(0, 7),
     block=st.integers(2, 6),
-    zero_fraction=st.sampled_from([0.0, 0.3, 0.7]),
+    flat_fraction=st.sampled_from([0.0, 0.3, 0.7]),
+    flat_value=st.sampled_from([0.0, 0.0001, -0.0003]),
+    sparse=st.booleans(),
 )
-def test_pbo_vectorised_equals_brute_force(seed, n_splits, n_trials, extra_rows, block, zero_fraction):
+def test_pbo_vectorised_equals_brute_force(seed, n_splits, n_trials, extra_rows, block, flat_fraction, flat_value, sparse):
     rng = np.random.default_rng(seed)
+    extra_rows %= n_splits  # so the flat blocks below are the module's blocks
     m = rng.normal(0.001, 0.01, size=(n_splits * block + extra_rows, n_trials))
-    # Whole blocks of zeros (a trial out of the market) make flat subsets and exact Sharpe ties.
-    zero_blocks = rng.random((n_splits, n_trials)) < zero_fraction
+    # Whole blocks at one value (out of the market: 0; parked in cash: a small constant yield)
+    # make flat subsets, with Sharpe ratio 0 or ±inf, and exact ties.
+    flat_blocks = rng.random((n_splits, n_trials)) < flat_fraction
     rows = m[extra_rows:].reshape(n_splits, block, n_trials)
-    rows[np.broadcast_to(zero_blocks[:, None, :], rows.shape)] = 0.0
-    assume(all(m[:, j].min() < m[:, j].max() for j in range(n_trials)))
+    rows[np.broadcast_to(flat_blocks[:, None, :], rows.shape)] = flat_value
+    # A single trade in an otherwise flat stretch: such halves tie exactly at Sharpe 1/sqrt(n-1).
+    if sparse:
+        rows[rng.integers(n_splits), 0, :] = np.abs(rng.normal(0.01, 0.005, n_trials))
+    assume(all(m[extra_rows:, j].min() < m[extra_rows:, j].max() for j in range(n_trials)))
     res = probability_of_backtest_overfitting(m, n_splits=n_splits)
     expected = brute_force_pbo(m, n_splits)
     np.testing.assert_allclose(res.logits, expected, rtol=0, atol=1e-12)
     assert res.pbo == float(np.mean(expected <= 0))
+
+
+@pytest.mark.parametrize("block, cash", [(27, 0.0001), (31, 0.0123), (36, 1 / 3)])
+def test_pbo_ties_trials_parked_at_the_same_constant(block, cash):
+    # Trials 0 and 1 sit in cash (a constant positive return: zero volatility, Sharpe +inf) in
+    # block A; trial 0 has an edge in block B. Sums of squares leave round-off of ~1e-20 in a flat
+    # block's variance, i.e. Sharpe ratios of ±1e7 that would break the tie by noise.
+    # IS = A: trials 0 and 1 tie at +inf, the first (0) is chosen; OOS in B it ranks 3: λ = ln 3.
+    # IS = B: trial 0 is best; OOS in A it ties with trial 1 at +inf, rank 2.5: λ = ln(2.5/1.5).
+    m = np.random.default_rng(0).normal(0.0, 0.01, size=(2 * block, 3))
+    m[:block, :2] = cash
+    m[block:, 0] += 0.02
+    res = probability_of_backtest_overfitting(m, n_splits=2)
+    np.testing.assert_allclose(res.logits, [math.log(3), math.log(5 / 3)], rtol=1e-12)
+    assert res.pbo == 0.0
+
+
+@pytest.mark.parametrize("trade0, trade1", [(0.013, 0.011), (0.017, 0.02), (0.031, 0.0312)])
+def test_pbo_ties_sparse_traders_exactly(trade0, trade1):
+    # Blocks A (rows 0-5) and B (rows 6-11). In A, trials 0 and 1 each make one winning trade and
+    # are flat otherwise: both have Sharpe ratio exactly 1/sqrt(5) whatever the trade's size
+    # (computed, they differ in the last bits); trial 2 loses money in A.
+    # IS = A: trials 0 and 1 tie, trial 0 is chosen; OOS in B it is worst, rank 1: λ = ln(1/3).
+    # IS = B: trial 1 is best; OOS in A it ties with trial 0, rank 2.5: λ = ln(2.5/1.5).
+    m = np.zeros((12, 3))
+    m[2, 0], m[4, 1] = trade0, trade1
+    m[:6, 2] = [0.01, -0.02, 0.005, -0.01, 0.0, 0.004]
+    m[6:, 0] = [-0.01, 0.002, -0.004, 0.001, -0.006, 0.0]
+    m[6:, 1] = [0.01, 0.02, 0.015, 0.012, 0.011, 0.018]
+    m[6:, 2] = [0.001, -0.002, 0.003, 0.0, 0.002, -0.001]
+    res = probability_of_backtest_overfitting(m, n_splits=2)
+    np.testing.assert_allclose(res.logits, [math.log(1 / 3), math.log(5 / 3)], rtol=1e-12)
+    assert res.pbo == 0.5
 
 
 def test_pbo_is_zero_when_one_trial_dominates():
@@ -336,6 +379,12 @@ def test_interval_contains_the_sample_sharpe_and_is_reproducible():
     assert sharpe_confidence_interval(r, seed=1) != (lo, hi)
 
 
+def test_default_block_size_is_the_cube_root_of_t():
+    r = np.random.default_rng(6).normal(0.0005, 0.01, 300)  # 300 ** (1/3) = 6.69 -> 7
+    assert sharpe_confidence_interval(r) == sharpe_confidence_interval(r, block_size=7)
+    assert sharpe_confidence_interval(r) != sharpe_confidence_interval(r, block_size=6)
+
+
 def test_interval_narrows_as_the_series_grows():
     rng = np.random.default_rng(9)
     short = rng.normal(0.0005, 0.01, 500)
@@ -370,6 +419,7 @@ def test_blocks_widen_the_interval_for_autocorrelated_returns():
     assert w_block > 1.3 * w_iid
 
 
+@pytest.mark.filterwarnings("error")
 def test_interval_copes_with_mostly_flat_returns():
     # A strategy in the market 3 days of 200: many resamples are all zeros (Sharpe 0), none NaN.
     r = np.zeros(200)
