@@ -1,8 +1,6 @@
-"""Is a backtest's Sharpe ratio skill or luck? PSR, DSR, the probability of backtest overfitting
-(CSCV) and stationary-bootstrap confidence intervals for a Sharpe ratio and a difference of two.
-
-Every Sharpe ratio here is per period (mean / population std of the returns as given) unless a
-function says it annualises. Non-finite inputs are refused, never dropped: drop or fill them first.
+"""Is a backtest's Sharpe ratio skill or luck? PSR, DSR, the probability of backtest overfitting (CSCV)
+and stationary-bootstrap intervals for a Sharpe ratio and a difference of two. Sharpe ratios are per
+period (mean / population std) unless a function annualises; non-finite inputs are refused, not dropped.
 """
 
 from __future__ import annotations
@@ -34,10 +32,11 @@ MIN_PERIODS = 3
 # CSCV evaluates C(n_splits, n_splits/2) combinations: 12,870 at the paper's 16, 705,432 at 22,
 # 2.7 million at 24. The cap keeps a typo from running for hours.
 MAX_COMBINATIONS = 1_000_000
-# Rows of (resamples x periods) index matrix built at once: bounds the bootstrap's memory
-# (a few arrays of this many int64/float64) whatever n_boot and T are.
+# Cells of the (resamples x periods) index matrix built at once, and combinations scored at once:
+# they bound the memory (a few arrays of this many float64) whatever n_boot, T and n_splits are.
 _BOOT_CELLS = 2_000_000
 _COMBO_CHUNK = 20_000
+# Sharpe ratios this close are tied (see _tied).
 _TIE_RTOL = 1e-9
 _TIE_ATOL = 1e-12
 _NORMAL = NormalDist()
@@ -146,12 +145,14 @@ def _psr(x: np.ndarray, sr_benchmark: float) -> float:
     skew = np.mean(dev**3) / m2**1.5
     kurt = np.mean(dev**4) / m2**2
     # The asymptotic variance of the estimated Sharpe ratio (Mertens 2002). It is >= (1 - skew*sr/2)^2
-    # because kurt >= 1 + skew^2 for any distribution, so it reaches 0 only for two-valued returns.
+    # because kurt >= 1 + skew^2 for any distribution, so it reaches 0 only for two-valued returns
+    # with skew*SR = 2 (round-off may then leave it a hair below 0).
     var_term = 1.0 - skew * sr + (kurt - 1.0) / 4.0 * sr**2
     if not var_term > 0:
         raise DataError(
             f"the Sharpe ratio's variance term 1 - skew*SR + (kurt-1)/4*SR^2 is {var_term:.3g} for these returns "
-            f"(SR={sr:.4g}, skew={skew:.4g}, kurtosis={kurt:.4g}); it needs returns taking more than two distinct values"
+            f"(SR={sr:.4g}, skew={skew:.4g}, kurtosis={kurt:.4g}): they take just two values, placed so that the "
+            f"estimate has no sampling error to measure; the PSR needs returns with more than two distinct values"
         )
     z = (sr - sr_benchmark) * math.sqrt(len(x) - 1) / math.sqrt(var_term)
     return _NORMAL.cdf(z)
@@ -423,6 +424,7 @@ def _bootstrap(series: list[np.ndarray], n_boot, block_size, seed, level, annual
     if not 1.0 <= block_size <= n:
         raise ConfigError(
             f"block_size={block_size} is outside [1, {n}] (the series has {n} periods); pass a mean block length in that range")
+    series = [_unit_scale(x) for x in series]
     rng = np.random.default_rng(seed)
     out = np.empty((len(series), n_boot))
     rows = max(1, _BOOT_CELLS // n)
@@ -457,7 +459,8 @@ def sharpe_confidence_interval(
     round(T ** (1/3)); 1 gives the i.i.d. bootstrap. The interval is per period, or annualised
     by √``annualization`` (e.g. 252 for daily returns). The endpoints are the order statistics
     just outside the (1 ± level)/2 quantiles of the resampled Sharpe ratios (mean/std, ddof=0;
-    a resample of all zeros counts as 0). The same inputs and ``seed`` give the same interval;
+    a resample of all zeros counts as 0, one flat at another value as ±inf, which can make an
+    endpoint infinite). The same inputs and ``seed`` give the same interval;
     ``seed=None`` draws fresh entropy. Errors as in :func:`probabilistic_sharpe_ratio`, plus
     ConfigError for level outside (0, 1), n_boot < 100 or block_size outside [1, T].
 
