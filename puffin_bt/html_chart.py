@@ -73,7 +73,7 @@ const [i0, i1] = span(source.get_column("t"), xr.start, xr.end);
 if (line !== null) {
   const show = i1 - i0 <= max_bars;
   for (const r of candles) r.visible = show;
-  line.visible = !show;
+  line.glyph.line_alpha = show ? 0 : 1;  // still there, unseen, under candles: it carries the bar tooltip
 }
 // Markers shrink when many are in view: decades of trades stay a band of small marks, not a smear.
 let shown = 0;
@@ -212,12 +212,17 @@ def _ms(dates) -> np.ndarray:
     return pd.DatetimeIndex(dates).values.astype("datetime64[ms]").astype(np.int64).astype(np.float64)
 
 
-def _horizon(pred: pd.DataFrame) -> int:
-    """Bars a forecast looks ahead: forecast_frame leaves realized_return NaN on exactly the last ``horizon`` rows."""
-    if "realized_return" not in pred.columns:
+def _horizon(fc: pd.DataFrame) -> int:
+    """Bars a forecast looks ahead: forecast_frame leaves realized_return NaN on the last ``horizon`` rows; that count
+    is trusted when the realised returns are indeed the close that many bars later over this one, else 1."""
+    if "realized_return" not in fc.columns or not fc["realized_return"].notna().any():
         return 1
-    known = pred["realized_return"].notna().to_numpy()
-    return max(1, int(len(known) - (np.flatnonzero(known)[-1] + 1))) if known.any() else 1
+    realized = fc["realized_return"].to_numpy(float)
+    h = len(realized) - 1 - int(np.flatnonzero(np.isfinite(realized))[-1])
+    close = fc["close"].to_numpy(float)
+    if h < 1 or not np.allclose(close[h:] / close[:-h] - 1, realized[:-h], rtol=1e-4, atol=1e-6, equal_nan=True):
+        return 1
+    return h
 
 
 def _bar_columns(px: pd.DataFrame, fc: pd.DataFrame, band: bool) -> dict[str, np.ndarray]:
@@ -251,7 +256,7 @@ def _signals(fills: pd.Series, fc: pd.DataFrame) -> list[str]:
     left = pd.DataFrame({"fill": fills.to_numpy(), "row": np.arange(len(fills))}).sort_values("fill")
     right = fc[["date", "pred_return"]].rename(columns={"date": "signal"}).sort_values("signal")
     hit = pd.merge_asof(left, right, left_on="fill", right_on="signal", allow_exact_matches=False).sort_values("row")
-    return [f"pred {p:+.2%} on {d:%Y-%m-%d}" if pd.notna(p) else "no forecast before this fill"
+    return [f"pred {p:+.3%} on {d:%Y-%m-%d}" if pd.notna(p) else "no forecast before this fill"
             for p, d in zip(hit["pred_return"], hit["signal"])]
 
 
@@ -420,7 +425,7 @@ def _price_panel(tk: _Ticker, src, x_range, width_ms: float, band: bool):
         price_tips.append(("volume", "@volume{0.00 a}"))
     if "fc_price" in b:
         price_tips += [("forecast of this close", "@fc_price{0,0.00[00]}"), ("pred next return", "@pred{+0.00}%")]
-    _hover(p, [line, body], price_tips, mode="vline")
+    _hover(p, [line], price_tips, mode="vline")
     if not tk.legs.empty:
         legs = p.segment("x0", "y0", "x1", "y1", source=_source(tk.legs), line_color="colour", line_width=1.3,
                          line_alpha=0.7, line_dash="dotted")
@@ -493,23 +498,28 @@ def _forecast_panel(tk: _Ticker, src, x_range, entry: float, exit: float, band: 
 
 
 def _fold_panel(tk: _Ticker, x_range):
-    """Retrain dates as ticks in their own strip: hundreds of them stay readable and never cover a price."""
-    from bokeh.models import ColumnDataSource, Label, Range1d
+    """Retrain dates as ticks in their own strip: hundreds of them stay readable and never cover a price. Hovering
+    anywhere in the strip shows the fold whose model made the forecasts at that date."""
+    from bokeh.models import ColumnDataSource, HoverTool, Label, Range1d
 
     p = _figure(52, x_range, y_range=Range1d(0, 1))
     p.yaxis.visible = False
     p.ygrid.visible = False
     p.xaxis.visible = True
     folds = tk.folds
-    data = {"t": _ms(folds["date"]), "y0": np.zeros(len(folds)), "y1": np.ones(len(folds))}
-    tips = [("retrain", "@t{%F}")]
+    t = _ms(folds["date"])
+    data = {"t": t, "until": np.append(t[1:], tk.bars["t"][-1]), "y0": np.zeros(len(t)), "y1": np.ones(len(t))}
+    tips = [("retrained", "@t{%F}"), ("in use until", "@until{%F}")]
     for col, label in (("index", "fold"), ("bar", "bar"), ("n_train", "training rows"), ("epochs_run", "epochs"),
                        ("warm_start", "warm start"), ("val_loss", "val loss")):
         if col in folds.columns:
             data[col] = folds[col].astype(str).to_numpy() if col == "warm_start" else folds[col].to_numpy()
             tips.append((label, f"@{col}" + ("{0.0000}" if col == "val_loss" else "")))
-    r = p.segment("t", "y0", "t", "y1", source=ColumnDataSource(data), line_color="#8e24aa", line_alpha=0.55, line_width=1)
-    _hover(p, [r], tips)
+    src = ColumnDataSource(data)
+    p.segment("t", "y0", "t", "y1", source=src, line_color="#8e24aa", line_alpha=0.55, line_width=1)
+    spans = p.quad(left="t", right="until", bottom="y0", top="y1", source=src, fill_alpha=0, line_alpha=0,
+                   hover_fill_color="#8e24aa", hover_fill_alpha=0.15, hover_line_alpha=0)
+    p.add_tools(HoverTool(renderers=[spans], tooltips=tips, formatters={"@t": "datetime", "@until": "datetime"}))
     p.add_layout(Label(x=6, x_units="screen", y=0.5, y_units="data", text=f"retrains ({len(folds)})", text_font_size="10px",
                        text_color="#546e7a", text_baseline="middle", background_fill_color="white", background_fill_alpha=0.85))
     return p
@@ -633,7 +643,8 @@ def _header(title: str, tickers: list[str], period: tuple, trades: pd.DataFrame,
     if links:
         parts.append("<p>" + "".join(f"<a href=\"{e(href)}\">{e(label)}</a>" for label, href in links.items()) + "</p>")
     parts.append("<p class='pb-hint'>Scroll to zoom, drag to pan, drag the window in the small chart under each ticker; "
-                 "candles appear when fewer than 400 bars are in view; click a legend entry to hide it.</p>")
+                 f"candles appear when fewer than {_CANDLE_MAX_BARS} bars are in view; click a legend entry to hide it; "
+                 "hover for details.</p>")
     return "<header class='pb-head'>" + "".join(parts) + "</header>"
 
 
@@ -689,6 +700,7 @@ def write_trades_html(out_path: str | os.PathLike, prices: dict[str, pd.DataFram
     """
     if not html_available():
         raise ConfigError(HTML_UNAVAILABLE)
+    from bokeh.document import Document
     from bokeh.embed import file_html
     from bokeh.models import CustomJS, Tabs
     from bokeh.resources import INLINE
@@ -729,9 +741,6 @@ def write_trades_html(out_path: str | os.PathLike, prices: dict[str, pd.DataFram
         callbacks.append(cb)
     tabs = Tabs(tabs=panels, sizing_mode="stretch_width")
     tabs.js_on_change("active", CustomJS(args={"tabs": tabs}, code=_TAB_TO_HASH_JS))
-
-    from bokeh.document import Document
-
     doc = Document()
     doc.add_root(tabs)
     for cb in [*callbacks, CustomJS(args={"tabs": tabs}, code=_HASH_TO_TAB_JS)]:

@@ -28,25 +28,55 @@ needs_browser = pytest.mark.skipif(CHROMIUM is None, reason="no chromium, chromi
                                                             "(CI installs chromium)")
 
 # Appended to a copy of the page: Bokeh draws inside shadow roots, which --dump-dom does not print, so this walks
-# them once the page has rendered and writes what it found into the light DOM.
+# them once the page has rendered and writes what it found into the light DOM: the tab labels, the active tab, the
+# canvases, and the tooltips shown after a pointer move onto the last trade marker in view (found through BokehJS
+# views: if a Bokeh release renames those, "hover" says so rather than the page being at fault).
 PROBE = """<script>
-setTimeout(() => {
-  const found = {tabs: [], active: null, canvases: 0};
-  const walk = (root) => {
-    for (const el of root.querySelectorAll("*")) {
-      if (el.shadowRoot) walk(el.shadowRoot);
-      if (el.classList.contains("bk-tab")) {
-        found.tabs.push(el.textContent.trim());
-        if (el.classList.contains("bk-active")) found.active = el.textContent.trim();
-      }
-      if (el.tagName === "CANVAS") found.canvases++;
+function shadowed(root, found = []) {
+  for (const el of root.querySelectorAll("*")) {
+    if (el.shadowRoot) shadowed(el.shadowRoot, found);
+    found.push(el);
+  }
+  return found;
+}
+function hoverLastMarker() {
+  function* walk(view) { yield view; for (const child of view.child_views ?? []) yield* walk(child); }
+  const marks = (v) => (v.model.renderers ?? []).filter((r) => r.data_source?.get_column("signal") != null);
+  const view = [...Bokeh.index].flatMap((v) => [...walk(v)])
+    .find((v) => marks(v).length && v.el.getBoundingClientRect().width > 0);
+  if (!view) return "no visible plot with trade markers";
+  let at = null;
+  for (const r of marks(view)) {
+    const ts = r.data_source.get_column("t"), ps = r.data_source.get_column("price");
+    for (let i = 0; i < ts.length; i++) {
+      const sx = view.frame.x_scale.compute(ts[i]);
+      if (sx > view.frame.bbox.left && sx < view.frame.bbox.right) at = [sx + 1, view.frame.y_scale.compute(ps[i])];
     }
-  };
-  walk(document);
-  const pre = document.createElement("pre");
-  pre.id = "probe";
-  pre.textContent = JSON.stringify(found);
-  document.body.appendChild(pre);
+  }
+  if (!at) return "no trade marker in view";
+  const box = view.canvas_view.events_el.getBoundingClientRect();
+  view.canvas_view.events_el.dispatchEvent(new PointerEvent("pointermove", {
+    clientX: box.left + at[0], clientY: box.top + at[1], bubbles: true, composed: true, pointerType: "mouse", isPrimary: true}));
+  return "ok";
+}
+setTimeout(() => {
+  const found = {tabs: [], active: null, canvases: 0, hover: null, tooltips: []};
+  for (const el of shadowed(document)) {
+    if (el.classList.contains("bk-tab")) {
+      found.tabs.push(el.textContent.trim());
+      if (el.classList.contains("bk-active")) found.active = el.textContent.trim();
+    }
+    if (el.tagName === "CANVAS") found.canvases++;
+  }
+  try { found.hover = hoverLastMarker(); } catch (e) { found.hover = String(e); }
+  setTimeout(() => {
+    found.tooltips = shadowed(document).filter((el) => el.classList.contains("bk-tooltip-content"))
+      .map((el) => el.textContent.trim());
+    const pre = document.createElement("pre");
+    pre.id = "probe";
+    pre.textContent = JSON.stringify(found);
+    document.body.appendChild(pre);
+  }, 500);
 }, 3000);
 </script>"""
 
@@ -115,13 +145,13 @@ def chromium(url: str, tmp_path: Path, *args: str) -> tuple[str, list[str], floa
     return proc.stdout, [line for line in proc.stderr.splitlines() if ":CONSOLE" in line], seconds
 
 
-def probe(page: Path, tmp_path: Path, tab: str = "") -> tuple[dict, list[str], float]:
-    """Load a copy of ``page`` (with PROBE) in Chromium, opening ``tab``; what rendered, console lines, seconds."""
+def probe(page: Path, tmp_path: Path, tab: str, *args: str) -> tuple[dict, list[str], float]:
+    """Load a copy of ``page`` (with PROBE) in Chromium on ``tab``'s tab; what rendered, console lines, seconds."""
     text = page.read_text(encoding="utf-8")
     at = text.rindex("</body>")
     copy = tmp_path / f"probe-{page.name}"
     copy.write_text(text[:at] + PROBE + text[at:], encoding="utf-8")
-    dom, console, seconds = chromium(copy.as_uri() + (f"#{tab}" if tab else ""), tmp_path, "--dump-dom")
+    dom, console, seconds = chromium(f"{copy.as_uri()}#{tab}", tmp_path, "--dump-dom", *args)
     found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
     assert found, f"the probe never ran: the page did not finish loading in 5 s of virtual time; console: {console}"
     return json.loads(found.group(1)), console, seconds
@@ -140,11 +170,16 @@ def external_refs(text: str) -> list[str]:
 # --------------------------------------------------------------------------- the page
 
 
-def test_real_run_page_is_self_contained_and_complete(tmp_path):
+@pytest.fixture(scope="module")
+def real_page(tmp_path_factory) -> tuple[Path, dict]:
     run = real_run()
-    out = write_trades_html(tmp_path / "out" / "trades.html", **run, title="LSTM <walk-forward>",
-                            links={"quantstats report": "report.html"})
-    assert out == tmp_path / "out" / "trades.html" and out.is_file()
+    out = tmp_path_factory.mktemp("real") / "out" / "trades.html"
+    assert write_trades_html(out, **run, title="LSTM <walk-forward>", links={"quantstats report": "report.html"}) == out
+    return out, run
+
+
+def test_real_run_page_is_self_contained_and_complete(real_page):
+    out, _ = real_page
     text = out.read_text(encoding="utf-8")
     # Tags, not a grep for 'src="http': Bokeh's inlined bundle holds a MathJax loader (t.src="https://...") in its code,
     # which runs only for LaTeX labels, and this page has none.
@@ -160,32 +195,35 @@ def test_real_run_page_is_self_contained_and_complete(tmp_path):
     assert "3 round trip(s), 1 still open" in text
 
 
-def test_fill_markers_show_the_forecast_of_the_bar_before(tmp_path):
+def test_fill_markers_show_the_forecast_of_the_bar_before(real_page):
     """The signal of a fill is the last forecast strictly before the fill date (orders fill at the next open)."""
-    run = real_run()
-    text = html.unescape(write_trades_html(tmp_path / "t.html", **run).read_text(encoding="utf-8"))
+    out, run = real_page
+    text = html.unescape(out.read_text(encoding="utf-8"))
     fc = run["forecasts"].assign(date=lambda f: pd.to_datetime(f["date"]))
     for row in run["trades"].itertuples():
         for fill in (row.entry_date, row.exit_date):
             mine = fc[(fc["ticker"] == row.ticker) & (fc["date"] < pd.Timestamp(fill))].iloc[-1]
-            assert f"pred {mine.pred_return:+.2%} on {mine.date:%Y-%m-%d}" in text
+            assert f"pred {mine.pred_return:+.3%} on {mine.date:%Y-%m-%d}" in text
     entry = pd.Timestamp(run["trades"].iloc[0]["entry_date"])
     mine = fc[(fc["ticker"] == "IBM") & (fc["date"] < entry)].iloc[-1]
     assert mine.pred_return > 0.005  # the entry rule: a long opens after a forecast above +entry
     assert "exit 2008-10-03: +0.27%, P&L +25.48" in text
+    assert "still open at the end" in text
 
 
 @needs_browser
-def test_real_run_renders_in_chromium(tmp_path):
-    run = real_run()
-    page = write_trades_html(tmp_path / "trades.html", **run)
-    found, console, _ = probe(page, tmp_path, tab="IBM")
+def test_real_run_renders_in_chromium(real_page, tmp_path):
+    shot = tmp_path / "shot.png"
+    found, console, _ = probe(real_page[0], tmp_path, "IBM", f"--screenshot={shot}")
     assert found["tabs"] == ["Portfolio", "IBM", "MSFT"]
     assert found["active"] == "IBM"  # page.html#IBM opens IBM's tab
     assert found["canvases"] > 0
-    assert js_errors(console) == []
-    shot = tmp_path / "shot.png"
-    _, console, _ = chromium(page.as_uri() + "#IBM", tmp_path, f"--screenshot={shot}")
+    assert found["hover"] == "ok", f"the hover probe failed (BokehJS internals changed?): {found['hover']}"
+    marker = [tip for tip in found["tooltips"] if "signal" in tip]
+    assert marker, found["tooltips"]
+    for field in ("price", "size", "signal", "pred ", "round trip", "held", "bars from"):
+        assert field in marker[0], (field, marker[0])
+    assert any("forecast of this close" in tip for tip in found["tooltips"])  # the bar under the pointer
     assert js_errors(console) == []
     from PIL import Image
 
@@ -261,12 +299,11 @@ def test_out_path_that_is_a_directory(tmp_path):
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_atomic_write_honours_the_umask(tmp_path, umask):
-    run = real_run()
     target = tmp_path / "trades.html"
     target.write_text("old page")
     old = os.umask(umask)
     try:
-        write_trades_html(target, **run)
+        write_trades_html(target, load_sample("IBM", start="2012-01-01"), None, None, None, None)
     finally:
         os.umask(old)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
