@@ -96,6 +96,22 @@ for (const y of ranges) {
 }
 """
 
+_READOUT_JS = """
+const i = cb_data.index.line_indices[0];
+if (i === undefined) return;
+const col = (name) => source.get_column(name);
+const num = (v, digits = 2) => Number.isFinite(v) ? v.toLocaleString("en-US", {maximumFractionDigits: digits}) : "n/a";
+const day = new Date(col("t")[i]);
+let text = `${name}  ${["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"][day.getUTCDay()]} ${day.toISOString().slice(0, 10)}` +
+  `   O ${num(col("open")[i], 4)}  H ${num(col("high")[i], 4)}  L ${num(col("low")[i], 4)}  C ${num(col("close")[i], 4)}`;
+if (col("volume") !== null) text += `   vol ${num(col("volume")[i] / 1e6, 2)} M`;
+if (col("pred") !== null) {
+  const pred = col("pred")[i];
+  text += `   forecast of this close ${num(col("fc_price")[i], 4)}   pred next return ${pred >= 0 ? "+" : ""}${num(pred, 3)}%`;
+}
+title.text = text;
+"""
+
 # The URL's #TICKER opens that ticker's tab (links from a report, a bookmark); switching tabs updates it.
 _HASH_TO_TAB_JS = """
 const name = decodeURIComponent(window.location.hash.slice(1));
@@ -282,7 +298,7 @@ def _trade_marks(trades: pd.DataFrame, open_pos: pd.DataFrame, fc: pd.DataFrame,
             else:
                 ret, pnl = float(row["return"]), float(row["pnl_net"])
                 t1, p1 = _ms([row["exit_date"]])[0], float(row["exit_price"])
-                outcome, colour = f"exit {row['exit_date']:%Y-%m-%d}: {ret:+.2%}, P&L {_money(pnl)}", _UP if pnl > 0 else _DOWN
+                outcome, colour = f"exit {row['exit_date']:%Y-%m-%d}: {ret:+.2%}, net P/L {_money(pnl)}", _UP if pnl > 0 else _DOWN
                 bars = f"{int(row['bars'])} bars " if pd.notna(row.get("bars", math.nan)) else ""
                 exits.append({"t": t1, "price": p1, "size": size, "buy": not long, "signal": exit_sig[i],
                               "kind": f"{other} to close the {held}", "pnl": f"{_money(pnl)} ({ret:+.2%})",
@@ -400,7 +416,7 @@ def _y_range(values: list[np.ndarray], log: bool):
 
 
 def _price_panel(tk: _Ticker, src, x_range, width_ms: float, band: bool):
-    from bokeh.models import NumeralTickFormatter
+    from bokeh.models import CustomJS, HoverTool, NumeralTickFormatter
     from bokeh.transform import linear_cmap
 
     b = tk.bars
@@ -419,13 +435,13 @@ def _price_panel(tk: _Ticker, src, x_range, width_ms: float, band: bool):
     wick = p.segment("t", "high", "t", "low", source=src, line_color=colour, line_width=1)
     body = p.vbar("t", width_ms * 0.7, top="open", bottom="close", source=src, fill_color=colour, line_color=colour)
     line = p.line("t", "close", source=src, line_color=_CLOSE, line_width=1.3)
-    price_tips = [("date", "@t{%a %F}"), ("open", "@open{0,0.00[00]}"), ("high", "@high{0,0.00[00]}"),
-                  ("low", "@low{0,0.00[00]}"), ("close", "@close{0,0.00[00]}")]
-    if "volume" in b:
-        price_tips.append(("volume", "@volume{0.00 a}"))
-    if "fc_price" in b:
-        price_tips += [("forecast of this close", "@fc_price{0,0.00[00]}"), ("pred next return", "@pred{+0.00}%")]
-    _hover(p, [line], price_tips, mode="vline")
+    # The bar under the pointer is read out in the title row (as trading terminals do) rather than in a tooltip, which
+    # would sit on top of a trade marker's tooltip whenever the pointer is on a marker.
+    p.title.text = f"{tk.name}: hover for a bar's prices and forecast"
+    p.title.text_font_size = "12px"
+    p.title.text_font_style = "normal"
+    p.add_tools(HoverTool(renderers=[line], mode="vline", tooltips=None,
+                          callback=CustomJS(args={"source": src, "title": p.title, "name": tk.name}, code=_READOUT_JS)))
     if not tk.legs.empty:
         legs = p.segment("x0", "y0", "x1", "y1", source=_source(tk.legs), line_color="colour", line_width=1.3,
                          line_alpha=0.7, line_dash="dotted")
@@ -494,7 +510,7 @@ def _forecast_panel(tk: _Ticker, src, x_range, entry: float, exit: float, band: 
     lo, hi = ["pred"], ["pred"]
     if band:
         lo, hi = ["pred", "pred_lo"], ["pred", "pred_hi"]
-    return p, {"range": p.y_range, "lo": lo, "hi": hi, "fixed": [0.0, entry * 100, -exit * 100], "log": False, "pad": 0.08}
+    return p, {"range": p.y_range, "lo": lo, "hi": hi, "fixed": [0.0, entry * 100, -exit * 100], "log": False, "pad": 0.15}
 
 
 def _fold_panel(tk: _Ticker, x_range):
@@ -598,7 +614,7 @@ def _portfolio_tab(equity: pd.DataFrame):
     dd = _figure(170, x_range, y_range=_y_range([data[f"dd_{c}"] for c in lines] + [[0]], False))
     dd.yaxis.axis_label = "drawdown %"
     dd.xaxis.visible = True
-    names = {"strategy": "strategy", "buy_hold": "buy & hold"}
+    names = {"strategy": "strategy", "buy_hold": "buy and hold"}  # no "&": Bokeh shows it escaped in tooltips
     styles = {"strategy": (_STRATEGY, 1.8), "buy_hold": (_BENCHMARK, 1.3)}
     eq_items, dd_items, tips = [], [], [("date", "@t{%a %F}")]
     for c in lines:

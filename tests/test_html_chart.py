@@ -29,8 +29,8 @@ needs_browser = pytest.mark.skipif(CHROMIUM is None, reason="no chromium, chromi
 
 # Appended to a copy of the page: Bokeh draws inside shadow roots, which --dump-dom does not print, so this walks
 # them once the page has rendered and writes what it found into the light DOM: the tab labels, the active tab, the
-# canvases, and the tooltips shown after a pointer move onto the last trade marker in view (found through BokehJS
-# views: if a Bokeh release renames those, "hover" says so rather than the page being at fault).
+# canvases, and the tooltips and bar readout shown after a pointer move onto the last trade marker in view (found
+# through BokehJS views: if a Bokeh release renames those, "hover" says so rather than the page being at fault).
 PROBE = """<script>
 function shadowed(root, found = []) {
   for (const el of root.querySelectorAll("*")) {
@@ -39,12 +39,14 @@ function shadowed(root, found = []) {
   }
   return found;
 }
+let hovered = null;
 function hoverLastMarker() {
   function* walk(view) { yield view; for (const child of view.child_views ?? []) yield* walk(child); }
   const marks = (v) => (v.model.renderers ?? []).filter((r) => r.data_source?.get_column("signal") != null);
   const view = [...Bokeh.index].flatMap((v) => [...walk(v)])
-    .find((v) => marks(v).length && v.el.getBoundingClientRect().width > 0);
+    .find((v) => marks(v).length && v.el.checkVisibility({visibilityProperty: true}));
   if (!view) return "no visible plot with trade markers";
+  hovered = view.model;
   let at = null;
   for (const r of marks(view)) {
     const ts = r.data_source.get_column("t"), ps = r.data_source.get_column("price");
@@ -60,7 +62,7 @@ function hoverLastMarker() {
   return "ok";
 }
 setTimeout(() => {
-  const found = {tabs: [], active: null, canvases: 0, hover: null, tooltips: []};
+  const found = {tabs: [], active: null, canvases: 0, hover: null, tooltips: [], readout: null};
   for (const el of shadowed(document)) {
     if (el.classList.contains("bk-tab")) {
       found.tabs.push(el.textContent.trim());
@@ -72,6 +74,7 @@ setTimeout(() => {
   setTimeout(() => {
     found.tooltips = shadowed(document).filter((el) => el.classList.contains("bk-tooltip-content"))
       .map((el) => el.textContent.trim());
+    found.readout = hovered?.title?.text ?? null;
     const pre = document.createElement("pre");
     pre.id = "probe";
     pre.textContent = JSON.stringify(found);
@@ -189,7 +192,7 @@ def test_real_run_page_is_self_contained_and_complete(real_page):
     assert '<a href="report.html">quantstats report</a>' in text
     assert "IBM, MSFT" in text and "2007-10-01 to 2011-10-31" in text
     for tooltip in ("forecast of this close", "pred next return", "signal", "round trip", "@pnl", "@outcome",
-                    "retrain", "realised next return", "buy &amp; hold"):
+                    "retrain", "realised next return", "buy and hold"):
         assert tooltip in text, tooltip
     assert "price (log scale)" not in text  # neither IBM nor MSFT spans 10x in these four years
     assert "3 round trip(s), 1 still open" in text
@@ -207,7 +210,7 @@ def test_fill_markers_show_the_forecast_of_the_bar_before(real_page):
     entry = pd.Timestamp(run["trades"].iloc[0]["entry_date"])
     mine = fc[(fc["ticker"] == "IBM") & (fc["date"] < entry)].iloc[-1]
     assert mine.pred_return > 0.005  # the entry rule: a long opens after a forecast above +entry
-    assert "exit 2008-10-03: +0.27%, P&L +25.48" in text
+    assert "exit 2008-10-03: +0.27%, net P/L +25.48" in text
     assert "still open at the end" in text
 
 
@@ -223,7 +226,10 @@ def test_real_run_renders_in_chromium(real_page, tmp_path):
     assert marker, found["tooltips"]
     for field in ("price", "size", "signal", "pred ", "round trip", "held", "bars from"):
         assert field in marker[0], (field, marker[0])
-    assert any("forecast of this close" in tip for tip in found["tooltips"])  # the bar under the pointer
+    assert "&amp;" not in marker[0]
+    # The bar under the pointer, read out in the price panel's title row.
+    assert re.match(r"IBM  \w{3} \d{4}-\d\d-\d\d   O [\d.,]+  H [\d.,]+  L [\d.,]+  C [\d.,]+   vol [\d.,]+ M   forecast of this "
+                    r"close [\d.,]+   pred next return [+-][\d.]+%$", found["readout"]), found["readout"]
     assert js_errors(console) == []
     from PIL import Image
 
