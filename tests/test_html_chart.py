@@ -272,6 +272,15 @@ def test_missing_parts_still_make_a_page(tmp_path):
     assert page.is_file()
 
 
+def test_short_round_trip_is_a_sell_then_a_buy(tmp_path):
+    run = real_run()
+    short = run["trades"].iloc[[2]].assign(direction="short", pnl_net=650.79, **{"return": 0.0102})
+    page = write_trades_html(tmp_path / "s.html", **{**run, "trades": short, "open_positions": None})
+    text = html.unescape(page.read_text(encoding="utf-8"))
+    assert "sell to open a short" in text and "buy to close the short" in text and "to open a long" not in text
+    assert "1 round trip(s), 0 still open" in text
+
+
 @pytest.mark.parametrize(("change", "error", "words"), [
     (lambda r: r.update(trades=r["trades"].drop(columns="exit_price")), DataError, ["trades", "exit_price"]),
     (lambda r: r.update(forecasts=r["forecasts"].drop(columns="pred_return")), DataError, ["forecasts", "pred_return"]),
