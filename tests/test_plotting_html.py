@@ -20,7 +20,7 @@ import pytest
 
 from puffin_bt import load_sample
 from puffin_bt.errors import ConfigError, DataError
-from puffin_bt.html_chart import HTML_UNAVAILABLE, html_available, write_trades_html
+from puffin_bt.plotting.html import HTML_UNAVAILABLE, html_available, write_trades_html
 
 RUN = Path(__file__).parent / "data" / "html_run"  # the real LSTM run sliced to IBM and MSFT, 2007-10..2011-10
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

@@ -9,15 +9,15 @@ from __future__ import annotations
 import html
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ._validate import check_float
-from .errors import ConfigError, DataError
+from ..checks import check_float
+from ..errors import ConfigError, DataError
+from ..files import atomic_write_bytes
 
 __all__ = ["HTML_UNAVAILABLE", "html_available", "write_trades_html"]
 
@@ -673,28 +673,6 @@ def _check_links(links) -> dict[str, str] | None:
     return links
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Temp file in the same folder, then rename: a reader never sees half a page. mkstemp makes the file 0600; give it
-    the mode a plain open() would (0666 less the umask) so a shared results folder stays readable."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    umask = os.umask(0)
-    os.umask(umask)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def write_trades_html(out_path: str | os.PathLike, prices: dict[str, pd.DataFrame], trades: pd.DataFrame | None,
                       forecasts: pd.DataFrame | None, folds: pd.DataFrame | None, equity: pd.DataFrame | None, *,
                       entry: float = 0.005, exit: float = 0.005, title: str | None = None,
@@ -765,5 +743,5 @@ def write_trades_html(out_path: str | os.PathLike, prices: dict[str, pd.DataFram
     period = (min(px.index[0] for px in frames.values()), max(px.index[-1] for px in frames.values()))
     header = _header(title, list(frames), period, trades, open_pos, len(folds), equity, entry, exit, links)
     page = file_html(doc, resources=INLINE, title=title, template=_TEMPLATE, template_variables={"header": header})
-    _atomic_write_text(out, page)
+    atomic_write_bytes(out, page.encode("utf-8"))
     return out
