@@ -84,9 +84,16 @@ def read(path: str | os.PathLike) -> Checkpoint:
         meta = json.loads(blob["meta_json"])
         state = blob["state_dict"]
         config = ModelConfig(**meta["config"])
-        scaler = Scaler(float(meta["scaler"]["mean"]), float(meta["scaler"]["std"]), int(meta["scaler"]["horizon"]))
-        if not (math.isfinite(scaler.mean) and math.isfinite(scaler.std) and scaler.std > 0):
-            raise ValueError(f"scaler statistics {meta['scaler']} are not finite with std > 0")
+        saved = meta["scaler"]
+        scaler = Scaler(float(saved["mean"]), float(saved["std"]), int(saved["horizon"]),
+                        tuple(float(v) for v in saved.get("feature_mean", ())),
+                        tuple(float(v) for v in saved.get("feature_std", ())))
+        stats = (scaler.mean, scaler.std, *scaler.feature_mean, *scaler.feature_std)
+        if not all(math.isfinite(v) for v in stats) or min((scaler.std, *scaler.feature_std)) <= 0:
+            raise ValueError(f"scaler statistics {saved} are not finite with std > 0")
+        if len(scaler.feature_mean) != len(config.features) or len(scaler.feature_std) != len(config.features):
+            raise ValueError(f"scaler has statistics for {len(scaler.feature_mean)} feature(s), the model "
+                             f"{len(config.features)}")
         if scaler.horizon != config.horizon:  # the checksum covers the weights only: check what the JSON says
             raise ValueError(f"scaler horizon {scaler.horizon} differs from the model's horizon {config.horizon}")
         if not isinstance(state, dict):

@@ -14,7 +14,7 @@ import pandas as pd
 from .dates import date_numbers_of
 from .errors import ConfigError
 from .tickers import one_process_options, precompute_forecasts, resolve_workers
-from .walkforward import make_walk_forward
+from .walkforward import feature_matrix, make_walk_forward
 
 
 def binomial_p_value(successes: int, trials: int, p: float = 0.5) -> float:
@@ -109,12 +109,13 @@ def walk_forward_forecasts(frames: dict, model: str = "lstm", store=None, on_fol
     for ticker, df in frames.items():
         report = None if on_fold is None else (lambda rec, _t=ticker: on_fold(_t, rec))
         walk = make_walk_forward(model, report, **forecast_kwargs)
-        closes = df["close"].to_numpy(dtype=np.float64)
+        closes, features, _ = feature_matrix(df, forecast_kwargs.get("features", ()))
+        closes = np.asarray(closes, dtype=np.float64)
         dates = list(df.index.to_pydatetime())
         if store is not None:
-            log_pred = store.forecasts(walk, closes, dates, date_numbers_of(df.index))
+            log_pred = store.forecasts(walk, closes, dates, date_numbers_of(df.index), features)
         else:
-            log_pred = walk.run(closes, dates).pred_log_return
+            log_pred = walk.run(closes, dates, features).pred_log_return
         parts.append(forecast_frame(ticker, df.index, closes, np.expm1(log_pred), walk.schedule.horizon))
         folds.extend({"ticker": ticker, **f.to_dict()} for f in walk.folds)
     out = pd.concat(parts, ignore_index=True)

@@ -15,12 +15,21 @@ import torch
 from torch import nn
 
 from .batched import engine_for
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .nets import net_for
 from .options import ModelConfig
 from .schedule import FoldSchedule
 from .training import EarlyStopping, TensorBatches, make_adam, seed_torch, training_loop
-from .windows import Scaler, returns_of, split_train_val, window_inputs, window_targets
+from .windows import (
+    Scaler,
+    complete_windows,
+    min_samples,
+    returns_of,
+    split_train_val,
+    window_features,
+    window_inputs,
+    window_targets,
+)
 
 
 def _to_tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -42,20 +51,49 @@ class FoldData:
         return (tuple(self.x_train.shape), None if self.x_val is None else tuple(self.x_val.shape))
 
 
-def fold_data(cfg: ModelConfig, closes: np.ndarray, sample_bars: np.ndarray, device: torch.device) -> FoldData:
+def fold_data(cfg: ModelConfig, closes: np.ndarray, sample_bars: np.ndarray, device: torch.device,
+              features: np.ndarray | None = None) -> FoldData:
     """Windows ending at ``sample_bars`` (targets must lie inside ``closes``), split chronologically;
-    the scaler is fitted on the training samples only (not the validation tail)."""
+    the scaler is fitted on the training samples only (not the validation tail).
+
+    ``features`` (bars, F), aligned with ``closes`` (and cut where they are): windows in which a
+    feature has no value yet (its warm-up, or a feature that starts later) are left out; a fold
+    left with too few windows is a DataError naming the feature."""
     returns = returns_of(closes)
+    if features is not None:
+        sample_bars = _complete_samples(cfg, features, sample_bars)
     train_bars, val_bars = split_train_val(sample_bars, cfg.validation_split)
     first_return_bar = int(train_bars[0]) - cfg.lookback + 1
-    scaler = Scaler.fit(returns[first_return_bar: int(train_bars[-1]) + 1], cfg.horizon)
-    x_train = _to_tensor(scaler.x(window_inputs(returns, train_bars, cfg.lookback))[..., None], device)
+    rows = slice(first_return_bar, int(train_bars[-1]) + 1)
+    scaler = Scaler.fit(returns[rows], cfg.horizon, None if features is None else features[rows])
+
+    def inputs(bars):
+        windows = None if features is None else window_features(features, bars, cfg.lookback)
+        return _to_tensor(scaler.inputs(window_inputs(returns, bars, cfg.lookback), windows), device)
+
+    x_train = inputs(train_bars)
     y_train = _to_tensor(scaler.y(window_targets(closes, train_bars, cfg.horizon))[:, None], device)
     x_val = y_val = None
     if len(val_bars):
-        x_val = _to_tensor(scaler.x(window_inputs(returns, val_bars, cfg.lookback))[..., None], device)
+        x_val = inputs(val_bars)
         y_val = _to_tensor(scaler.y(window_targets(closes, val_bars, cfg.horizon))[:, None], device)
     return FoldData(scaler, x_train, y_train, x_val, y_val)
+
+
+def _complete_samples(cfg: ModelConfig, features: np.ndarray, sample_bars: np.ndarray) -> np.ndarray:
+    if features.shape[1] != len(cfg.features):
+        raise ConfigError(f"{features.shape[1]} feature column(s) for a model of {len(cfg.features)} feature(s) "
+                          f"{list(cfg.features)}; pass one column per feature")
+    complete = sample_bars[complete_windows(features, sample_bars, cfg.lookback)]
+    need = min_samples(cfg.validation_split)
+    if len(complete) < need:
+        gaps = ", ".join(f"{name!r} (first value at bar {int(np.argmax(np.isfinite(column)))})"
+                         for name, column in zip(cfg.features, features.T) if np.isnan(column).any())
+        raise DataError(
+            f"feature(s) {gaps} leave {len(complete)} complete training window(s) of {len(sample_bars)} in the fold "
+            f"at bar {len(features) - 1} (need {need}); raise min_train, or use features that start earlier"
+        )
+    return complete
 
 
 def new_net(config: ModelConfig, seed: int) -> nn.Module:
@@ -79,6 +117,7 @@ def train_network(
     device: torch.device,
     seed: int,
     on_epoch_end=None,
+    features: np.ndarray | None = None,
 ) -> tuple[Scaler, dict]:
     """Train ``net`` on the windows ending at ``sample_bars`` (targets must lie inside ``closes``).
 
@@ -86,7 +125,7 @@ def train_network(
     whole fit runs under its own seeded RNG so it is repeatable and leaves the
     caller's global RNG state untouched.
     """
-    data = fold_data(cfg, closes, sample_bars, device)
+    data = fold_data(cfg, closes, sample_bars, device, features)
     val_loader = None
     if data.x_val is not None:
         val_loader = TensorBatches(data.x_val, data.y_val, batch_size=max(cfg.batch_size, 1024))
@@ -134,14 +173,14 @@ def train_networks_together(nets: list[nn.Module], cfg: ModelConfig, data: list[
 
 
 def train_cold_batch(config: ModelConfig, schedule: FoldSchedule, epochs: int, device: torch.device,
-                     folds: list[tuple[int, np.ndarray]]) -> list[tuple]:
-    """Train cold folds of one shape together, each on its own history (closes up to its fold bar).
-    Returns ``(k, net, scaler, history, seconds)`` per fold, seconds being its preparation plus
-    its share of the batch's training."""
+                     folds: list[tuple]) -> list[tuple]:
+    """Train cold folds of one shape together, each on its own history: ``(k, closes up to its fold bar,
+    features up to it or None)``. Returns ``(k, net, scaler, history, seconds)`` per fold, seconds
+    being its preparation plus its share of the batch's training."""
     prepared = []
-    for k, history in folds:
+    for k, history, features in folds:
         t0 = time.perf_counter()
-        data = fold_data(config, history, schedule.sample_bars(len(history) - 1), device)
+        data = fold_data(config, history, schedule.sample_bars(len(history) - 1), device, features)
         prepared.append((k, new_fold_net(config, k), data, time.perf_counter() - t0))
     t0 = time.perf_counter()
     hists = train_networks_together([p[1] for p in prepared], config, [p[2] for p in prepared], epochs, device,
@@ -151,22 +190,26 @@ def train_cold_batch(config: ModelConfig, schedule: FoldSchedule, epochs: int, d
 
 
 def predict_log_returns(
-    net: nn.Module, scaler: Scaler, closes: np.ndarray, bars: np.ndarray, lookback: int, device: torch.device
+    net: nn.Module, scaler: Scaler, closes: np.ndarray, bars: np.ndarray, lookback: int, device: torch.device,
+    features: np.ndarray | None = None,
 ) -> np.ndarray:
     """One batched forward pass: the predicted log return after each bar in ``bars``.
 
-    The window for bar t reads returns up to bar t only, i.e. ``closes[:t+1]``.
+    The window for bar t reads returns (and features) up to bar t only, i.e. ``closes[:t+1]``.
     """
     bars = np.asarray(bars, dtype=np.int64)
     if len(bars) == 0:
         return np.empty(0)
     returns = returns_of(closes[: int(bars.max()) + 1])
-    return predict_windows(net, scaler, window_inputs(returns, bars, lookback), device)
+    windows = None if features is None else window_features(features, bars, lookback)
+    return predict_windows(net, scaler, window_inputs(returns, bars, lookback), device, windows)
 
 
-def predict_windows(net: nn.Module, scaler: Scaler, windows: np.ndarray, device: torch.device) -> np.ndarray:
-    """One batched forward pass over unscaled return windows (n, lookback): predicted log returns."""
-    x = _to_tensor(scaler.x(windows)[..., None], device)
+def predict_windows(net: nn.Module, scaler: Scaler, windows: np.ndarray, device: torch.device,
+                    feature_windows: np.ndarray | None = None) -> np.ndarray:
+    """One batched forward pass over unscaled return windows (n, lookback) and feature windows
+    (n, lookback, F): predicted log returns."""
+    x = _to_tensor(scaler.inputs(windows, feature_windows), device)
     net.eval()
     with torch.inference_mode():
         out = net(x)[:, 0].cpu().double().numpy()
@@ -175,7 +218,7 @@ def predict_windows(net: nn.Module, scaler: Scaler, windows: np.ndarray, device:
 
 def predict_one(net: nn.Module, scaler: Scaler, window: np.ndarray, device: torch.device) -> float:
     """The predicted log return after one window of ``lookback`` returns (the estimators' recursive steps)."""
-    x = _to_tensor(scaler.x(window)[None, :, None], device)
+    x = _to_tensor(scaler.inputs(window[None, :]), device)
     net.eval()
     with torch.inference_mode():
         return float(scaler.y_inverse(net(x)[0, 0].cpu().double().numpy()))

@@ -21,12 +21,13 @@ from torch import nn
 
 from . import checkpoint
 from .checks import check_int, check_known
-from .errors import CheckpointError, ConfigError, NotFittedError
+from .errors import CheckpointError, ConfigError, DataError, NotFittedError
+from .features import check_feature_columns
 from .fitting import new_net, predict_log_returns, predict_one, train_network
 from .nets import net_for
 from .options import ESTIMATOR_DEFAULTS, ESTIMATOR_NAMES, ModelConfig
 from .training import resolve_device
-from .windows import Scaler, as_prices, min_samples, returns_of
+from .windows import Scaler, as_prices, complete_windows, min_samples, returns_of
 
 
 def _init(self, **params) -> None:
@@ -63,6 +64,11 @@ class RNNForecaster:
     ['best_epoch', 'seconds', 'stopped_epoch', 'train_loss', 'val_loss']
     >>> gru.predict(prices, steps=5).shape
     (5,)
+
+    Input features besides the prices: ``fit(prices, features=X)`` with ``X`` a 2-D array or a
+    DataFrame aligned with ``prices`` (one row per bar; a value at bar t enters the window ending
+    at t), then ``predict(prices, features=X)`` with the rows for those prices (``steps=1``: the
+    features of future bars are unknown).
     """
 
     cell = "lstm"
@@ -87,7 +93,7 @@ class RNNForecaster:
         changed = {k: v for k, v in self.get_params().items() if v != ESTIMATOR_DEFAULTS[k]}
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
-    def _config(self, defaults_if_none: dict, explicit: dict) -> ModelConfig:
+    def _config(self, defaults_if_none: dict, explicit: dict, features: tuple[str, ...]) -> ModelConfig:
         """Constructor params, overridden by fit's named arguments that are not None and by
         any other keyword given to fit as is (so ``fit(patience=None)`` disables early stopping)."""
         params = self.get_params()
@@ -95,11 +101,13 @@ class RNNForecaster:
         params.update(explicit)
         params.pop("epochs")
         params.pop("device")
-        return ModelConfig(cell=self.cell, **params)
+        return ModelConfig(cell=self.cell, features=features, **params)
 
     def fit(self, prices, lookback: int | None = None, epochs: int | None = None, lr: float | None = None,
-            batch_size: int | None = None, validation_split: float | None = None, **overrides) -> dict:
-        """Train on ``prices`` (oldest first). Arguments given here override the constructor's.
+            batch_size: int | None = None, validation_split: float | None = None, features=None,
+            **overrides) -> dict:
+        """Train on ``prices`` (oldest first), and ``features`` (a 2-D array or DataFrame aligned with
+        them) if given. Arguments given here override the constructor's.
 
         Returns ``{'train_loss', 'val_loss', 'best_epoch', 'stopped_epoch', 'seconds'}``.
         Validation is the chronological tail (``validation_split``), never shuffled.
@@ -107,14 +115,16 @@ class RNNForecaster:
         check_known(overrides, self._get_param_names(), "fit()")
         epochs = check_int("epochs", epochs if epochs is not None else overrides.pop("epochs", self.epochs))
         device = resolve_device(overrides.pop("device", self.device))
+        names = _feature_names(features)
         cfg = self._config(dict(lookback=lookback, lr=lr, batch_size=batch_size, validation_split=validation_split),
-                           overrides)
+                           overrides, names)
         need = cfg.lookback + cfg.horizon + min_samples(cfg.validation_split)
         closes = as_prices(prices, min_length=need)
+        rows = None if features is None else _feature_values(features, names, len(closes))
         sample_bars = np.arange(cfg.lookback, len(closes) - cfg.horizon)
         started = time.perf_counter()
         net = new_net(cfg, cfg.seed)
-        scaler, history = train_network(net, cfg, closes, sample_bars, epochs, device, cfg.seed)
+        scaler, history = train_network(net, cfg, closes, sample_bars, epochs, device, cfg.seed, features=rows)
         history["seconds"] = time.perf_counter() - started
         self.model, self.config_, self.scaler_, self.history_ = net, cfg, scaler, history
         self.device_ = device
@@ -124,22 +134,42 @@ class RNNForecaster:
         if self.model is None or self.scaler_ is None:
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(prices) or load(path) first")
 
-    def predict_returns(self, prices) -> np.ndarray:
+    def _rows(self, features, n_bars: int) -> np.ndarray | None:
+        """The feature rows given to predict, checked against those the model was fitted with."""
+        names = self.config_.features
+        if features is None:
+            if names:
+                raise ConfigError(f"this model was fitted with features {list(names)}; pass their values for "
+                                  "these prices (features=...)")
+            return None
+        if not names:
+            raise ConfigError("this model was fitted without features; call predict without features=")
+        width = len(_feature_names(features))
+        if width != len(names):
+            raise DataError(f"features have {width} column(s); the model was fitted with {len(names)}: {list(names)}")
+        return _feature_values(features, names, n_bars)
+
+    def predict_returns(self, prices, features=None) -> np.ndarray:
         """Predicted log return over the next ``horizon`` bars after *every* bar that has a
-        full window (NaN for the first ``lookback`` bars), in one batched forward pass."""
+        full window (NaN for the first ``lookback`` bars, and where a feature has no value yet),
+        in one batched forward pass."""
         self._check_fitted()
         cfg = self.config_
         closes = as_prices(prices, min_length=cfg.lookback + 1)
+        rows = self._rows(features, len(closes))
         out = np.full(len(closes), np.nan)
         bars = np.arange(cfg.lookback, len(closes))
-        out[bars] = predict_log_returns(self.model, self.scaler_, closes, bars, cfg.lookback, self.device_)
+        if rows is not None:
+            bars = bars[complete_windows(rows, bars, cfg.lookback)]
+        out[bars] = predict_log_returns(self.model, self.scaler_, closes, bars, cfg.lookback, self.device_, rows)
         return out
 
-    def predict(self, prices, steps: int = 1) -> np.ndarray:
+    def predict(self, prices, steps: int = 1, features=None) -> np.ndarray:
         """Forecast the next ``steps`` prices after the last one in ``prices``.
 
         Steps beyond the first feed predictions back in recursively, so errors
-        compound: treat ``steps > 1`` as a scenario, not ``steps`` forecasts.
+        compound: treat ``steps > 1`` as a scenario, not ``steps`` forecasts. A model
+        fitted with features needs their rows for ``prices`` and forecasts one step.
         """
         self._check_fitted()
         cfg = self.config_
@@ -147,6 +177,15 @@ class RNNForecaster:
         if cfg.horizon != 1 and steps != 1:
             raise ConfigError(f"steps={steps} needs a one-bar model; this one has horizon={cfg.horizon}, use steps=1")
         closes = as_prices(prices, min_length=cfg.lookback + 1)
+        rows = self._rows(features, len(closes))
+        if rows is not None:
+            if steps != 1:
+                raise ConfigError(f"steps={steps} with features: the features of future bars are unknown; use steps=1")
+            value = self.predict_returns(closes, features)[-1]
+            if not np.isfinite(value):
+                raise DataError("a feature has no value in the last input window; pass complete rows for the "
+                                f"last {cfg.lookback} bars")
+            return np.array([float(closes[-1]) * math.exp(value)])
         window = returns_of(closes[-(cfg.lookback + 1):])[1:]
         preds = []
         last = float(closes[-1])
@@ -197,6 +236,25 @@ class RNNForecaster:
         obj.model, obj.config_, obj.scaler_ = net, cfg, saved.scaler
         obj.history_ = saved.history
         return obj
+
+
+def _feature_names(features) -> tuple[str, ...]:
+    """A DataFrame's column names, a Series' name, or x0, x1, ... for an array."""
+    if features is None:
+        return ()
+    if hasattr(features, "columns"):
+        return tuple(str(c) for c in features.columns)
+    shape = np.shape(features)
+    if len(shape) == 1:
+        return (str(getattr(features, "name", None) or "x0"),)
+    if len(shape) != 2:
+        raise DataError(f"features has shape {shape}; pass a 2-D array or a DataFrame, one row per price bar")
+    return tuple(f"x{j}" for j in range(shape[1]))
+
+
+def _feature_values(features, names: tuple[str, ...], n_bars: int) -> np.ndarray:
+    values = features.to_numpy() if hasattr(features, "to_numpy") else features
+    return check_feature_columns(values, names, n_bars, "features")
 
 
 class TradingLSTM(RNNForecaster):

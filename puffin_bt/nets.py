@@ -78,9 +78,9 @@ class RecurrentNet(nn.Module):
 
 
 def net_for(config: ModelConfig) -> RecurrentNet:
-    """The network a ``ModelConfig`` describes (one input: the scaled return), freshly initialised
-    from torch's current random state."""
-    return RecurrentNet(config.cell, 1, config.hidden_dim, config.num_layers, 1, config.dropout)
+    """The network a ``ModelConfig`` describes (inputs: the scaled return and each feature), freshly
+    initialised from torch's current random state."""
+    return RecurrentNet(config.cell, config.n_inputs, config.hidden_dim, config.num_layers, 1, config.dropout)
 
 
 def state_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -89,7 +89,7 @@ def state_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     gates = {"lstm": 4, "gru": 3}[config.cell] * config.hidden_dim
     shapes = {}
     for layer in range(config.num_layers):
-        inputs = 1 if layer == 0 else config.hidden_dim
+        inputs = config.n_inputs if layer == 0 else config.hidden_dim
         shapes[f"rnn.weight_ih_l{layer}"] = (gates, inputs)
         shapes[f"rnn.weight_hh_l{layer}"] = (gates, config.hidden_dim)
         shapes[f"rnn.bias_ih_l{layer}"] = (gates,)

@@ -27,6 +27,7 @@ from typing import ClassVar
 
 from .checks import check_float, check_int, check_known
 from .errors import ConfigError
+from .features import describe_features, parse_features
 
 MAX_SEED = 2**32 - 1  # numpy's limit; torch takes up to 2**64 - 1, and fold k uses seed + k
 
@@ -189,6 +190,23 @@ class Date(Kind):
         return "a date YYYY-MM-DD"
 
 
+@dataclass(frozen=True)
+class Features(Kind):
+    """Built-in input features (``puffin_bt.features``): a sequence of specs, or one comma-separated string."""
+
+    def check(self, name: str, value):
+        try:
+            return parse_features(value)
+        except ConfigError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+
+    def parse(self, text: str):
+        return text
+
+    def describe(self) -> str:
+        return "comma-separated features: " + describe_features()
+
+
 # --------------------------------------------------------------------------- the registry
 
 
@@ -237,6 +255,9 @@ _ALL: list[Option] = [
            ("model",)),
     Option("horizon", 1, Int(1), "bars ahead the forecast is about", ("model", "schedule")),
     Option("seed", 0, Int(0, MAX_SEED), "random seed (fold k uses seed + k)", ("model",)),
+    Option("features", (), Features(),
+           f"input features besides the returns, computed from each ticker's own bars: {describe_features()}",
+           ("model",)),
     Option("device", "auto", Text(), "auto (GPU if present), cpu, cuda, cuda:N or mps", ("fit",)),
     Option("threads", 1, Int(1, none_words=("none",)),
            "torch intra-op threads while training/forecasting (1: fastest for these small nets, and robust when "
@@ -437,7 +458,7 @@ class ModelConfig(OptionSet):
     """
 
     NAMES = ("cell", "hidden_dim", "num_layers", "dropout", "lookback", "horizon", "lr", "batch_size",
-             "weight_decay", "noise_level", "validation_split", "patience", "seed")
+             "weight_decay", "noise_level", "validation_split", "patience", "seed", "features")
 
     def _default(self, name: str):
         return "lstm" if name == "cell" else OPTIONS[name].default
@@ -447,12 +468,22 @@ class ModelConfig(OptionSet):
             if not isinstance(value, str) or value.lower() not in CELLS:
                 raise ConfigError(f"cell={value!r} is not a known recurrent cell; use one of {list(CELLS)}")
             return value.lower()
+        if name == "features":  # the names of every input besides the returns: built-in specs, lines, columns
+            names = (value,) if isinstance(value, str) else tuple(value)
+            if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+                raise ConfigError(f"features={value!r} must be distinct, non-empty names")
+            return names
         return OPTIONS[name].check(value)
+
+    @property
+    def n_inputs(self) -> int:
+        """Values per time step of an input window: the return, then each feature."""
+        return 1 + len(self.features)
 
 
 
 
 # The estimators (TradingLSTM/TradingGRU) take the model options plus these; the chapter fits
 # one model for 50 epochs where a walk-forward's first fold trains 10.
-ESTIMATOR_NAMES = tuple(n for n in ModelConfig.NAMES if n != "cell") + ("epochs", "device")
+ESTIMATOR_NAMES = tuple(n for n in ModelConfig.NAMES if n not in ("cell", "features")) + ("epochs", "device")
 ESTIMATOR_DEFAULTS = {**{name: OPTIONS[name].default for name in ESTIMATOR_NAMES}, "epochs": 50}

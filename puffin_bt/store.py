@@ -27,14 +27,18 @@ from .walkforward import FoldRecord, WalkForward
 STORE_VERSION = 2
 
 
-def fingerprint(walk: WalkForward, closes: np.ndarray, dates: np.ndarray | None = None) -> str:
-    """SHA-256 over the closes (and bar dates), the model config, the schedule, epochs and device
-    type, and the versions of the store format, puffin_bt and torch (a new release of either may
-    compute different numbers, so its forecasts are computed afresh, not read from an old run's)."""
+def fingerprint(walk: WalkForward, closes: np.ndarray, dates: np.ndarray | None = None,
+                features: np.ndarray | None = None) -> str:
+    """SHA-256 over the closes (and bar dates, and feature values), the model config (feature names
+    included), the schedule, epochs and device type, and the versions of the store format,
+    puffin_bt and torch (a new release of either may compute different numbers, so its forecasts
+    are computed afresh, not read from an old run's)."""
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(closes, dtype=np.float64).tobytes())
     if dates is not None:
         h.update(np.ascontiguousarray(dates, dtype=np.float64).tobytes())
+    if features is not None:
+        h.update(np.ascontiguousarray(features, dtype=np.float64).tobytes())
     spec = {
         "version": STORE_VERSION,
         "config": walk.config.to_dict(),
@@ -104,10 +108,11 @@ class ForecastStore:
         atomic_write_bytes(path, buf.getvalue())
         return path
 
-    def forecasts(self, walk: WalkForward, closes: np.ndarray, dates=None, date_numbers=None) -> np.ndarray:
+    def forecasts(self, walk: WalkForward, closes: np.ndarray, dates=None, date_numbers=None,
+                  features: np.ndarray | None = None) -> np.ndarray:
         """Forecasts for every bar of ``closes``: from the store (``walk`` adopts the stored folds), or
         computed by ``walk`` and stored."""
-        key = fingerprint(walk, closes, date_numbers)
+        key = fingerprint(walk, closes, date_numbers, features)
         hit = self.load(key)
         if hit is not None and len(hit[0]) == len(closes):
             self.hits += 1
@@ -115,7 +120,7 @@ class ForecastStore:
             walk.restore(folds)
             return preds
         self.misses += 1
-        preds = walk.forecast_range(closes, 0, len(closes), dates)
+        preds = walk.forecast_range(closes, 0, len(closes), dates, features=features)
         self.save(key, preds, walk.folds)
         return preds
 

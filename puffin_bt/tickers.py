@@ -26,7 +26,7 @@ from .dates import date_numbers_of, num2date
 from .errors import ConfigError, PuffinError
 from .processes import available_cpus, mark_worker, quiet_fork_warning, start_method
 from .store import ForecastStore, fingerprint
-from .walkforward import FoldRecord, make_walk_forward, require_history
+from .walkforward import FoldRecord, feature_matrix, make_walk_forward, require_history
 
 EXECUTORS = ("local", "ray", "serial")
 
@@ -41,6 +41,7 @@ class ForecastTask:
     model: str
     options: dict
     progress: object = None  # anything with .put((ticker, fold dict)): a Manager queue across processes
+    features: np.ndarray | None = None  # the built-in features' values, one row per bar
 
 
 @dataclass
@@ -69,7 +70,7 @@ def run_task(task: ForecastTask) -> tuple[str, np.ndarray, list[dict], float]:
     walk = make_walk_forward(task.model, report, **task.options)
     dates = [num2date(x) for x in task.date_numbers]
     require_history(task.ticker, len(task.closes), walk.schedule.min_train)
-    preds = walk.forecast_range(task.closes, 0, len(task.closes), dates)
+    preds = walk.forecast_range(task.closes, 0, len(task.closes), dates, features=task.features)
     return task.ticker, preds, [f.to_dict() for f in walk.folds], time.perf_counter() - started
 
 
@@ -170,9 +171,10 @@ class _Results:
             signature = repr(sorted(options.items()))
             if signature not in walks:
                 walks[signature] = make_walk_forward(model, **options)
-            closes = df["close"].to_numpy(dtype=np.float64)
+            closes, features, _ = feature_matrix(df, options.get("features", ()))
+            closes = np.asarray(closes, dtype=np.float64)
             numbers = date_numbers_of(pd.DatetimeIndex(df.index))
-            key = self.keys[label] = fingerprint(walks[signature], closes, numbers)
+            key = self.keys[label] = fingerprint(walks[signature], closes, numbers, features)
             if key in scheduled:  # the same data and options twice (an Optuna batch may repeat a trial)
                 self.duplicates.setdefault(scheduled[key], []).append(label)
             elif self.store.load(key) is not None:
@@ -180,7 +182,7 @@ class _Results:
                 self._tell(label, "cached")
             else:
                 scheduled[key] = label
-                tasks.append(ForecastTask(label, closes, numbers, model, options))
+                tasks.append(ForecastTask(label, closes, numbers, model, options, features=features))
         return tasks
 
     def finish(self, label: str, result=None, error: str | None = None) -> None:

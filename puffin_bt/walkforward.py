@@ -22,12 +22,22 @@ from . import fitting, foldpool
 from .batched import ENGINES, bytes_per_model
 from .checks import check_int
 from .errors import ConfigError, DataError
-from .fitting import fold_data, new_fold_net, predict_log_returns, predict_windows, train_network
+from .features import check_feature_columns, frame_features
+from .fitting import fold_data, new_fold_net, predict_windows, train_network
 from .foldpool import FoldPool, resolve_fold_workers
 from .options import OPTIONS, ModelConfig, resolve
 from .schedule import FoldSchedule
 from .training import resolve_device, torch_threads
-from .windows import as_prices, bad_prices, check_prices, returns_of, split_train_val, window_inputs
+from .windows import (
+    as_prices,
+    bad_prices,
+    check_prices,
+    complete_windows,
+    returns_of,
+    split_train_val,
+    window_features,
+    window_inputs,
+)
 
 
 @dataclass
@@ -137,12 +147,34 @@ class WalkForward:
             for record in self.folds:
                 self.on_fold(record)
 
-    def train_fold(self, history: np.ndarray, date=None) -> FoldRecord:
-        """Train the fold at bar ``len(history) - 1`` on ``history`` (closes up to that bar)."""
+    def train_fold(self, history: np.ndarray, date=None, features: np.ndarray | None = None) -> FoldRecord:
+        """Train the fold at bar ``len(history) - 1`` on ``history`` (closes up to that bar) and
+        ``features`` (the feature rows up to that bar, when the model has features)."""
+        features = self._features(features, len(history))
         with torch_threads(self.threads):
-            return self._train_fold(history, date)
+            return self._train_fold(history, date, features)
 
-    def _train_fold(self, history: np.ndarray, date=None) -> FoldRecord:
+    def _features(self, features, n_bars: int) -> np.ndarray | None:
+        """The feature rows given for ``n_bars`` bars, checked against the model's features."""
+        names = self.config.features
+        if features is None:
+            if names:
+                raise ConfigError(f"this model takes features {list(names)}; pass their values (features=...)")
+            return None
+        features = np.asarray(features, dtype=np.float64)
+        if features.ndim != 2 or features.shape[1] != len(names) or features.shape[0] < n_bars:
+            raise DataError(f"features of shape {features.shape} for {n_bars} bars and the model's features "
+                            f"{list(names)}; pass one row per bar and one column per feature")
+        return features
+
+    def _samples(self, bar: int, features: np.ndarray | None) -> np.ndarray:
+        """The fold's training windows: those of the schedule whose features all have values."""
+        samples = self.schedule.sample_bars(bar)
+        if features is None or not len(samples):
+            return samples
+        return samples[complete_windows(features[: bar + 1], samples, self.config.lookback)]
+
+    def _train_fold(self, history: np.ndarray, date=None, features: np.ndarray | None = None) -> FoldRecord:
         bar = len(history) - 1
         k = self.schedule.fold_index(bar)
         if not self.schedule.is_fold_bar(bar) or k != len(self.folds):
@@ -154,23 +186,26 @@ class WalkForward:
         started = time.perf_counter()
         warm = self.refit_epochs is not None and self.net is not None
         sample_bars = self.schedule.sample_bars(bar)
+        fold_features = None if features is None else features[: bar + 1]
         extra = 0.0
         if not warm and self.batched:
             if k not in self._ready:
-                self._train_cold([(k, history)])
+                self._train_cold([(k, history, fold_features)])
             self.net, self.scaler, hist, extra = self._ready.pop(k)
             started = time.perf_counter()
         elif warm and cfg.cell in WARM_ON_ENGINE:
-            data = fold_data(cfg, history, sample_bars, self.device)
+            data = fold_data(cfg, history, sample_bars, self.device, fold_features)
             hist = fitting.train_networks_together([self.net], cfg, [data], self.refit_epochs, self.device, [cfg.seed + k])[0]
             self.scaler = data.scaler
         else:
             if not warm:
                 self.net = new_fold_net(cfg, k)
             epochs = self.refit_epochs if warm else self.epochs
-            self.scaler, hist = train_network(self.net, cfg, history, sample_bars, epochs, self.device, cfg.seed + k)
+            self.scaler, hist = train_network(self.net, cfg, history, sample_bars, epochs, self.device, cfg.seed + k,
+                                              features=fold_features)
         if warm or not self.batched:
             self.training_seconds += time.perf_counter() - started
+        sample_bars = self._samples(bar, fold_features)
         n_val = len(split_train_val(sample_bars, cfg.validation_split)[1])
         val = hist["val_loss"]
         best = hist.get("best_epoch")
@@ -193,8 +228,9 @@ class WalkForward:
             self.on_fold(record)
         return record
 
-    def _train_cold(self, folds: list[tuple[int, np.ndarray]]) -> None:
-        """Train from scratch the folds given as (index, closes up to the fold bar), together.
+    def _train_cold(self, folds: list[tuple]) -> None:
+        """Train from scratch the folds given as (index, closes up to the fold bar, features up to it or
+        None), together.
 
         Folds with equal sample counts share batches of up to ``MAX_BATCH`` models (fewer
         when their scratch memory would pass ``BATCH_MEMORY``). Inside ``forecast_range`` the
@@ -204,9 +240,9 @@ class WalkForward:
         """
         started = time.perf_counter()
         cfg, s = self.config, self.schedule
-        groups: dict[int, list[tuple[int, np.ndarray]]] = {}
-        for k, history in folds:  # equal sample counts give equal tensor shapes
-            groups.setdefault(len(s.sample_bars(len(history) - 1)), []).append((k, history))
+        groups: dict[int, list[tuple]] = {}
+        for k, history, features in folds:  # equal sample counts give equal tensor shapes
+            groups.setdefault(len(self._samples(len(history) - 1, features)), []).append((k, history, features))
         max_batch, _ = self._batch_size_and_bytes()
         pool = self._pool
         spread = 1 if pool is None else pool.workers
@@ -226,16 +262,18 @@ class WalkForward:
         self.training_seconds += time.perf_counter() - started
 
     def forecast_range(self, closes: np.ndarray, start: int, end: int, dates=None,
-                       ahead: int | None = None) -> np.ndarray:
+                       ahead: int | None = None, features: np.ndarray | None = None) -> np.ndarray:
         """Predicted log returns for bars ``start .. end-1`` of ``closes`` (NaN before the first fold).
 
-        Trains every fold those bars need, in order, each on ``closes[:fold_bar+1]``;
+        Trains every fold those bars need, in order, each on ``closes[:fold_bar+1]`` (and
+        ``features[:fold_bar+1]``: the arrays may hold later bars, never read);
         then one batched forward pass per fold. ``ahead``: cold folds due before that bar
         may be trained now, together with these (the indicator's ``oncestart`` asks for
         one bar, then ``once`` for the rest); each still sees only its own history.
         """
+        features = self._features(features, len(closes))
         with torch_threads(self.threads), self._fold_pool():
-            return self._forecast_range(closes, start, end, dates, ahead)
+            return self._forecast_range(closes, start, end, dates, ahead, features)
 
     @contextlib.contextmanager
     def _fold_pool(self):
@@ -270,7 +308,7 @@ class WalkForward:
         return max_batch * per_model + 64 * 2**20
 
     def _forecast_range(self, closes: np.ndarray, start: int, end: int, dates=None,
-                        ahead: int | None = None) -> np.ndarray:
+                        ahead: int | None = None, features: np.ndarray | None = None) -> np.ndarray:
         closes = np.asarray(closes, dtype=np.float64)
         end = min(end, len(closes))
         out = np.full(max(0, end - start), np.nan)
@@ -280,13 +318,18 @@ class WalkForward:
         last_due = s.fold_index(horizon - 1) if bar < end else -1
         bad_at = bad_prices(closes)  # found once, not per fold
         lookback = self.config.lookback
-        windows = None
+        windows = feature_windows = None
         if bar < end:  # the input window of every bar asked for, each ending at its bar, built at once
             t0 = time.perf_counter()
             with np.errstate(divide="ignore", invalid="ignore"):  # bad closes raise below, before use
                 windows = window_inputs(returns_of(closes[:end]), np.arange(bar, end), lookback)
+            if features is not None:
+                feature_windows = window_features(features[:end], np.arange(bar, end), lookback)
             self.inference_seconds += time.perf_counter() - t0
         first = bar
+
+        def rows(hi: int) -> np.ndarray | None:  # the feature rows up to bar hi - 1
+            return None if features is None else features[:hi]
 
         def clean(lo: int, hi: int) -> np.ndarray:  # closes[lo:hi], or the DataError naming the bad ones
             i = int(np.searchsorted(bad_at, lo))
@@ -304,10 +347,10 @@ class WalkForward:
                     # together (each on its own history), so progress still moves every few batches.
                     prefetch = PREFETCH if self._pool is None else max(PREFETCH, self._pool.workers * MAX_BATCH // 2)
                     due = range(nxt, min(last_due, nxt + prefetch - 1) + 1)
-                    self._train_cold([(j, clean(0, s.fold_bar(j) + 1)) for j in due])
+                    self._train_cold([(j, clean(0, s.fold_bar(j) + 1), rows(s.fold_bar(j) + 1)) for j in due])
                 fb = s.fold_bar(nxt)
                 history = clean(0, fb + 1)
-                self.train_fold(history, None if dates is None else dates[fb])
+                self.train_fold(history, None if dates is None else dates[fb], rows(fb + 1))
             if k != self.current_fold:
                 raise ConfigError(
                     f"bar {bar} needs fold {k} but the walk-forward is at fold {self.current_fold}; "
@@ -315,15 +358,30 @@ class WalkForward:
                 )
             stop = min(end, fold_bar + s.retrain_every)
             clean(bar - lookback, stop)
+            part = None
+            if feature_windows is not None:
+                part = self._complete(feature_windows[bar - first: stop - first], bar)
             t0 = time.perf_counter()
             out[bar - start: stop - start] = predict_windows(self.net, self.scaler, windows[bar - first: stop - first],
-                                                             self.device)
+                                                             self.device, part)
             self.inference_seconds += time.perf_counter() - t0
             bar = stop
         return out
 
-    def advance(self, history: np.ndarray, date=None) -> float:
-        """Event-driven step: ``history`` is the closes up to the current bar t (inclusive).
+    def _complete(self, feature_windows: np.ndarray, first_bar: int | None) -> np.ndarray:
+        """Forecast windows must have every feature value: a gap after the warm-up is a DataError."""
+        ok = np.isfinite(feature_windows).all(axis=(1, 2))
+        if not ok.all():
+            i = int(np.flatnonzero(~ok)[0])
+            missing = [n for j, n in enumerate(self.config.features) if not np.isfinite(feature_windows[i, :, j]).all()]
+            where = "the last bar" if first_bar is None else f"bar {first_bar + i}"
+            raise DataError(f"feature(s) {missing} have no value in the input window of {where} (NaN or inf); "
+                            "fill or drop those bars before forecasting")
+        return feature_windows
+
+    def advance(self, history: np.ndarray, date=None, features: np.ndarray | None = None) -> float:
+        """Event-driven step: ``history`` is the closes up to the current bar t (inclusive), ``features``
+        the feature rows up to t (at a fold bar all of them; otherwise the last ``lookback`` will do).
 
         Retrains when t is a fold bar, then forecasts bar t from its last ``lookback + 1`` closes.
         """
@@ -332,25 +390,32 @@ class WalkForward:
         if bar < self.schedule.first_fold_bar:
             return math.nan
         if self.schedule.is_fold_bar(bar):
-            self.train_fold(check_prices(history, f"closes up to bar {bar}"), date)
-        return self.forecast_tail(history[-(self.config.lookback + 1):])
+            self.train_fold(check_prices(history, f"closes up to bar {bar}"), date, features)
+        lookback = self.config.lookback
+        return self.forecast_tail(history[-(lookback + 1):], None if features is None else features[-lookback:], bar)
 
-    def forecast_tail(self, tail: np.ndarray) -> float:
-        """Forecast from the current fold for the bar that ends ``tail`` (its last ``lookback + 1`` closes)."""
+    def forecast_tail(self, tail: np.ndarray, feature_tail: np.ndarray | None = None, bar: int | None = None) -> float:
+        """Forecast from the current fold for the bar that ends ``tail`` (its last ``lookback + 1`` closes;
+        ``feature_tail``: the last ``lookback`` feature rows; ``bar``: its number, for messages)."""
         if self.net is None:
             raise ConfigError("no fold has been trained yet; call train_fold (or advance) at the first fold bar")
         lookback = self.config.lookback
         tail = check_prices(np.asarray(tail, dtype=np.float64)[-(lookback + 1):], "the last closes")
+        feature_tail = self._features(feature_tail, lookback)
+        windows = None
+        if feature_tail is not None:
+            windows = self._complete(feature_tail[-lookback:][None], bar)
         t0 = time.perf_counter()
         with torch_threads(self.threads):
-            pred = float(predict_log_returns(self.net, self.scaler, tail, [lookback], lookback, self.device)[0])
+            x = window_inputs(returns_of(tail), np.array([lookback]), lookback)
+            pred = float(predict_windows(self.net, self.scaler, x, self.device, windows)[0])
         self.inference_seconds += time.perf_counter() - t0
         return pred
 
-    def run(self, closes, dates=None) -> WalkForwardResult:
-        """Walk forward over a whole series of closes (oldest first)."""
+    def run(self, closes, dates=None, features: np.ndarray | None = None) -> WalkForwardResult:
+        """Walk forward over a whole series of closes (oldest first), with its feature rows if any."""
         closes = as_prices(closes, name="closes", min_length=self.schedule.min_train)
-        preds = self.forecast_range(closes, 0, len(closes), dates)
+        preds = self.forecast_range(closes, 0, len(closes), dates, features=features)
         return WalkForwardResult(preds, list(self.folds))
 
 
@@ -365,14 +430,16 @@ BATCH_MEMORY = 512 * 2**20  # and at most this much training scratch memory per 
 
 
 def make_walk_forward(cell: str = "lstm", on_fold: Callable[[FoldRecord], None] | None = None,
-                      **options) -> WalkForward:
+                      inputs: tuple[str, ...] = (), **options) -> WalkForward:
     """A ``WalkForward`` from flat walk-forward options (``options.forecast_defaults()`` fill the gaps);
-    unknown names and bad values raise ConfigError naming them.
+    unknown names and bad values raise ConfigError naming them. ``inputs``: names of further feature
+    columns (lines, the caller's arrays) after the built-in ``features``.
 
     >>> make_walk_forward("gru", hidden_dim=8, retrain_every=5).schedule.retrain_every
     5
     """
     p = resolve(options, ["forecast"], "walk-forward")
+    p["features"] = tuple(p["features"]) + tuple(inputs)
     config = ModelConfig(cell=cell, **{name: p[name] for name in ModelConfig.NAMES if name != "cell"})
     schedule = FoldSchedule(**{name: p[name] for name in FoldSchedule.NAMES})
     return WalkForward(config, schedule, p["epochs"], p["refit_epochs"], p["device"], on_fold, p["threads"],
@@ -389,10 +456,13 @@ def require_history(name: str, n_bars: int, min_train: int) -> None:
 
 
 def walk_forward(closes, *, cell: str = "lstm", on_fold: Callable[[FoldRecord], None] | None = None,
-                 **options) -> WalkForwardResult:
+                 inputs=None, **options) -> WalkForwardResult:
     """Walk-forward forecasts for a plain array of closes, no engine involved.
 
     ``options`` are the walk-forward options (lookback, retrain_every, ...; ``puffin_bt.options``).
+    Built-in ``features`` (``"volume"``, ``"rsi:14"``, ...) need the bars: pass an OHLCV DataFrame
+    as ``closes``. ``inputs``: further features of your own, one row per bar (an array, a Series or
+    a DataFrame whose columns name them); a value at bar t enters the window ending at t.
 
     >>> import numpy as np
     >>> closes = 100 * np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.01, 150)))
@@ -401,4 +471,44 @@ def walk_forward(closes, *, cell: str = "lstm", on_fold: Callable[[FoldRecord], 
     >>> res.pred_return.shape, len(res.folds)
     ((150,), 4)
     """
-    return make_walk_forward(cell, on_fold, **options).run(closes)
+    closes, features, names = feature_matrix(closes, options.get("features", ()), inputs)
+    return make_walk_forward(cell, on_fold, inputs=names, **options).run(closes, features=features)
+
+
+def feature_matrix(data, specs, inputs=None) -> tuple:
+    """(closes, feature rows or None, the names of ``inputs``' columns) from closes or an OHLCV frame, the
+    built-in feature ``specs`` (computed from the frame) and the caller's ``inputs``."""
+    specs = OPTIONS["features"].check(specs)
+    frame = data if hasattr(data, "columns") else None
+    if frame is not None:
+        missing = [c for c in ("close", *(("open", "high", "low", "volume") if specs else ())) if c not in frame.columns]
+        if missing:
+            raise DataError(f"the bars lack column(s) {missing}; pass an OHLCV frame (load_sample, load_csv, "
+                            "validate_ohlcv)")
+        closes = frame["close"].to_numpy(dtype=np.float64)
+    else:
+        closes = data
+        if specs:
+            raise ConfigError(f"features {list(specs)} are computed from the bars: pass an OHLCV DataFrame instead "
+                              "of closes (or your own values as inputs=...)")
+    columns, names = [], list(specs)
+    if specs:
+        columns.append(frame_features(specs, frame))
+    input_names: tuple[str, ...] = ()
+    if inputs is not None:
+        if hasattr(inputs, "columns"):
+            input_names = tuple(str(c) for c in inputs.columns)
+            values = inputs.to_numpy(dtype=np.float64)
+        else:
+            values = np.asarray(inputs.to_numpy() if hasattr(inputs, "to_numpy") else inputs, dtype=np.float64)
+            values = values[:, None] if values.ndim == 1 else values
+            input_names = tuple(str(getattr(inputs, "name", None) or f"input{j}") if values.shape[1] == 1
+                                else f"input{j}" for j in range(values.shape[1]))
+        columns.append(values)
+        names += list(input_names)
+    if not columns:
+        return closes, None, ()
+    n_bars = len(closes)
+    if any(len(c) != n_bars for c in columns):
+        raise DataError(f"features have {[len(c) for c in columns]} rows for {n_bars} bars; pass one row per bar")
+    return closes, check_feature_columns(np.column_stack(columns), names, n_bars), input_names

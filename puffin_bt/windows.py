@@ -83,23 +83,52 @@ def window_targets(closes: np.ndarray, bars: np.ndarray, horizon: int) -> np.nda
     return np.log(closes[bars + horizon]) - np.log(closes[bars])  # a ratio could overflow
 
 
+def window_features(features: np.ndarray, bars: np.ndarray, lookback: int) -> np.ndarray:
+    """Feature windows (n, lookback, F): each feature's ``lookback`` values ending at each bar (inclusive),
+    aligned with ``window_inputs``."""
+    view = np.lib.stride_tricks.sliding_window_view(features, lookback, axis=0)  # (bars - lookback + 1, F, lookback)
+    return view[np.asarray(bars) - lookback + 1].transpose(0, 2, 1)
+
+
+def complete_windows(features: np.ndarray, bars: np.ndarray, lookback: int) -> np.ndarray:
+    """Which windows ending at ``bars`` have every feature value (no NaN: a warm-up or a gap)."""
+    ok = np.isfinite(features).all(axis=1)
+    return np.lib.stride_tricks.sliding_window_view(ok, lookback).all(axis=1)[np.asarray(bars) - lookback + 1]
+
+
 @dataclass(frozen=True)
 class Scaler:
-    """Standardises returns with statistics of one fold's training samples only."""
+    """Standardises returns, and each feature, with statistics of one fold's training samples only."""
 
     mean: float
     std: float
     horizon: int = 1
+    feature_mean: tuple[float, ...] = ()
+    feature_std: tuple[float, ...] = ()
 
     @classmethod
-    def fit(cls, returns: np.ndarray, horizon: int = 1) -> Scaler:
+    def fit(cls, returns: np.ndarray, horizon: int = 1, features: np.ndarray | None = None) -> Scaler:
         std = float(np.std(returns))
         if not math.isfinite(std) or std < 1e-12:
             std = 1.0  # a constant series has no scale to learn; keep inputs finite
-        return cls(float(np.mean(returns)), std, horizon)
+        means, stds = [], []
+        for column in (features.T if features is not None else ()):
+            values = column[np.isfinite(column)]  # a warm-up's NaN rows carry no statistics
+            f_std = float(np.std(values)) if values.size else 1.0
+            means.append(float(np.mean(values)) if values.size else 0.0)
+            stds.append(f_std if math.isfinite(f_std) and f_std >= 1e-12 else 1.0)
+        return cls(float(np.mean(returns)), std, horizon, tuple(means), tuple(stds))
 
     def x(self, windows: np.ndarray) -> np.ndarray:
         return (windows - self.mean) / self.std
+
+    def inputs(self, windows: np.ndarray, feature_windows: np.ndarray | None = None) -> np.ndarray:
+        """Scaled network inputs (n, lookback, 1 + F): the return windows, then each feature's."""
+        scaled = self.x(windows)[..., None]
+        if feature_windows is None or not self.feature_mean:
+            return scaled
+        features = (feature_windows - np.asarray(self.feature_mean)) / np.asarray(self.feature_std)
+        return np.concatenate([scaled, features], axis=-1)
 
     def y(self, targets: np.ndarray) -> np.ndarray:
         return (targets - self.horizon * self.mean) / (self.std * math.sqrt(self.horizon))

@@ -45,9 +45,9 @@ def test_each_fold_is_trained_on_exactly_the_closes_up_to_its_bar():
     seen = []
 
     class Recording(WalkForward):
-        def train_fold(self, history, date=None):
+        def train_fold(self, history, date=None, features=None):
             seen.append(len(history) - 1)
-            record = super().train_fold(history, date)
+            record = super().train_fold(history, date, features)
             assert record.bar == len(history) - 1
             return record
 

@@ -14,7 +14,8 @@ from array import array
 import backtrader as bt
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
+from ..features import check_feature_columns, compute_features, feature_lag
 from ..options import forecast_defaults
 from ..walkforward import make_walk_forward, require_history
 
@@ -34,9 +35,19 @@ class ForecastIndicator(bt.Indicator):
     ``store`` (a ``ForecastStore``) serves runonce forecasts from disk when the data
     and every model option match a previous run; event-driven modes always compute.
 
+    Input features, as Backtrader indicators take inputs: the first data is the series whose
+    return is forecast; every further line passed in (a data's line, any indicator, another data's
+    close on the same bars) is an input feature, and so is each built-in ``features`` spec
+    (``"volume"``, ``"rsi:14"``, ...: ``puffin_bt.features``), computed from the first data's bars.
+    A feature's value at bar t enters the input window ending at t. Missing values (an indicator's
+    warm-up, a feature that starts later) are left out of training; a fold left with too few
+    complete windows, or a gap inside a forecast window, is a DataError naming the feature.
+
     Usage inside any strategy::
 
         self.fc = LSTMForecast(self.data, lookback=20, retrain_every=21, epochs=5)
+        rsi = bt.ind.RSI(self.data)
+        self.fc2 = GRUForecast(self.data, rsi, self.data.volume, features=("range",))
         if self.fc.pred_return[0] > 0.005: self.buy()
     """
 
@@ -58,14 +69,25 @@ class ForecastIndicator(bt.Indicator):
             def on_fold(record, _name=name, _report=p.on_fold):
                 _report(_name, record)
 
+        self._inputs = [d.lines[0] for d in self.datas[1:]]  # further lines: input features
+        names = _input_names(self.datas[1:])
         try:
-            self.walk = make_walk_forward(self.cell, on_fold, **{k: getattr(p, k) for k in FORECAST_OPTIONS})
+            self.walk = make_walk_forward(self.cell, on_fold, inputs=names,
+                                          **{k: getattr(p, k) for k in FORECAST_OPTIONS})
         except ConfigError as exc:
             raise type(exc)(f"{type(self).__name__}: {exc}") from None
         self.config, self.schedule = self.walk.config, self.walk.schedule
+        self._specs = tuple(self.walk.config.features[: len(self.config.features) - len(names)])
+        self._lag = max((feature_lag(spec) for spec in self._specs), default=0)
         self._close = self.data.close if hasattr(self.data, "close") else self.data
+        if self._specs and not all(hasattr(self.data, f) for f in ("open", "high", "low", "close", "volume")):
+            raise ConfigError(f"{type(self).__name__}: features {list(self._specs)} are computed from the bars of "
+                              "the first data, which has no open/high/low/close/volume lines; pass a data feed")
         self._stored = None
-        self.addminperiod(self.schedule.min_train)
+        # The forecast needs min_train bars of its data; a feature's own warm-up (an indicator's first
+        # bars) is not waited for here but handled as missing values.
+        for line in self.lines:
+            line._minperiod = self.data._minperiod + self.schedule.min_train - 1
 
     @property
     def folds(self):
@@ -78,24 +100,53 @@ class ForecastIndicator(bt.Indicator):
     def _dates(self):
         return _LazyDates(self.data)
 
+    def _feature_rows(self, size: int | None) -> np.ndarray | None:
+        """The features' values for the last ``size`` bars up to this one (None: every preloaded bar,
+        future included, which WalkForward cuts at each fold's bar before use)."""
+        if not self.config.features:
+            return None
+        n = len(self._close.array) if size is None else size
+        columns = []
+        if self._specs:
+            lines = [getattr(self.data, f) for f in ("open", "high", "low", "close", "volume")]
+            if size is None:
+                bars = [np.asarray(line.array, dtype=np.float64) for line in lines]
+            else:  # the last size bars need each feature's lag of history before them
+                bars = [np.asarray(line.get(size=min(size + self._lag, len(self.data))), dtype=np.float64)
+                        for line in lines]
+            columns.append(compute_features(self._specs, *bars)[-n:])
+        for i, line in enumerate(self._inputs):
+            values = np.asarray(line.array if size is None else line.get(size=size), dtype=np.float64)
+            if len(values) != n:
+                raise DataError(f"{type(self).__name__}: input feature {self.config.features[len(self._specs) + i]!r} "
+                                f"has {len(values)} bars where the data has {n}; input lines must run on the "
+                                "data's bars (a line of this data, an indicator of it, or a data with the same dates)")
+            columns.append(values[:, None])
+        rows = np.concatenate(columns, axis=1)
+        if size is None:
+            check_feature_columns(rows, self.config.features, n, f"{type(self).__name__} features")
+        return rows
+
     def once(self, start: int, end: int) -> None:
         if not self.walk.folds and self._stored is None:
             # Preloaded: the whole length is known, so a series that never reaches a fold is an error.
             require_history(getattr(self.data, "_name", "") or "data", len(self._close.array), self.schedule.min_train)
-        # The array holds the whole preloaded series, future included: WalkForward
-        # slices it to each fold's end before training, and each forecast window ends at its bar.
+        # The arrays hold the whole preloaded series, future included: WalkForward
+        # slices them to each fold's end before training, and each forecast window ends at its bar.
         if self.p.store is not None:
             # Stored forecasts are keyed by the whole series: any change to any bar is a miss.
             if self._stored is None:
                 closes_all = np.asarray(self._close.array, dtype=np.float64)
                 date_numbers = np.asarray(self.data.datetime.array) if hasattr(self.data, "datetime") else None
-                self._stored = self.p.store.forecasts(self.walk, closes_all, self._dates(), date_numbers)
+                self._stored = self.p.store.forecasts(self.walk, closes_all, self._dates(), date_numbers,
+                                                      self._feature_rows(None))
             preds = self._stored[start:end]
         else:
             # Cold folds of the whole preloaded series are trained together from the first call
             # (oncestart asks for one bar): WalkForward cuts each fold's history at its own bar.
             closes_all = np.asarray(self._close.array, dtype=np.float64)
-            preds = self.walk.forecast_range(closes_all, start, end, self._dates(), ahead=len(closes_all))
+            preds = self.walk.forecast_range(closes_all, start, end, self._dates(), ahead=len(closes_all),
+                                             features=self._feature_rows(None))
         # Written slice by slice (Backtrader sized the lines for every bar before calling once).
         pred_return = np.expm1(preds)
         closes = np.asarray(self._close.array[start:end], dtype=np.float64)
@@ -104,16 +155,37 @@ class ForecastIndicator(bt.Indicator):
 
     def next(self) -> None:
         bar = len(self) - 1
-        if self.schedule.is_fold_bar(bar):
-            history = np.asarray(self._close.get(size=bar + 1), dtype=np.float64)
-        else:
-            history = np.asarray(self._close.get(size=self.config.lookback + 1), dtype=np.float64)
-        if self.schedule.is_fold_bar(bar):
+        lookback = self.config.lookback
+        fold = self.schedule.is_fold_bar(bar)
+        history = np.asarray(self._close.get(size=bar + 1 if fold else lookback + 1), dtype=np.float64)
+        features = self._feature_rows(bar + 1 if fold else lookback)
+        if fold:
             date = self.data.datetime.datetime(0) if hasattr(self.data, "datetime") else None
-            self.walk.train_fold(history, date)
-        pred_return = math.expm1(self.walk.forecast_tail(history))
+            self.walk.train_fold(history, date, features)
+        pred_return = math.expm1(self.walk.forecast_tail(history, None if features is None else features[-lookback:],
+                                                         bar))
         self.lines.pred_return[0] = pred_return
         self.lines.pred_price[0] = self._close[0] * (1.0 + pred_return)
+
+
+def _input_names(objects) -> tuple[str, ...]:
+    """Readable, distinct names of input lines: ``IBM.volume``, ``RSI(14)``, ``data.close``."""
+    names = []
+    for obj in objects:
+        owner = getattr(obj, "_owner", None)
+        if type(obj).__name__ == "LineSeriesStub" and owner is not None and hasattr(owner, "lines"):
+            index = next((i for i, line in enumerate(owner.lines) if line is obj.lines[0]), 0)
+            name = f"{getattr(owner, '_name', '') or type(owner).__name__}.{owner.lines._getlinealias(index)}"
+        elif isinstance(obj, bt.Indicator):
+            defaults = dict(type(obj).params._getitems())
+            changed = [f"{k}={v}" for k, v in obj.params._getkwargs().items() if defaults.get(k) != v]
+            name = type(obj).__name__ + (f"({','.join(changed)})" if changed else "")
+        else:
+            name = f"{getattr(obj, '_name', '') or type(obj).__name__}.{obj.lines._getlinealias(0)}"
+        while name in names:
+            name += "'"
+        names.append(name)
+    return tuple(names)
 
 
 class _LazyDates:
