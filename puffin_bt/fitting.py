@@ -88,6 +88,7 @@ def _complete_samples(cfg: ModelConfig, features: np.ndarray, sample_bars: np.nd
     need = min_samples(cfg.validation_split)
     if len(complete) < need:
         gaps = ", ".join(f"{name!r} (first value at bar {int(np.argmax(np.isfinite(column)))})"
+                         if np.isfinite(column).any() else f"{name!r} (no value up to bar {len(column) - 1})"
                          for name, column in zip(cfg.features, features.T) if np.isnan(column).any())
         raise DataError(
             f"feature(s) {gaps} leave {len(complete)} complete training window(s) of {len(sample_bars)} in the fold "

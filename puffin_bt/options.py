@@ -363,7 +363,7 @@ def add_flags(group, option_names: Iterable[str]) -> None:
         if not option.cli:
             continue
         default = option.default
-        shown = "off" if default is None and isinstance(option.kind, Int) else default
+        shown = "off" if default is None and isinstance(option.kind, Int) else (default if default != () else "none")
         text = f"{option.help} (default {shown})".replace("%", "%%")
         if isinstance(option.kind, Flag):
             group.add_argument(option.flag, action="store_true", default=argparse.SUPPRESS, help=text)

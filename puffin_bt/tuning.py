@@ -223,10 +223,14 @@ class _Trials:
         def finite(value: float) -> float:
             return value if math.isfinite(value) else (-math.inf if sign > 0 else math.inf)
 
+        # Optuna's categories must be plain values: a list (a feature set) goes in as its JSON text.
+        encoded = {k: [json.dumps(list(x)) if isinstance(x, (list, tuple)) else x for x in v] for k, v in space.items()}
+        decode = {json.dumps(list(x)): x for v in space.values() for x in v if isinstance(x, (list, tuple))}
         remaining = self.opts["trials"] or 20
         while remaining > 0:
             asked = [study.ask() for _ in range(min(parallel, remaining))]
-            batch = [{k: tr.suggest_categorical(k, list(v)) for k, v in space.items()} for tr in asked]
+            batch = [{k: decode.get(value, value) for k in space for value in [tr.suggest_categorical(k, encoded[k])]}
+                     for tr in asked]
             for tr, value in zip(asked, self.run_batch(batch)):
                 study.tell(tr, finite(value))
             remaining -= len(asked)

@@ -496,12 +496,14 @@ def feature_matrix(data, specs, inputs=None) -> tuple:
         columns.append(frame_features(specs, frame))
     input_names: tuple[str, ...] = ()
     if inputs is not None:
+        try:
+            values = np.asarray(inputs.to_numpy() if hasattr(inputs, "to_numpy") else inputs, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"inputs must be numeric ({exc}); convert the columns to numbers first") from None
+        values = values[:, None] if values.ndim == 1 else values
         if hasattr(inputs, "columns"):
             input_names = tuple(str(c) for c in inputs.columns)
-            values = inputs.to_numpy(dtype=np.float64)
         else:
-            values = np.asarray(inputs.to_numpy() if hasattr(inputs, "to_numpy") else inputs, dtype=np.float64)
-            values = values[:, None] if values.ndim == 1 else values
             input_names = tuple(str(getattr(inputs, "name", None) or f"input{j}") if values.shape[1] == 1
                                 else f"input{j}" for j in range(values.shape[1]))
         columns.append(values)
@@ -510,5 +512,6 @@ def feature_matrix(data, specs, inputs=None) -> tuple:
         return closes, None, ()
     n_bars = len(closes)
     if any(len(c) != n_bars for c in columns):
-        raise DataError(f"features have {[len(c) for c in columns]} rows for {n_bars} bars; pass one row per bar")
+        raise DataError(f"features {names} have {[len(c) for c in columns]} rows; they must have one row per price "
+                        f"bar ({n_bars} rows)")
     return closes, check_feature_columns(np.column_stack(columns), names, n_bars), input_names

@@ -736,10 +736,10 @@ def test_checkpoint_whose_metadata_still_parses_but_contradicts_itself_is_a_chec
     into `"horizon":-1`, the JSON still parsed (the checksum covers the weights only), and the
     model loaded, then failed in predict with a math domain error."""
     raw = fitted_lstm.save(tmp_path / "m.pt").read_bytes()
-    good = b'"horizon": 1}, "params"'
+    good = b'"horizon": 1, "feature_mean"'
     assert raw.count(good) == 1
     path = tmp_path / "bad.pt"
-    path.write_bytes(raw.replace(good, b'"horizon":-1}, "params"'))
+    path.write_bytes(raw.replace(good, b'"horizon":-1, "feature_mean"'))
     with pytest.raises(CheckpointError, match=r"bad\.pt.*scaler horizon -1 differs from the model's horizon 1"):
         TradingLSTM.load(path, device="cpu")
 
