@@ -269,9 +269,10 @@ _ALL: list[Option] = [
     Option("exit", 0.005, Float(0.0, 1.0), "exit a long when pred_return < -EXIT", ("strategy",)),
     Option("allow_short", False, Flag(), "also go short when pred_return < -ENTRY", ("strategy",)),
     Option("weight", None, Float(0.0, 1.0, min_inclusive=False, allow_none=True),
-           "target weight per position (default: equal weight (1 - reserve) / tickers)", ("strategy",)),
+           "share of its ticker's sleeve (1/n of the capital plus its own P&L) a position takes (default 1 - reserve)",
+           ("strategy",)),
     Option("reserve", 0.02, Float(0.0, 1.0, max_inclusive=False),
-           "cash kept back from equal weighting for gaps and commissions", ("strategy",)),
+           "share of each sleeve kept in cash for next-open gaps and commissions", ("strategy",)),
     # ---- broker
     Option("cash", 100_000.0, Float(0.0, min_inclusive=False), "starting cash", ("broker",)),
     Option("commission", 0.001, Float(0.0, 0.1), "commission rate per trade", ("broker",)),

@@ -2,7 +2,8 @@
 
 Long when ``pred_return > entry``; flat again when ``pred_return < -exit``
 (optionally short on the mirror signals). Orders go in at the close of bar t and
-fill at the open of bar t+1 (Backtrader's default, no cheat-on-close).
+fill at the open of bar t+1 (Backtrader's default, no cheat-on-close). Each data trades its
+own sleeve of the capital (``sleeves.Sleeves``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import math
 
 import backtrader as bt
 
-from puffin_bt.adapters.indicators import FORECAST_OPTIONS, ForecastPrice, forecast_indicator
+from puffin_bt.adapters.indicators import ForecastPrice, forecast_indicator
 from puffin_bt.checks import check_known
 from puffin_bt.options import OPTIONS, defaults
+
+from .sleeves import Sleeves
 
 
 def threshold_target(pred: float, position: float, entry: float, exit: float, allow_short: bool,
@@ -44,11 +47,16 @@ class ForecastThresholdStrategy(bt.Strategy):
       - ``forecast_kwargs``: dict passed to each indicator (lookback, retrain_every, epochs, ...).
       - ``entry`` / ``exit``: thresholds on ``pred_return`` (default 0.005 each).
       - ``allow_short``: also go short when ``pred_return < -entry``.
-      - ``weight``: target weight per position as a fraction of portfolio value;
-        None = equal weight ``(1 - reserve) / number of datas``.
-      - ``reserve``: cash kept back from equal weighting so next-open gaps and
-        commissions don't get orders rejected (default 0.02).
+      - ``weight``: the share of its sleeve a position takes; None = ``1 - reserve``.
+      - ``reserve``: share of each sleeve kept in cash so next-open gaps and commissions
+        don't get orders rejected (default 0.02).
       - ``plot_forecast``: overlay the forecast price on each price panel.
+
+    Sizing, per-ticker sleeves: each data trades its own ``1 / n`` of the starting cash plus its
+    own realised and open P&L (net of commissions). An entry buys ``weight x sleeve value /
+    close`` whole shares at the next open, so one ticker's growth never takes the cash another
+    ticker's signal needs, and each ticker's result is the rule's on that ticker alone. Orders the
+    broker still refuses (a gap beyond the reserve) are listed in ``orders_rejected`` with why.
 
     >>> cerebro.addstrategy(ForecastThresholdStrategy, model="gru")  # doctest: +SKIP
     """
@@ -62,8 +70,7 @@ class ForecastThresholdStrategy(bt.Strategy):
             OPTIONS[name].check(getattr(p, name))
         indicator = forecast_indicator(p.model)
         kwargs = dict(p.forecast_kwargs or {})
-        check_known({k: v for k, v in kwargs.items() if k not in ("store", "on_fold")}, FORECAST_OPTIONS,
-                    "forecast_kwargs")
+        check_known(kwargs, indicator.params._getkeys(), "forecast_kwargs")  # the indicator's own params
         self.forecasts = {}
         for data in self.datas:
             fc = indicator(data, **kwargs)
@@ -72,9 +79,10 @@ class ForecastThresholdStrategy(bt.Strategy):
             self.forecasts[data] = fc
             if p.plot_forecast:
                 ForecastPrice(fc, plotmaster=data)
-        self.weight = p.weight if p.weight is not None else (1.0 - p.reserve) / max(1, len(self.datas))
+        self.weight = p.weight if p.weight is not None else 1.0 - p.reserve
+        self.sleeves = Sleeves(self.datas)
         self.trade_log: list[dict] = []
-        self.orders_rejected: list[str] = []
+        self.orders_rejected: list[dict] = []
         self._pending: dict = {}
         self._open_sizes: dict = {}
 
@@ -82,6 +90,9 @@ class ForecastThresholdStrategy(bt.Strategy):
         """The target weight after seeing ``pred`` with a current position of sign ``position``."""
         p = self.p
         return threshold_target(pred, position, p.entry, p.exit, p.allow_short, self.weight)
+
+    def start(self) -> None:
+        self.sleeves.start(self.broker.startingcash)
 
     def prenext(self) -> None:
         # Tickers start on different dates: trade the ones that already have forecasts.
@@ -101,16 +112,23 @@ class ForecastThresholdStrategy(bt.Strategy):
             target = self.target_for(pred, size)
             if (target > 0) == (size > 0) and (target < 0) == (size < 0):
                 continue
-            order = self.order_target_percent(data, target=target)
+            order = self.order_target_size(data, target=self.sleeves.size_for(data, target, size))
             if order is not None:
                 self._pending[data] = order
 
     def notify_order(self, order) -> None:
-        if order.status in (order.Submitted, order.Accepted):
+        if order.status in (order.Submitted, order.Accepted, order.Partial):
             return
         self._pending.pop(order.data, None)
-        if order.status in (order.Margin, order.Rejected):
-            self.orders_rejected.append(f"{order.data._name}: {order.getstatusname()} on {self.datetime.date(0)}")
+        if order.status == order.Completed:
+            self.sleeves.filled(order)
+        elif order.status in (order.Margin, order.Rejected):
+            self.orders_rejected.append({
+                "ticker": order.data._name, "date": str(self.datetime.date(0)), "status": order.getstatusname(),
+                "size": order.created.size, "price": order.data.close[0], "cash": self.broker.getcash(),
+                "reason": ("not enough cash at the next open (the order's value plus commission exceeds the cash)"
+                           if order.status == order.Margin else "refused by the broker"),
+            })
 
     def notify_trade(self, trade) -> None:
         if trade.justopened:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from puffin_bt import ConfigError, DataError
+from puffin_bt import ConfigError, DataError, load_sample
 from puffin_bt.backtesting import backtest, performance
 from puffin_bt.store import ForecastStore
 
@@ -205,3 +205,51 @@ def test_optstrategy_over_thresholds_trains_each_ticker_once(tmp_path):
     # The first combination trains both tickers; the other five read the stored forecasts.
     assert (store.misses, store.hits) == (2, 10)
     assert len({round(r.analyzers.returns.get_analysis()["rtot"], 12) for r in runs}) > 1  # thresholds matter
+
+
+class PlannedForecast(bt.Indicator):
+    """A forecast indicator whose predicted returns are planned per data name (a stand-in for a trained
+    net, so a sizing property can be set up exactly)."""
+
+    lines = ("pred_return", "pred_price")
+    params = (("plan", None),)
+
+    def __init__(self):
+        self.addminperiod(1)
+
+    def next(self):
+        planned = self.p.plan[self.data._name]
+        self.lines.pred_return[0] = planned[len(self) - 1]
+        self.lines.pred_price[0] = self.data.close[0] * (1 + self.lines.pred_return[0])
+
+
+def test_a_ticker_soaring_20x_while_held_does_not_stop_another_tickers_later_entry():
+    """Per-ticker sleeves: B's entry must not be refused for cash that A's position took as it grew."""
+    from strategies import ForecastThresholdStrategy
+
+    n = 300
+    soaring = 10 * np.exp(np.linspace(0, np.log(20), n))  # A: x20 while held
+    flat = 50 + np.sin(np.arange(n) / 7.0)
+    frames = {"A": ohlcv_frame(soaring), "B": ohlcv_frame(flat)}
+    plan = {"A": np.full(n, 0.01), "B": np.where(np.arange(n) >= 250, 0.01, -0.01)}  # B's signal comes late
+    cerebro = bt.Cerebro(stdstats=False)
+    for name, df in frames.items():
+        cerebro.adddata(bt.feeds.PandasData(dataname=df), name=name)
+    cerebro.broker.setcash(100_000)
+    cerebro.addstrategy(ForecastThresholdStrategy, model=PlannedForecast, forecast_kwargs={"plan": plan},
+                        plot_forecast=False)
+    strat = cerebro.run()[0]
+    a, b = (strat.getdatabyname(t) for t in ("A", "B"))
+    assert strat.orders_rejected == []
+    assert strat.getposition(a).size > 0 and strat.getposition(b).size > 0
+    # B's sleeve is its half of the starting cash: it bought about (1 - reserve) x 50,000 of B.
+    assert 0.9 * 49_000 <= strat.getposition(b).size * b.close[0] <= 1.05 * 49_000
+    # A's sleeve grew x20 and stays within A's own value.
+    assert strat.getposition(a).size * a.close[0] > 10 * 49_000
+
+
+def test_the_bundled_portfolio_has_no_rejected_orders_and_reports_any_with_its_reason():
+    res = backtest(dict(load_sample(start="2009-06-01")), entry=0.0, exit=0.0, store=False, device="cpu",
+                   **{**TINY, "min_train": 120})
+    assert res.metrics["trades"] > 5  # it trades: the property is not vacuous
+    assert res.metrics["rejected_orders"] == 0 and res.metrics["rejected"] == []

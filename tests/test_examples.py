@@ -33,6 +33,8 @@ EXPECTED = {
     "13_chapter_backtest_done_causally.py": ([], ["Final Capital: $", "Total Return:", "Number of Trades:",
                                                   "first forecast on"]),
     "14_threshold_sweep.py": ([], ["16 threshold combinations", "forecast store: 2 trained, 30 reused"]),
+    "15_input_features.py": ([], ["inputs: returns + ['range', 'volatility:20', 'RSI', 'IBM.volume']", "forecasts:",
+                                  "TradingLSTM with features ('volume',): next close"]),
 }
 
 

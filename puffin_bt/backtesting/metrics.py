@@ -67,6 +67,7 @@ def portfolio_metrics(strat, equity: pd.DataFrame, cash: float, tickers: list[st
         "win_rate": won / closed if closed else math.nan,
         "exposure": float(held_any.mean()),
         "rejected_orders": len(strat.orders_rejected),
+        "rejected": list(strat.orders_rejected),  # each with its ticker, date, status, size, price, cash, reason
     }
 
 

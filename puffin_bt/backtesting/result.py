@@ -67,6 +67,11 @@ class BacktestResult:
         text = head + "\n" + out.to_string()
         if self.skipped:
             text += "\nskipped: " + "; ".join(f"{t}: {why}" for t, why in self.skipped.items())
+        rejected = self.metrics.get("rejected") or []
+        if rejected:
+            shown = "; ".join(f"{r['ticker']} {r['date']} {r['status']} ({r['reason']})" for r in rejected[:5])
+            more = f" and {len(rejected) - 5} more (metrics.json)" if len(rejected) > 5 else ""
+            text += f"\nrejected orders: {shown}{more}"
         return text
 
     @property

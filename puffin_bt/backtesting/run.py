@@ -44,19 +44,28 @@ def shipped_strategy(name: str) -> type:
     """A strategy class from the ``strategies`` package installed beside puffin_bt, found by its file
     path: a user's own top-level ``strategies`` package (first on ``sys.path``) cannot shadow it."""
     module_name, class_name = SHIPPED[name]
-    qualified = f"strategies.{module_name}"
-    module = sys.modules.get(qualified)
-    if module is None or Path(getattr(module, "__file__", "")).resolve().parent != SHIPPED_DIR:
-        private = f"puffin_bt._shipped_strategies.{module_name}"
-        module = sys.modules.get(private)
-        if module is None:
-            spec = importlib.util.spec_from_file_location(private, SHIPPED_DIR / f"{module_name}.py")
-            if spec is None or spec.loader is None:
-                raise ConfigError(f"puffin_bt's strategies are missing from {SHIPPED_DIR}; reinstall puffin_bt")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[private] = module
-            spec.loader.exec_module(module)
-    return getattr(module, class_name)
+    package = _shipped_package()
+    return getattr(importlib.import_module(f"{package.__name__}.{module_name}"), class_name)
+
+
+def _shipped_package():
+    found = sys.modules.get("strategies")
+    if found is None:
+        spec = importlib.util.find_spec("strategies")  # where it is, without running anyone's code
+        if spec is not None and spec.origin and Path(spec.origin).resolve().parent == SHIPPED_DIR:
+            return importlib.import_module("strategies")
+    elif Path(getattr(found, "__file__", "") or "").resolve().parent == SHIPPED_DIR:
+        return found
+    private = "puffin_bt_shipped_strategies"  # a user's "strategies" is another package: load ours beside it
+    if private not in sys.modules:
+        spec = importlib.util.spec_from_file_location(private, SHIPPED_DIR / "__init__.py",
+                                                      submodule_search_locations=[str(SHIPPED_DIR)])
+        if spec is None or spec.loader is None:
+            raise ConfigError(f"puffin_bt's strategies are missing from {SHIPPED_DIR}; reinstall puffin_bt")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[private] = module
+        spec.loader.exec_module(module)
+    return sys.modules[private]
 
 
 @dataclass
