@@ -198,7 +198,8 @@ def _out_dir(args) -> Path:
 
 def _run_evaluate(args) -> int:
     from .data import resolve_data
-    from .evaluation import evaluate_forecasts, walk_forward_forecasts
+    from .evaluation import evaluate_forecasts, ic_summary, information_coefficients, walk_forward_forecasts
+    from .files import atomic_write_bytes
     from .plotting import plot_forecasts, safe_name
     from .store import ForecastStore
 
@@ -224,6 +225,13 @@ def _run_evaluate(args) -> int:
                                title=f"{name.upper()} walk-forward forecasts: {ticker}")
         print(f"{name.upper()} walk-forward evaluation ({len(frames)} ticker(s), next-bar returns)")
         print(_format_evaluation(table))
+        if len(frames) >= 2:
+            per_date = information_coefficients(forecasts)
+            atomic_write_bytes(target / "ic.csv", per_date.to_csv(index_label="date").encode())
+            summary = ic_summary(per_date)
+            atomic_write_bytes(target / "ic_summary.csv", summary.to_csv().encode())
+            print(f"cross-sectional, per date across the {len(frames)} tickers (ic.csv):")
+            print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
         print()
     print(f"wrote {out_dir}")
     return EXIT_OK

@@ -75,6 +75,37 @@ def evaluate_forecasts(forecasts: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
+def information_coefficients(forecasts: pd.DataFrame, min_tickers: int = 2) -> pd.DataFrame:
+    """Cross-sectional skill, per date: the Pearson (IC) and Spearman (rank IC) correlation between the
+    tickers' predicted and realised next returns, over the dates where at least ``min_tickers`` tickers
+    have both (and they are not all equal). Columns ``ic``, ``rank_ic``, ``tickers``, indexed by date."""
+    rows = {}
+    both = forecasts.dropna(subset=["pred_return", "realized_return"])
+    for date, g in both.groupby("date", sort=True):
+        if len(g) < min_tickers or g["pred_return"].nunique() < 2 or g["realized_return"].nunique() < 2:
+            continue
+        pred, real = g["pred_return"].to_numpy(), g["realized_return"].to_numpy()
+        rows[date] = {"ic": float(np.corrcoef(pred, real)[0, 1]),
+                      "rank_ic": float(np.corrcoef(pd.Series(pred).rank(), pd.Series(real).rank())[0, 1]),
+                      "tickers": len(g)}
+    return pd.DataFrame(rows, index=["ic", "rank_ic", "tickers"]).T if rows else \
+        pd.DataFrame(columns=["ic", "rank_ic", "tickers"])
+
+
+def ic_summary(per_date: pd.DataFrame) -> pd.DataFrame:
+    """Mean, standard deviation, IR (mean / std) and t-statistic (IR x sqrt(dates)) of the IC and the rank
+    IC over dates: the numbers a Qlib user reads first."""
+    out = {}
+    for column, label in (("ic", "IC"), ("rank_ic", "rank IC")):
+        values = per_date[column].astype(float).dropna() if column in per_date else pd.Series(dtype=float)
+        n = len(values)
+        mean = float(values.mean()) if n else math.nan
+        std = float(values.std(ddof=1)) if n > 1 else math.nan
+        ir = mean / std if n > 1 and std > 0 else math.nan
+        out[label] = {"mean": mean, "std": std, "IR": ir, "t": ir * math.sqrt(n) if n > 1 else math.nan, "dates": n}
+    return pd.DataFrame(out).T
+
+
 def forecast_frame(ticker: str, dates, closes: np.ndarray, pred_return: np.ndarray, horizon: int) -> pd.DataFrame:
     """Forecasts next to what happened: the return realised over the next ``horizon`` bars and
     the last ``horizon``-bar return (the persistence baseline). Bars without a forecast are dropped."""

@@ -1,0 +1,69 @@
+"""Forecast quality: per-ticker metrics against naive baselines and cross-sectional information coefficients."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from puffin_bt.evaluation import forecast_metrics, ic_summary, information_coefficients
+
+
+def cross_section(pred: dict, real: dict) -> pd.DataFrame:
+    rows = []
+    for ticker in pred:
+        for i, (p, r) in enumerate(zip(pred[ticker], real[ticker])):
+            rows.append({"ticker": ticker, "date": pd.Timestamp("2020-01-01") + pd.Timedelta(days=i),
+                         "pred_return": p, "realized_return": r})
+    return pd.DataFrame(rows)
+
+
+def test_information_coefficients_per_date_by_hand():
+    pred = {"A": [0.01, 0.03], "B": [0.02, 0.01], "C": [0.03, 0.02]}
+    real = {"A": [-0.01, 0.05], "B": [0.00, -0.02], "C": [0.04, 0.01]}
+    per_date = information_coefficients(cross_section(pred, real))
+    day0_pred, day0_real = np.array([0.01, 0.02, 0.03]), np.array([-0.01, 0.00, 0.04])
+    assert per_date["ic"].iloc[0] == pytest.approx(np.corrcoef(day0_pred, day0_real)[0, 1])
+    assert per_date["rank_ic"].iloc[0] == pytest.approx(1.0)  # same order on day 0
+    assert per_date["rank_ic"].iloc[1] == pytest.approx(1.0)  # A > C > B predicted and realised on day 1
+    summary = ic_summary(per_date)
+    ic = per_date["ic"].to_numpy()
+    assert summary.loc["IC", "mean"] == pytest.approx(ic.mean())
+    assert summary.loc["IC", "IR"] == pytest.approx(ic.mean() / ic.std(ddof=1))
+    assert summary.loc["IC", "t"] == pytest.approx(ic.mean() / ic.std(ddof=1) * np.sqrt(2))
+
+
+def test_a_perfect_ranker_has_rank_ic_one_and_noise_is_near_zero():
+    rng = np.random.default_rng(0)
+    real = {t: rng.normal(0, 0.01, 300) for t in "ABCDEFGH"}
+    perfect = information_coefficients(cross_section({t: 2 * v for t, v in real.items()}, real))
+    assert (perfect["rank_ic"] > 0.999).all() and len(perfect) == 300
+    noise = ic_summary(information_coefficients(cross_section({t: rng.normal(0, 1, 300) for t in real}, real)))
+    assert abs(noise.loc["rank IC", "mean"]) < 0.05 and abs(noise.loc["IC", "t"]) < 3
+
+
+def test_dates_with_one_ticker_or_equal_forecasts_are_left_out():
+    pred = {"A": [0.01, 0.02, np.nan], "B": [0.01, 0.03, 0.01]}
+    real = {"A": [0.02, 0.01, 0.0], "B": [0.03, 0.02, 0.01]}
+    per_date = information_coefficients(cross_section(pred, real))
+    assert len(per_date) == 1 and per_date["tickers"].iloc[0] == 2  # day 0: equal forecasts; day 2: one ticker
+
+
+def test_forecast_metrics_count_direction_only_where_the_price_moved():
+    m = forecast_metrics(np.array([0.01, -0.01, 0.02, 0.01]), np.array([0.02, 0.01, 0.0, 0.03]))
+    assert m["n"] == 4 and m["direction_accuracy"] == pytest.approx(2 / 3)
+
+
+def test_cli_evaluate_prints_and_writes_the_information_coefficient(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "puffin_bt.cli", "evaluate", "--sample", "IBM", "MSFT", "GOOG",
+                           "--start", "2011-01-01", "--lookback", "5", "--min-train", "60", "--retrain-every", "60",
+                           "--train-window", "80", "--epochs", "1", "--hidden-dim", "4", "--num-layers", "1",
+                           "--no-plot", "--quiet", "--out", str(tmp_path / "ev"), "--cache-dir", str(tmp_path / "c")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "rank IC" in proc.stdout and "IR" in proc.stdout
+    per_date = pd.read_csv(tmp_path / "ev" / "ic.csv")
+    assert len(per_date) > 400 and per_date["ic"].between(-1, 1).all()
