@@ -57,7 +57,8 @@ def _add_scale_args(parser: argparse.ArgumentParser) -> None:
                                         argument_default=argparse.SUPPRESS), names("execution"))
 
 
-def _add_trading_args(parser: argparse.ArgumentParser, groups: tuple[str, ...] = ("strategy", "broker")) -> None:
+def _add_trading_args(parser: argparse.ArgumentParser,
+                      groups: tuple[str, ...] = ("portfolio", "strategy", "rank", "broker")) -> None:
     add_flags(parser.add_argument_group("trading", argument_default=argparse.SUPPRESS), names(*groups))
 
 

@@ -272,7 +272,18 @@ _ALL: list[Option] = [
            "share of its ticker's sleeve (1/n of the capital plus its own P&L) a position takes (default 1 - reserve)",
            ("strategy",)),
     Option("reserve", 0.02, Float(0.0, 1.0, max_inclusive=False),
-           "share of each sleeve kept in cash for next-open gaps and commissions", ("strategy",)),
+           "share of each sleeve (rank: of the portfolio) kept in cash for next-open gaps and commissions",
+           ("strategy", "rank")),
+    # ---- the cross-sectional ranking strategy (ForecastRankStrategy)
+    Option("top_k", 2, Int(1), "names held long: the best by predicted return", ("rank",)),
+    Option("bottom_k", 0, Int(0), "names held short: the worst by predicted return", ("rank",)),
+    Option("rebalance_every", 5, Int(1), "bars between rebalances", ("rank",)),
+    Option("max_drop", None, Int(1, none_words=("none",)),
+           "at most this many names replaced per rebalance and side ('none': no cap)", ("rank",)),
+    # ---- which strategy and which forecasts
+    Option("strategy", "threshold", Choice(("threshold", "rank")),
+           "threshold: each ticker long/flat on its own forecast; rank: hold the top_k tickers by forecast",
+           ("portfolio",)),
     # ---- broker
     Option("cash", 100_000.0, Float(0.0, min_inclusive=False), "starting cash", ("broker",)),
     Option("commission", 0.001, Float(0.0, 0.1), "commission rate per trade", ("broker",)),
@@ -308,7 +319,7 @@ _ALL: list[Option] = [
 OPTIONS: dict[str, Option] = {option.name: option for option in _ALL}
 GROUPS = {"forecast": ("model", "schedule", "fit")}
 # The keyword options of backtest() (and of each tuning trial and the CLI's backtest command).
-BACKTEST_GROUPS = ("strategy", "broker", "execution", "data", "forecast")
+BACKTEST_GROUPS = ("portfolio", "strategy", "rank", "broker", "execution", "data", "forecast")
 
 
 def names(*groups: str) -> tuple[str, ...]:

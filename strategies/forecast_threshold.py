@@ -39,7 +39,38 @@ def threshold_target(pred: float, position: float, entry: float, exit: float, al
     return math.copysign(weight, position) if position else 0.0
 
 
-class ForecastThresholdStrategy(bt.Strategy):
+class TradeLog:
+    """A strategy mixin: one row per closed round trip in ``trade_log`` (what trades.csv holds)."""
+
+    def _init_trade_log(self) -> None:
+        self.trade_log: list[dict] = []
+        self._open_sizes: dict = {}
+
+    def notify_trade(self, trade) -> None:
+        if trade.justopened:
+            self._open_sizes[trade.ref] = trade.size
+            return
+        if not trade.isclosed:
+            return
+        size = self._open_sizes.pop(trade.ref, None)
+        exit_price = trade.price + trade.pnl / size if size else math.nan
+        self.trade_log.append({
+            "ticker": trade.data._name,
+            "direction": "long" if trade.long else "short",
+            "entry_date": bt.num2date(trade.dtopen),
+            "exit_date": bt.num2date(trade.dtclose),
+            "entry_price": trade.price,
+            "exit_price": exit_price,
+            "size": size,
+            "bars": trade.barlen,
+            "pnl": trade.pnl,
+            "pnl_net": trade.pnlcomm,
+            "commission": trade.commission,
+            "return": (exit_price / trade.price - 1.0) * (1 if trade.long else -1) if size else math.nan,
+        })
+
+
+class ForecastThresholdStrategy(TradeLog, bt.Strategy):
     """The chapter's +-0.5% threshold strategy, on every data in the Cerebro.
 
     Params:
@@ -81,10 +112,9 @@ class ForecastThresholdStrategy(bt.Strategy):
                 ForecastPrice(fc, plotmaster=data)
         self.weight = p.weight if p.weight is not None else 1.0 - p.reserve
         self.sleeves = Sleeves(self.datas)
-        self.trade_log: list[dict] = []
         self.orders_rejected: list[dict] = []
         self._pending: dict = {}
-        self._open_sizes: dict = {}
+        self._init_trade_log()
 
     def target_for(self, pred: float, position: float) -> float:
         """The target weight after seeing ``pred`` with a current position of sign ``position``."""
@@ -129,26 +159,3 @@ class ForecastThresholdStrategy(bt.Strategy):
                 "reason": ("not enough cash at the next open (the order's value plus commission exceeds the cash)"
                            if order.status == order.Margin else "refused by the broker"),
             })
-
-    def notify_trade(self, trade) -> None:
-        if trade.justopened:
-            self._open_sizes[trade.ref] = trade.size
-            return
-        if not trade.isclosed:
-            return
-        size = self._open_sizes.pop(trade.ref, None)
-        exit_price = trade.price + trade.pnl / size if size else math.nan
-        self.trade_log.append({
-            "ticker": trade.data._name,
-            "direction": "long" if trade.long else "short",
-            "entry_date": bt.num2date(trade.dtopen),
-            "exit_date": bt.num2date(trade.dtclose),
-            "entry_price": trade.price,
-            "exit_price": exit_price,
-            "size": size,
-            "bars": trade.barlen,
-            "pnl": trade.pnl,
-            "pnl_net": trade.pnlcomm,
-            "commission": trade.commission,
-            "return": (exit_price / trade.price - 1.0) * (1 if trade.long else -1) if size else math.nan,
-        })

@@ -61,7 +61,8 @@ class BacktestResult:
         out["win rate"] = pct(t["win_rate"])
         out["exposure"] = pct(t["exposure"])
         cfg = self.config
-        head = (f"{cfg['model'].upper()} walk-forward, {len(self.per_ticker)} ticker(s), "
+        rules = "" if cfg.get("strategy", "threshold") == "threshold" else f" {cfg['strategy']} (top {cfg.get('top_k')})"
+        head = (f"{cfg['model'].upper()} walk-forward{rules}, {len(self.per_ticker)} ticker(s), "
                 f"{self.equity.index[0]:%Y-%m-%d}..{self.equity.index[-1]:%Y-%m-%d}, "
                 f"{len(self.folds)} folds, {self.seconds:.1f}s")
         text = head + "\n" + out.to_string()

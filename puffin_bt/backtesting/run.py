@@ -36,7 +36,8 @@ from .result import BacktestResult
 
 GROUPS = BACKTEST_GROUPS  # backtest()'s keyword options, all from the registry
 # Strategies shipped in the top-level ``strategies`` package beside puffin_bt: module and class.
-SHIPPED = {"threshold": ("forecast_threshold", "ForecastThresholdStrategy"), "buy_and_hold": ("buy_and_hold", "BuyAndHold")}
+SHIPPED = {"threshold": ("forecast_threshold", "ForecastThresholdStrategy"), "rank": ("forecast_rank", "ForecastRankStrategy"),
+           "buy_and_hold": ("buy_and_hold", "BuyAndHold")}
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "strategies"
 
 
@@ -134,6 +135,9 @@ def _prepare(data, model, runonce: bool, cache_dir, store, progress: bool, given
     cell = model if isinstance(model, str) else getattr(model, "cell", None)
     # Precomputed forecasts reach the run through the store, which only runonce reads.
     parallel = runonce and cell is not None and (opts["executor"] is not None or (workers or 1) > 1)
+    if opts["strategy"] == "rank" and opts["top_k"] + opts["bottom_k"] >= len(frames):
+        raise ConfigError(f"top_k={opts['top_k']} and bottom_k={opts['bottom_k']} leave nothing to choose among "
+                          f"{len(frames)} ticker(s); hold fewer names than there are tickers (or add tickers)")
     store = _store(store, cache_dir, parallel)
     run = _Run(frames, skipped, opts, forecast, store, parallel)
     if parallel:
@@ -200,8 +204,9 @@ def _run_strategy(run: _Run, model, runonce: bool, progress: bool):
         if progress and not run.parallel else None
     if bar is not None:
         forecast["on_fold"] = bar.on_fold
-    trading = {name: run.options[name] for name in names("strategy")}
-    cerebro.addstrategy(shipped_strategy("threshold"), model=model, forecast_kwargs=forecast, **trading)
+    rules = run.options["strategy"]
+    trading = {name: run.options[name] for name in names("rank" if rules == "rank" else "strategy")}
+    cerebro.addstrategy(shipped_strategy(rules), model=model, forecast_kwargs=forecast, **trading)
     cerebro.addanalyzer(bt.analyzers.SharpeRatio, _name="sharpe", timeframe=bt.TimeFrame.Days,
                         annualize=True, riskfreerate=0.0, factor=TRADING_DAYS)
     cerebro.addanalyzer(bt.analyzers.DrawDown, _name="drawdown")
@@ -271,7 +276,7 @@ def _config(run: _Run, model, runonce: bool, equity: pd.DataFrame) -> dict:
     opts, store = run.options, run.store
     return {"model": model if isinstance(model, str) else model.__name__, "tickers": list(run.frames),
             "start": str(equity.index[0].date()), "end": str(equity.index[-1].date()),
-            **{name: opts[name] for name in (*names("broker"), *names("strategy"))},
+            **{name: opts[name] for name in (*names("broker"), *names("portfolio"), *names("strategy"), *names("rank"))},
             "runonce": runonce, "skipped": run.skipped,
             "store": None if store is None or store.memory else {"path": str(store.root), "hits": store.hits,
                                                                    "misses": store.misses},

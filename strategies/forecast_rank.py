@@ -1,0 +1,138 @@
+"""Rank the tickers by predicted return and hold the best: a cross-sectional strategy on forecast indicators.
+
+Every ``rebalance_every`` bars the tickers that have a forecast are ranked by ``pred_return``; the
+portfolio holds the ``top_k`` (and shorts the ``bottom_k``), equal weight, and replaces at most
+``max_drop`` names per rebalance (Qlib's TopkDropout turnover cap). Orders go in at the close and
+fill at the next open.
+"""
+
+from __future__ import annotations
+
+import math
+
+import backtrader as bt
+
+from puffin_bt.adapters.indicators import ForecastPrice, forecast_indicator
+from puffin_bt.checks import check_known
+from puffin_bt.errors import ConfigError
+from puffin_bt.options import OPTIONS, names
+
+from .forecast_threshold import TradeLog
+
+
+def rank_targets(scores: dict, held_long: list, held_short: list, top_k: int, bottom_k: int,
+                 max_drop: int | None) -> tuple[list, list]:
+    """The names to hold long and short after a rebalance (pure function).
+
+    ``scores``: name -> predicted return of the names that have a forecast now. The best ``top_k``
+    are wanted long and the worst ``bottom_k`` short; held names that fell out are replaced worst
+    first, at most ``max_drop`` per side; held names without a forecast are dropped.
+
+    >>> rank_targets({"A": 0.03, "B": 0.02, "C": -0.01, "D": 0.05}, ["A", "C"], [], 2, 0, max_drop=1)
+    (['A', 'D'], [])
+    """
+    ranked = sorted(scores, key=lambda name: scores[name], reverse=True)
+    longs = _side(ranked, [n for n in held_long if n in scores], top_k, max_drop, scores, best_first=True)
+    taken = set(longs)
+    shorts = _side([n for n in reversed(ranked) if n not in taken], [n for n in held_short if n in scores],
+                   bottom_k, max_drop, scores, best_first=False)
+    return longs, shorts
+
+
+def _side(ranked: list, held: list, k: int, max_drop: int | None, scores: dict, best_first: bool) -> list:
+    if k == 0:
+        return []
+    wanted = ranked[:k]
+    # held names outside the wanted set, the worst (for this side) first
+    leaving = sorted((n for n in held if n not in wanted), key=lambda n: scores[n], reverse=not best_first)
+    drop = leaving if max_drop is None else leaving[:max_drop]
+    keep = [n for n in held if n not in drop]
+    joining = [n for n in wanted if n not in keep][: k - len(keep)]
+    return keep + joining
+
+
+class ForecastRankStrategy(TradeLog, bt.Strategy):
+    """Cross-sectional: hold the ``top_k`` tickers by predicted return (short the ``bottom_k``).
+
+    Params:
+      - ``model``, ``forecast_kwargs``, ``plot_forecast``: as ``ForecastThresholdStrategy``'s.
+      - ``top_k``: names held long (fewer than the tickers); ``bottom_k``: names held short (default 0).
+      - ``rebalance_every``: bars between rebalances (default 5).
+      - ``max_drop``: at most this many names replaced per rebalance and side (None: no cap).
+      - ``reserve``: share of the portfolio kept in cash for next-open gaps and commissions.
+
+    Sizing, as Qlib's TopkDropout: the names bought at a rebalance share equally the cash there will
+    be after its exits, less the ``reserve`` (at the start: ``(1 - reserve) / (top_k + bottom_k)`` of
+    the capital each); names kept are not resized. Tickers without a
+    forecast yet are not ranked; a held ticker whose forecast is gone (its data ended) is closed.
+    The forecasts can be per ticker or global (``scope``, through ``forecast_kwargs``' indicator).
+
+    >>> cerebro.addstrategy(ForecastRankStrategy, top_k=2, rebalance_every=5)  # doctest: +SKIP
+    """
+
+    params = (("model", "lstm"), ("forecast_kwargs", None), *((n, OPTIONS[n].default) for n in names("rank")),
+              ("plot_forecast", True))
+
+    def __init__(self) -> None:
+        p = self.p
+        for name in names("rank"):
+            OPTIONS[name].check(getattr(p, name))
+        if p.top_k + p.bottom_k >= len(self.datas):
+            raise ConfigError(f"top_k={p.top_k} and bottom_k={p.bottom_k} leave nothing to choose from among "
+                              f"{len(self.datas)} ticker(s); hold fewer names than there are tickers")
+        indicator = forecast_indicator(p.model)
+        kwargs = dict(p.forecast_kwargs or {})
+        check_known(kwargs, indicator.params._getkeys(), "forecast_kwargs")
+        self.forecasts = {}
+        for data in self.datas:
+            fc = indicator(data, **kwargs)
+            fc.plotinfo.plotname = f"{data._name or 'data'} forecast"
+            self.forecasts[data] = fc
+            if p.plot_forecast:
+                ForecastPrice(fc, plotmaster=data)
+        self.orders_rejected: list[dict] = []
+        self.rebalances: list[dict] = []
+        self._bars = 0
+        self._init_trade_log()
+
+    def prenext(self) -> None:
+        self.next()  # tickers start on different dates: rank those that already have forecasts
+
+    def next(self) -> None:
+        self._bars += 1
+        if (self._bars - 1) % self.p.rebalance_every:
+            return
+        now = self.datetime.datetime(0)
+        scores = {}
+        for data, fc in self.forecasts.items():
+            if len(data) and len(fc) and data.datetime.datetime(0) == now and not math.isnan(fc.pred_return[0]):
+                scores[data] = fc.pred_return[0]
+        if not scores:
+            return
+        held_long = [d for d in self.datas if self.getposition(d).size > 0]
+        held_short = [d for d in self.datas if self.getposition(d).size < 0]
+        longs, shorts = rank_targets(scores, held_long, held_short, self.p.top_k, self.p.bottom_k, self.p.max_drop)
+        self.rebalances.append({"date": now, "long": [d._name for d in longs], "short": [d._name for d in shorts]})
+        cash = self.broker.getcash()
+        for data in self.datas:  # exits first: their cash is there when the entries fill
+            size = self.getposition(data).size
+            if (size > 0 and data not in longs) or (size < 0 and data not in shorts):
+                cash += size * data.close[0]
+                self.order_target_size(data, target=0)
+        entries = [(side, d) for side, chosen in ((1, longs), (-1, shorts)) for d in chosen
+                   if self.getposition(d).size * side <= 0 and d.close[0] > 0]
+        if not entries:
+            return
+        # As Qlib's TopkDropout: the cash there will be after the exits, less the reserve, split equally among
+        # the names bought (kept names are not resized, so one that grew never crowds the entries out).
+        budget = (1.0 - self.p.reserve) * max(0.0, cash) / len(entries)
+        for side, data in entries:
+            self.order_target_size(data, target=side * int(budget / data.close[0]))
+
+    def notify_order(self, order) -> None:
+        if order.status in (order.Margin, order.Rejected):
+            self.orders_rejected.append({
+                "ticker": order.data._name, "date": str(self.datetime.date(0)), "status": order.getstatusname(),
+                "size": order.created.size, "price": order.data.close[0], "cash": self.broker.getcash(),
+                "reason": "not enough cash at the next open" if order.status == order.Margin else "refused by the broker",
+            })
