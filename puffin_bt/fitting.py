@@ -127,6 +127,13 @@ def train_network(
     caller's global RNG state untouched.
     """
     data = fold_data(cfg, closes, sample_bars, device, features)
+    return data.scaler, train_prepared(net, cfg, data, epochs, device, seed, on_epoch_end)
+
+
+def train_prepared(net: nn.Module, cfg: ModelConfig, data: FoldData, epochs: int, device: torch.device, seed: int,
+                   on_epoch_end=None) -> dict:
+    """Train ``net`` with autograd on a fold's prepared tensors (``fold_data``, or several tickers' pooled
+    by ``pool``), under its own seeded RNG; returns the loss history."""
     val_loader = None
     if data.x_val is not None:
         val_loader = TensorBatches(data.x_val, data.y_val, batch_size=max(cfg.batch_size, 1024))
@@ -146,7 +153,18 @@ def train_network(
             on_epoch_end=on_epoch_end,
         )
     net.eval()
-    return data.scaler, history
+    return history
+
+
+def pool(datas: list[FoldData]) -> FoldData:
+    """Several tickers' fold tensors as one training set (each already scaled with its own statistics):
+    the training samples side by side, and the validation tails (each ticker's chronological tail)."""
+    vals = [d for d in datas if d.x_val is not None]
+    return FoldData(
+        None,
+        torch.cat([d.x_train for d in datas]), torch.cat([d.y_train for d in datas]),
+        torch.cat([d.x_val for d in vals]) if vals else None, torch.cat([d.y_val for d in vals]) if vals else None,
+    )
 
 
 def train_networks_together(nets: list[nn.Module], cfg: ModelConfig, data: list[FoldData], epochs: int,

@@ -281,6 +281,9 @@ _ALL: list[Option] = [
     Option("max_drop", None, Int(1, none_words=("none",)),
            "at most this many names replaced per rebalance and side ('none': no cap)", ("rank",)),
     # ---- which strategy and which forecasts
+    Option("scope", "per_ticker", Choice(("per_ticker", "global")),
+           "per_ticker: one model per ticker; global: one model trained on every ticker's windows, forecasting each",
+           ("portfolio", "model_scope")),
     Option("strategy", "threshold", Choice(("threshold", "rank")),
            "threshold: each ticker long/flat on its own forecast; rank: hold the top_k tickers by forecast",
            ("portfolio",)),

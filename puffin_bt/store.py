@@ -53,6 +53,16 @@ def fingerprint(walk: WalkForward, closes: np.ndarray, dates: np.ndarray | None 
     return h.hexdigest()
 
 
+def global_keys(walk, series) -> dict[str, str]:
+    """Store keys of a global model's forecasts, one per ticker, each covering every ticker's data (a change
+    to any ticker's bars is a miss for all of them)."""
+    h = hashlib.sha256(b"global")
+    for s in series:
+        h.update(s.name.encode())
+        h.update(fingerprint(walk, s.closes, s.dates, s.features).encode())
+    return {s.name: hashlib.sha256((h.hexdigest() + s.name).encode()).hexdigest() for s in series}
+
+
 class ForecastStore:
     """Forecasts on disk under ``root/forecasts``; ``ForecastStore(None)`` uses the user cache dir.
     ``ForecastStore(memory=True)`` keeps them in this process only (a run that was asked not to
@@ -122,6 +132,21 @@ class ForecastStore:
         self.misses += 1
         preds = walk.forecast_range(closes, 0, len(closes), dates, features=features)
         self.save(key, preds, walk.folds)
+        return preds
+
+    def global_forecasts(self, walk, series, dates=None) -> dict:
+        """A global model's forecasts for every ticker of ``series``: from the store when all are there (``walk``
+        adopts the stored folds), else computed by ``walk.forecast_all`` and stored."""
+        keys = global_keys(walk, series)
+        hits = {s.name: self.load(keys[s.name]) for s in series}
+        if all(hit is not None and len(hit[0]) == len(s.closes) for s, hit in zip(series, hits.values())):
+            self.hits += len(series)
+            walk.restore(next(iter(hits.values()))[1])
+            return {name: hit[0] for name, hit in hits.items()}
+        self.misses += len(series)
+        preds = walk.forecast_all(series, dates)
+        for s in series:
+            self.save(keys[s.name], preds[s.name], walk.folds)
         return preds
 
     def clear(self) -> int:

@@ -12,8 +12,7 @@ import math
 
 import backtrader as bt
 
-from puffin_bt.adapters.indicators import ForecastPrice, forecast_indicator
-from puffin_bt.checks import check_known
+from puffin_bt.adapters.indicators import ForecastPrice, forecast_indicators
 from puffin_bt.errors import ConfigError
 from puffin_bt.options import OPTIONS, names
 
@@ -70,8 +69,8 @@ class ForecastRankStrategy(TradeLog, bt.Strategy):
     >>> cerebro.addstrategy(ForecastRankStrategy, top_k=2, rebalance_every=5)  # doctest: +SKIP
     """
 
-    params = (("model", "lstm"), ("forecast_kwargs", None), *((n, OPTIONS[n].default) for n in names("rank")),
-              ("plot_forecast", True))
+    params = (("model", "lstm"), ("forecast_kwargs", None), ("scope", OPTIONS["scope"].default),
+              *((n, OPTIONS[n].default) for n in names("rank")), ("plot_forecast", True))
 
     def __init__(self) -> None:
         p = self.p
@@ -80,14 +79,10 @@ class ForecastRankStrategy(TradeLog, bt.Strategy):
         if p.top_k + p.bottom_k >= len(self.datas):
             raise ConfigError(f"top_k={p.top_k} and bottom_k={p.bottom_k} leave nothing to choose from among "
                               f"{len(self.datas)} ticker(s); hold fewer names than there are tickers")
-        indicator = forecast_indicator(p.model)
-        kwargs = dict(p.forecast_kwargs or {})
-        check_known(kwargs, indicator.params._getkeys(), "forecast_kwargs")
-        self.forecasts = {}
-        for data in self.datas:
-            fc = indicator(data, **kwargs)
+        OPTIONS["scope"].check(p.scope)
+        self.forecasts = forecast_indicators(self.datas, p.model, dict(p.forecast_kwargs or {}), p.scope)
+        for data, fc in self.forecasts.items():
             fc.plotinfo.plotname = f"{data._name or 'data'} forecast"
-            self.forecasts[data] = fc
             if p.plot_forecast:
                 ForecastPrice(fc, plotmaster=data)
         self.orders_rejected: list[dict] = []

@@ -12,8 +12,7 @@ import math
 
 import backtrader as bt
 
-from puffin_bt.adapters.indicators import ForecastPrice, forecast_indicator
-from puffin_bt.checks import check_known
+from puffin_bt.adapters.indicators import ForecastPrice, forecast_indicators
 from puffin_bt.options import OPTIONS, defaults
 
 from .sleeves import Sleeves
@@ -93,21 +92,18 @@ class ForecastThresholdStrategy(TradeLog, bt.Strategy):
     """
 
     # entry, exit, allow_short, weight, reserve: the registry's trading options (puffin_bt.options)
-    params = (("model", "lstm"), ("forecast_kwargs", None), *defaults("strategy").items(), ("plot_forecast", True))
+    params = (("model", "lstm"), ("forecast_kwargs", None), ("scope", OPTIONS["scope"].default),
+              *defaults("strategy").items(), ("plot_forecast", True))
 
     def __init__(self) -> None:
         p = self.p
         for name in defaults("strategy"):
             OPTIONS[name].check(getattr(p, name))
-        indicator = forecast_indicator(p.model)
-        kwargs = dict(p.forecast_kwargs or {})
-        check_known(kwargs, indicator.params._getkeys(), "forecast_kwargs")  # the indicator's own params
-        self.forecasts = {}
-        for data in self.datas:
-            fc = indicator(data, **kwargs)
+        OPTIONS["scope"].check(p.scope)
+        self.forecasts = forecast_indicators(self.datas, p.model, dict(p.forecast_kwargs or {}), p.scope)
+        for data, fc in self.forecasts.items():
             fc.plotinfo.plothlines = [p.entry, -p.exit]
             fc.plotinfo.plotname = f"{data._name or 'data'} forecast"
-            self.forecasts[data] = fc
             if p.plot_forecast:
                 ForecastPrice(fc, plotmaster=data)
         self.weight = p.weight if p.weight is not None else 1.0 - p.reserve

@@ -8,14 +8,18 @@ by bar. Its params are the walk-forward options of ``puffin_bt.options``.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import math
 from array import array
 
 import backtrader as bt
 import numpy as np
 
+from ..checks import check_known
 from ..errors import ConfigError, DataError
 from ..features import check_feature_columns, compute_features, feature_lag
+from ..globalmodel import Series, make_global_walk_forward
 from ..options import forecast_defaults
 from ..walkforward import make_walk_forward, require_history
 
@@ -214,6 +218,160 @@ class GRUForecast(ForecastIndicator):
 
 _ForecastIndicator = ForecastIndicator  # the name before it was public
 INDICATORS = {"lstm": LSTMForecast, "gru": GRUForecast}
+
+
+class ForecastGroup:
+    """The one global model (``scope="global"``) shared by a strategy's forecast indicators, one
+    ``GlobalForecast`` per data: ``globalmodel.GlobalWalkForward`` driven from Backtrader.
+
+    runonce: the first indicator asked computes every data's forecasts from the preloaded arrays
+    (each fold sees every data's bars up to its date only) and each indicator takes its own.
+    Event-driven (runnext, preload=False, live): the calendar is the union of the datas' dates as
+    the strategy steps through them; at a fold date the first indicator called trains the fold on
+    every data's bars up to that date, then each forecasts its own bar.
+    """
+
+    def __init__(self, cell: str = "lstm", store=None, on_fold=None, **options) -> None:
+        report = None
+        if on_fold is not None:
+            def report(record, _report=on_fold):
+                _report("global", record)
+        try:
+            self.walk = make_global_walk_forward(cell, report, **options)
+        except ConfigError as exc:
+            raise type(exc)(f"global model: {exc}") from None
+        self.config, self.schedule = self.walk.config, self.walk.schedule
+        self.specs = self.config.features
+        self.lag = max((feature_lag(spec) for spec in self.specs), default=0)
+        self.store = store
+        self.members: list[GlobalForecast] = []
+        self._preds: dict | None = None
+        self._seen: list[float] = []  # event-driven: the calendar so far
+
+    def _series(self, member, size: int | None = None):
+        data = member.data
+        if size is None:
+            closes = np.asarray(data.close.array, dtype=np.float64)
+            dates = np.asarray(data.datetime.array, dtype=np.float64)
+        else:
+            closes = np.asarray(data.close.get(size=size), dtype=np.float64)
+            dates = np.asarray(data.datetime.get(size=size), dtype=np.float64)
+        features = None
+        if self.specs:
+            lines = [getattr(data, f) for f in ("open", "high", "low", "close", "volume")]
+            bars = [np.asarray(line.array if size is None else line.get(size=size), dtype=np.float64) for line in lines]
+            features = compute_features(self.specs, *bars)
+        return Series(member.name, dates, closes, features)
+
+    def forecasts(self, member) -> np.ndarray:
+        """runonce: this member's predicted log returns for every preloaded bar."""
+        if self._preds is None:
+            series = [self._series(m) for m in self.members]
+            for s in series:
+                require_history(s.name, len(s.closes), 1)
+            if self.store is not None:
+                self._preds = self.store.global_forecasts(self.walk, series, bt.num2date)
+            else:
+                self._preds = self.walk.forecast_all(series, bt.num2date)
+        return self._preds[member.name]
+
+    def step(self, member) -> float | None:
+        """Event-driven: train a fold when the strategy's date is a fold date, then forecast this member's
+        bar; None when its data has no bar today."""
+        now = float(member._owner.datetime[0])
+        if not self._seen or now > self._seen[-1]:
+            self._seen.append(now)
+        position = len(self._seen) - 1
+        if self.schedule.is_fold_bar(position) and self.schedule.fold_index(position) == len(self.walk.folds):
+            histories = {}
+            for m in self.members:
+                s = self._series(m, len(m.data))
+                histories[m.name] = (s.closes, s.features)
+            self.walk.train_fold(position, histories, bt.num2date(now))
+        data = member.data
+        if not len(data) or float(data.datetime[0]) != now:
+            return None
+        lookback = self.config.lookback
+        if not self.walk.folds or len(data) <= lookback:
+            return math.nan
+        s = self._series(member, min(len(data), lookback + 1 + self.lag))
+        bar = len(s.closes) - 1
+        return float(self.walk.forecast(member.name, s.closes, np.array([bar]), s.features)[0])
+
+
+class GlobalForecast(bt.Indicator):
+    """One data's forecast from the strategy's shared global model (``ForecastGroup``): the same lines
+    as ``ForecastIndicator`` (``pred_return``, ``pred_price``), NaN until a fold includes the data."""
+
+    lines = ("pred_return", "pred_price")
+    params = (("group", None), ("horizon", 1))
+    plotinfo = dict(subplot=True, plotname="global forecast", plothlines=[0.005, -0.005], plotyhlines=[0.0])
+    plotlines = dict(pred_return=dict(_name="pred return", color="tab:purple"), pred_price=dict(_plotskip=True))
+
+    def __init__(self) -> None:
+        if not isinstance(self.p.group, ForecastGroup):
+            raise ConfigError("GlobalForecast needs group=ForecastGroup(...) shared by the strategy's datas")
+        self.name = getattr(self.data, "_name", "") or f"data{len(self.p.group.members)}"
+        self.p.group.members.append(self)
+        self._close = self.data.close
+
+    @property
+    def config(self):
+        return self.p.group.config
+
+    @property
+    def folds(self):
+        """The global folds, with ``bar`` as this data's bar: its first bar on or after the fold date."""
+        dates = np.asarray(self.data.datetime.array, dtype=np.float64)
+        out = []
+        for record in self.p.group.walk.folds:
+            calendar_date = _calendar_date(self.p.group, record)
+            bar = int(np.searchsorted(dates, calendar_date, side="left")) if calendar_date is not None else record.bar
+            if bar < len(dates):
+                out.append(dataclasses.replace(record, bar=bar))
+        return out
+
+    def once(self, start: int, end: int) -> None:
+        preds = self.p.group.forecasts(self)[start:end]
+        pred_return = np.expm1(preds)
+        closes = np.asarray(self._close.array[start:end], dtype=np.float64)
+        self.lines.pred_return.array[start:end] = array("d", pred_return.tobytes())
+        self.lines.pred_price.array[start:end] = array("d", (closes * (1.0 + pred_return)).tobytes())
+
+    def next(self) -> None:
+        pred = self.p.group.step(self)
+        if pred is None:
+            return
+        pred_return = math.expm1(pred)
+        self.lines.pred_return[0] = pred_return
+        self.lines.pred_price[0] = self._close[0] * (1.0 + pred_return)
+
+
+def _calendar_date(group: ForecastGroup, record) -> float | None:
+    if record.date is None:
+        return None
+    stamp = record.date if not isinstance(record.date, str) else datetime.datetime.fromisoformat(record.date)
+    return bt.date2num(stamp)
+
+
+def forecast_indicators(datas, model, kwargs: dict, scope: str = "per_ticker") -> dict:
+    """One forecast indicator per data: per ticker (``forecast_indicator(model)``) or, with ``scope="global"``,
+    ``GlobalForecast`` indicators sharing one ``ForecastGroup``."""
+    if scope == "global":
+        if not isinstance(model, str) or model.lower() not in INDICATORS:
+            raise ConfigError(f"scope='global' trains puffin_bt's own LSTM/GRU; model={model!r} must be 'lstm' or "
+                              "'gru'")
+        check_known(kwargs, (*FORECAST_OPTIONS, "store", "on_fold"), "forecast_kwargs")
+        group = ForecastGroup(model.lower(), **kwargs)
+        if len(datas) < 2:
+            raise ConfigError("scope='global' trains one model across several tickers; with one ticker it is the "
+                              "per-ticker model: use scope='per_ticker'")
+        return {data: GlobalForecast(data, group=group, horizon=group.config.horizon) for data in datas}
+    if scope != "per_ticker":
+        raise ConfigError(f"scope={scope!r} is not known; use 'per_ticker' or 'global'")
+    indicator = forecast_indicator(model)
+    check_known(kwargs, indicator.params._getkeys(), "forecast_kwargs")  # the indicator's own params
+    return {data: indicator(data, **kwargs) for data in datas}
 
 
 def forecast_indicator(model) -> type:

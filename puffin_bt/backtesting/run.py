@@ -133,8 +133,10 @@ def _prepare(data, model, runonce: bool, cache_dir, store, progress: bool, given
     forecast = one_process_options(forecast, opts["workers"])
     workers = resolve_workers(opts["workers"], len(frames))
     cell = model if isinstance(model, str) else getattr(model, "cell", None)
-    # Precomputed forecasts reach the run through the store, which only runonce reads.
-    parallel = runonce and cell is not None and (opts["executor"] is not None or (workers or 1) > 1)
+    # Precomputed forecasts reach the run through the store, which only runonce reads; a global model is one
+    # walk-forward over every ticker (its cold folds may still use the fold pool).
+    parallel = runonce and cell is not None and opts["scope"] == "per_ticker" and \
+        (opts["executor"] is not None or (workers or 1) > 1)
     if opts["strategy"] == "rank" and opts["top_k"] + opts["bottom_k"] >= len(frames):
         raise ConfigError(f"top_k={opts['top_k']} and bottom_k={opts['bottom_k']} leave nothing to choose among "
                           f"{len(frames)} ticker(s); hold fewer names than there are tickers (or add tickers)")
@@ -206,7 +208,8 @@ def _run_strategy(run: _Run, model, runonce: bool, progress: bool):
         forecast["on_fold"] = bar.on_fold
     rules = run.options["strategy"]
     trading = {name: run.options[name] for name in names("rank" if rules == "rank" else "strategy")}
-    cerebro.addstrategy(shipped_strategy(rules), model=model, forecast_kwargs=forecast, **trading)
+    cerebro.addstrategy(shipped_strategy(rules), model=model, forecast_kwargs=forecast, scope=run.options["scope"],
+                        **trading)
     cerebro.addanalyzer(bt.analyzers.SharpeRatio, _name="sharpe", timeframe=bt.TimeFrame.Days,
                         annualize=True, riskfreerate=0.0, factor=TRADING_DAYS)
     cerebro.addanalyzer(bt.analyzers.DrawDown, _name="drawdown")
