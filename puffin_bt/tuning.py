@@ -350,9 +350,11 @@ class _Trials:
         value = score(result, self.objective)
         trial = len(self.rows) + 1
         self.returns[trial] = result.returns("strategy")
-        self.rows.append({"trial": trial, **params, self.objective: value, "sharpe": result.metrics["sharpe"],
-                          "psr": result.metrics["psr"], "total_return": result.metrics["total_return"],
-                          "trades": result.metrics["trades"], "seconds": result.seconds})
+        # None (no Sharpe ratio: the trial never traded) as NaN, so the columns stay numeric.
+        sharpe, psr = (math.nan if result.metrics[k] is None else result.metrics[k] for k in ("sharpe", "psr"))
+        self.rows.append({"trial": trial, **params, self.objective: value, "sharpe": sharpe, "psr": psr,
+                          "total_return": result.metrics["total_return"], "trades": result.metrics["trades"],
+                          "seconds": result.seconds})
         if self.on_trial is not None:
             self.on_trial(len(self.rows), params, value)
         return value

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..files import atomic_write_bytes
+from .metrics import period_returns
 
 
 @dataclass
@@ -37,8 +38,7 @@ class BacktestResult:
     def returns(self, column: str = "strategy") -> pd.Series:
         """Daily returns of the portfolio (``"strategy"``) or of buy-and-hold (``"buy_hold"``) over the
         statistics period: the bars after the first forecast bar, the returns its Sharpe and PSR use."""
-        curve = self.equity[column]
-        return curve[curve.index >= self.period["start"]].pct_change().iloc[1:]
+        return period_returns(self.equity[column], self.period["start"])
 
     def table(self) -> pd.DataFrame:
         """Portfolio and per-ticker rows, strategy next to buy-and-hold."""
