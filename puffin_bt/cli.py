@@ -285,10 +285,32 @@ def _run_tune(args) -> int:
           f"objective {objective} on {result.tune_period[0]}..{result.tune_period[1]}")
     print(top)
     print(f"\nbest: {result.best_params}")
+    print(_format_selection(result))
     print(f"test period {result.test_period[0]}..{result.test_period[1]} (never seen by the search):")
     print(result.test.summary())
     print(f"wrote {out_dir} (replay: puffin-bt backtest --config {out_dir / 'best_config.json'})")
     return EXIT_OK
+
+
+def _format_selection(result) -> str:
+    """Two lines: how much the chosen trial's tuning-period Sharpe survives the search (DSR), how often the
+    in-sample best is out-of-sample mediocre (PBO), and the embargo."""
+    dsr, pbo, period = result.selection["dsr"], result.selection["pbo"], result.selection["period"]
+    over = f"on {period['bars']} daily returns {period['first_return']}..{period['last_return']}"
+    if dsr["value"] is None:
+        dsr_line = f"DSR of trial {dsr['trial']}: n/a ({dsr['note']})"
+    else:
+        dsr_line = (f"DSR of trial {dsr['trial']}: {dsr['value']:.2f} (P[true Sharpe > best of {dsr['n_trials']} "
+                    f"unskilled trials, {dsr['expected_max_sharpe']:.2f}]; its Sharpe {dsr['sharpe']:.2f}, PSR "
+                    f"{dsr['psr']:.2f}) {over}")
+    if pbo["value"] is None:
+        pbo_line = f"PBO: n/a ({pbo['note']})"
+    else:
+        left_out = f", {len(pbo['excluded_trials'])} that never traded left out" if pbo["excluded_trials"] else ""
+        pbo_line = (f"PBO: {pbo['value']:.2f} (share of {pbo['n_combinations']} splits of {pbo['n_splits']} blocks of "
+                    f"{pbo['block_bars']} days where the in-sample best of {pbo['n_trials']} trials{left_out} is at or "
+                    f"below the out-of-sample median)")
+    return f"{dsr_line}\n{pbo_line}\nembargo: {result.embargo['bars']} bars between tuning and test"
 
 
 def _run_backtest(args) -> int:

@@ -317,6 +317,9 @@ _ALL: list[Option] = [
            "trials whose forecasts are computed at once, every (trial, ticker) pair in the --workers pool or on Ray",
            ("tune",)),
     Option("search_seed", 0, Int(0, MAX_SEED), "seed of the random and optuna searches", ("tune",)),
+    Option("embargo", None, Int(0, none_words=("auto",)),
+           "bars left out between the last tuning target and the first test forecast; at least (and by default, "
+           "'auto') the longest lookback + horizon searched", ("tune",)),
 ]
 
 OPTIONS: dict[str, Option] = {option.name: option for option in _ALL}
@@ -378,7 +381,9 @@ def add_flags(group, option_names: Iterable[str]) -> None:
         if not option.cli:
             continue
         default = option.default
-        shown = "off" if default is None and isinstance(option.kind, Int) else (default if default != () else "none")
+        shown = "none" if default == () else default
+        if default is None and isinstance(option.kind, Int):
+            shown = option.kind.none_words[0] if option.kind.none_words else "off"
         text = f"{option.help} (default {shown})".replace("%", "%%")
         if isinstance(option.kind, Flag):
             group.add_argument(option.flag, action="store_true", default=argparse.SUPPRESS, help=text)

@@ -24,6 +24,7 @@ def comparison_table(results: dict) -> pd.DataFrame:
             "direction p-value": quality.get("direction_p_value", np.nan),
             "total return": res.metrics["total_return"],
             "Sharpe": res.metrics["sharpe"],
+            "PSR": res.metrics["psr"],
             "max drawdown": res.metrics["max_drawdown"],
             "trades": res.metrics["trades"],
             "training seconds": float(folds["seconds"].sum()) if len(folds) else 0.0,
@@ -31,7 +32,7 @@ def comparison_table(results: dict) -> pd.DataFrame:
         }
     first = next(iter(results.values()))
     cols["BUY&HOLD"] = {"total return": first.benchmark["total_return"], "Sharpe": first.benchmark["sharpe"],
-                        "max drawdown": first.benchmark["max_drawdown"]}
+                        "PSR": first.benchmark["psr"], "max drawdown": first.benchmark["max_drawdown"]}
     return pd.DataFrame(cols)
 
 
@@ -74,7 +75,8 @@ def require_quantstats():
 
 
 def tearsheet(result, out_path, title: str | None = None) -> Path:
-    """An HTML tearsheet (quantstats) of the portfolio's daily returns against the buy-and-hold benchmark.
+    """An HTML tearsheet (quantstats) of the portfolio's daily returns against the buy-and-hold benchmark,
+    over the statistics period (after the first forecast bar, like metrics.json's Sharpe ratios).
 
     Needs the optional extra: ``pip install 'puffin_bt[report]'``.
     """
@@ -83,14 +85,13 @@ def tearsheet(result, out_path, title: str | None = None) -> Path:
     import warnings
 
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
-    equity = result.equity
-    returns = equity["strategy"].pct_change().dropna().rename("Strategy")
+    returns = result.returns("strategy").rename("Strategy")
     if not (returns != 0).any():
         from .errors import DataError
 
         raise DataError("the strategy never held a position, so there is nothing for a tearsheet to show; "
                         "lower --entry or check the forecasts")
-    benchmark = equity["buy_hold"].pct_change().dropna().rename("Buy & hold")
+    benchmark = result.returns("buy_hold").rename("Buy & hold")
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     cfg = result.config

@@ -1,9 +1,11 @@
-"""Hyperparameter search that never sees the test period.
+"""Hyperparameter search that never sees the test period, and how much to trust its winner.
 
-The data is split by date: trials are backtested on the tuning period only (their
-walk-forward forecasts there are out-of-sample fold by fold) and scored on it; the
-chosen configuration is then run once on the test period, with ``min_train`` bars
-of history before it so the first fold ends the day before the test starts.
+The data is split by date: trials are backtested on the tuning period only (their walk-forward
+forecasts there are out-of-sample fold by fold) and scored on it; an embargo of at least
+lookback + horizon bars separates the last tuning target from the first test forecast. The
+chosen configuration then runs once on the test period, with ``min_train`` bars of history
+before it so the first fold ends the day before the test starts. Every trial's daily returns
+are kept, for the deflated Sharpe ratio of the winner and the probability of backtest overfitting.
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import backtesting, tickers
 from .data import resolve_data
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .evaluation import forecast_metrics
 from .files import atomic_write_bytes
-from .options import BACKTEST_GROUPS, names, options_doc, resolve, signature_parameters
+from .options import BACKTEST_GROUPS, OPTIONS, names, options_doc, resolve, signature_parameters
+from .stats import deflated_sharpe_ratio, expected_max_sharpe, probabilistic_sharpe_ratio, probability_of_backtest_overfitting
 from .store import ForecastStore
 from .tickers import resolve_workers
 
@@ -37,6 +41,11 @@ CHAPTER_SPACE = {
     "lookback": [10, 20, 30],
 }
 OBJECTIVES = {"sharpe": "max", "total_return": "max", "direction_accuracy": "max", "mse": "min"}
+TRADING_DAYS = 252
+# CSCV (the PBO) cuts the tuning period's returns into the paper's 16 blocks, or fewer (an even number)
+# so that each block holds at least a month of trading days: a Sharpe ratio over fewer bars is mostly noise.
+PBO_MAX_SPLITS = 16
+PBO_MIN_BLOCK_BARS = 21
 
 
 @dataclass
@@ -49,19 +58,29 @@ class TuneResult:
     tune_period: tuple[str, str]
     test_period: tuple[str, str]
     test: object  # BacktestResult on the test period
+    # Daily portfolio returns of every trial on the tuning period (dates x trial numbers, on the dates all share).
+    trial_returns: pd.DataFrame
+    selection: dict  # the chosen trial's DSR and the PBO over all trials (tune_stats.json)
+    embargo: dict  # bars between the last tuning target and the first test forecast, and the minimum
 
     def best_config(self) -> dict:
         """A config that ``puffin-bt backtest --config`` replays (on the test period)."""
         cfg = dict(self.test.config)
         cfg["forecast"] = {**cfg["forecast"], **self.best_params}
         cfg["tuning"] = {"objective": self.objective, "tune_period": list(self.tune_period),
-                         "test_period": list(self.test_period)}
+                         "test_period": list(self.test_period), "embargo": self.embargo,
+                         "dsr": self.selection["dsr"]["value"], "pbo": self.selection["pbo"]["value"]}
         return cfg
 
     def save(self, out_dir) -> Path:
+        """Write trials.csv, trial_returns.csv, tune_stats.json (DSR, PBO), best_config.json and test/."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out / "trials.csv", self.trials.to_csv(index=False).encode())
+        atomic_write_bytes(out / "trial_returns.csv", self.trial_returns.to_csv().encode())
+        stats = {"objective": self.objective, "tune_period": list(self.tune_period),
+                 "test_period": list(self.test_period), "embargo": self.embargo, **self.selection}
+        atomic_write_bytes(out / "tune_stats.json", json.dumps(stats, indent=2, default=str).encode())
         atomic_write_bytes(out / "best_config.json", json.dumps(self.best_config(), indent=2, default=str).encode())
         self.test.save(out / "test")
         return out
@@ -70,12 +89,17 @@ class TuneResult:
 def _check_space(space: dict) -> dict:
     if not isinstance(space, dict) or not space:
         raise ConfigError(f"space={space!r} must be a non-empty dict of option -> list of values")
+    checked = {}
     for key, values in space.items():
         if key not in names("forecast"):
             raise ConfigError(f"space key {key!r} is not a walk-forward option; valid: {', '.join(names('forecast'))}")
         if not isinstance(values, (list, tuple)) or not values:
             raise ConfigError(f"space[{key!r}]={values!r} must be a non-empty list of values")
-    return space
+        try:
+            checked[key] = [OPTIONS[key].check(value) for value in values]
+        except ConfigError as exc:
+            raise ConfigError(f"space[{key!r}]: {exc}") from None
+    return checked
 
 
 def candidates(space: dict, search: str, trials: int | None, seed: int = 0):
@@ -109,6 +133,32 @@ def split_periods(frames: dict, test_fraction: float = 0.25, test_start=None) ->
     return pd.Timestamp(dates[int(len(dates) * (1 - test_fraction))])
 
 
+def embargo_bars(opts: dict, space: dict) -> tuple[int, int]:
+    """(embargo, minimum) in bars: the minimum is the longest lookback + the longest horizon any trial uses
+    (the test run's first input window then starts after every tuning target); ``embargo`` None means it."""
+    minimum = max(space.get("lookback", [opts["lookback"]])) + max(space.get("horizon", [opts["horizon"]]))
+    embargo = opts["embargo"]
+    if embargo is None:
+        return minimum, minimum
+    if embargo < minimum:
+        raise ConfigError(
+            f"embargo={embargo} is below the minimum of {minimum} bars (the longest lookback + horizon searched): a "
+            f"shorter gap lets the test period's first input windows overlap tuning targets; use embargo >= {minimum} "
+            f"or leave it unset ('auto')")
+    return embargo, minimum
+
+
+def tuning_frames(frames: dict, test_begin, embargo: int, horizon: int) -> dict:
+    """Each ticker's bars that the trials may see. The test run's first forecast is the ticker's last bar
+    before ``test_begin`` (bar f); the last tuning bar e is the one whose target, e + ``horizon``, leaves
+    ``embargo`` bars before f: e = f - embargo - horizon - 1. Counted in the ticker's own bars."""
+    out = {}
+    for t, df in frames.items():
+        first_test_forecast = int(df.index.searchsorted(pd.Timestamp(test_begin))) - 1
+        out[t] = df.iloc[:max(0, first_test_forecast - embargo - horizon)]
+    return out
+
+
 def score(result, objective: str) -> float:
     if objective in ("sharpe", "total_return"):
         value = result.metrics[objective]
@@ -122,11 +172,15 @@ def tune(data=None, model: str = "lstm", *, space: dict | None = None, cache_dir
          **options) -> TuneResult:
     opts = resolve(options, ("tune", *BACKTEST_GROUPS), "tune()")
     space = _check_space(space or CHAPTER_SPACE)
+    embargo, minimum = embargo_bars(opts, space)
     # What every trial's backtest gets: the caller's backtest options (the frames are already cut to dates).
     base = {k: v for k, v in options.items() if k in names(*BACKTEST_GROUPS) and k not in ("start", "end")}
     frames, _ = resolve_data(data, opts["start"], opts["end"], cache_dir, skip_failed=opts["skip_failed"])
     test_begin = split_periods(frames, opts["test_fraction"], opts["test_start"])
-    tune_frames = {t: df[df.index < test_begin] for t, df in frames.items()}
+    horizon = max(space.get("horizon", [opts["horizon"]]))
+    tune_frames = tuning_frames(frames, test_begin, embargo, horizon)
+    _require_tuning_history(tune_frames, test_begin, embargo, max(space.get("min_train", [opts["min_train"]])),
+                            opts["skip_failed"])
     store = ForecastStore(cache_dir) if store is True else (store or None)
     trials = _Trials(model, tune_frames, store, base, opts, on_trial)
     if opts["search"] == "optuna":
@@ -136,16 +190,102 @@ def tune(data=None, model: str = "lstm", *, space: dict | None = None, cache_dir
         for i in range(0, len(todo), opts["parallel_trials"]):
             trials.run_batch(todo[i:i + opts["parallel_trials"]])
     table, best = _rank(trials.rows, opts["objective"], space)
+    returns = pd.concat(trials.returns, axis=1, join="inner")
+    selection = selection_stats(returns, chosen=int(table["trial"].iloc[0]))
     test = _test_run(frames, test_begin, model, store, base, best, {**opts, **best})
-    tune_end = max(df.index.max() for df in tune_frames.values())
+    seen = [df for df in tune_frames.values() if len(df)]
     return TuneResult(
         trials=table,
         best_params=best,
         objective=opts["objective"],
-        tune_period=(str(min(df.index.min() for df in tune_frames.values()).date()), str(tune_end.date())),
+        tune_period=(str(min(df.index.min() for df in seen).date()), str(max(df.index.max() for df in seen).date())),
         test_period=(str(test_begin.date()), str(max(df.index.max() for df in frames.values()).date())),
         test=test,
+        trial_returns=returns,
+        selection=selection,
+        embargo={"bars": embargo, "minimum": minimum,
+                 "rule": "bars between the last tuning target (horizon bars after the last tuning bar) and the first "
+                         "test forecast (the bar before the test period), in each ticker's own bars"},
     )
+
+
+def _require_tuning_history(tune_frames: dict, test_begin, embargo: int, min_train: int, skip_failed: bool) -> None:
+    """The tuning period must reach every ticker's first fold (with ``skip_failed`` the trials skip those that don't)."""
+    if skip_failed:
+        return
+    for t, df in tune_frames.items():
+        if len(df) < min_train:
+            raise DataError(
+                f"the tuning period leaves {t} {len(df)} bars (before the test period from {pd.Timestamp(test_begin):%Y-%m-%d}, "
+                f"less the {embargo}-bar embargo) but the first fold needs min_train={min_train}; pick a later "
+                f"test_start or a smaller test_fraction, lower min_train, or load more history")
+
+
+def _trial_sharpes(m: np.ndarray) -> np.ndarray:
+    """Per-period Sharpe ratio (mean / population std) of each column; 0 for a trial that never traded (flat)."""
+    flat = m.max(axis=0) == m.min(axis=0)
+    return np.where(flat, 0.0, m.mean(axis=0) / np.where(flat, 1.0, m.std(axis=0)))
+
+
+def pbo_splits(n_periods: int) -> int:
+    """CSCV blocks for ``n_periods`` returns: the paper's 16, or the largest even number of blocks of at
+    least 21 bars (a trading month); 0 when fewer than 4 such blocks fit (PBO is then not computed)."""
+    n_splits = min(PBO_MAX_SPLITS, n_periods // PBO_MIN_BLOCK_BARS // 2 * 2)
+    return n_splits if n_splits >= 4 else 0
+
+
+def selection_stats(returns: pd.DataFrame, chosen: int) -> dict:
+    """The deflated Sharpe ratio of trial ``chosen`` and the probability of backtest overfitting over all trials.
+
+    ``returns``: daily returns on the tuning period, one column per trial run (its number), on common dates.
+    DSR: the chosen trial's PSR against the best Sharpe ratio expected from N unskilled trials, N = every
+    trial run, ``trial_sharpes`` their per-period Sharpe ratios (0 for a trial that never traded: it was
+    tried, and earned nothing). PBO: CSCV over ``pbo_splits(T)`` blocks; trials that are flat over the rows
+    CSCV uses (never traded) have no Sharpe ratio to rank and are left out (listed in ``excluded_trials``).
+    What cannot be computed is None with a ``note`` saying why."""
+    m = returns.to_numpy(dtype=float)
+    n_periods, n_trials = m.shape
+    period = {"first_return": str(returns.index[0].date()) if n_periods else None,
+              "last_return": str(returns.index[-1].date()) if n_periods else None, "bars": n_periods}
+    dsr = {"value": None, "sharpe": None, "psr": None, "expected_max_sharpe": None, "n_trials": n_trials,
+           "trial": chosen, "note": None}
+    pbo = {"value": None, "n_splits": None, "block_bars": None, "n_combinations": None, "n_trials": None,
+           "excluded_trials": [], "note": None}
+    if n_periods < 3 or not np.isfinite(m).all():
+        why = (f"the trials share {n_periods} daily returns on the tuning period; DSR and PBO need more"
+               if n_periods < 3 else "some trial's returns are not finite (a portfolio value reached zero)")
+        dsr["note"] = pbo["note"] = why
+        return {"period": period, "dsr": dsr, "pbo": pbo}
+    sharpes = _trial_sharpes(m)
+    x = m[:, returns.columns.get_loc(chosen)]
+    if n_trials < 2:
+        dsr["note"] = "only 1 trial was run: there was no selection to deflate for (its PSR is in trials.csv)"
+    elif x.max() == x.min():
+        dsr["note"] = "the chosen trial never traded on the tuning period (constant returns): it has no Sharpe ratio"
+    else:
+        try:
+            sr0 = expected_max_sharpe(sharpes)
+            dsr.update(value=deflated_sharpe_ratio(x, sharpes), psr=probabilistic_sharpe_ratio(x),
+                       sharpe=float(sharpes[returns.columns.get_loc(chosen)] * math.sqrt(TRADING_DAYS)),
+                       expected_max_sharpe=sr0 * math.sqrt(TRADING_DAYS))
+        except DataError as exc:
+            dsr["note"] = str(exc)
+    n_splits = pbo_splits(n_periods)
+    if not n_splits:
+        pbo["note"] = (f"the tuning period has {n_periods} daily returns; PBO needs at least 4 blocks of "
+                       f"{PBO_MIN_BLOCK_BARS} ({4 * PBO_MIN_BLOCK_BARS})")
+        return {"period": period, "dsr": dsr, "pbo": pbo}
+    block = n_periods // n_splits
+    used = m[n_periods - block * n_splits:]
+    traded = used.max(axis=0) != used.min(axis=0)
+    pbo.update(n_splits=n_splits, block_bars=block, n_trials=int(traded.sum()),
+               excluded_trials=[_plain(c) for c, ok in zip(returns.columns, traded) if not ok])
+    if traded.sum() < 2:
+        pbo["note"] = f"{int(traded.sum())} of {n_trials} trials traded on the tuning period; PBO ranks at least 2"
+    else:
+        result = probability_of_backtest_overfitting(m[:, traded], n_splits=n_splits)
+        pbo.update(value=result.pbo, n_combinations=result.n_combinations)
+    return {"period": period, "dsr": dsr, "pbo": pbo}
 
 
 tune.__doc__ = f"""Search ``space`` on the tuning period, then run the best parameters once on the test period.
@@ -164,6 +304,13 @@ tune.__doc__ = f"""Search ``space`` on the tuning period, then run the best para
     same trials as one at a time; Optuna asks for a batch of trials (TPE with the
     constant-liar heuristic) before it is told their scores.
 
+    The trials never see the test period: between the last tuning target (``horizon`` bars after
+    the last bar a trial sees) and the test run's first forecast lie ``embargo`` bars (default
+    and minimum: the longest lookback + horizon searched). Every trial's daily portfolio returns
+    on the tuning period are kept (``TuneResult.trial_returns``), for the deflated Sharpe ratio
+    of the chosen trial against all N trials run and the probability of backtest overfitting
+    over them (``TuneResult.selection``; see ``selection_stats``).
+
     Options (``puffin_bt.options``):
 {options_doc("tune")}
     and those of ``backtest()``.
@@ -179,6 +326,7 @@ class _Trials:
         self.model, self.frames, self.store, self.base, self.opts, self.on_trial = model, frames, store, base, opts, on_trial
         self.objective = opts["objective"]
         self.rows: list[dict] = []
+        self.returns: dict[int, pd.Series] = {}  # trial number -> daily portfolio returns on the tuning period
 
     def run_batch(self, batch: list[dict]) -> list[float]:
         self.prefetch(batch)
@@ -200,7 +348,11 @@ class _Trials:
         result = backtesting.backtest(self.frames, model=self.model,
                                       store=self.store if self.store is not None else False, **{**self.base, **params})
         value = score(result, self.objective)
-        self.rows.append({**params, self.objective: value, "sharpe": result.metrics["sharpe"],
+        trial = len(self.rows) + 1
+        self.returns[trial] = result.returns("strategy")
+        # None (no Sharpe ratio: the trial never traded) as NaN, so the columns stay numeric.
+        sharpe, psr = (math.nan if result.metrics[k] is None else result.metrics[k] for k in ("sharpe", "psr"))
+        self.rows.append({"trial": trial, **params, self.objective: value, "sharpe": sharpe, "psr": psr,
                           "total_return": result.metrics["total_return"], "trades": result.metrics["trades"],
                           "seconds": result.seconds})
         if self.on_trial is not None:

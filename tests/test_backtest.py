@@ -11,6 +11,7 @@ import pytest
 
 from puffin_bt import ConfigError, DataError, load_sample
 from puffin_bt.backtesting import backtest, performance
+from puffin_bt.stats import sharpe_report
 from puffin_bt.store import ForecastStore
 
 from .conftest import TINY, ohlcv_frame, regime_closes
@@ -24,6 +25,13 @@ def sample_result(tmp_path_factory):
     store = ForecastStore(tmp_path_factory.mktemp("store"))
     return backtest(None, model="gru", start="2011-06-01", end="2012-12-31", store=store, entry=0.002,
                     exit=0.002, **FAST)
+
+
+@pytest.fixture(scope="module")
+def trading_result():
+    """Two tickers starting on different dates, thresholds low enough that the tiny models trade in and out."""
+    frames = {"A": ohlcv_frame(regime_closes(seed=1)), "B": ohlcv_frame(regime_closes(seed=2), start="2020-02-01")}
+    return backtest(frames, store=False, entry=0.001, exit=0.001, device="cpu", **TINY)
 
 
 def test_bundled_backtest_reports_portfolio_ticker_and_benchmark_metrics(sample_result):
@@ -71,6 +79,72 @@ def test_save_writes_every_artifact_and_a_replayable_config(sample_result, tmp_p
     assert set(metrics["per_ticker"]) == {"AAPL", "GOOG", "IBM", "MSFT"}
     table = sample_result.summary()
     assert "PORTFOLIO" in table and "B&H return" in table and "MSFT" in table
+
+
+STATS_KEYS = ("n_periods", "sharpe", "psr", "sharpe_ci", "sharpe_benchmark", "sharpe_diff", "sharpe_diff_ci")
+
+
+def _after(curve: pd.Series, start) -> np.ndarray:
+    """Returns of ``curve`` after the bar ``start``, recomputed here, not by puffin_bt."""
+    kept = curve[curve.index >= pd.Timestamp(start)]
+    return (kept.to_numpy()[1:] / kept.to_numpy()[:-1]) - 1
+
+
+def _assert_report(recorded: dict, expected: dict, keys) -> None:
+    for key in keys:
+        assert recorded[key] == pytest.approx(expected[key], rel=1e-9, abs=1e-12), key
+
+
+@pytest.mark.parametrize("run", ["sample_result", "trading_result"])
+def test_metrics_json_statistics_are_those_of_the_returns_after_the_first_forecast_bar(run, request, tmp_path):
+    result = request.getfixturevalue(run)
+    out = result.save(tmp_path / "run")
+    metrics = json.loads((out / "metrics.json").read_text())
+    equity = pd.read_csv(out / "equity.csv", index_col="date", parse_dates=True)
+    period = metrics["period"]
+    # The period starts at the first forecast (the earliest ticker's), not at the first bar of the run.
+    first_forecasts = result.forecasts.groupby("ticker")["date"].min()
+    assert pd.Timestamp(period["start"]) == first_forecasts.min() > equity.index[0]
+    assert period["whole_run"]["start"] == str(equity.index[0].date()) and "warm-up" in period["whole_run"]["covers"]
+    strat, bench = _after(equity["strategy"], period["start"]), _after(equity["buy_hold"], period["start"])
+    assert period["bars"] == len(strat) == (equity.index > pd.Timestamp(period["start"])).sum()
+    assert np.ptp(strat) > 0 and np.ptp(bench) > 0, "the run must trade for this test to mean anything"
+    if run == "trading_result":  # trades in and out: not buy-and-hold in disguise (the sample run is, to the cent)
+        assert np.ptp(strat - bench) > 0 and metrics["portfolio"]["trades"] > 0
+    _assert_report(metrics["portfolio"], sharpe_report(strat, bench), STATS_KEYS)
+    _assert_report(metrics["benchmark"], sharpe_report(bench), ("n_periods", "sharpe", "psr", "sharpe_ci"))
+    assert metrics["portfolio"]["sharpe_benchmark"] == pytest.approx(metrics["benchmark"]["sharpe"], rel=1e-12)
+    assert 0 <= metrics["portfolio"]["psr"] <= 1 and metrics["portfolio"]["stats_note"] is None
+    # Per ticker: the strategy's sleeve from the ticker's own first forecast bar; its buy-and-hold on the same dates.
+    sleeves = result.strategy.analyzers.sleeves.get_analysis()
+    traded = 0
+    for ticker, row in metrics["per_ticker"].items():
+        bh = metrics["benchmark_per_ticker"][ticker]
+        assert row["period_start"] == bh["period_start"] == str(first_forecasts[ticker].date())
+        mine = _after(sleeves[ticker], row["period_start"])
+        assert row["n_periods"] == bh["n_periods"] == len(mine)
+        assert row["sharpe_benchmark"] == pytest.approx(bh["sharpe"], rel=1e-12)
+        if np.ptp(mine) > 0:
+            traded += 1
+            _assert_report(row, sharpe_report(mine), ("sharpe", "psr", "sharpe_ci"))
+            assert row["sharpe_diff"] == pytest.approx(row["sharpe"] - bh["sharpe"], rel=1e-12)
+            lo, hi = row["sharpe_diff_ci"]
+            assert lo <= row["sharpe_diff"] <= hi or lo == hi == 0.0  # 0 when the sleeve is buy-and-hold's own
+    assert traded >= 1
+    table = result.summary()
+    assert "PSR" in table and period["start"] in table
+
+
+def test_a_strategy_that_never_trades_gets_no_sharpe_and_a_note_not_a_crash(tmp_path):
+    res = backtest({"X": ohlcv_frame(regime_closes(seed=1))}, store=False, entry=0.99, device="cpu", **TINY)
+    assert res.metrics["trades"] == 0 and res.metrics["exposure"] == 0
+    metrics = json.loads((res.save(tmp_path / "run") / "metrics.json").read_text())
+    for row in (metrics["portfolio"], metrics["per_ticker"]["X"]):
+        assert row["sharpe"] is row["psr"] is row["sharpe_ci"] is row["sharpe_diff"] is row["sharpe_diff_ci"] is None
+        assert "constant" in row["stats_note"] and row["n_periods"] == metrics["period"]["bars"] > 0
+        assert row["sharpe_benchmark"] is not None  # buy-and-hold still has its statistics
+    assert metrics["benchmark"]["psr"] is not None and len(metrics["benchmark"]["sharpe_ci"]) == 2
+    assert "PORTFOLIO" in res.summary()
 
 
 def test_rerun_with_new_thresholds_reuses_stored_forecasts(tmp_path):

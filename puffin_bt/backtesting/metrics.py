@@ -1,5 +1,6 @@
-"""Performance numbers of a backtest: the portfolio's from Backtrader's analyzers, each ticker's
-sleeve and the buy-and-hold benchmark from their equity curves."""
+"""Performance numbers of a backtest over its statistics period (daily returns from the first forecast
+bar on): equity-curve figures, the probabilistic Sharpe ratio and bootstrap Sharpe intervals (puffin_bt.stats)
+for the portfolio, each ticker's sleeve and buy-and-hold; Backtrader's analyzers add whole-run figures."""
 
 from __future__ import annotations
 
@@ -7,13 +8,32 @@ import math
 
 import pandas as pd
 
+from ..errors import DataError
+from ..stats import sharpe_report
+
 TRADING_DAYS = 252
+# What the statistics period is, in metrics.json: said once, there and in the README.
+PERIOD_COVERS = (
+    "sharpe, psr, sharpe_ci, sharpe_benchmark, sharpe_diff, sharpe_diff_ci, cagr, volatility and exposure use the daily "
+    "equity returns after the first forecast bar (start), so the cash warm-up of min_train bars does not dilute them; "
+    "the same dates for buy-and-hold, which buys at the first forecast bar. Per ticker: from that ticker's own first "
+    "forecast bar (period_start). Sharpe ratios are annualised mean/std (population) x sqrt(252), rf = 0")
+WHOLE_RUN_COVERS = (
+    "annual_return and sharpe_backtrader (Backtrader's Returns and SharpeRatio analyzers) cover the whole run, warm-up "
+    "included; total_return and max_drawdown are the same over either period (the warm-up is flat cash)")
+
+
+def period_returns(equity: pd.Series, start) -> pd.Series:
+    """Per-bar returns of ``equity`` after the bar ``start`` (the first forecast bar, whose value is the base)."""
+    curve = equity[equity.index >= start].dropna()
+    return curve.pct_change().iloc[1:]
 
 
 def performance(equity: pd.Series, held: pd.Series | None = None) -> dict:
-    """Total return, CAGR, annualised volatility and Sharpe (daily, rf=0), max drawdown and
-    exposure of an equity curve. Used for per-ticker sleeves and the benchmark; the
-    portfolio line of a backtest comes from Backtrader's analyzers."""
+    """Total return, CAGR, annualised volatility and Sharpe (daily, rf=0, population std like
+    ``puffin_bt.stats``), max drawdown and exposure (the mean of ``held``, 1.0 while a position
+    is open) of an equity curve. ``backtest()`` passes the curve from the first forecast bar on,
+    and ``held`` on the bars after it (those whose returns count)."""
     equity = equity.dropna()
     if len(equity) < 2 or equity.iloc[0] <= 0:
         return {"total_return": math.nan, "cagr": math.nan, "volatility": math.nan, "sharpe": math.nan,
@@ -21,7 +41,7 @@ def performance(equity: pd.Series, held: pd.Series | None = None) -> dict:
     rets = equity.pct_change().dropna()
     years = (equity.index[-1] - equity.index[0]).days / 365.25
     total = equity.iloc[-1] / equity.iloc[0] - 1
-    std = rets.std(ddof=1)
+    std = rets.std(ddof=0)
     return {
         "total_return": float(total),
         "cagr": float((1 + total) ** (1 / years) - 1) if years > 0 and total > -1 else math.nan,
@@ -32,17 +52,31 @@ def performance(equity: pd.Series, held: pd.Series | None = None) -> dict:
     }
 
 
+def sharpe_stats(equity: pd.Series, benchmark: pd.Series | None, start) -> dict:
+    """``puffin_bt.stats.sharpe_report`` of the returns after ``start`` (and against the benchmark's on the
+    same dates), with ``period_start``; None and ``stats_note`` where a value cannot be computed."""
+    returns = period_returns(equity, start)
+    bench = None if benchmark is None else period_returns(benchmark, start).reindex(returns.index)
+    try:
+        report = sharpe_report(returns.to_numpy(), None if bench is None else bench.to_numpy(),
+                               periods_per_year=TRADING_DAYS)
+    except DataError as exc:  # e.g. a sleeve whose value reached zero: its returns are not all finite
+        report = {"n_periods": len(returns), "sharpe": None, "psr": None, "sharpe_ci": None, "note": str(exc)}
+        if bench is not None:
+            report.update(sharpe_benchmark=None, sharpe_diff=None, sharpe_diff_ci=None)
+    report["stats_note"] = report.pop("note")
+    return {**report, "period_start": pd.Timestamp(start)}
+
+
 def trade_stats(trades: pd.DataFrame, open_position: bool) -> dict:
     n = len(trades)
     return {"trades": n, "open_positions": int(open_position),
             "win_rate": float((trades["pnl_net"] > 0).mean()) if n else math.nan}
 
 
-
-
-def portfolio_metrics(strat, equity: pd.DataFrame, cash: float, tickers: list[str]) -> dict:
-    """The strategy's portfolio line: Backtrader's analyzers (Sharpe, drawdown, returns, trades)
-    next to what its equity curve says (CAGR, volatility, exposure)."""
+def portfolio_metrics(strat, equity: pd.DataFrame, cash: float, tickers: list[str], start) -> dict:
+    """The strategy's portfolio line: its equity curve over the statistics period (from ``start``, the first
+    forecast bar) with PSR and Sharpe intervals against buy-and-hold, next to Backtrader's analyzers."""
     sleeves = strat.analyzers.sleeves.get_analysis()
     held_any = (sleeves[[f"{t}__held" for t in tickers]].sum(axis=1) > 0).astype(float)
     ta = strat.analyzers.tradeanalyzer.get_analysis()
@@ -50,38 +84,52 @@ def portfolio_metrics(strat, equity: pd.DataFrame, cash: float, tickers: list[st
     won = ta.get("won", {}).get("total", 0) if ta and closed else 0
     dd = strat.analyzers.drawdown.get_analysis()
     rets = strat.analyzers.returns.get_analysis()
-    sharpe = strat.analyzers.sharpe.get_analysis().get("sharperatio")
+    sharpe_bt = strat.analyzers.sharpe.get_analysis().get("sharperatio")
     final_value = strat.broker.getvalue()
-    curve = performance(equity["strategy"])
-    return {
+    curve = performance(equity["strategy"][equity.index >= start], held_any[held_any.index > start])
+    # The one Sharpe ratio is the statistics' (None when undefined), from the same returns as the PSR.
+    return {**{
         "start_value": cash,
         "final_value": final_value,
         "total_return": final_value / cash - 1,
         "cagr": curve["cagr"],
         "annual_return": rets.get("rnorm"),
         "volatility": curve["volatility"],
-        "sharpe": sharpe if sharpe is not None else math.nan,
+        "sharpe": None,  # the statistics' below, kept here in the order of the keys
+        "sharpe_backtrader": sharpe_bt if sharpe_bt is not None else math.nan,
         "max_drawdown": dd.max.drawdown / 100.0,
         "trades": closed,
         "open_positions": sum(1 for d in strat.datas if strat.getposition(d).size != 0),
         "win_rate": won / closed if closed else math.nan,
-        "exposure": float(held_any.mean()),
+        "exposure": curve["exposure"],
         "rejected_orders": len(strat.orders_rejected),
         "rejected": list(strat.orders_rejected),  # each with its ticker, date, status, size, price, cash, reason
-    }
+    }, **sharpe_stats(equity["strategy"], equity["buy_hold"], start)}
 
 
-def ticker_metrics(strat, bench_strat, frames: dict, trades: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per ticker: the strategy's sleeve (performance, trades) and the benchmark's, from each
-    ticker's first bar on."""
+def benchmark_metrics(equity: pd.Series, start) -> dict:
+    """Buy-and-hold's curve figures, PSR and Sharpe interval over the statistics period."""
+    return {**performance(equity[equity.index >= start]), **sharpe_stats(equity, None, start)}
+
+
+def ticker_metrics(strat, bench_strat, frames: dict, trades: pd.DataFrame,
+                   starts: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per ticker: the strategy's sleeve (performance, trades, PSR, Sharpe intervals vs the ticker's
+    buy-and-hold) and the benchmark's, from the ticker's first forecast bar ``starts[ticker]`` on."""
     sleeves = strat.analyzers.sleeves.get_analysis()
     bench_sleeves = bench_strat.analyzers.sleeves.get_analysis()
     per_ticker, bench_per_ticker = {}, {}
-    for t, df in frames.items():
-        held = sleeves[f"{t}__held"]
-        alive = df.index.min()
+    for t in frames:
+        start = starts[t]
         still_open = strat.getposition(strat.getdatabyname(t)).size != 0
-        per_ticker[t] = {**performance(sleeves[t][sleeves.index >= alive], held[held.index >= alive]),
+        held = sleeves[f"{t}__held"]
+        curve = performance(sleeves[t][sleeves.index >= start], held[held.index > start])
+        per_ticker[t] = {**curve, **sharpe_stats(sleeves[t], bench_sleeves[t], start),
                          **trade_stats(trades[trades["ticker"] == t], still_open)}
-        bench_per_ticker[t] = performance(bench_sleeves[t][bench_sleeves.index >= alive])
-    return pd.DataFrame(per_ticker).T, pd.DataFrame(bench_per_ticker).T
+        bench_per_ticker[t] = benchmark_metrics(bench_sleeves[t], start)
+    return _frame(per_ticker), _frame(bench_per_ticker)
+
+
+def _frame(rows: dict) -> pd.DataFrame:
+    """Rows of mixed values (floats, [lo, hi] lists, notes) as a DataFrame, one row per ticker."""
+    return pd.DataFrame.from_dict(rows, orient="index")

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..files import atomic_write_bytes
+from .metrics import period_returns
 
 
 @dataclass
@@ -30,10 +31,19 @@ class BacktestResult:
     seconds: float
     cerebro: bt.Cerebro = field(repr=False)
     strategy: bt.Strategy = field(repr=False)
+    # The statistics period (start = first forecast bar, end, bars = daily returns after start, covers = what
+    # uses it) and the whole run (whole_run): metrics.json's "period".
+    period: dict = field(default_factory=dict)
+
+    def returns(self, column: str = "strategy") -> pd.Series:
+        """Daily returns of the portfolio (``"strategy"``) or of buy-and-hold (``"buy_hold"``) over the
+        statistics period: the bars after the first forecast bar, the returns its Sharpe and PSR use."""
+        return period_returns(self.equity[column], self.period["start"])
 
     def table(self) -> pd.DataFrame:
         """Portfolio and per-ticker rows, strategy next to buy-and-hold."""
-        cols = ["total_return", "cagr", "sharpe", "max_drawdown", "trades", "open_positions", "win_rate", "exposure"]
+        cols = ["total_return", "cagr", "sharpe", "psr", "max_drawdown", "trades", "open_positions", "win_rate",
+                "exposure"]
         rows = {"PORTFOLIO": {**{c: self.metrics.get(c) for c in cols},
                               "bh_total_return": self.benchmark["total_return"],
                               "bh_sharpe": self.benchmark["sharpe"],
@@ -53,6 +63,7 @@ class BacktestResult:
         out["B&H return"] = pct(t["bh_total_return"])
         out["CAGR"] = pct(t["cagr"])
         out["Sharpe"] = num(t["sharpe"])
+        out["PSR"] = num(t["psr"])
         out["B&H Sharpe"] = num(t["bh_sharpe"])
         out["max DD"] = pct(t["max_drawdown"])
         out["B&H max DD"] = pct(t["bh_max_drawdown"])
@@ -65,6 +76,9 @@ class BacktestResult:
         head = (f"{cfg['model'].upper()} walk-forward{rules}, {len(self.per_ticker)} ticker(s), "
                 f"{self.equity.index[0]:%Y-%m-%d}..{self.equity.index[-1]:%Y-%m-%d}, "
                 f"{len(self.folds)} folds, {self.seconds:.1f}s")
+        if self.period:
+            head += (f"\nCAGR, Sharpe, PSR (probability the true Sharpe > 0), exposure: {self.period['bars']} daily "
+                     f"returns after the first forecast bar {self.period['start']:%Y-%m-%d} (warm-up excluded)")
         text = head + "\n" + out.to_string()
         if self.skipped:
             text += "\nskipped: " + "; ".join(f"{t}: {why}" for t, why in self.skipped.items())
@@ -87,7 +101,7 @@ class BacktestResult:
         for name, frame in (("trades", self.trades), ("forecasts", self.forecasts),
                             ("folds", self.folds), ("equity", self.equity)):
             atomic_write_bytes(out / f"{name}.csv", frame.to_csv(index=name in ("equity",)).encode())
-        metrics = {"portfolio": self.metrics, "benchmark": self.benchmark,
+        metrics = {"period": self.period, "portfolio": self.metrics, "benchmark": self.benchmark,
                    "per_ticker": _records(self.per_ticker), "benchmark_per_ticker": _records(self.benchmark_per_ticker),
                    "seconds": self.seconds}
         atomic_write_bytes(out / "metrics.json", json.dumps(_jsonable(metrics), indent=2).encode())
@@ -118,6 +132,6 @@ def _jsonable(obj):
         return None if not math.isfinite(float(obj)) else float(obj)
     if isinstance(obj, np.integer):
         return int(obj)
-    if isinstance(obj, (pd.Timestamp,)):
-        return obj.isoformat()
+    if isinstance(obj, pd.Timestamp):
+        return str(obj.date()) if obj == obj.normalize() else obj.isoformat()
     return obj

@@ -30,7 +30,7 @@ from ..schedule import FoldSchedule
 from ..store import ForecastStore
 from ..tickers import one_process_options, precompute_forecasts, resolve_workers
 from ..walkforward import require_history
-from .metrics import TRADING_DAYS, performance, portfolio_metrics, ticker_metrics
+from .metrics import PERIOD_COVERS, TRADING_DAYS, WHOLE_RUN_COVERS, benchmark_metrics, portfolio_metrics, ticker_metrics
 from .progress import FoldBar, TickerBar, fold_progress_bar
 from .result import BacktestResult
 
@@ -244,12 +244,17 @@ def _collect(run: _Run, model, runonce: bool, strat, cerebro, bench_strat, secon
     trades = pd.DataFrame(strat.trade_log, columns=[
         "ticker", "direction", "entry_date", "exit_date", "entry_price", "exit_price", "size", "bars",
         "pnl", "pnl_net", "commission", "return"])
-    per_ticker, bench_per_ticker = ticker_metrics(strat, bench_strat, run.frames, trades)
+    # The statistics period: from each ticker's first forecast bar (the bar its first fold trains at, where
+    # buy-and-hold buys too), for the portfolio from the earliest of them.
+    starts = {t: df.index[run.options["min_train"] - 1] for t, df in run.frames.items()}
+    start = min(starts.values())
+    per_ticker, bench_per_ticker = ticker_metrics(strat, bench_strat, run.frames, trades, starts)
     forecasts, folds = _forecasts_and_folds(strat)
+    metrics = portfolio_metrics(strat, equity, run.options["cash"], tickers, start)
     return BacktestResult(
-        metrics=portfolio_metrics(strat, equity, run.options["cash"], tickers),
+        metrics=metrics,
         per_ticker=per_ticker,
-        benchmark=performance(equity["buy_hold"]),
+        benchmark=benchmark_metrics(equity["buy_hold"], start),
         benchmark_per_ticker=bench_per_ticker,
         equity=equity,
         trades=trades,
@@ -259,6 +264,9 @@ def _collect(run: _Run, model, runonce: bool, strat, cerebro, bench_strat, secon
         seconds=seconds,
         cerebro=cerebro,
         strategy=strat,
+        period={"start": start, "end": equity.index[-1], "bars": metrics["n_periods"], "covers": PERIOD_COVERS,
+                "whole_run": {"start": equity.index[0], "end": equity.index[-1], "bars": len(equity),
+                              "covers": WHOLE_RUN_COVERS}},
     )
 
 
