@@ -57,6 +57,10 @@ def _add_scale_args(parser: argparse.ArgumentParser) -> None:
                                         argument_default=argparse.SUPPRESS), names("execution"))
 
 
+def _add_scope_arg(parser: argparse.ArgumentParser) -> None:
+    add_flags(parser.add_argument_group("model scope", argument_default=argparse.SUPPRESS), names("model_scope"))
+
+
 def _add_trading_args(parser: argparse.ArgumentParser,
                       groups: tuple[str, ...] = ("portfolio", "strategy", "rank", "broker")) -> None:
     add_flags(parser.add_argument_group("trading", argument_default=argparse.SUPPRESS), names(*groups))
@@ -100,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "forecasts.csv and predicted-vs-actual plots to --out.")
     _add_data_args(ev)
     _add_model_args(ev)
+    _add_scope_arg(ev)
     _add_scale_args(ev)
     _add_output_args(ev)
 
@@ -204,7 +209,7 @@ def _run_evaluate(args) -> int:
     from .plotting import plot_forecasts, safe_name
     from .store import ForecastStore
 
-    data, model, options = _resolve_inputs(args, ("data", "execution", "forecast"))
+    data, model, options = _resolve_inputs(args, ("data", "execution", "model_scope", "forecast"))
     frames, skipped = resolve_data(data, options.pop("start", None), options.pop("end", None), args.cache_dir,
                                    skip_failed=options.pop("skip_failed", False))
     for ticker, why in skipped.items():

@@ -11,8 +11,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from .dates import date_numbers_of
+from .dates import date_numbers_of, num2date
 from .errors import ConfigError
+from .globalmodel import Series, make_global_walk_forward
 from .tickers import one_process_options, precompute_forecasts, resolve_workers
 from .walkforward import feature_matrix, make_walk_forward
 
@@ -119,7 +120,7 @@ def forecast_frame(ticker: str, dates, closes: np.ndarray, pred_return: np.ndarr
 
 
 def walk_forward_forecasts(frames: dict, model: str = "lstm", store=None, on_fold=None, workers: int | str | None = None,
-                           executor: str | None = None, address: str | None = None,
+                           executor: str | None = None, address: str | None = None, scope: str = "per_ticker",
                            **forecast_kwargs) -> pd.DataFrame:
     """Walk-forward forecasts for each ticker's closes, without Backtrader.
 
@@ -127,8 +128,13 @@ def walk_forward_forecasts(frames: dict, model: str = "lstm", store=None, on_fol
     With a ``ForecastStore`` the entries are shared with ``backtest()`` runs of the same
     data and configuration (same fingerprint). ``workers`` > 1 (or ``"auto"``) or an ``executor``
     (``"local"``/``"ray"``, as in ``backtest``) computes the tickers in parallel into the
-    store first (a store is then required).
+    store first (a store is then required). ``scope="global"``: one model across the tickers
+    (``globalmodel``), its folds on the union of their dates.
     """
+    if scope == "global":
+        return _global_forecasts(frames, model, store, on_fold, forecast_kwargs)
+    if scope != "per_ticker":
+        raise ConfigError(f"scope={scope!r} is not known; use 'per_ticker' or 'global'")
     forecast_kwargs = one_process_options(forecast_kwargs, workers)
     workers = resolve_workers(workers, len(frames))
     if executor is not None or (workers or 1) > 1:
@@ -151,4 +157,19 @@ def walk_forward_forecasts(frames: dict, model: str = "lstm", store=None, on_fol
         folds.extend({"ticker": ticker, **f.to_dict()} for f in walk.folds)
     out = pd.concat(parts, ignore_index=True)
     out.attrs["folds"] = pd.DataFrame(folds)
+    return out
+
+
+def _global_forecasts(frames: dict, model: str, store, on_fold, forecast_kwargs: dict) -> pd.DataFrame:
+    report = None if on_fold is None else (lambda rec: on_fold("global", rec))
+    walk = make_global_walk_forward(model, report, **forecast_kwargs)
+    series = []
+    for ticker, df in frames.items():
+        closes, features, _ = feature_matrix(df, forecast_kwargs.get("features", ()))
+        series.append(Series(ticker, date_numbers_of(df.index), np.asarray(closes, dtype=np.float64), features))
+    preds = store.global_forecasts(walk, series, num2date) if store is not None else walk.forecast_all(series, num2date)
+    parts = [forecast_frame(ticker, df.index, df["close"].to_numpy(dtype=np.float64), np.expm1(preds[ticker]),
+                            walk.schedule.horizon) for ticker, df in frames.items()]
+    out = pd.concat(parts, ignore_index=True)
+    out.attrs["folds"] = pd.DataFrame([{"ticker": "(global)", **f.to_dict()} for f in walk.folds])
     return out

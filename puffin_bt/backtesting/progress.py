@@ -44,6 +44,10 @@ class TickerBar:
 
 
 def fold_progress_bar(frames: Mapping[str, pd.DataFrame], forecast_options: dict) -> FoldBar:
-    """A bar over every fold the walk-forwards of ``frames`` will train."""
+    """A bar over every fold the walk-forwards of ``frames`` will train (one global model: the folds of the
+    union calendar)."""
     schedule = FoldSchedule(**{name: forecast_options[name] for name in FoldSchedule.NAMES if name in forecast_options})
+    if forecast_options.get("scope") == "global":
+        calendar = pd.DatetimeIndex(sorted(set().union(*(df.index for df in frames.values()))))
+        return FoldBar(len(schedule.fold_bars(len(calendar))), schedule)
     return FoldBar(sum(len(schedule.fold_bars(len(df))) for df in frames.values()), schedule)

@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..adapters.analyzers import SleeveValue
 from ..adapters.feeds import FrameData
+from ..adapters.indicators import GlobalForecast
 from ..data import resolve_data
 from ..errors import ConfigError, DataError
 from ..evaluation import forecast_frame
@@ -278,7 +279,11 @@ def _forecasts_and_folds(strat) -> tuple[pd.DataFrame, pd.DataFrame]:
         closes = np.asarray(data.close.array[:n])
         dates = [bt.num2date(x) for x in data.datetime.array[:n]]
         forecasts.append(forecast_frame(name, dates, closes, np.asarray(fc.pred_return.array[:n]), fc.p.horizon))
-        folds.extend({"ticker": name, **f.to_dict()} for f in fc.folds)
+        if isinstance(fc, GlobalForecast):  # one model for all: its folds once, bar = the calendar position
+            if not folds:
+                folds.extend({"ticker": "(global)", **f.to_dict()} for f in fc.p.group.walk.folds)
+        else:
+            folds.extend({"ticker": name, **f.to_dict()} for f in fc.folds)
     return (pd.concat(forecasts, ignore_index=True) if forecasts else pd.DataFrame()), pd.DataFrame(folds)
 
 
