@@ -220,7 +220,7 @@ def _run_evaluate(args) -> int:
     models = ("lstm", "gru") if model == "both" else (model,)
     for name in models:
         forecasts = walk_forward_forecasts(frames, model=name, store=store, **options)
-        table = evaluate_forecasts(forecasts)
+        table = evaluate_forecasts(forecasts, options.get("interval"))
         target = out_dir / name if len(models) > 1 else out_dir
         target.mkdir(parents=True, exist_ok=True)
         table.to_csv(target / "evaluation.csv")
@@ -238,20 +238,27 @@ def _run_evaluate(args) -> int:
             atomic_write_bytes(target / "ic_summary.csv", summary.to_csv().encode())
             print(f"cross-sectional, per date across the {len(frames)} tickers (ic.csv):")
             print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
+        if options.get("ensemble", 1) > 1:
+            single = evaluate_forecasts(walk_forward_forecasts(frames, model=name, store=store,
+                                                               **{**options, "ensemble": 1, "interval": None}))
+            print(f"ensemble of {options['ensemble']} vs one model, same bars:")
+            print(_format_evaluation(table[["n", "mse", "direction_accuracy"]].join(
+                single[["mse", "direction_accuracy"]].add_suffix("_1"))))
         print()
     print(f"wrote {out_dir}")
     return EXIT_OK
 
 
 def _format_evaluation(table) -> str:
-    cols = {"n": "bars", "mse": "MSE", "mse_zero": "MSE zero", "mse_persist": "MSE last", "mae": "MAE",
-            "r2": "R2", "direction_accuracy": "dir acc", "direction_accuracy_persist": "dir acc last",
-            "direction_p_value": "p(dir>50%)"}
+    cols = {"n": "bars", "mse": "MSE", "mse_1": "MSE 1 model", "mse_zero": "MSE zero", "mse_persist": "MSE last",
+            "mae": "MAE", "r2": "R2", "direction_accuracy": "dir acc", "direction_accuracy_1": "dir acc 1 model",
+            "direction_accuracy_persist": "dir acc last", "direction_p_value": "p(dir>50%)", "coverage": "coverage",
+            "interval_width": "width", "pinball": "pinball"}
     shown = table[[c for c in cols if c in table]].rename(columns=cols).copy().astype(object)
     for col in shown.columns:
         if col == "bars":
             shown[col] = table["n"].map(lambda v: f"{int(v)}")
-        elif col.startswith("dir acc"):
+        elif col.startswith("dir acc") or col == "coverage":
             shown[col] = shown[col].map(lambda v: f"{100 * v:.1f}%")
         else:
             shown[col] = shown[col].map(lambda v: f"{v:.3g}")

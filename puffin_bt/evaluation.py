@@ -14,6 +14,8 @@ import pandas as pd
 from .dates import date_numbers_of, num2date
 from .errors import ConfigError
 from .globalmodel import Series, make_global_walk_forward
+from .intervals import pinball_loss
+from .store import as_lines
 from .tickers import one_process_options, precompute_forecasts, resolve_workers
 from .walkforward import feature_matrix, make_walk_forward
 
@@ -57,10 +59,23 @@ def forecast_metrics(pred: np.ndarray, actual: np.ndarray) -> dict:
     }
 
 
-def evaluate_forecasts(forecasts: pd.DataFrame) -> pd.DataFrame:
+def interval_metrics(g: pd.DataFrame, coverage: float) -> dict:
+    """How a prediction interval did: the share of realised returns inside it (``coverage``, against the
+    nominal level), its mean width, and the mean pinball loss of its bounds as the (1 - c)/2 and
+    (1 + c)/2 quantiles."""
+    ok = g[["pred_lo", "pred_hi", "realized_return"]].notna().all(axis=1)
+    lo, hi, real = (g.loc[ok, c].to_numpy(dtype=float) for c in ("pred_lo", "pred_hi", "realized_return"))
+    tail = (1.0 - coverage) / 2
+    return {"coverage": float(np.mean((real >= lo) & (real <= hi))) if len(real) else math.nan,
+            "interval_width": float(np.mean(hi - lo)) if len(real) else math.nan,
+            "pinball": (pinball_loss(real, lo, tail) + pinball_loss(real, hi, 1.0 - tail)) / 2 if len(real) else math.nan}
+
+
+def evaluate_forecasts(forecasts: pd.DataFrame, interval: float | None = None) -> pd.DataFrame:
     """Per-ticker and pooled metrics of a forecasts frame (columns ticker, date, pred_return,
     realized_return, optionally last_return) next to two baselines on the same bars: zero
-    return, and the last ``horizon``-bar return persisting."""
+    return, and the last ``horizon``-bar return persisting. With the ``interval`` (its nominal
+    coverage) the forecasts came with: coverage, width and pinball loss of ``pred_lo``/``pred_hi``."""
     rows = {}
     frames = [(t, g) for t, g in forecasts.groupby("ticker", sort=False)] + [("POOLED", forecasts)]
     for ticker, g in frames:
@@ -72,6 +87,8 @@ def evaluate_forecasts(forecasts: pd.DataFrame) -> pd.DataFrame:
         if persist is not None:
             row.update({"mse_persist": persist["mse"], "mae_persist": persist["mae"],
                         "direction_accuracy_persist": persist["direction_accuracy"]})
+        if interval is not None and {"pred_lo", "pred_hi"} <= set(g.columns):
+            row.update(interval_metrics(g, interval))
         rows[ticker] = row
     return pd.DataFrame(rows).T
 
@@ -107,16 +124,23 @@ def ic_summary(per_date: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out).T
 
 
-def forecast_frame(ticker: str, dates, closes: np.ndarray, pred_return: np.ndarray, horizon: int) -> pd.DataFrame:
+def forecast_frame(ticker: str, dates, closes: np.ndarray, pred_return: np.ndarray, horizon: int,
+                   lines: np.ndarray | None = None) -> pd.DataFrame:
     """Forecasts next to what happened: the return realised over the next ``horizon`` bars and
-    the last ``horizon``-bar return (the persistence baseline). Bars without a forecast are dropped."""
+    the last ``horizon``-bar return (the persistence baseline); with ``lines`` (``intervals.LINES``)
+    also ``pred_std``, ``pred_lo``, ``pred_hi`` where they were computed. Bars without a forecast are dropped."""
     n = len(closes)
     realized = np.full(n, np.nan)
     realized[: n - horizon] = closes[horizon:] / closes[: n - horizon] - 1
     last = np.full(n, np.nan)
     last[horizon:] = closes[horizon:] / closes[: n - horizon] - 1
-    return pd.DataFrame({"ticker": ticker, "date": dates, "close": closes, "pred_return": pred_return,
-                         "realized_return": realized, "last_return": last}).dropna(subset=["pred_return"])
+    columns = {"ticker": ticker, "date": dates, "close": closes, "pred_return": pred_return,
+               "realized_return": realized, "last_return": last}
+    if lines is not None:
+        for j, name in ((1, "pred_std"), (2, "pred_lo"), (3, "pred_hi")):
+            if np.isfinite(lines[:, j]).any():
+                columns[name] = lines[:, j]
+    return pd.DataFrame(columns).dropna(subset=["pred_return"])
 
 
 def walk_forward_forecasts(frames: dict, model: str = "lstm", store=None, on_fold=None, workers: int | str | None = None,
@@ -150,10 +174,10 @@ def walk_forward_forecasts(frames: dict, model: str = "lstm", store=None, on_fol
         closes = np.asarray(closes, dtype=np.float64)
         dates = list(df.index.to_pydatetime())
         if store is not None:
-            log_pred = store.forecasts(walk, closes, dates, date_numbers_of(df.index), features)
+            lines = store.forecast_lines(walk, closes, dates, date_numbers_of(df.index), features)
         else:
-            log_pred = walk.run(closes, dates, features).pred_log_return
-        parts.append(forecast_frame(ticker, df.index, closes, np.expm1(log_pred), walk.schedule.horizon))
+            lines = walk.run(closes, dates, features).lines
+        parts.append(forecast_frame(ticker, df.index, closes, np.expm1(lines[:, 0]), walk.schedule.horizon, lines))
         folds.extend({"ticker": ticker, **f.to_dict()} for f in walk.folds)
     out = pd.concat(parts, ignore_index=True)
     out.attrs["folds"] = pd.DataFrame(folds)
@@ -168,8 +192,8 @@ def _global_forecasts(frames: dict, model: str, store, on_fold, forecast_kwargs:
         closes, features, _ = feature_matrix(df, forecast_kwargs.get("features", ()))
         series.append(Series(ticker, date_numbers_of(df.index), np.asarray(closes, dtype=np.float64), features))
     preds = store.global_forecasts(walk, series, num2date) if store is not None else walk.forecast_all(series, num2date)
-    parts = [forecast_frame(ticker, df.index, df["close"].to_numpy(dtype=np.float64), np.expm1(preds[ticker]),
-                            walk.schedule.horizon) for ticker, df in frames.items()]
+    parts = [forecast_frame(ticker, df.index, df["close"].to_numpy(dtype=np.float64), np.expm1(as_lines(preds[ticker])[:, 0]),
+                            walk.schedule.horizon, as_lines(preds[ticker])) for ticker, df in frames.items()]
     out = pd.concat(parts, ignore_index=True)
     out.attrs["folds"] = pd.DataFrame([{"ticker": "(global)", **f.to_dict()} for f in walk.folds])
     return out

@@ -104,9 +104,37 @@ def new_net(config: ModelConfig, seed: int) -> nn.Module:
         return net_for(config)
 
 
-def new_fold_net(config: ModelConfig, k: int) -> nn.Module:
-    """Fold ``k``'s freshly initialised network (seeded with ``config.seed + k``)."""
-    return new_net(config, config.seed + k)
+def member_seed(base: int, member: int) -> int:
+    """The seed of an ensemble's member ``member`` of a fold seeded ``base``: member 0 is the single model's own
+    (``ensemble=1`` forecasts are those of one model, bit for bit); the others are distinct, within torch's range."""
+    return base if member == 0 else (base * 1_000_003 + member) % 2**63
+
+
+def new_fold_net(config: ModelConfig, k: int, member: int = 0) -> nn.Module:
+    """Fold ``k``'s freshly initialised network (seeded with ``config.seed + k``; ensemble members their own)."""
+    return new_net(config, member_seed(config.seed + k, member))
+
+
+def new_fold_nets(config: ModelConfig, k: int) -> list[nn.Module]:
+    """Fold ``k``'s ``config.ensemble`` freshly initialised networks."""
+    return [new_fold_net(config, k, m) for m in range(config.ensemble)]
+
+
+def fold_seeds(config: ModelConfig, k: int) -> list[int]:
+    return [member_seed(config.seed + k, m) for m in range(config.ensemble)]
+
+
+def validation_residuals(nets: list[nn.Module], data: FoldData, device: torch.device) -> np.ndarray | None:
+    """Realised minus predicted log return (the members' mean) on a fold's validation windows, in
+    log-return units: the scores its conformal interval is built from. None without a validation tail."""
+    if data.x_val is None or data.scaler is None:
+        return None
+    with torch.inference_mode():
+        scaled = [net.eval()(data.x_val.to(device))[:, 0].cpu().double().numpy() for net in nets]
+    forecast = np.mean([data.scaler.y_inverse(s) for s in scaled], axis=0) if len(nets) > 1 else \
+        data.scaler.y_inverse(scaled[0])
+    realized = data.scaler.y_inverse(data.y_val[:, 0].cpu().double().numpy())
+    return realized - forecast
 
 
 def train_network(
@@ -192,20 +220,27 @@ def train_networks_together(nets: list[nn.Module], cfg: ModelConfig, data: list[
 
 
 def train_cold_batch(config: ModelConfig, schedule: FoldSchedule, epochs: int, device: torch.device,
-                     folds: list[tuple]) -> list[tuple]:
+                     folds: list[tuple], residuals: bool = False) -> list[tuple]:
     """Train cold folds of one shape together, each on its own history: ``(k, closes up to its fold bar,
-    features up to it or None)``. Returns ``(k, net, scaler, history, seconds)`` per fold, seconds
+    features up to it or None)``; each fold's ``config.ensemble`` members are models of the same batch.
+    Returns ``(k, nets, scaler, histories, seconds, validation residuals or None)`` per fold, seconds
     being its preparation plus its share of the batch's training."""
     prepared = []
     for k, history, features in folds:
         t0 = time.perf_counter()
         data = fold_data(config, history, schedule.sample_bars(len(history) - 1), device, features)
-        prepared.append((k, new_fold_net(config, k), data, time.perf_counter() - t0))
+        prepared.append((k, new_fold_nets(config, k), data, time.perf_counter() - t0))
     t0 = time.perf_counter()
-    hists = train_networks_together([p[1] for p in prepared], config, [p[2] for p in prepared], epochs, device,
-                                    [config.seed + p[0] for p in prepared])
+    nets = [net for p in prepared for net in p[1]]
+    datas = [p[2] for p in prepared for _ in p[1]]
+    seeds = [seed for p in prepared for seed in fold_seeds(config, p[0])]
+    hists = train_networks_together(nets, config, datas, epochs, device, seeds)
     share = (time.perf_counter() - t0) / len(prepared)
-    return [(k, net, data.scaler, hist, prep + share) for (k, net, data, prep), hist in zip(prepared, hists)]
+    out, K = [], config.ensemble
+    for i, (k, members, data, prep) in enumerate(prepared):
+        scores = validation_residuals(members, data, device) if residuals else None
+        out.append((k, members, data.scaler, hists[i * K:(i + 1) * K], prep + share, scores))
+    return out
 
 
 def predict_log_returns(

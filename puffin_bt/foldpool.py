@@ -145,18 +145,18 @@ class FoldPool:
         self.pid = os.getpid()
         self._executor: ProcessPoolExecutor | None = None
 
-    def train(self, config, schedule, epochs: int, batches: list[list]) -> list[list[tuple]]:
+    def train(self, config, schedule, epochs: int, batches: list[list], residuals: bool = False) -> list[list[tuple]]:
         """``train_cold_batch`` for every batch, in the pool; results in batch order.
 
         A pool whose worker died (killed while idle, say) is replaced and the batches run once
         more; a second death is reported (a worker that dies on the work itself, e.g. out of memory).
         """
         try:
-            results = self._run(config, schedule, epochs, batches)
+            results = self._run(config, schedule, epochs, batches, residuals)
         except BrokenProcessPool:
             self.close()
             try:
-                results = self._run(config, schedule, epochs, batches)
+                results = self._run(config, schedule, epochs, batches, residuals)
             except BrokenProcessPool as exc:
                 self.close()  # the next walk-forward starts a fresh pool
                 raise PuffinError(
@@ -166,21 +166,24 @@ class FoldPool:
         out = []
         for batch in results:
             trained = []
-            for k, flat, scaler, hist, seconds in batch:
-                net = new_fold_net(config, k)
-                with torch.no_grad():
-                    torch.nn.utils.vector_to_parameters(torch.from_numpy(flat), net.parameters())
-                trained.append((k, net.eval(), scaler, hist, seconds))
+            for k, flats, scaler, hists, seconds, scores in batch:
+                nets = []
+                for member, flat in enumerate(flats):
+                    net = new_fold_net(config, k, member)
+                    with torch.no_grad():
+                        torch.nn.utils.vector_to_parameters(torch.from_numpy(flat), net.parameters())
+                    nets.append(net.eval())
+                trained.append((k, nets, scaler, hists, seconds, scores))
             out.append(trained)
         return out
 
-    def _run(self, config, schedule, epochs: int, batches: list[list]) -> list:
+    def _run(self, config, schedule, epochs: int, batches: list[list], residuals: bool) -> list:
         with quiet_fork_warning():
             if self._executor is None:
                 ctx = multiprocessing.get_context(start_method("cpu", self.threads))
                 self._executor = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=mark_worker)
-            futures = [self._executor.submit(_train_in_worker, config, schedule, epochs, self.threads, batch)
-                       for batch in batches]
+            futures = [self._executor.submit(_train_in_worker, config, schedule, epochs, self.threads, batch,
+                                             residuals) for batch in batches]
         return [future.result() for future in futures]
 
     def close(self, wait: bool = True) -> None:
@@ -189,8 +192,8 @@ class FoldPool:
             executor.shutdown(wait=wait, cancel_futures=True)
 
 
-def _train_in_worker(config, schedule, epochs: int, threads: int | None, batch: list) -> list[tuple]:
+def _train_in_worker(config, schedule, epochs: int, threads: int | None, batch: list, residuals: bool) -> list[tuple]:
     with torch_threads(threads or 1):
-        trained = train_cold_batch(config, schedule, epochs, torch.device("cpu"), batch)
-    return [(k, np.ascontiguousarray(torch.nn.utils.parameters_to_vector(net.parameters()).detach().numpy()),
-             scaler, hist, seconds) for k, net, scaler, hist, seconds in trained]
+        trained = train_cold_batch(config, schedule, epochs, torch.device("cpu"), batch, residuals)
+    return [(k, [np.ascontiguousarray(torch.nn.utils.parameters_to_vector(net.parameters()).detach().numpy())
+                 for net in nets], scaler, hists, seconds, scores) for k, nets, scaler, hists, seconds, scores in trained]

@@ -173,5 +173,8 @@ def check_panel(series: list[Series]) -> None:
 def make_global_walk_forward(cell: str = "lstm", on_fold=None, **options) -> GlobalWalkForward:
     """A ``GlobalWalkForward`` from flat walk-forward options, as ``make_walk_forward``."""
     walk = make_walk_forward(cell, on_fold, **options)
+    if walk.config.ensemble > 1 or walk.interval is not None:
+        raise ConfigError("ensemble and interval are not available with scope='global' yet; use them with "
+                          "scope='per_ticker'")
     return GlobalWalkForward(walk.config, walk.schedule, walk.epochs, walk.refit_epochs, walk.device, on_fold,
                              walk.threads)

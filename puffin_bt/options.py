@@ -258,6 +258,17 @@ _ALL: list[Option] = [
     Option("features", (), Features(),
            f"input features besides the returns, computed from each ticker's own bars: {describe_features()}",
            ("model",)),
+    Option("ensemble", 1, Int(1, 64),
+           "models per fold, independently seeded and trained together; pred_return is their mean, pred_std their "
+           "spread", ("model",)),
+    Option("interval", None, Float(0.0, 1.0, min_inclusive=False, max_inclusive=False, allow_none=True),
+           "coverage of a conformal prediction interval (pred_lo, pred_hi) from each fold's validation residuals, "
+           "e.g. 0.8 ('none': off)", ("uncertainty",)),
+    Option("interval_method", "split", Choice(("split", "aci")),
+           "split: each fold's residual quantile; aci: adaptive conformal inference, the level moved online by the "
+           "errors already realised", ("uncertainty",)),
+    Option("aci_gamma", 0.005, Float(0.0, 0.5, min_inclusive=False),
+           "adaptive conformal inference's step size", ("uncertainty",)),
     Option("device", "auto", Text(), "auto (GPU if present), cpu, cuda, cuda:N or mps", ("fit",)),
     Option("threads", 1, Int(1, none_words=("none",)),
            "torch intra-op threads while training/forecasting (1: fastest for these small nets, and robust when "
@@ -268,6 +279,13 @@ _ALL: list[Option] = [
     Option("entry", 0.005, Float(0.0, 1.0), "go long when pred_return > ENTRY", ("strategy",)),
     Option("exit", 0.005, Float(0.0, 1.0), "exit a long when pred_return < -EXIT", ("strategy",)),
     Option("allow_short", False, Flag(), "also go short when pred_return < -ENTRY", ("strategy",)),
+    Option("rule", "threshold", Choice(("threshold", "interval")),
+           "threshold: long when pred_return > entry, flat when < -exit; interval: long when pred_lo > entry, flat "
+           "when pred_hi < -exit (needs --interval)", ("strategy",)),
+    Option("sizing", "equal", Choice(("equal", "volatility", "confidence")),
+           "equal: weight x sleeve; volatility: less when the predicted volatility is above its median so far; "
+           "confidence: scaled by |pred_return| / interval width (needs --interval); never above equal",
+           ("strategy",)),
     Option("weight", None, Float(0.0, 1.0, min_inclusive=False, allow_none=True),
            "share of its ticker's sleeve (1/n of the capital plus its own P&L) a position takes (default 1 - reserve)",
            ("strategy",)),
@@ -323,7 +341,7 @@ _ALL: list[Option] = [
 ]
 
 OPTIONS: dict[str, Option] = {option.name: option for option in _ALL}
-GROUPS = {"forecast": ("model", "schedule", "fit")}
+GROUPS = {"forecast": ("model", "schedule", "fit", "uncertainty")}
 # The keyword options of backtest() (and of each tuning trial and the CLI's backtest command).
 BACKTEST_GROUPS = ("portfolio", "strategy", "rank", "broker", "execution", "data", "forecast")
 
@@ -478,7 +496,7 @@ class ModelConfig(OptionSet):
     """
 
     NAMES = ("cell", "hidden_dim", "num_layers", "dropout", "lookback", "horizon", "lr", "batch_size",
-             "weight_decay", "noise_level", "validation_split", "patience", "seed", "features")
+             "weight_decay", "noise_level", "validation_split", "patience", "seed", "features", "ensemble")
 
     def _default(self, name: str):
         return "lstm" if name == "cell" else OPTIONS[name].default
@@ -505,5 +523,5 @@ class ModelConfig(OptionSet):
 
 # The estimators (TradingLSTM/TradingGRU) take the model options plus these; the chapter fits
 # one model for 50 epochs where a walk-forward's first fold trains 10.
-ESTIMATOR_NAMES = tuple(n for n in ModelConfig.NAMES if n not in ("cell", "features")) + ("epochs", "device")
+ESTIMATOR_NAMES = tuple(n for n in ModelConfig.NAMES if n not in ("cell", "features", "ensemble")) + ("epochs", "device")
 ESTIMATOR_DEFAULTS = {**{name: OPTIONS[name].default for name in ESTIMATOR_NAMES}, "epochs": 50}

@@ -20,11 +20,12 @@ import torch
 from ._version import __version__
 from .errors import ConfigError
 from .files import atomic_write_bytes, default_cache_dir
+from .intervals import LINES
 from .walkforward import FoldRecord, WalkForward
 
 # Bump when a change to puffin_bt changes the forecasts themselves: entries made by other code
 # must not be read back as if this code had computed them.
-STORE_VERSION = 2
+STORE_VERSION = 3  # 3: entries hold the forecast lines (log return, spread, interval) and features count
 
 
 def fingerprint(walk: WalkForward, closes: np.ndarray, dates: np.ndarray | None = None,
@@ -46,11 +47,21 @@ def fingerprint(walk: WalkForward, closes: np.ndarray, dates: np.ndarray | None 
         "epochs": walk.epochs,
         "refit_epochs": walk.refit_epochs,
         "device": walk.device.type,
+        "uncertainty": {name: getattr(walk, name, None) for name in ("interval", "interval_method", "aci_gamma")},
         "puffin_bt": __version__,
         "torch": torch.__version__,
     }
     h.update(json.dumps(spec, sort_keys=True).encode())
     return h.hexdigest()
+
+
+def as_lines(values: np.ndarray) -> np.ndarray:
+    """Forecasts as lines (bars, 4: ``intervals.LINES``): predicted log returns alone get NaN for the rest."""
+    if values.ndim == 2:
+        return values
+    lines = np.full((len(values), len(LINES)), np.nan)
+    lines[:, 0] = values
+    return lines
 
 
 def global_keys(walk, series) -> dict[str, str]:
@@ -92,13 +103,14 @@ class ForecastStore:
         return self.root / f"{key}.npz"
 
     def load(self, key: str) -> tuple[np.ndarray, list[FoldRecord]] | None:
-        """The stored forecasts and folds, or None if absent or unreadable (then they are recomputed)."""
+        """The stored forecast lines (bars, 4: ``intervals.LINES``) and folds, or None if absent or unreadable
+        (then they are recomputed)."""
         if self.memory:
             return self._entries.get(key)
         path = self.path_for(key)
         try:
             with np.load(path, allow_pickle=False) as blob:
-                preds = np.array(blob["pred_log_return"], dtype=np.float64)
+                preds = as_lines(np.array(blob["pred_log_return"], dtype=np.float64))
                 folds = [FoldRecord(**f) for f in json.loads(str(blob["folds_json"]))]
         except FileNotFoundError:
             return None
@@ -107,12 +119,14 @@ class ForecastStore:
         return preds, folds
 
     def save(self, key: str, preds: np.ndarray, folds: list[FoldRecord]) -> Path | None:
+        """Store forecasts: the lines (bars, 4), or predicted log returns alone (bars,)."""
+        preds = as_lines(np.array(preds, dtype=np.float64))
         if self.memory:
-            self._entries[key] = (np.array(preds, dtype=np.float64), list(folds))
+            self._entries[key] = (preds, list(folds))
             return None
         self.root.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
-        np.savez(buf, pred_log_return=np.asarray(preds, dtype=np.float64),
+        np.savez(buf, pred_log_return=preds,
                  folds_json=np.array(json.dumps([f.to_dict() for f in folds])))
         path = self.path_for(key)
         atomic_write_bytes(path, buf.getvalue())
@@ -120,19 +134,24 @@ class ForecastStore:
 
     def forecasts(self, walk: WalkForward, closes: np.ndarray, dates=None, date_numbers=None,
                   features: np.ndarray | None = None) -> np.ndarray:
-        """Forecasts for every bar of ``closes``: from the store (``walk`` adopts the stored folds), or
-        computed by ``walk`` and stored."""
+        """Predicted log returns for every bar of ``closes``: from the store (``walk`` adopts the stored
+        folds), or computed by ``walk`` and stored."""
+        return self.forecast_lines(walk, closes, dates, date_numbers, features)[:, 0]
+
+    def forecast_lines(self, walk: WalkForward, closes: np.ndarray, dates=None, date_numbers=None,
+                       features: np.ndarray | None = None) -> np.ndarray:
+        """``forecasts`` with the uncertainty lines (bars, 4: ``intervals.LINES``)."""
         key = fingerprint(walk, closes, date_numbers, features)
         hit = self.load(key)
         if hit is not None and len(hit[0]) == len(closes):
             self.hits += 1
-            preds, folds = hit
+            lines, folds = hit
             walk.restore(folds)
-            return preds
+            return lines
         self.misses += 1
-        preds = walk.forecast_range(closes, 0, len(closes), dates, features=features)
-        self.save(key, preds, walk.folds)
-        return preds
+        lines = walk.forecast_lines(closes, 0, len(closes), dates, features=features)
+        self.save(key, lines, walk.folds)
+        return lines
 
     def global_forecasts(self, walk, series, dates=None) -> dict:
         """A global model's forecasts for every ticker of ``series``: from the store when all are there (``walk``
@@ -147,7 +166,7 @@ class ForecastStore:
         preds = walk.forecast_all(series, dates)
         for s in series:
             self.save(keys[s.name], preds[s.name], walk.folds)
-        return preds
+        return {name: as_lines(p) for name, p in preds.items()}
 
     def clear(self) -> int:
         """Delete every stored entry, and the temp files killed writers left behind

@@ -70,7 +70,7 @@ def run_task(task: ForecastTask) -> tuple[str, np.ndarray, list[dict], float]:
     walk = make_walk_forward(task.model, report, **task.options)
     dates = [num2date(x) for x in task.date_numbers]
     require_history(task.ticker, len(task.closes), walk.schedule.min_train)
-    preds = walk.forecast_range(task.closes, 0, len(task.closes), dates, features=task.features)
+    preds = walk.forecast_lines(task.closes, 0, len(task.closes), dates, features=task.features)
     return task.ticker, preds, [f.to_dict() for f in walk.folds], time.perf_counter() - started
 
 

@@ -23,8 +23,9 @@ from .batched import ENGINES, bytes_per_model
 from .checks import check_int
 from .errors import ConfigError, DataError
 from .features import check_feature_columns, frame_features
-from .fitting import fold_data, new_fold_net, predict_windows, train_network
+from .fitting import fold_data, predict_windows, train_prepared
 from .foldpool import FoldPool, resolve_fold_workers
+from .intervals import LINES, AdaptiveLevel, combine, conformal_half_width, half_width, min_residuals
 from .options import OPTIONS, ModelConfig, resolve
 from .schedule import FoldSchedule
 from .training import resolve_device, torch_threads
@@ -56,6 +57,7 @@ class FoldRecord:
     best_epoch: int | None
     seconds: float
     date: object = None
+    half_width: float | None = None  # the fold's conformal half-width (log return), when intervals are on
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -69,11 +71,26 @@ class WalkForwardResult:
 
     pred_log_return: np.ndarray
     folds: list[FoldRecord] = field(default_factory=list)
+    lines: np.ndarray | None = None  # (bars, 4): intervals.LINES
 
     @property
     def pred_return(self) -> np.ndarray:
-        """Predicted simple return over the next ``horizon`` bars."""
+        """Predicted simple return over the next ``horizon`` bars (an ensemble's: of its mean log return)."""
         return np.expm1(self.pred_log_return)
+
+    @property
+    def pred_std(self) -> np.ndarray:
+        """The ensemble members' spread (standard deviation of their simple returns); NaN for one model."""
+        return self.lines[:, 1]
+
+    @property
+    def pred_lo(self) -> np.ndarray:
+        """Lower bound of the conformal interval of the simple return (NaN when ``interval`` is off)."""
+        return self.lines[:, 2]
+
+    @property
+    def pred_hi(self) -> np.ndarray:
+        return self.lines[:, 3]
 
 
 class WalkForward:
@@ -106,6 +123,9 @@ class WalkForward:
         on_fold: Callable[[FoldRecord], None] | None = None,
         threads: int | None = 1,
         fold_workers: int | str | None = "auto",
+        interval: float | None = None,
+        interval_method: str = "split",
+        aci_gamma: float = 0.005,
     ) -> None:
         if schedule.lookback != config.lookback or schedule.horizon != config.horizon:
             raise ConfigError(
@@ -120,8 +140,17 @@ class WalkForward:
         self.threads = check_int("threads", threads, allow_none=True)
         self.fold_workers = OPTIONS["fold_workers"].check(fold_workers)
         self.on_fold = on_fold
-        self.net: torch.nn.Module | None = None
+        self.interval = OPTIONS["interval"].check(interval)
+        self.interval_method = OPTIONS["interval_method"].check(interval_method)
+        self.aci_gamma = OPTIONS["aci_gamma"].check(aci_gamma)
+        if self.interval is not None and config.validation_split == 0:
+            raise ConfigError(f"interval={self.interval} is fitted on each fold's validation residuals; "
+                              "validation_split=0 leaves none: use validation_split > 0")
+        self.nets: list[torch.nn.Module] = []  # the current fold's model(s): config.ensemble of them
         self.scaler = None
+        self.half_width: float | None = None  # the current fold's split-conformal half-width (log return)
+        self.scores: np.ndarray | None = None  # its validation residuals' magnitudes
+        self._aci = None if self.interval is None else AdaptiveLevel(1.0 - self.interval, self.aci_gamma)
         self.folds: list[FoldRecord] = []
         # Folds trained from scratch are independent models: they are trained with the batched
         # engine (together when several are due at once, e.g. in ``forecast_range``) and wait
@@ -138,6 +167,11 @@ class WalkForward:
     @property
     def current_fold(self) -> int:
         return len(self.folds) - 1
+
+    @property
+    def net(self) -> torch.nn.Module | None:
+        """The current fold's model (an ensemble's first member)."""
+        return self.nets[0] if self.nets else None
 
     def restore(self, folds: list[FoldRecord]) -> None:
         """Adopt the fold records of forecasts computed earlier (the forecast store's), reporting each
@@ -184,25 +218,31 @@ class WalkForward:
             )
         cfg = self.config
         started = time.perf_counter()
-        warm = self.refit_epochs is not None and self.net is not None
+        warm = self.refit_epochs is not None and bool(self.nets)
         sample_bars = self.schedule.sample_bars(bar)
         fold_features = None if features is None else features[: bar + 1]
-        extra = 0.0
+        extra, scores = 0.0, None
         if not warm and self.batched:
             if k not in self._ready:
                 self._train_cold([(k, history, fold_features)])
-            self.net, self.scaler, hist, extra = self._ready.pop(k)
+            self.nets, self.scaler, hists, extra, scores = self._ready.pop(k)
+            hist = hists[0]
             started = time.perf_counter()
-        elif warm and cfg.cell in WARM_ON_ENGINE:
-            data = fold_data(cfg, history, sample_bars, self.device, fold_features)
-            hist = fitting.train_networks_together([self.net], cfg, [data], self.refit_epochs, self.device, [cfg.seed + k])[0]
-            self.scaler = data.scaler
         else:
+            data = fold_data(cfg, history, sample_bars, self.device, fold_features)
             if not warm:
-                self.net = new_fold_net(cfg, k)
+                self.nets = fitting.new_fold_nets(cfg, k)
             epochs = self.refit_epochs if warm else self.epochs
-            self.scaler, hist = train_network(self.net, cfg, history, sample_bars, epochs, self.device, cfg.seed + k,
-                                              features=fold_features)
+            if len(self.nets) == 1 and warm and cfg.cell not in WARM_ON_ENGINE:  # one model: nn.LSTM's fused kernel
+                hist = train_prepared(self.nets[0], cfg, data, epochs, self.device, cfg.seed + k)
+            else:  # the batched engine: an ensemble's members continue together, each its own weights
+                hist = fitting.train_networks_together(self.nets, cfg, [data] * len(self.nets), epochs, self.device,
+                                                       fitting.fold_seeds(cfg, k))[0]
+            self.scaler = data.scaler
+            if self.interval is not None:
+                scores = fitting.validation_residuals(self.nets, data, self.device)
+        if self.interval is not None:
+            self._set_scores(scores, bar)
         if warm or not self.batched:
             self.training_seconds += time.perf_counter() - started
         sample_bars = self._samples(bar, fold_features)
@@ -222,6 +262,7 @@ class WalkForward:
             best_epoch=best,
             seconds=extra + time.perf_counter() - started,
             date=date,
+            half_width=self.half_width if self.interval is not None else None,
         )
         self.folds.append(record)
         if self.on_fold is not None:
@@ -244,6 +285,7 @@ class WalkForward:
         for k, history, features in folds:  # equal sample counts give equal tensor shapes
             groups.setdefault(len(self._samples(len(history) - 1, features)), []).append((k, history, features))
         max_batch, _ = self._batch_size_and_bytes()
+        max_batch = max(1, max_batch // cfg.ensemble)  # folds per batch: each brings its ensemble's members
         pool = self._pool
         spread = 1 if pool is None else pool.workers
         batches = []
@@ -251,14 +293,16 @@ class WalkForward:
             n_batches = max(-(-len(members) // max_batch), min(spread, len(members)))
             size = -(-len(members) // n_batches)  # even batches: 12 folds train as 6 + 6, not 8 + 4
             batches += [members[i:i + size] for i in range(0, len(members), size)]
+        residuals = self.interval is not None
         if pool is not None and len(batches) > 1:
-            results = pool.train(cfg, s, self.epochs, batches)
+            results = pool.train(cfg, s, self.epochs, batches, residuals)
             self.pooled_batches += len(batches)
         else:
-            results = [fitting.train_cold_batch(cfg, s, self.epochs, self.device, batch) for batch in batches]
+            results = [fitting.train_cold_batch(cfg, s, self.epochs, self.device, batch, residuals)
+                       for batch in batches]
         for batch in results:
-            for k, net, scaler, hist, seconds in batch:
-                self._ready[k] = (net, scaler, hist, seconds)
+            for k, nets, scaler, hists, seconds, scores in batch:
+                self._ready[k] = (nets, scaler, hists, seconds, scores)
         self.training_seconds += time.perf_counter() - started
 
     def forecast_range(self, closes: np.ndarray, start: int, end: int, dates=None,
@@ -271,6 +315,13 @@ class WalkForward:
         may be trained now, together with these (the indicator's ``oncestart`` asks for
         one bar, then ``once`` for the rest); each still sees only its own history.
         """
+        return self.forecast_lines(closes, start, end, dates, ahead, features)[:, 0]
+
+    def forecast_lines(self, closes: np.ndarray, start: int, end: int, dates=None,
+                       ahead: int | None = None, features: np.ndarray | None = None) -> np.ndarray:
+        """``forecast_range`` with the uncertainty lines: an array (bars, 4) of ``intervals.LINES``, the
+        predicted log return (an ensemble's mean), the members' spread and the interval's bounds (simple
+        returns; NaN when off)."""
         features = self._features(features, len(closes))
         with torch_threads(self.threads), self._fold_pool():
             return self._forecast_range(closes, start, end, dates, ahead, features)
@@ -311,7 +362,7 @@ class WalkForward:
                         ahead: int | None = None, features: np.ndarray | None = None) -> np.ndarray:
         closes = np.asarray(closes, dtype=np.float64)
         end = min(end, len(closes))
-        out = np.full(max(0, end - start), np.nan)
+        out = np.full((max(0, end - start), len(LINES)), np.nan)
         s = self.schedule
         bar = max(start, s.first_fold_bar)
         horizon = end if ahead is None else max(end, min(ahead, len(closes)))
@@ -362,11 +413,46 @@ class WalkForward:
             if feature_windows is not None:
                 part = self._complete(feature_windows[bar - first: stop - first], bar)
             t0 = time.perf_counter()
-            out[bar - start: stop - start] = predict_windows(self.net, self.scaler, windows[bar - first: stop - first],
-                                                             self.device, part)
+            out[bar - start: stop - start] = self._lines(windows[bar - first: stop - first], part,
+                                                         np.arange(bar, stop), closes)
             self.inference_seconds += time.perf_counter() - t0
             bar = stop
         return out
+
+    def _lines(self, windows: np.ndarray, feature_windows: np.ndarray | None, bars: np.ndarray,
+               closes: np.ndarray, offset: int = 0) -> np.ndarray:
+        """The lines of ``bars`` from the current fold: each member's forecast pass, their mean and spread,
+        and the interval (``closes[i]`` is bar ``offset + i``: the outcomes adaptive intervals learn from)."""
+        members = np.stack([predict_windows(net, self.scaler, windows, self.device, feature_windows)
+                            for net in self.nets])
+        log_return, spread = combine(members)
+        out = np.full((len(bars), len(LINES)), np.nan)
+        out[:, 0], out[:, 1] = log_return, spread
+        if self.interval is not None:
+            widths = self._half_widths(bars, log_return, closes, offset)
+            out[:, 2], out[:, 3] = np.expm1(log_return - widths), np.expm1(log_return + widths)
+        return out
+
+    def _half_widths(self, bars: np.ndarray, log_return: np.ndarray, closes: np.ndarray, offset: int) -> np.ndarray:
+        if self.interval_method == "split":
+            return np.full(len(bars), self.half_width)
+        aci, horizon, widths = self._aci, self.schedule.horizon, np.empty(len(bars))
+        for i, bar in enumerate(bars):
+            then, now = int(bar) - horizon - offset, int(bar) - offset
+            if then >= 0:  # the forecast made at bar - horizon is judged now, with the close of this bar
+                aci.learn(int(bar) - horizon, float(np.log(closes[now]) - np.log(closes[then])))
+            widths[i] = half_width(self.scores, aci.alpha)
+            aci.pending[int(bar)] = (float(log_return[i]), widths[i])
+        return widths
+
+    def _set_scores(self, residuals: np.ndarray | None, bar: int) -> None:
+        need = min_residuals(self.interval)
+        if residuals is None or len(residuals) < need:
+            got = 0 if residuals is None else len(residuals)
+            raise ConfigError(f"interval={self.interval} needs at least {need} validation residuals per fold; the "
+                              f"fold at bar {bar} has {got}: raise validation_split or train_window, or lower interval")
+        self.scores = np.sort(np.abs(np.asarray(residuals, dtype=np.float64)))
+        self.half_width = conformal_half_width(self.scores, self.interval)
 
     def _complete(self, feature_windows: np.ndarray, first_bar: int | None) -> np.ndarray:
         """Forecast windows must have every feature value: a gap after the warm-up is a DataError."""
@@ -385,38 +471,51 @@ class WalkForward:
 
         Retrains when t is a fold bar, then forecasts bar t from its last ``lookback + 1`` closes.
         """
+        return float(self.advance_lines(history, date, features)[0])
+
+    def advance_lines(self, history: np.ndarray, date=None, features: np.ndarray | None = None) -> np.ndarray:
+        """``advance`` with the uncertainty lines (``intervals.LINES``); the adaptive intervals need the
+        last ``max(lookback, horizon) + 1`` closes."""
         history = np.asarray(history, dtype=np.float64)
         bar = len(history) - 1
         if bar < self.schedule.first_fold_bar:
-            return math.nan
+            return np.full(len(LINES), np.nan)
         if self.schedule.is_fold_bar(bar):
             self.train_fold(check_prices(history, f"closes up to bar {bar}"), date, features)
         lookback = self.config.lookback
-        return self.forecast_tail(history[-(lookback + 1):], None if features is None else features[-lookback:], bar)
+        tail = history[-(max(lookback, self.schedule.horizon) + 1):]
+        return self.forecast_tail_lines(tail, None if features is None else features[-lookback:], bar)
 
     def forecast_tail(self, tail: np.ndarray, feature_tail: np.ndarray | None = None, bar: int | None = None) -> float:
         """Forecast from the current fold for the bar that ends ``tail`` (its last ``lookback + 1`` closes;
         ``feature_tail``: the last ``lookback`` feature rows; ``bar``: its number, for messages)."""
-        if self.net is None:
+        return float(self.forecast_tail_lines(tail, feature_tail, bar)[0])
+
+    def forecast_tail_lines(self, tail: np.ndarray, feature_tail: np.ndarray | None = None,
+                            bar: int | None = None) -> np.ndarray:
+        """``forecast_tail`` with the uncertainty lines (``intervals.LINES``)."""
+        if not self.nets:
             raise ConfigError("no fold has been trained yet; call train_fold (or advance) at the first fold bar")
         lookback = self.config.lookback
-        tail = check_prices(np.asarray(tail, dtype=np.float64)[-(lookback + 1):], "the last closes")
+        tail = np.asarray(tail, dtype=np.float64)
+        check_prices(tail[-(lookback + 1):], "the last closes")
         feature_tail = self._features(feature_tail, lookback)
         windows = None
         if feature_tail is not None:
             windows = self._complete(feature_tail[-lookback:][None], bar)
         t0 = time.perf_counter()
         with torch_threads(self.threads):
-            x = window_inputs(returns_of(tail), np.array([lookback]), lookback)
-            pred = float(predict_windows(self.net, self.scaler, x, self.device, windows)[0])
+            x = window_inputs(returns_of(tail[-(lookback + 1):]), np.array([lookback]), lookback)
+            at = len(tail) - 1 if bar is None else bar
+            lines = self._lines(x, windows, np.array([at]), tail, offset=at - len(tail) + 1)[0]
         self.inference_seconds += time.perf_counter() - t0
-        return pred
+        return lines
 
     def run(self, closes, dates=None, features: np.ndarray | None = None) -> WalkForwardResult:
         """Walk forward over a whole series of closes (oldest first), with its feature rows if any."""
         closes = as_prices(closes, name="closes", min_length=self.schedule.min_train)
-        preds = self.forecast_range(closes, 0, len(closes), dates, features=features)
-        return WalkForwardResult(preds, list(self.folds))
+        lines = self.forecast_lines(closes, 0, len(closes), dates, features=features)
+        return WalkForwardResult(lines[:, 0], list(self.folds), lines)
 
 
 # Cold folds trained together at most: past ~8 the working set leaves the caches (bench/README.md,
@@ -443,7 +542,7 @@ def make_walk_forward(cell: str = "lstm", on_fold: Callable[[FoldRecord], None] 
     config = ModelConfig(cell=cell, **{name: p[name] for name in ModelConfig.NAMES if name != "cell"})
     schedule = FoldSchedule(**{name: p[name] for name in FoldSchedule.NAMES})
     return WalkForward(config, schedule, p["epochs"], p["refit_epochs"], p["device"], on_fold, p["threads"],
-                       p["fold_workers"])
+                       p["fold_workers"], p["interval"], p["interval_method"], p["aci_gamma"])
 
 
 def require_history(name: str, n_bars: int, min_train: int) -> None:

@@ -2,8 +2,8 @@
 
 from .buy_and_hold import BuyAndHold
 from .forecast_rank import ForecastRankStrategy, rank_targets
-from .forecast_threshold import ForecastThresholdStrategy, TradeLog, threshold_target
+from .forecast_threshold import ForecastThresholdStrategy, TradeLog, interval_target, threshold_target
 from .sleeves import Sleeves
 
 __all__ = ["BuyAndHold", "ForecastRankStrategy", "ForecastThresholdStrategy", "Sleeves", "TradeLog", "rank_targets",
-           "threshold_target"]
+           "interval_target", "threshold_target"]

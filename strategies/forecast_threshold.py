@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 
 import backtrader as bt
+import numpy as np
 
 from puffin_bt.adapters.indicators import ForecastPrice, forecast_indicators
+from puffin_bt.errors import ConfigError
 from puffin_bt.options import OPTIONS, defaults
 
 from .sleeves import Sleeves
@@ -34,6 +36,27 @@ def threshold_target(pred: float, position: float, entry: float, exit: float, al
     if position > 0 and pred < -exit:
         return 0.0
     if position < 0 and pred > exit:
+        return 0.0
+    return math.copysign(weight, position) if position else 0.0
+
+
+def interval_target(lo: float, hi: float, position: float, entry: float, exit: float, allow_short: bool,
+                    weight: float) -> float:
+    """The interval rule as a pure function: long only when the whole prediction interval clears the entry
+    threshold (``pred_lo > entry``), flat when it lies below ``-exit`` (``pred_hi < -exit``); shorts mirror.
+
+    >>> interval_target(0.006, 0.02, 0, 0.005, 0.005, False, 0.5)    # the interval clears +entry: long
+    0.5
+    >>> interval_target(-0.001, 0.02, 0, 0.005, 0.005, False, 0.5)   # pred may be high, the interval does not clear
+    0.0
+    """
+    if lo > entry:
+        return weight
+    if allow_short and hi < -entry:
+        return -weight
+    if position > 0 and hi < -exit:
+        return 0.0
+    if position < 0 and lo > exit:
         return 0.0
     return math.copysign(weight, position) if position else 0.0
 
@@ -77,6 +100,12 @@ class ForecastThresholdStrategy(TradeLog, bt.Strategy):
       - ``forecast_kwargs``: dict passed to each indicator (lookback, retrain_every, epochs, ...).
       - ``entry`` / ``exit``: thresholds on ``pred_return`` (default 0.005 each).
       - ``allow_short``: also go short when ``pred_return < -entry``.
+      - ``rule``: ``"threshold"`` (the chapter's, on ``pred_return``) or ``"interval"`` (long when
+        ``pred_lo > entry``, flat when ``pred_hi < -exit``: needs the indicators' ``interval``).
+      - ``sizing``: ``"equal"`` (``weight`` of the sleeve), ``"volatility"`` (scaled down by the predicted
+        volatility over its median so far: the interval's half-width, else the ensemble's spread, else the
+        last 20 returns' standard deviation) or ``"confidence"`` (scaled by ``|pred_return|`` / interval
+        width); never above ``weight``.
       - ``weight``: the share of its sleeve a position takes; None = ``1 - reserve``.
       - ``reserve``: share of each sleeve kept in cash so next-open gaps and commissions
         don't get orders rejected (default 0.02).
@@ -100,7 +129,13 @@ class ForecastThresholdStrategy(TradeLog, bt.Strategy):
         for name in defaults("strategy"):
             OPTIONS[name].check(getattr(p, name))
         OPTIONS["scope"].check(p.scope)
-        self.forecasts = forecast_indicators(self.datas, p.model, dict(p.forecast_kwargs or {}), p.scope)
+        kwargs = dict(p.forecast_kwargs or {})
+        if (p.rule == "interval" or p.sizing == "confidence") and kwargs.get("interval") is None and \
+                isinstance(p.model, str):
+            what = "rule='interval'" if p.rule == "interval" else "sizing='confidence'"
+            raise ConfigError(f"{what} trades on the prediction interval: give the forecasts one, e.g. "
+                              "forecast_kwargs={'interval': 0.8} (CLI --interval 0.8)")
+        self.forecasts = forecast_indicators(self.datas, p.model, kwargs, p.scope)
         for data, fc in self.forecasts.items():
             fc.plotinfo.plothlines = [p.entry, -p.exit]
             fc.plotinfo.plotname = f"{data._name or 'data'} forecast"
@@ -108,14 +143,34 @@ class ForecastThresholdStrategy(TradeLog, bt.Strategy):
                 ForecastPrice(fc, plotmaster=data)
         self.weight = p.weight if p.weight is not None else 1.0 - p.reserve
         self.sleeves = Sleeves(self.datas)
+        self._vols: dict = {data: [] for data in self.datas}  # predicted volatility seen so far, per data
         self.orders_rejected: list[dict] = []
         self._pending: dict = {}
         self._init_trade_log()
 
-    def target_for(self, pred: float, position: float) -> float:
-        """The target weight after seeing ``pred`` with a current position of sign ``position``."""
+    def target_for(self, pred: float, position: float, lo: float = math.nan, hi: float = math.nan) -> float:
+        """The target weight after seeing ``pred`` (and its interval) with a current position of sign ``position``."""
         p = self.p
+        if p.rule == "interval":
+            return interval_target(lo, hi, position, p.entry, p.exit, p.allow_short, self.weight)
         return threshold_target(pred, position, p.entry, p.exit, p.allow_short, self.weight)
+
+    def scale_for(self, data, fc, pred: float, lo: float, hi: float) -> float:
+        """The sizing's multiplier of the target weight, in [0, 1]."""
+        if self.p.sizing == "confidence":
+            width = hi - lo
+            return min(1.0, abs(pred) / width) if width > 0 else 1.0
+        if self.p.sizing == "volatility":
+            vol = (hi - lo) / 2 if math.isfinite(hi - lo) else getattr(fc, "pred_std", [math.nan])[0]
+            if not math.isfinite(vol):
+                closes = np.asarray(data.close.get(size=21), dtype=float)
+                vol = float(np.std(np.diff(closes) / closes[:-1])) if len(closes) > 2 else math.nan
+            seen = self._vols[data]
+            if not math.isfinite(vol) or vol <= 0:
+                return 1.0
+            seen.append(vol)
+            return min(1.0, float(np.median(seen)) / vol)
+        return 1.0
 
     def start(self) -> None:
         self.sleeves.start(self.broker.startingcash)
@@ -134,11 +189,13 @@ class ForecastThresholdStrategy(TradeLog, bt.Strategy):
             pred = fc.pred_return[0]
             if math.isnan(pred):
                 continue
+            lo, hi = (fc.pred_lo[0], fc.pred_hi[0]) if hasattr(fc.lines, "pred_lo") else (math.nan, math.nan)
+            scale = self.scale_for(data, fc, pred, lo, hi) if self.p.sizing != "equal" else 1.0
             size = self.getposition(data).size
-            target = self.target_for(pred, size)
+            target = self.target_for(pred, size, lo, hi)
             if (target > 0) == (size > 0) and (target < 0) == (size < 0):
                 continue
-            order = self.order_target_size(data, target=self.sleeves.size_for(data, target, size))
+            order = self.order_target_size(data, target=self.sleeves.size_for(data, target * scale, size))
             if order is not None:
                 self._pending[data] = order
 

@@ -20,7 +20,9 @@ from ..checks import check_known
 from ..errors import ConfigError, DataError
 from ..features import check_feature_columns, compute_features, feature_lag
 from ..globalmodel import Series, make_global_walk_forward
+from ..intervals import LINES
 from ..options import forecast_defaults
+from ..store import as_lines
 from ..walkforward import make_walk_forward, require_history
 
 # Indicator params: the walk-forward options plus where results go.
@@ -33,8 +35,10 @@ class ForecastIndicator(bt.Indicator):
     ``LSTMForecast`` / ``GRUForecast``.
 
     Lines: ``pred_return`` (predicted simple return from this bar's close to
-    ``horizon`` bars later) and ``pred_price`` (``close * (1 + pred_return)``).
-    Bars before the first fold (``min_train`` bars) are NaN.
+    ``horizon`` bars later; with ``ensemble=K`` the members' mean), ``pred_price``
+    (``close * (1 + pred_return)``), ``pred_std`` (the ensemble members' spread; NaN for one
+    model) and ``pred_lo``/``pred_hi`` (the conformal interval with ``interval=0.8``, say; NaN when
+    off). Bars before the first fold (``min_train`` bars) are NaN.
 
     ``store`` (a ``ForecastStore``) serves runonce forecasts from disk when the data
     and every model option match a previous run; event-driven modes always compute.
@@ -56,12 +60,15 @@ class ForecastIndicator(bt.Indicator):
     """
 
     cell = "lstm"
-    lines = ("pred_return", "pred_price")
+    lines = ("pred_return", "pred_price", "pred_std", "pred_lo", "pred_hi")
     params = FORECAST_PARAMS
     plotinfo = dict(subplot=True, plotname="forecast", plothlines=[0.005, -0.005], plotyhlines=[0.0])
     plotlines = dict(
         pred_return=dict(_name="pred return", color="tab:purple"),
         pred_price=dict(_plotskip=True),
+        pred_std=dict(_plotskip=True),
+        pred_lo=dict(_name="interval", color="tab:purple", ls=":", lw=0.8, alpha=0.6),
+        pred_hi=dict(_name="", color="tab:purple", ls=":", lw=0.8, alpha=0.6),
     )
 
     def __init__(self) -> None:
@@ -142,20 +149,16 @@ class ForecastIndicator(bt.Indicator):
             if self._stored is None:
                 closes_all = np.asarray(self._close.array, dtype=np.float64)
                 date_numbers = np.asarray(self.data.datetime.array) if hasattr(self.data, "datetime") else None
-                self._stored = self.p.store.forecasts(self.walk, closes_all, self._dates(), date_numbers,
-                                                      self._feature_rows(None))
-            preds = self._stored[start:end]
+                self._stored = self.p.store.forecast_lines(self.walk, closes_all, self._dates(), date_numbers,
+                                                           self._feature_rows(None))
+            lines = self._stored[start:end]
         else:
             # Cold folds of the whole preloaded series are trained together from the first call
             # (oncestart asks for one bar): WalkForward cuts each fold's history at its own bar.
             closes_all = np.asarray(self._close.array, dtype=np.float64)
-            preds = self.walk.forecast_range(closes_all, start, end, self._dates(), ahead=len(closes_all),
+            lines = self.walk.forecast_lines(closes_all, start, end, self._dates(), ahead=len(closes_all),
                                              features=self._feature_rows(None))
-        # Written slice by slice (Backtrader sized the lines for every bar before calling once).
-        pred_return = np.expm1(preds)
-        closes = np.asarray(self._close.array[start:end], dtype=np.float64)
-        self.lines.pred_return.array[start:end] = array("d", pred_return.tobytes())
-        self.lines.pred_price.array[start:end] = array("d", (closes * (1.0 + pred_return)).tobytes())
+        _write_lines(self, lines, start, end)
 
     def next(self) -> None:
         bar = len(self) - 1
@@ -166,10 +169,11 @@ class ForecastIndicator(bt.Indicator):
         if fold:
             date = self.data.datetime.datetime(0) if hasattr(self.data, "datetime") else None
             self.walk.train_fold(history, date, features)
-        pred_return = math.expm1(self.walk.forecast_tail(history, None if features is None else features[-lookback:],
-                                                         bar))
-        self.lines.pred_return[0] = pred_return
-        self.lines.pred_price[0] = self._close[0] * (1.0 + pred_return)
+        if self.walk.interval_method == "aci" and self.walk.interval is not None:  # learns from past outcomes
+            history = np.asarray(self._close.get(size=min(bar + 1, max(lookback, self.config.horizon) + 1)),
+                                 dtype=np.float64)
+        lines = self.walk.forecast_tail_lines(history, None if features is None else features[-lookback:], bar)
+        _write_bar(self, lines)
 
 
 def _input_names(objects) -> tuple[str, ...]:
@@ -190,6 +194,27 @@ def _input_names(objects) -> tuple[str, ...]:
             name += "'"
         names.append(name)
     return tuple(names)
+
+
+def _write_lines(indicator, lines: np.ndarray, start: int, end: int) -> None:
+    """runonce: an indicator's lines for bars start .. end-1 from forecast lines (``intervals.LINES``), written
+    slice by slice (Backtrader sized the lines for every bar before calling once)."""
+    pred_return = np.expm1(lines[:, 0])
+    closes = np.asarray(indicator._close.array[start:end], dtype=np.float64)
+    out = indicator.lines
+    out.pred_return.array[start:end] = array("d", pred_return.tobytes())
+    out.pred_price.array[start:end] = array("d", (closes * (1.0 + pred_return)).tobytes())
+    for j, line in ((1, out.pred_std), (2, out.pred_lo), (3, out.pred_hi)):
+        line.array[start:end] = array("d", np.ascontiguousarray(lines[:, j]).tobytes())
+
+
+def _write_bar(indicator, lines: np.ndarray) -> None:
+    """Event-driven: this bar's lines."""
+    pred_return = math.expm1(lines[0])
+    out = indicator.lines
+    out.pred_return[0] = pred_return
+    out.pred_price[0] = indicator._close[0] * (1.0 + pred_return)
+    out.pred_std[0], out.pred_lo[0], out.pred_hi[0] = (float(v) for v in lines[1:])
 
 
 class _LazyDates:
@@ -264,7 +289,7 @@ class ForecastGroup:
         return Series(member.name, dates, closes, features)
 
     def forecasts(self, member) -> np.ndarray:
-        """runonce: this member's predicted log returns for every preloaded bar."""
+        """runonce: this member's forecast lines (``intervals.LINES``) for every preloaded bar."""
         if self._preds is None:
             series = [self._series(m) for m in self.members]
             for s in series:
@@ -273,11 +298,11 @@ class ForecastGroup:
                 self._preds = self.store.global_forecasts(self.walk, series, bt.num2date)
             else:
                 self._preds = self.walk.forecast_all(series, bt.num2date)
-        return self._preds[member.name]
+        return as_lines(self._preds[member.name])
 
-    def step(self, member) -> float | None:
+    def step(self, member) -> np.ndarray | None:
         """Event-driven: train a fold when the strategy's date is a fold date, then forecast this member's
-        bar; None when its data has no bar today."""
+        bar (its lines); None when its data has no bar today."""
         now = float(member._owner.datetime[0])
         if not self._seen or now > self._seen[-1]:
             self._seen.append(now)
@@ -292,21 +317,24 @@ class ForecastGroup:
         if not len(data) or float(data.datetime[0]) != now:
             return None
         lookback = self.config.lookback
+        lines = np.full(len(LINES), np.nan)
         if not self.walk.folds or len(data) <= lookback:
-            return math.nan
+            return lines
         s = self._series(member, min(len(data), lookback + 1 + self.lag))
         bar = len(s.closes) - 1
-        return float(self.walk.forecast(member.name, s.closes, np.array([bar]), s.features)[0])
+        lines[0] = self.walk.forecast(member.name, s.closes, np.array([bar]), s.features)[0]
+        return lines
 
 
 class GlobalForecast(bt.Indicator):
     """One data's forecast from the strategy's shared global model (``ForecastGroup``): the same lines
     as ``ForecastIndicator`` (``pred_return``, ``pred_price``), NaN until a fold includes the data."""
 
-    lines = ("pred_return", "pred_price")
+    lines = ("pred_return", "pred_price", "pred_std", "pred_lo", "pred_hi")
     params = (("group", None), ("horizon", 1))
     plotinfo = dict(subplot=True, plotname="global forecast", plothlines=[0.005, -0.005], plotyhlines=[0.0])
-    plotlines = dict(pred_return=dict(_name="pred return", color="tab:purple"), pred_price=dict(_plotskip=True))
+    plotlines = dict(pred_return=dict(_name="pred return", color="tab:purple"), pred_price=dict(_plotskip=True),
+                     pred_std=dict(_plotskip=True), pred_lo=dict(_plotskip=True), pred_hi=dict(_plotskip=True))
 
     def __init__(self) -> None:
         if not isinstance(self.p.group, ForecastGroup):
@@ -332,19 +360,12 @@ class GlobalForecast(bt.Indicator):
         return out
 
     def once(self, start: int, end: int) -> None:
-        preds = self.p.group.forecasts(self)[start:end]
-        pred_return = np.expm1(preds)
-        closes = np.asarray(self._close.array[start:end], dtype=np.float64)
-        self.lines.pred_return.array[start:end] = array("d", pred_return.tobytes())
-        self.lines.pred_price.array[start:end] = array("d", (closes * (1.0 + pred_return)).tobytes())
+        _write_lines(self, self.p.group.forecasts(self)[start:end], start, end)
 
     def next(self) -> None:
-        pred = self.p.group.step(self)
-        if pred is None:
-            return
-        pred_return = math.expm1(pred)
-        self.lines.pred_return[0] = pred_return
-        self.lines.pred_price[0] = self._close[0] * (1.0 + pred_return)
+        lines = self.p.group.step(self)
+        if lines is not None:
+            _write_bar(self, lines)
 
 
 def _calendar_date(group: ForecastGroup, record) -> float | None:
