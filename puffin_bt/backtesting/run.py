@@ -278,7 +278,12 @@ def _forecasts_and_folds(strat) -> tuple[pd.DataFrame, pd.DataFrame]:
         n = len(data)
         closes = np.asarray(data.close.array[:n])
         dates = [bt.num2date(x) for x in data.datetime.array[:n]]
-        forecasts.append(forecast_frame(name, dates, closes, np.asarray(fc.pred_return.array[:n]), fc.p.horizon))
+        extra = None
+        if hasattr(fc.lines, "pred_lo"):  # the uncertainty lines, where computed
+            extra = np.column_stack([np.full(n, np.nan)] + [np.asarray(getattr(fc.lines, line).array[:n])
+                                                            for line in ("pred_std", "pred_lo", "pred_hi")])
+        forecasts.append(forecast_frame(name, dates, closes, np.asarray(fc.pred_return.array[:n]), fc.p.horizon,
+                                        extra))
         if isinstance(fc, GlobalForecast):  # one model for all: its folds once, bar = the calendar position
             if not folds:
                 folds.extend({"ticker": "(global)", **f.to_dict()} for f in fc.p.group.walk.folds)
