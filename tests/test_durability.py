@@ -33,7 +33,7 @@ import torch
 from puffin_bt.data import load_prices
 from puffin_bt.errors import CheckpointError, NetworkError
 from puffin_bt.forecaster import TradingLSTM
-from puffin_bt.store import ForecastStore
+from puffin_bt.store import ForecastStore, as_lines
 from puffin_bt.walkforward import FoldRecord
 
 REPO = Path(__file__).resolve().parent.parent
@@ -181,10 +181,12 @@ class Expected:
             except FileNotFoundError:
                 return None
             for i, (p, f) in self.payloads.items():
-                if np.array_equal(preds, p) and folds == [r.to_dict() for r in f]:
+                lines = as_lines(np.asarray(p, dtype=np.float64))  # what the store keeps: the forecast lines
+                if np.array_equal(preds, lines, equal_nan=True) and folds == [r.to_dict() for r in f]:
                     if not racing:
                         loaded = ForecastStore(self.root).load(STORE_KEY)
-                        assert loaded is not None and np.array_equal(loaded[0], p) and loaded[1] == f
+                        assert loaded is not None and np.array_equal(loaded[0], lines, equal_nan=True)
+                        assert loaded[1] == f
                     return i
             pytest.fail(f"store entry {target} holds neither payload")
         if self.mode == "cache":
