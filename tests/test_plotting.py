@@ -323,11 +323,11 @@ def test_plot_forecasts(headless, tmp_path):
 # ------------------------------------------------------------------------------- backend choice
 
 
-def _run_python(code: str, **env_overrides) -> str:
+def _run_python(code: str, argv: list[str] = (), **env_overrides) -> str:
     env = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", "DISPLAY", "WAYLAND_DISPLAY")}
     env.update(env_overrides)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *argv], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip().splitlines()[-1]
@@ -370,3 +370,88 @@ def test_display_without_choice_does_not_force_agg():
         print(calls)
     """, DISPLAY=":99")
     assert out == "[]"
+
+
+# ------------------------------------------------------------------- Backtrader's own cerebro.plot()
+
+CEREBRO_PLOT = """
+    import datetime as dt, json, sys
+    import backtrader as bt
+    import numpy as np
+    import pandas as pd
+    import {module}
+    from puffin_bt.data import load_sample
+
+    class SmaCross(bt.Strategy):
+        def __init__(self):
+            self.sma = bt.ind.SMA(self.data0, period=20)
+
+        def next(self):
+            if not self.position and self.data0.close[0] > self.sma[0]:
+                self.buy(size=10)
+            elif self.position and self.data0.close[0] < self.sma[0]:
+                self.close()
+
+    def run(frame, fmt, **plot_kwargs):
+        cerebro = bt.Cerebro()
+        cerebro.adddata(bt.feeds.PandasData(dataname=frame, **({{"timeframe": bt.TimeFrame.Minutes}} if fmt != "%Y-%m-%d" else {{}})), name="X")
+        cerebro.addstrategy(SmaCross)
+        cerebro.run()
+        figs = cerebro.plot(**plot_kwargs)
+        fig = figs[0][0]
+        path = sys.argv[1] + f"/cerebro_{{len(plot_kwargs)}}_{{len(fmt)}}.png"
+        fig.savefig(path, dpi=60)
+        fig.canvas.draw()
+        bottom = min(fig.axes, key=lambda ax: ax.get_position().y0)
+        shown = [t for t in bottom.get_xticklabels() if t.get_visible() and t.get_text()]
+        boxes = [t.get_window_extent() for t in shown]
+        overlap = any(a.x1 > b.x0 for a, b in zip(boxes, boxes[1:]))
+        days = [dt.datetime.strptime(t.get_text(), fmt) for t in shown]
+        return fig, {{"labels": [t.get_text() for t in shown], "in_range": all(frame.index[0] <= d <= frame.index[-1] for d in days),
+                      "overlap": overlap, "path": path}}
+
+    import matplotlib
+    daily = load_sample(["AAPL"], start="2012-01-01", end="2012-12-31")["AAPL"]
+    first, a = run(daily, "%Y-%m-%d")
+    second, b = run(daily, "%Y-%m-%d", fmt_x_ticks=None)  # Backtrader's None meant the wrong epoch (year ~3990)
+    t = pd.date_range("2024-03-04 09:30", periods=300, freq="5min")
+    px = 100 + np.cumsum(np.sin(np.arange(300) / 7))
+    intraday = pd.DataFrame({{"open": px, "high": px + 0.2, "low": px - 0.2, "close": px, "volume": 1000.0}}, index=t)
+    _, c = run(intraday, "%Y-%m-%d %H:%M")
+    print(json.dumps({{"backend": matplotlib.get_backend().lower(), "same_figure": first is second,
+                      "axes": [len(first.axes), len(second.axes)], "runs": [a, b, c]}}))
+"""
+
+
+@pytest.mark.parametrize("module", ["puffin_bt", "strategies"])
+def test_backtraders_own_cerebro_plot_works_headless_with_dates(module, tmp_path):
+    """A Backtrader user's ``cerebro.plot()`` on a machine without a display (no DISPLAY, no MPLBACKEND): without
+    puffin_bt, ``backtrader.plot`` forces TkAgg and fails; with it imported, Agg, real dates, usable figures."""
+    import json
+
+    found = json.loads(_run_python(CEREBRO_PLOT.format(module=module), argv=[str(tmp_path)]))
+    assert found["backend"] == "agg"
+    assert not found["same_figure"] and found["axes"][0] == found["axes"][1]  # the second plot did not draw into the first
+    for run in found["runs"]:
+        assert len(run["labels"]) >= 3, run
+        assert run["in_range"] and not run["overlap"], run
+        assert Path(run["path"]).stat().st_size > 10_000
+    assert all(":" in label for label in found["runs"][2]["labels"])  # intraday bars: times, not 00:00 dates
+
+
+def test_cerebro_plot_keeps_a_notebook_kernels_backend():
+    """In a Jupyter kernel (MPLBACKEND set by ipykernel) Backtrader's ``iplot=True`` would switch to nbagg."""
+    out = _run_python("""
+        import sys, types
+        sys.modules["ipykernel"] = types.ModuleType("ipykernel")  # what Backtrader looks for
+        import backtrader as bt, matplotlib
+        import puffin_bt
+        from puffin_bt.data import load_sample
+        cerebro = bt.Cerebro()
+        cerebro.adddata(bt.feeds.PandasData(dataname=load_sample(["IBM"], start="2012-06-01")["IBM"]))
+        cerebro.addstrategy(bt.Strategy)
+        cerebro.run()
+        figs = cerebro.plot()
+        print(matplotlib.get_backend().lower(), len(figs[0]))
+    """, MPLBACKEND="svg")
+    assert out == "svg 1"
