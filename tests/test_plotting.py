@@ -394,7 +394,8 @@ CEREBRO_PLOT = """
 
     def run(frame, fmt, **plot_kwargs):
         cerebro = bt.Cerebro()
-        cerebro.adddata(bt.feeds.PandasData(dataname=frame, **({{"timeframe": bt.TimeFrame.Minutes}} if fmt != "%Y-%m-%d" else {{}})), name="X")
+        minutes = {{"timeframe": bt.TimeFrame.Minutes}} if fmt != "%Y-%m-%d" else {{}}
+        cerebro.adddata(bt.feeds.PandasData(dataname=frame, **minutes), name="X")
         cerebro.addstrategy(SmaCross)
         cerebro.run()
         figs = cerebro.plot(**plot_kwargs)
