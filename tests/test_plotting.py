@@ -650,3 +650,11 @@ def test_plot_trades_html_renders_in_chromium(sma_run, tmp_path):
     assert found["tabs"] == ["Portfolio", "BRK/B", "data1"] and found["active"] == "data1"
     assert found["canvases"] > 0 and found["hover"] == "ok"
     assert js_errors(console) == []
+
+
+def test_html_thresholds_of_a_strategy_without_entry_params_are_the_indicators_lines(long_run):
+    strat = long_run[0]
+    inputs = html_inputs(strat, strat.datas)
+    assert (inputs["entry"], inputs["exit"]) == (0.005, 0.005)  # LSTMForecast's plothlines
+    assert inputs["rule"] == "threshold lines at +0.50% / -0.50% (the forecast indicator's plothlines)"
+    assert len(inputs["folds"]) == len(strat.fc.folds) and len(inputs["trades"]) == len(round_trips(strat))
