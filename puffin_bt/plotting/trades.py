@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..adapters.compat import prepare_matplotlib
-from ..adapters.positions import data_names
+from ..adapters.positions import data_names, open_positions, round_trips
 from ..errors import ConfigError, PuffinError
 from .common import check_fmt, check_positive, new_fignum, release, safe_name
 from .html import HTML_UNAVAILABLE, html_available, write_trades_html
@@ -334,7 +334,7 @@ def _style_axes(panels: _Panels) -> None:
 
 
 def _log_prices(panels: _Panels, data) -> bool:
-    """A log price axis when the prices in view span more than ``_LOG_SPAN`` times (plain-number ticks)."""
+    """A log price axis when the data's prices span more than ``_LOG_SPAN`` times (plain-number ticks)."""
     import matplotlib.ticker as mticker
     import numpy as np
 
@@ -377,8 +377,6 @@ def _trips_on_price(panels: _Panels, strat, data) -> list:
     import pandas as pd
     from matplotlib.collections import LineCollection
     from matplotlib.lines import Line2D
-
-    from ..adapters.positions import open_positions, round_trips
 
     for line in panels.price.lines:  # Backtrader's BuySell markers
         if line.get_label().split("\n")[-1] in ("buy", "sell") and line.get_marker() in ("^", "v"):
@@ -500,7 +498,9 @@ def plot_trades(cerebro, out_dir=None, strategy=None, dpi=110, width=14, height=
     indicator's subplot shows ``pred_return`` with the +-threshold lines, its forecast
     price overlays the price panel, and retrain bars (``indicator.folds``) are dashed
     vertical lines there. Strategy-wide observers (cash/value, trades) are shown only
-    when there is a single data.
+    when there is a single data. Long histories stay readable: a log price axis when the
+    prices span more than 10x, retrains as a strip of ticks beyond 40 of them, and beyond
+    150 buy/sell markers the round trips coloured on the price line (won, lost, open).
 
     Args:
         cerebro: a ``bt.Cerebro`` after ``run()`` (exactbars=0).
