@@ -456,11 +456,13 @@ CEREBRO_PLOT = """
     daily = load_sample(["AAPL"], start="2012-01-01", end="2012-12-31")["AAPL"]
     first, a = run(daily, "%Y-%m-%d")
     second, b = run(daily, "%Y-%m-%d", fmt_x_ticks=None)  # Backtrader's None meant the wrong epoch (year ~3990)
+    import matplotlib.pyplot as plt
+    current = plt.gcf() is second  # plt.savefig() after cerebro.plot() saves the plot
     t = pd.date_range("2024-03-04 09:30", periods=300, freq="5min")
     px = 100 + np.cumsum(np.sin(np.arange(300) / 7))
     intraday = pd.DataFrame({{"open": px, "high": px + 0.2, "low": px - 0.2, "close": px, "volume": 1000.0}}, index=t)
     _, c = run(intraday, "%Y-%m-%d %H:%M")
-    print(json.dumps({{"backend": matplotlib.get_backend().lower(), "same_figure": first is second,
+    print(json.dumps({{"backend": matplotlib.get_backend().lower(), "same_figure": first is second, "current": current,
                       "axes": [len(first.axes), len(second.axes)], "runs": [a, b, c]}}))
 """
 
@@ -474,6 +476,7 @@ def test_backtraders_own_cerebro_plot_works_headless_with_dates(tmp_path):
     found = json.loads(_run_python(CEREBRO_PLOT.format(module="strategies"), argv=[str(tmp_path)]))
     assert found["backend"] == "agg"
     assert not found["same_figure"] and found["axes"][0] == found["axes"][1]  # the second plot did not draw into the first
+    assert found["current"]
     for run in found["runs"]:
         assert len(run["labels"]) >= 3, run
         assert run["in_range"] and not run["overlap"], run

@@ -153,14 +153,19 @@ def _plot_with_dates(original):
             rotation = kwargs.get("tickrotation", 0)
         else:
             rotation = getattr(getattr(getattr(plotter, "p", None), "scheme", None), "tickrotation", 0)
+        if not interactive(plt):
+            # Backtrader numbers its figures 0, 1, ... (100, 101, ... for a second strategy) and draws into an open
+            # figure of that number: on Agg the previous cerebro.plot()'s figures still are (show() closes nothing).
+            # Release those numbers first (the old Figure objects stay usable); the new figures stay open, so
+            # plt.savefig() after cerebro.plot() saves them.
+            numfigs = args[0] if args else kwargs.get("numfigs", 1)
+            strategies = max((len(group) for group in getattr(self, "runstrats", None) or []), default=1)
+            for num in set(plt.get_fignums()) & {s * 100 + i for s in range(strategies) for i in range(numfigs)}:
+                plt.close(num)
         figs = original(self, plotter, *args, **kwargs)
         for group in figs or []:
             for fig in group or []:
                 show_date_labels(fig, rotation)
-                if not interactive(plt):
-                    # Backtrader numbers its figures 0, 1, ...: on Agg they stay open after show(), and the next
-                    # cerebro.plot() would draw into the same figure. The returned figures stay usable (savefig).
-                    plt.close(fig)
         return figs
 
     plot._puffin_bt = True
