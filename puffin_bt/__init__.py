@@ -17,7 +17,7 @@ from .evaluation import evaluate_forecasts, walk_forward_forecasts
 from .forecaster import RNNForecaster, TradingGRU, TradingLSTM
 from .nets import GRUNet, LSTMNet, RecurrentNet, StackedLSTM
 from .options import OPTIONS, ModelConfig
-from .plotting import plot_comparison, plot_equity, plot_forecasts, plot_trades
+from .plotting import plot_comparison, plot_equity, plot_forecasts, plot_trades, write_trades_html
 from .schedule import FoldSchedule
 from .store import ForecastStore
 from .tickers import precompute_forecasts
@@ -31,7 +31,7 @@ __all__ = [
     "OPTIONS", "ModelConfig", "RNNForecaster", "TradingGRU", "TradingLSTM",
     "ForecastIndicator", "ForecastPrice", "FrameData", "GRUForecast", "LSTMForecast",
     "GRUNet", "LSTMNet", "RecurrentNet", "StackedLSTM",
-    "plot_comparison", "plot_equity", "plot_forecasts", "plot_trades",
+    "plot_comparison", "plot_equity", "plot_forecasts", "plot_trades", "write_trades_html",
     "BacktestResult", "backtest",
     "evaluate_forecasts", "walk_forward_forecasts",
     "ForecastStore", "precompute_forecasts",

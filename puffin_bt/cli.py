@@ -69,7 +69,7 @@ def _add_trading_args(parser: argparse.ArgumentParser,
 def _add_output_args(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--out", help="output folder (default ./puffin-bt-out/<timestamp>)")
-    out.add_argument("--no-plot", action="store_true", help="skip the PNG charts")
+    out.add_argument("--no-plot", action="store_true", help="skip the charts (the PNGs and the interactive trades.html)")
     out.add_argument("--report", choices=("html",),
                      help="also write report.html, a quantstats tearsheet vs buy-and-hold (pip install "
                           "'puffin_bt[report]')")
@@ -89,8 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bt_ = sub.add_parser("backtest", help="backtest the forecast threshold strategy on a portfolio",
                          description="Backtest ForecastThresholdStrategy with walk-forward LSTM/GRU forecasts. "
-                                     "Writes trade charts, equity vs buy-and-hold, trades.csv, forecasts.csv, "
-                                     "folds.csv, metrics.json and config.json to --out.")
+                                     "Writes trade charts (PNG, and trades.html to explore in a browser), equity vs "
+                                     "buy-and-hold, trades.csv, open_positions.csv, forecasts.csv, folds.csv, "
+                                     "metrics.json and config.json to --out.")
     _add_data_args(bt_)
     _add_model_args(bt_)
     _add_scale_args(bt_)
@@ -265,6 +266,18 @@ def _format_evaluation(table) -> str:
     return shown.to_string()
 
 
+def _html_chart(args) -> bool:
+    """Whether to write trades.html; when Bokeh cannot be imported, says so in one line, before any work."""
+    from .plotting.html import HTML_UNAVAILABLE, html_available
+
+    if args.no_plot:
+        return False
+    if not html_available():
+        print(f"puffin-bt: note: no trades.html: {HTML_UNAVAILABLE}", file=sys.stderr)
+        return False
+    return True
+
+
 def _run_tune(args) -> int:
     from .tuning import CHAPTER_SPACE, tune
 
@@ -280,6 +293,7 @@ def _run_tune(args) -> int:
     searched = set(space or CHAPTER_SPACE)
     options = {k: v for k, v in options.items() if k not in searched}
     out_dir = _out_dir(args)
+    html_chart = _html_chart(args)
     show = not args.quiet and sys.stderr.isatty()
     objective = options.get("objective", OPTIONS["objective"].default)
 
@@ -292,6 +306,8 @@ def _run_tune(args) -> int:
     result.save(out_dir)
     if not args.no_plot:
         result.test.plot(out_dir / "test")
+        if html_chart:
+            result.test.plot(out_dir / "test", fmt="html")
     top = result.trials.head(10).to_string(index=False, float_format=lambda v: f"{v:.4g}")
     print(f"{model.upper()} {options.get('search', OPTIONS['search'].default)} search, {len(result.trials)} trials, "
           f"objective {objective} on {result.tune_period[0]}..{result.tune_period[1]}")
@@ -334,6 +350,7 @@ def _run_backtest(args) -> int:
         require_quantstats()
     data, model, options = _resolve_inputs(args, BACKTEST_GROUPS)
     out_dir = _out_dir(args)
+    html_chart = _html_chart(args)
     models = ("lstm", "gru") if model == "both" else (model,)
     show_progress = not args.quiet and sys.stderr.isatty()
     results = {}
@@ -342,15 +359,18 @@ def _run_backtest(args) -> int:
         res.config["data_source"] = _data_source(args)
         target = out_dir / name if len(models) > 1 else out_dir
         res.save(target)
-        if not args.no_plot:
-            res.plot(target)
-        if args.report == "html":
+        if args.report == "html":  # before the charts: trades.html links the report when it is there
             from .report import tearsheet
 
             try:
-                tearsheet(res, target / "report.html")
+                tearsheet(res, target / "report.html",
+                          links={"interactive trade chart": "trades.html"} if html_chart else {})
             except DataError as exc:  # the run itself succeeded: say why there is no report, keep going
                 print(f"puffin-bt: note: report.html not written: {exc}", file=sys.stderr)
+        if not args.no_plot:
+            res.plot(target)
+        if html_chart:
+            res.plot(target, fmt="html")
         results[name] = res
         print(res.summary())
         print()

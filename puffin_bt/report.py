@@ -1,13 +1,19 @@
-"""Side-by-side reports: LSTM vs GRU on identical data and schedule."""
+"""Reports: LSTM vs GRU side by side on identical data and schedule, and the quantstats tearsheet (linked to the
+interactive trade chart)."""
 
 from __future__ import annotations
 
+import html
+import os
+import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .evaluation import forecast_metrics
+from .files import atomic_write_bytes
 
 
 def comparison_table(results: dict) -> pd.DataFrame:
@@ -74,11 +80,22 @@ def require_quantstats():
     return quantstats
 
 
-def tearsheet(result, out_path, title: str | None = None) -> Path:
+def link_bar(page: str, links: dict[str, str]) -> str:
+    """``page`` with a row of links at the top of its body (after ``<body ...>``; at the very top without one)."""
+    bar = ("<p style=\"max-width:960px;margin:0 auto 12px auto;font:13px/1.4 Arial,sans-serif\">"
+           + " &middot; ".join(f"<a href=\"{html.escape(href)}\">{html.escape(label)}</a>" for label, href in links.items())
+           + "</p>")
+    body = re.search(r"<body\b[^>]*>", page, re.IGNORECASE)
+    at = body.end() if body else 0
+    return page[:at] + bar + page[at:]
+
+
+def tearsheet(result, out_path, title: str | None = None, links: dict[str, str] | None = None) -> Path:
     """An HTML tearsheet (quantstats) of the portfolio's daily returns against the buy-and-hold benchmark,
     over the statistics period (after the first forecast bar, like metrics.json's Sharpe ratios).
 
-    Needs the optional extra: ``pip install 'puffin_bt[report]'``.
+    ``links`` ({label: href}) go in a row at the top; by default a link to the interactive ``trades.html`` when one
+    is beside ``out_path``. Written atomically. Needs the optional extra: ``pip install 'puffin_bt[report]'``.
     """
     qs = require_quantstats()
     import logging
@@ -96,7 +113,18 @@ def tearsheet(result, out_path, title: str | None = None) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     cfg = result.config
     title = title or f"puffin_bt {cfg['model'].upper()} threshold strategy: {', '.join(cfg['tickers'])}"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        qs.reports.html(returns, benchmark=benchmark, output=str(out), title=title, download_filename=str(out))
+    if links is None and (out.parent / "trades.html").is_file():
+        links = {"interactive trade chart": "trades.html"}
+    # quantstats writes with a plain open(): into a temp file beside the report, then the page (with the links)
+    # replaces the report in one rename, so a reader never sees half a report.
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            qs.reports.html(returns, benchmark=benchmark, output=tmp, title=title, download_filename=out.name)
+        page = Path(tmp).read_text(encoding="utf-8")
+        atomic_write_bytes(out, (link_bar(page, links) if links else page).encode("utf-8"))
+    finally:
+        Path(tmp).unlink(missing_ok=True)
     return out

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Regenerate the pictures the README's tour shows (docs/*.png) with the real CLI on the bundled data.
+"""Regenerate the pictures the README's tour shows (docs/*.png) with the real CLI on the bundled data, and a
+screenshot of the default run's interactive trades.html in headless Chromium (skipped, with a note, without it).
 
     python scripts/make_docs_images.py            # a few minutes on 2 CPU cores
 """
@@ -7,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -23,7 +25,47 @@ RUNS = [
      {"comparison.png": "comparison.png"}),
     ("evaluate", ["evaluate", "--sample", "AAPL", "--start", "2009-01-01"],
      {"forecast_AAPL.png": "forecast_AAPL.png"}),
+    ("default", ["backtest"], {}),  # the README's main command: its trades.html is screenshot below
 ]
+# (run label, page, tab, picture under docs/): the page opens on the tab's last three years; the pointer is put on the
+# last trade marker in view so the picture shows a trade's tooltip.
+SHOTS = [("default", "trades.html", "MSFT", "trades_html.png")]
+HOVER = """<script>
+setTimeout(() => {
+  function* walk(view) { yield view; for (const child of view.child_views ?? []) yield* walk(child); }
+  const marks = (v) => (v.model.renderers ?? []).filter((r) => r.data_source?.get_column("signal") != null);
+  const view = [...Bokeh.index].flatMap((v) => [...walk(v)])
+    .find((v) => marks(v).length && v.el.checkVisibility({visibilityProperty: true}));
+  let at = null;
+  for (const r of view ? marks(view) : []) {
+    const ts = r.data_source.get_column("t"), ps = r.data_source.get_column("price");
+    for (let i = 0; i < ts.length; i++) {
+      const sx = view.frame.x_scale.compute(ts[i]);
+      if (sx > view.frame.bbox.left && sx < view.frame.bbox.right) at = [sx + 1, view.frame.y_scale.compute(ps[i])];
+    }
+  }
+  if (!at) return;
+  const box = view.canvas_view.events_el.getBoundingClientRect();
+  view.canvas_view.events_el.dispatchEvent(new PointerEvent("pointermove", {clientX: box.left + at[0],
+    clientY: box.top + at[1], bubbles: true, composed: true, pointerType: "mouse", isPrimary: true}));
+}, 2500);
+</script>"""
+
+
+def screenshot(page: Path, tab: str, picture: Path, workdir: Path) -> bool:
+    """``page#tab`` in headless Chromium, 1400x1000, into ``picture``; False (with a note) without Chromium."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        print(f"no chromium on PATH: {picture.name} not regenerated", file=sys.stderr)
+        return False
+    text = page.read_text(encoding="utf-8")
+    at = text.rindex("</body>")
+    copy = page.with_name(f"shot-{page.name}")
+    copy.write_text(text[:at] + HOVER + text[at:], encoding="utf-8")
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+                    f"--user-data-dir={workdir / 'chromium'}", "--window-size=1400,1000", "--virtual-time-budget=6000",
+                    f"--screenshot={picture}", f"{copy.as_uri()}#{tab}"], check=True, capture_output=True, timeout=120)
+    return True
 
 
 def main() -> int:
@@ -47,6 +89,10 @@ def main() -> int:
             (docs / f"{label}.txt").write_text(f"$ puffin-bt {' '.join(cli_args)}\n{proc.stdout}")
             for source, target in files.items():
                 shutil.copyfile(out / source, docs / target)
+        for label, page, tab, picture in SHOTS:
+            page = Path(tmp) / label / page
+            print(f"{picture}: {page.name} is {os.path.getsize(page):,} bytes", flush=True)
+            screenshot(page, tab, docs / picture, Path(tmp))
     print(f"wrote {docs}")
     return 0
 

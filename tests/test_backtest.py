@@ -147,6 +147,26 @@ def test_a_strategy_that_never_trades_gets_no_sharpe_and_a_note_not_a_crash(tmp_
     assert "PORTFOLIO" in res.summary()
 
 
+def test_open_positions_and_the_interactive_page(sample_result, tmp_path):
+    res = sample_result
+    still = res.open_positions
+    assert list(still.columns) == ["ticker", "direction", "entry_date", "entry_price", "size"]
+    assert sorted(still["ticker"]) == sorted(res.per_ticker.index[res.per_ticker["open_positions"] == 1])
+    for row in still.itertuples():
+        position = res.strategy.getposition(res.strategy.getdatabyname(row.ticker))
+        assert (row.size, row.entry_price) == (abs(position.size), position.price)
+        closed = res.trades[res.trades["ticker"] == row.ticker]
+        assert closed.empty or row.entry_date >= closed["exit_date"].max()
+    (tmp_path / "report.html").write_text("<html><body>report</body></html>")
+    page = res.plot(tmp_path, fmt="html")
+    assert page == tmp_path / "trades.html"
+    text = page.read_text(encoding="utf-8")
+    assert f"{len(res.trades)} round trip(s), {len(still)} still open" in text
+    assert f"{len(res.folds)} retrain(s)" in text and "long when pred return &gt; +0.20%" in text
+    assert '<a href="report.html">quantstats report</a>' in text  # a report beside it gets a link
+    assert pd.read_csv(res.save(tmp_path / "run") / "open_positions.csv").shape == still.shape
+
+
 def test_rerun_with_new_thresholds_reuses_stored_forecasts(tmp_path):
     store = ForecastStore(tmp_path)
     frames = {"UP": ohlcv_frame(regime_closes(seed=1))}

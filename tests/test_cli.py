@@ -48,9 +48,10 @@ def test_backtest_on_bundled_data_writes_results_and_plots(tmp_path):
                    "--out", str(out), "--cache-dir", str(tmp_path / "cache"), *TINY_FLAGS)
     assert proc.returncode == 0, proc.stderr
     assert "PORTFOLIO" in proc.stdout and "AAPL" in proc.stdout and "B&H" in proc.stdout
-    for name in ("trades.csv", "forecasts.csv", "folds.csv", "metrics.json", "config.json", "equity.png",
-                 "trades_AAPL.png", "trades_MSFT.png"):
+    for name in ("trades.csv", "open_positions.csv", "forecasts.csv", "folds.csv", "metrics.json", "config.json",
+                 "equity.png", "trades_AAPL.png", "trades_MSFT.png", "trades.html"):
         assert (out / name).is_file(), name
+    assert "report.html" not in (out / "trades.html").read_text(encoding="utf-8")  # no report, no link to one
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["forecast"]["hidden_dim"] == 4 and cfg["tickers"] == ["AAPL", "MSFT"]
     # Replaying the saved configuration reproduces the run exactly (from the forecast store).
@@ -63,12 +64,15 @@ def test_backtest_on_bundled_data_writes_results_and_plots(tmp_path):
 
 
 def test_model_both_prints_lstm_and_gru_side_by_side(tmp_path):
-    proc = run_cli("backtest", "--model", "both", "--start", "2011-06-01", "--sample", "IBM", "--out",
-                   str(tmp_path / "both"), "--no-plot", "--cache-dir", str(tmp_path / "cache"), *TINY_FLAGS)
+    proc = run_cli("backtest", "--model", "both", "--start", "2012-01-01", "--sample", "IBM", "--out",
+                   str(tmp_path / "both"), "--cache-dir", str(tmp_path / "cache"), *TINY_FLAGS)
     assert proc.returncode == 0, proc.stderr
     assert "LSTM vs GRU" in proc.stdout and "direction accuracy" in proc.stdout
-    assert (tmp_path / "both" / "lstm" / "metrics.json").is_file()
-    assert (tmp_path / "both" / "gru" / "metrics.json").is_file()
+    for model in ("lstm", "gru"):
+        for name in ("metrics.json", "trades_IBM.png", "trades.html"):  # one interactive page per model
+            assert (tmp_path / "both" / model / name).is_file(), (model, name)
+        assert f"{model.upper()} walk-forward" in (tmp_path / "both" / model / "trades.html").read_text(encoding="utf-8")
+    assert (tmp_path / "both" / "comparison.png").is_file()
 
 
 @pytest.mark.parametrize("args, fragments", [
@@ -132,17 +136,22 @@ def test_parallel_workers_give_the_same_results_as_one_process(tmp_path):
     assert two.returncode == 0, two.stderr
     assert (tmp_path / "one" / "trades.csv").read_text() == (tmp_path / "two" / "trades.csv").read_text()
     assert (tmp_path / "one" / "forecasts.csv").read_text() == (tmp_path / "two" / "forecasts.csv").read_text()
+    assert not list((tmp_path / "one").glob("trades*.*ml")) and not list((tmp_path / "one").glob("*.png"))  # --no-plot
 
 
-def test_html_report_is_a_quantstats_tearsheet(tmp_path):
+def test_html_report_is_a_quantstats_tearsheet_linked_with_the_trade_chart(tmp_path):
     pytest.importorskip("quantstats")
     out = tmp_path / "rep"
-    proc = run_cli("backtest", "--sample", "IBM", "--start", "2011-06-01", "--no-plot", "--report", "html",
+    proc = run_cli("backtest", "--sample", "IBM", "--start", "2011-06-01", "--report", "html",
                    "--entry", "0", "--exit", "0", "--out", str(out), "--cache-dir", str(tmp_path / "c"), *TINY_FLAGS)
     assert proc.returncode == 0, proc.stderr
     html = (out / "report.html").read_text()
     assert "Buy &amp; hold" in html or "Buy & hold" in html
     assert "Sharpe" in html
+    body = html.index("<body")
+    assert html.index('<a href="trades.html">interactive trade chart</a>', body) < html.index("Sharpe")
+    assert '<a href="report.html">quantstats report</a>' in (out / "trades.html").read_text(encoding="utf-8")
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temp file left behind
 
 
 def test_html_report_without_quantstats_says_how_to_install_it(tmp_path, monkeypatch, capsys):
@@ -154,3 +163,21 @@ def test_html_report_without_quantstats_says_how_to_install_it(tmp_path, monkeyp
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "puffin_bt[report]" in err[0]
     assert not (tmp_path / "o").exists()  # it failed before doing the work
+
+
+def test_without_bokeh_a_one_line_note_then_the_png_charts(tmp_path, monkeypatch, capsys):
+    from puffin_bt import cli
+    from puffin_bt.backtesting import run
+
+    monkeypatch.setitem(sys.modules, "bokeh", None)  # as if Bokeh could not be imported
+    notes_before_work = []
+    real_prepare = run._prepare
+    monkeypatch.setattr(run, "_prepare", lambda *a, **k: (notes_before_work.append(capsys.readouterr().err),
+                                                         real_prepare(*a, **k))[1])
+    out = tmp_path / "o"
+    code = cli.main(["backtest", "--sample", "IBM", "--start", "2012-06-01", "--out", str(out), "--cache-dir",
+                     str(tmp_path / "c"), *TINY_FLAGS])
+    assert code == 0
+    note = notes_before_work[0].strip().splitlines()
+    assert len(note) == 1 and "trades.html" in note[0] and "pip install bokeh" in note[0]
+    assert (out / "trades_IBM.png").is_file() and not (out / "trades.html").exists()

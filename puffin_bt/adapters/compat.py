@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import collections.abc
 import functools
+import math
 import os
 import sys
 import types
@@ -83,27 +84,88 @@ def interactive(plt) -> bool:
     return plt.get_backend().lower() not in _NON_INTERACTIVE
 
 
-def show_date_labels(fig) -> None:
+def show_date_labels(fig, rotation: float = 0) -> None:
     """Backtrader hides every x tick label, then re-shows ``get_xticklabels()``, which matplotlib
-    >= 3.x returns only for visible labels: show the bottom axes' date labels again."""
+    >= 3.x returns only for visible labels: show the bottom axes' date labels again, no more of them
+    than fit side by side (Backtrader's locator picks ~12, which overlap on a default-size figure)."""
     axes = [ax for ax in fig.axes if ax.get_visible()]
     if not axes:
         return
     bottom = min(axes, key=lambda ax: ax.get_position().y0)
-    bottom.xaxis.set_tick_params(labelbottom=True, labelrotation=0, labelsize=8)
+    bottom.xaxis.set_tick_params(labelbottom=True, labelrotation=rotation, labelsize=8)
+    locator = bottom.xaxis.get_major_locator()
+    if not getattr(locator, "_puffin_bt", False):
+        bottom.xaxis.set_major_locator(_fitting_locator(locator, rotation))
+    if rotation:
+        for label in bottom.get_xticklabels():
+            label.set_horizontalalignment("right")
+
+
+def _fitting_locator(base, rotation: float):
+    """Every k-th tick of the ``base`` locator, k chosen at draw time so the labels fit the axes' width
+    (matplotlib is imported here, not when puffin_bt is)."""
+    import matplotlib.ticker as mticker
+
+    class FittingLocator(mticker.Locator):
+        _puffin_bt = True
+
+        def __call__(self):
+            ticks = list(base())
+            if len(ticks) < 3 or self.axis is None:
+                return ticks
+            ax = self.axis.axes
+            inches = ax.get_window_extent().width / ax.figure.dpi
+            text = str(self.axis.get_major_formatter()(ticks[0], 0))
+            # An 8-pt digit is ~0.6 x 8 pt wide; three digits of gap between labels.
+            width = (len(text) + 3) * 8 * 0.6 / 72 * max(abs(math.cos(math.radians(rotation))), 0.35)
+            return ticks[::max(1, math.ceil(len(ticks) * width / max(inches, 0.1)))]
+
+        def set_axis(self, axis):
+            super().set_axis(axis)
+            base.set_axis(axis)
+
+    return FittingLocator()
+
+
+# strftime formats of the x tick labels by the finest timeframe charted (Backtrader's TimeFrame numbers):
+# Backtrader's own default, '%Y-%m-%d %H:%M', puts 00:00 on every daily bar; None reads its dates with
+# matplotlib's post-3.3 epoch (year ~3990).
+_TICK_FORMATS = {9: "%Y-%m-%d", 8: "%Y", 7: "%Y-%m", 6: "%Y-%m-%d", 5: "%Y-%m-%d", 4: "%Y-%m-%d %H:%M", 3: "%Y-%m-%d %H:%M:%S"}
+
+
+def _tick_format(cerebro) -> str:
+    frames = [getattr(d, "_timeframe", 5) for d in getattr(cerebro, "datas", [])]
+    return _TICK_FORMATS.get(min(frames, default=5), "%Y-%m-%d %H:%M:%S.%f")
 
 
 def _plot_with_dates(original):
     @functools.wraps(original)
     def plot(self, plotter=None, *args, **kwargs):
-        prepare_matplotlib()
-        if plotter is None:  # Backtrader's floats use the pre-3.3 date epoch: format them itself
-            kwargs.setdefault("fmt_x_ticks", "%Y-%m-%d")
-            kwargs.setdefault("fmt_x_data", "%Y-%m-%d")
+        import matplotlib
+
+        if "ipykernel" in sys.modules and len(args) < 2 and "iplot" not in kwargs and _backend_chosen(matplotlib):
+            # Backtrader switches a notebook kernel to nbagg (blank in JupyterLab); keep the kernel's own backend.
+            kwargs["iplot"] = False
+        plt = prepare_matplotlib()
+        if plotter is None:
+            if kwargs.get("fmt_x_ticks") is None:
+                kwargs["fmt_x_ticks"] = _tick_format(self)
+            rotation = kwargs.get("tickrotation", 0)
+        else:
+            rotation = getattr(getattr(getattr(plotter, "p", None), "scheme", None), "tickrotation", 0)
+        if not interactive(plt):
+            # Backtrader numbers its figures 0, 1, ... (100, 101, ... for a second strategy) and draws into an open
+            # figure of that number: on Agg the previous cerebro.plot()'s figures still are (show() closes nothing).
+            # Release those numbers first (the old Figure objects stay usable); the new figures stay open, so
+            # plt.savefig() after cerebro.plot() saves them.
+            numfigs = args[0] if args else kwargs.get("numfigs", 1)
+            strategies = max((len(group) for group in getattr(self, "runstrats", None) or []), default=1)
+            for num in set(plt.get_fignums()) & {s * 100 + i for s in range(strategies) for i in range(numfigs)}:
+                plt.close(num)
         figs = original(self, plotter, *args, **kwargs)
         for group in figs or []:
             for fig in group or []:
-                show_date_labels(fig)
+                show_date_labels(fig, rotation)
         return figs
 
     plot._puffin_bt = True

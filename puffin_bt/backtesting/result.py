@@ -25,6 +25,7 @@ class BacktestResult:
     benchmark_per_ticker: pd.DataFrame
     equity: pd.DataFrame
     trades: pd.DataFrame
+    open_positions: pd.DataFrame  # still open at the end: ticker, direction, entry_date, entry_price, size
     forecasts: pd.DataFrame
     folds: pd.DataFrame
     config: dict
@@ -95,11 +96,11 @@ class BacktestResult:
         return self.config.get("skipped", {})
 
     def save(self, out_dir) -> Path:
-        """Write trades.csv, forecasts.csv, folds.csv, equity.csv, metrics.json and config.json."""
+        """Write trades.csv, open_positions.csv, forecasts.csv, folds.csv, equity.csv, metrics.json and config.json."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        for name, frame in (("trades", self.trades), ("forecasts", self.forecasts),
-                            ("folds", self.folds), ("equity", self.equity)):
+        for name, frame in (("trades", self.trades), ("open_positions", self.open_positions),
+                            ("forecasts", self.forecasts), ("folds", self.folds), ("equity", self.equity)):
             atomic_write_bytes(out / f"{name}.csv", frame.to_csv(index=name in ("equity",)).encode())
         metrics = {"period": self.period, "portfolio": self.metrics, "benchmark": self.benchmark,
                    "per_ticker": _records(self.per_ticker), "benchmark_per_ticker": _records(self.benchmark_per_ticker),
@@ -108,15 +109,40 @@ class BacktestResult:
         atomic_write_bytes(out / "config.json", json.dumps(_jsonable(self.config), indent=2).encode())
         return out
 
-    def plot(self, out_dir=None) -> dict:
-        """Per-ticker trade charts plus equity vs buy-and-hold; PNGs in ``out_dir`` if given."""
-        from ..plotting import plot_equity, plot_trades
+    def plot(self, out_dir=None, fmt: str = "png") -> dict | Path:
+        """Per-ticker trade charts plus equity vs buy-and-hold (``trades_<TICKER>.<fmt>`` and ``equity.<fmt>`` in
+        ``out_dir`` if given); returns the figures.
 
-        figs = plot_trades(self.cerebro, out_dir=out_dir, strategy=self.strategy)
-        out_path = None if out_dir is None else Path(out_dir) / "equity.png"
+        ``fmt="html"``: one interactive, self-contained page, ``<out_dir>/trades.html`` (every ticker, the trades with
+        the forecasts behind them, the positions still open, the retrain dates, the portfolio against buy-and-hold),
+        linked to the quantstats ``report.html`` when one is beside it; returns its path.
+        """
+        from ..plotting import plot_equity, plot_trades
+        from ..plotting.common import check_fmt
+
+        title = f"{self.config['model'].upper()} walk-forward threshold strategy"
+        if check_fmt(fmt) == "html":
+            return self._plot_html(out_dir, title)
+        figs = plot_trades(self.cerebro, out_dir=out_dir, strategy=self.strategy, fmt=fmt)
+        out_path = None if out_dir is None else Path(out_dir) / f"equity.{fmt.lower()}"
         figs["equity"] = plot_equity(self.equity["strategy"], self.equity["buy_hold"], out_path=out_path,
-                                     title=f"{self.config['model'].upper()} threshold strategy vs buy-and-hold")
+                                     title=f"{title} vs buy-and-hold")
         return figs
+
+    def _plot_html(self, out_dir, title: str) -> Path:
+        from ..errors import ConfigError
+        from ..plotting.html import HTML_UNAVAILABLE, html_available, write_trades_html
+        from ..plotting.tables import prices_and_rule
+
+        if not html_available():
+            raise ConfigError(HTML_UNAVAILABLE)
+        if out_dir is None:
+            raise ConfigError("plot(fmt='html') writes a page: pass out_dir, e.g. res.plot('out', fmt='html')")
+        out = Path(out_dir)
+        links = {"quantstats report": "report.html"} if (out / "report.html").is_file() else None
+        return write_trades_html(out / "trades.html", **prices_and_rule(self.strategy, list(self.strategy.datas)),
+                                 trades=self.trades, open_positions=self.open_positions, forecasts=self.forecasts,
+                                 folds=self.folds, equity=self.equity, title=title, links=links)
 
 
 def _records(frame: pd.DataFrame) -> dict:

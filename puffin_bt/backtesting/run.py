@@ -23,6 +23,7 @@ import pandas as pd
 from ..adapters.analyzers import SleeveValue
 from ..adapters.feeds import FrameData
 from ..adapters.indicators import GlobalForecast
+from ..adapters.positions import open_positions
 from ..data import resolve_data
 from ..errors import ConfigError, DataError
 from ..evaluation import forecast_frame
@@ -259,6 +260,7 @@ def _collect(run: _Run, model, runonce: bool, strat, cerebro, bench_strat, secon
         benchmark_per_ticker=bench_per_ticker,
         equity=equity,
         trades=trades,
+        open_positions=open_positions(strat),
         forecasts=forecasts,
         folds=folds,
         config=_config(run, model, runonce, equity),

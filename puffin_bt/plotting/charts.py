@@ -32,9 +32,14 @@ def _equity_figure(curves: dict, benchmark, out_path, title: str, dpi):
     ax.axhline(lines[0][1].iloc[0], color="0.6", lw=0.8, ls=":")
     import matplotlib.ticker as mticker
 
+    values = [v for _, series, _, _ in lines for v in (series.min(), series.max())]
+    log = min(values) > 0 and max(values) / min(values) > 10  # decades of growth: early years not a flat line
+    if log:
+        ax.set_yscale("log")
+        ax.yaxis.set_minor_formatter(mticker.NullFormatter())
     ax.yaxis.set_major_formatter(mticker.StrMethodFormatter("{x:,.0f}"))
     axdd.yaxis.set_major_formatter(mticker.PercentFormatter(decimals=0))
-    ax.set_ylabel("portfolio value")
+    ax.set_ylabel("portfolio value (log scale)" if log else "portfolio value")
     ax.set_title(title, loc="left", fontsize=12, fontweight="bold")
     ax.grid(True, color="0.9")
     ax.legend(loc="upper left", fontsize=9, framealpha=0.9)

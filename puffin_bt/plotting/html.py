@@ -437,7 +437,7 @@ def _price_panel(tk: _Ticker, src, x_range, width_ms: float, band: bool):
     line = p.line("t", "close", source=src, line_color=_CLOSE, line_width=1.3)
     # The bar under the pointer is read out in the title row (as trading terminals do) rather than in a tooltip, which
     # would sit on top of a trade marker's tooltip whenever the pointer is on a marker.
-    p.title.text = f"{tk.name}: hover for a bar's prices and forecast"
+    p.title.text = f"{tk.name}: hover for a bar's prices" + (" and forecast" if "pred" in b else "")
     p.title.text_font_size = "12px"
     p.title.text_font_style = "normal"
     p.add_tools(HoverTool(renderers=[line], mode="vline", tooltips=None,
@@ -480,11 +480,13 @@ def _volume_panel(tk: _Ticker, src, x_range, width_ms: float):
     return p, {"range": p.y_range, "lo": [], "hi": ["volume"], "fixed": [0.0], "log": False, "pad": 0.05}
 
 
-def _forecast_panel(tk: _Ticker, src, x_range, entry: float, exit: float, band: bool):
+def _forecast_panel(tk: _Ticker, src, x_range, entry: float | None, exit: float | None, band: bool):
     from bokeh.models import Label, Span
 
     b = tk.bars
-    p = _figure(160, x_range, y_range=_y_range([b["pred"], [entry * 100, -exit * 100]], False))
+    levels = [(entry * 100, f"entry > {entry:+.2%}", _BUY)] if entry is not None else []
+    levels += [(-exit * 100, f"exit < {-exit:+.2%}", _SELL)] if exit is not None else []
+    p = _figure(160, x_range, y_range=_y_range([b["pred"], [level for level, _, _ in levels]], False))
     p.yaxis.axis_label = "pred return %"
     legend = []
     if band:
@@ -496,7 +498,7 @@ def _forecast_panel(tk: _Ticker, src, x_range, entry: float, exit: float, band: 
     pred = p.line("t", "pred", source=src, line_color=_PRED, line_width=1.3)
     legend.insert(0, ("pred return (next bar, made at this close)", [pred]))
     p.add_layout(Span(location=0, dimension="width", line_color="#90a4ae", line_width=1))
-    for level, text, colour in ((entry * 100, f"entry > {entry:+.2%}", _BUY), (-exit * 100, f"exit < {-exit:+.2%}", _SELL)):
+    for level, text, colour in levels:
         p.add_layout(Span(location=level, dimension="width", line_color=colour, line_dash="dashed", line_width=1.2))
         p.add_layout(Label(x=6, x_units="screen", y=level, text=text, text_font_size="10px", text_color=colour,
                            y_offset=2))
@@ -510,7 +512,8 @@ def _forecast_panel(tk: _Ticker, src, x_range, entry: float, exit: float, band: 
     lo, hi = ["pred"], ["pred"]
     if band:
         lo, hi = ["pred", "pred_lo"], ["pred", "pred_hi"]
-    return p, {"range": p.y_range, "lo": lo, "hi": hi, "fixed": [0.0, entry * 100, -exit * 100], "log": False, "pad": 0.15}
+    return p, {"range": p.y_range, "lo": lo, "hi": hi, "fixed": [0.0, *(level for level, _, _ in levels)], "log": False,
+                "pad": 0.15}
 
 
 def _fold_panel(tk: _Ticker, x_range):
@@ -562,7 +565,7 @@ def _navigator(tk: _Ticker, src, x_range):
     return p
 
 
-def _ticker_tab(tk: _Ticker, years: float | None, entry: float, exit: float, band: bool):
+def _ticker_tab(tk: _Ticker, years: float | None, entry: float | None, exit: float | None, band: bool):
     from bokeh.models import ColumnDataSource, CrosshairTool, Span, TabPanel
 
     src = ColumnDataSource(tk.bars)
@@ -593,7 +596,7 @@ def _ticker_tab(tk: _Ticker, years: float | None, entry: float, exit: float, ban
     return TabPanel(child=grid, title=tk.name), _autoscale(x_range, src, ranges, candles, line, markers)
 
 
-def _portfolio_tab(equity: pd.DataFrame):
+def _portfolio_tab(equity: pd.DataFrame, benchmark: str):
     from bokeh.models import ColumnDataSource, CrosshairTool, NumeralTickFormatter, Span, TabPanel
 
     t = _ms(equity.index)
@@ -614,7 +617,7 @@ def _portfolio_tab(equity: pd.DataFrame):
     dd = _figure(170, x_range, y_range=_y_range([data[f"dd_{c}"] for c in lines] + [[0]], False))
     dd.yaxis.axis_label = "drawdown %"
     dd.xaxis.visible = True
-    names = {"strategy": "strategy", "buy_hold": "buy and hold"}  # no "&": Bokeh shows it escaped in tooltips
+    names = {"strategy": "strategy", "buy_hold": benchmark}  # Bokeh shows "&" escaped in tooltips: callers say "and"
     styles = {"strategy": (_STRATEGY, 1.8), "buy_hold": (_BENCHMARK, 1.3)}
     eq_items, dd_items, tips = [], [], [("date", "@t{%a %F}")]
     for c in lines:
@@ -641,15 +644,16 @@ def _portfolio_tab(equity: pd.DataFrame):
 
 
 def _header(title: str, tickers: list[str], period: tuple, trades: pd.DataFrame, open_pos: pd.DataFrame,
-            n_folds: int, equity: pd.DataFrame, entry: float, exit: float, links: dict[str, str] | None) -> str:
+            n_folds: int, equity: pd.DataFrame, rule: str, benchmark: str, links: dict[str, str] | None) -> str:
     e = html.escape
     parts = [f"<h1>{e(title)}</h1>",
              f"<p><b>{e(', '.join(tickers))}</b> &middot; {period[0]:%Y-%m-%d} to {period[1]:%Y-%m-%d} &middot; "
-             f"{len(trades)} round trip(s), {len(open_pos)} still open &middot; {n_folds} retrain(s) &middot; "
-             f"long when pred return &gt; {entry:+.2%}, flat when &lt; {-exit:+.2%}</p>"]
+             f"{len(trades)} round trip(s), {len(open_pos)} still open"
+             + (f" &middot; {n_folds} retrain(s)" if n_folds else "")
+             + (f" &middot; {e(rule)}" if rule else "") + "</p>"]
     if not equity.empty:
         stats = []
-        for col, name in (("strategy", "strategy"), ("buy_hold", "buy &amp; hold")):
+        for col, name in (("strategy", "strategy"), ("buy_hold", e(benchmark))):
             if col in equity.columns and equity[col].notna().any():
                 s = equity[col].dropna()
                 total, dd = s.iloc[-1] / s.iloc[0] - 1, (1 - s / s.cummax()).max()
@@ -675,18 +679,20 @@ def _check_links(links) -> dict[str, str] | None:
 
 def write_trades_html(out_path: str | os.PathLike, prices: dict[str, pd.DataFrame], trades: pd.DataFrame | None,
                       forecasts: pd.DataFrame | None, folds: pd.DataFrame | None, equity: pd.DataFrame | None, *,
-                      entry: float = 0.005, exit: float = 0.005, title: str | None = None,
+                      entry: float | None = 0.005, exit: float | None = 0.005, title: str | None = None,
                       links: dict[str, str] | None = None, default_years: float | None = 3.0,
-                      open_positions: pd.DataFrame | None = None) -> Path:
+                      open_positions: pd.DataFrame | None = None, rule: str | None = None,
+                      benchmark: str = "buy and hold") -> Path:
     """Write an interactive, self-contained HTML chart of a backtest to ``out_path``; returns the path.
 
     A "Portfolio" tab (equity vs buy-and-hold, drawdowns) and one tab per ticker of ``prices`` (candles or close line,
     volume, buy/sell markers with the forecast that triggered each fill, the forecast price, the pred_return panel
-    with the ``+entry``/``-exit`` thresholds, retrain dates, a navigator), opening on the last ``default_years``
+    with the ``+entry``/``-exit`` thresholds (None: no line), retrain dates, a navigator), opening on the last ``default_years``
     years (None: everything). ``trades``/``forecasts``/``folds``/``equity`` are BacktestResult's frames (or the CSV
     files it saves); None or empty frames just leave their part out. ``open_positions`` (optional: ticker,
     direction, entry_date, entry_price, size) marks positions still open at the end. ``links``: {label: href} shown
-    in the header. ``page.html#MSFT`` opens on MSFT's tab.
+    in the header. ``rule``: the trading rule in words for the header (default: the threshold rule of ``entry``/``exit``);
+    ``benchmark``: the name of ``equity``'s ``buy_hold`` column. ``page.html#MSFT`` opens on MSFT's tab.
 
     Raises:
         ConfigError: Bokeh missing, a bad parameter, or ``out_path`` a directory.
@@ -700,8 +706,13 @@ def write_trades_html(out_path: str | os.PathLike, prices: dict[str, pd.DataFram
     from bokeh.resources import INLINE
 
     out = _out_path(out_path)
-    entry = check_float("entry", entry, 0.0, 1.0)
-    exit = check_float("exit", exit, 0.0, 1.0)
+    entry = None if entry is None else check_float("entry", entry, 0.0, 1.0)
+    exit = None if exit is None else check_float("exit", exit, 0.0, 1.0)
+    for name, text in (("rule", rule), ("benchmark", benchmark)):
+        if text is not None and not isinstance(text, str):
+            raise ConfigError(f"{name} must be a string, got {type(text).__name__}")
+    if rule is None and entry is not None and exit is not None:
+        rule = f"long when pred return > {entry:+.2%}, flat when < {-exit:+.2%}"
     if default_years is not None:
         default_years = check_float("default_years", default_years, 0.0, min_inclusive=False)
     if title is not None and not isinstance(title, str):
@@ -730,7 +741,7 @@ def write_trades_html(out_path: str | os.PathLike, prices: dict[str, pd.DataFram
         panels.append(panel)
         callbacks.append(cb)
     if not equity.dropna(how="all").empty:
-        panel, cb = _portfolio_tab(equity.dropna(how="all"))
+        panel, cb = _portfolio_tab(equity.dropna(how="all"), benchmark)
         panels.insert(0, panel)
         callbacks.append(cb)
     tabs = Tabs(tabs=panels, sizing_mode="stretch_width")
@@ -741,7 +752,7 @@ def write_trades_html(out_path: str | os.PathLike, prices: dict[str, pd.DataFram
         doc.js_on_event("document_ready", cb)
     title = title or "Walk-forward forecast trades"
     period = (min(px.index[0] for px in frames.values()), max(px.index[-1] for px in frames.values()))
-    header = _header(title, list(frames), period, trades, open_pos, len(folds), equity, entry, exit, links)
+    header = _header(title, list(frames), period, trades, open_pos, len(folds), equity, rule, benchmark, links)
     page = file_html(doc, resources=INLINE, title=title, template=_TEMPLATE, template_variables={"header": header})
     atomic_write_bytes(out, page.encode("utf-8"))
     return out

@@ -12,11 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..adapters.compat import prepare_matplotlib
+from ..adapters.positions import data_names, open_positions, round_trips
 from ..errors import ConfigError, PuffinError
 from .common import check_fmt, check_positive, new_fignum, release, safe_name
+from .html import HTML_UNAVAILABLE, html_available, write_trades_html
+from .tables import html_inputs
 
 _FOLD_GID = "puffin_fold"
 _CANDLE_MAX_BARS = 400
+# Scaled to the data (a 46-year daily series has ~11,500 bars, ~540 monthly retrains, ~650 round trips):
+_LOG_SPAN = 10.0  # a price range wider than this factor gets a log axis: early decades are not a flat line
+_FOLD_LINES_MAX = 40  # more retrains than this: a strip of ticks instead of dashed lines across the panels
+_MARKERS_MAX = 150  # more buy/sell fills than this: round trips drawn on the price line instead of triangles
+_WIN, _LOSS, _OPEN = "#2e7d32", "#c62828", "#1e63d6"
 
 
 def _in(obj, items) -> bool:
@@ -110,15 +118,16 @@ def _date_ticks(ax, xreal, lo: int, hi: int, max_ticks: int = 10) -> None:
         ticks = [i for i, d in starts if (d.year * 12 + d.month - 1) % step == 0]
         if len(ticks) <= max_ticks:
             break
+    yearly = step >= 12 and len(ticks) >= 3  # ticks on the first bar of a year: its year says it all
     if len(ticks) < 3:  # intraday or only a few months: evenly spaced bars
         count = min(max_ticks - 2, hi - lo + 1)
         ticks = sorted({lo + round(k * (hi - lo) / max(count - 1, 1)) for k in range(count)})
     intraday = len({d.date() for d in dates}) < len(dates)  # several bars on one day
     fmt = "%Y-%m-%d %H:%M" if intraday else "%Y-%m-%d"
 
-    def label(x, pos=None):
+    def label(x, pos=None):  # pos is None outside the tick labels (e.g. a value asked for directly): the full date
         i = round(x)
-        return bt.num2date(xreal[i]).strftime(fmt) if 0 <= i < len(xreal) else ""
+        return bt.num2date(xreal[i]).strftime("%Y" if yearly and pos is not None else fmt) if 0 <= i < len(xreal) else ""
 
     ax.xaxis.set_major_locator(mticker.FixedLocator(ticks))
     ax.xaxis.set_major_formatter(mticker.FuncFormatter(label))
@@ -258,17 +267,26 @@ class _Panels:
 
 
 def _plot_one(plt, strat, data, key, style, width, height, fignum):
-    """One data's chart: Backtrader draws it, then each step makes one part of it readable."""
+    """One data's chart: Backtrader draws it, then each step makes one part of it readable, at any length of history."""
     panels = _draw(strat, data, key, style, fignum)
     _style_axes(panels)
+    extra: list = []  # (handle, label) legend entries of the price panel that the steps add
     if panels.price is not None:
         _realign_observers(panels.price, panels.pinf, strat, data)
-        _style_markers(panels.price)
-    nfolds = _mark_folds(panels, strat, data)
+        if _log_prices(panels, data):
+            extra.append((None, "log price scale"))
+        buys, sells = _count_marks(strat.getobservers(), data)
+        if buys + sells > _MARKERS_MAX:
+            extra += _trips_on_price(panels, strat, data)
+        else:
+            _style_markers(panels.price)
+    nfolds, fold_handle = _mark_folds(panels, strat, data)
     for ind, ax in panels.pinf.daxis.items():
         if ax is not panels.price and _is_forecast(ind):
             _percent_panel(ax, ind, panels.lo - 0.5)
-    _legends(panels, key, nfolds)
+    if nfolds:
+        extra.append((fold_handle, f"retrain ({nfolds})"))
+    _legends(panels, key, extra)
     _date_ticks(panels.bottom, panels.xreal, panels.lo, panels.hi)
     for ax in panels.axes:  # dates on the bottom axes only (Backtrader hides them all on matplotlib >= 3.x)
         ax.xaxis.set_tick_params(labelbottom=False)
@@ -315,6 +333,80 @@ def _style_axes(panels: _Panels) -> None:
             volume_ax.yaxis.set_major_locator(mticker.FixedLocator(ticks))
 
 
+def _log_prices(panels: _Panels, data) -> bool:
+    """A log price axis when the data's prices span more than ``_LOG_SPAN`` times (plain-number ticks)."""
+    import matplotlib.ticker as mticker
+    import numpy as np
+
+    ax, n = panels.price, len(data)
+    lows = np.asarray(data.low.array[:n] if hasattr(data, "low") else data.close.array[:n], dtype=float)
+    highs = np.asarray(data.high.array[:n] if hasattr(data, "high") else data.close.array[:n], dtype=float)
+    lo, hi = np.nanmin(lows, initial=np.inf), np.nanmax(highs, initial=-np.inf)
+    if not (0 < lo < hi < np.inf) or hi / lo <= _LOG_SPAN:
+        return False
+    ax.set_yscale("log")
+    bottom = lo / 1.15
+    if panels.volume is not None and ax in panels.pinf.vaxis:  # the prices overlay the volume panel
+        # The volume bars fill the lowest volscaling of the panel: lift the prices above them (on a log axis the
+        # early, low prices would otherwise run through the bars).
+        share = min(panels.pinf.sch.volscaling, 0.5)
+        bottom /= (hi * 1.15 / bottom) ** (share / (1 - share))
+    ax.set_ylim(bottom, hi * 1.15)
+    # 1-2-5 ticks over the prices only (none in the room left for the volume bars below them)
+    ticks = [m * 10.0 ** k for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1) for m in (1, 2, 5)]
+    ax.yaxis.set_major_locator(mticker.FixedLocator([t for t in ticks if lo / 1.15 <= t <= hi * 1.15]))
+    ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 10 else f"{v:,.2g}"))
+    ax.yaxis.set_minor_locator(mticker.NullLocator())
+    return True
+
+
+def _bar_x(panels: _Panels, data):
+    """Each of the data's bars: its x (bar index of the strategy clock), date number and close."""
+    import numpy as np
+
+    n = len(data)
+    dates = np.asarray(data.datetime.array[:n], dtype=float)
+    return np.searchsorted(np.asarray(panels.xreal), dates), dates, np.asarray(data.close.array[:n], dtype=float)
+
+
+def _trips_on_price(panels: _Panels, strat, data) -> list:
+    """Hundreds of fills would be a smear of triangles: hide them and draw each round trip on the price line
+    instead, from its entry bar to its exit bar, green when it won and red when it lost (the open position in blue)."""
+    import backtrader as bt
+    import numpy as np
+    import pandas as pd
+    from matplotlib.collections import LineCollection
+    from matplotlib.lines import Line2D
+
+    for line in panels.price.lines:  # Backtrader's BuySell markers
+        if line.get_label().split("\n")[-1] in ("buy", "sell") and line.get_marker() in ("^", "v"):
+            line.set_visible(False)
+            line.set_label("_hidden")
+    x, dates, close = _bar_x(panels, data)
+    trips = round_trips(strat, [data])
+    still = open_positions(strat, [data])
+    spans = [(bt.date2num(row.entry_date), bt.date2num(row.exit_date), _WIN if row.pnl_net > 0 else _LOSS)
+             for row in trips.itertuples()]
+    spans += [(bt.date2num(row.entry_date), dates[-1], _OPEN) for row in still.itertuples() if pd.notna(row.entry_date)]
+    segments, colours = [], []
+    for start, end, colour in spans:
+        i, j = np.searchsorted(dates, start - 1e-9), np.searchsorted(dates, end + 1e-9)
+        if j - i >= 2:
+            segments.append(np.column_stack([x[i:j], close[i:j]]))
+        else:  # entered and left on neighbouring bars: a short tick at the fill
+            k = min(i, len(x) - 1)
+            segments.append(np.array([[x[k] - 0.5, close[k]], [x[k] + 0.5, close[k]]]))
+        colours.append(colour)
+    panels.price.add_collection(LineCollection(segments, colors=colours, linewidths=1.4, zorder=45,
+                                               capstyle="butt", joinstyle="round"))
+    wins = int((trips["pnl_net"] > 0).sum())
+    out = [(Line2D([], [], color=_WIN, lw=2), f"round trip won ({wins})"),
+           (Line2D([], [], color=_LOSS, lw=2), f"lost ({len(trips) - wins})")]
+    if len(still):
+        out.append((Line2D([], [], color=_OPEN, lw=2), "open"))
+    return out
+
+
 def _style_markers(price_ax) -> None:
     """BuySell markers readable on both candle colours; overlays (forecast price, SMAs) above the candles."""
     for line in price_ax.lines:
@@ -329,26 +421,40 @@ def _style_markers(price_ax) -> None:
         line.set_zorder(50)
 
 
-def _mark_folds(panels: _Panels, strat, data) -> int:
-    """Fold boundaries (retrain bars) on the price panel and on the forecast's own panel; returns how many."""
+def _mark_folds(panels: _Panels, strat, data):
+    """Fold boundaries (retrain bars): dashed lines across the price panel and the forecast's own panel, or, beyond
+    ``_FOLD_LINES_MAX`` of them, a strip of ticks at the foot of the forecast panel (else at the top of the price
+    panel), which stays readable with hundreds. Returns how many and their legend handle."""
+    from matplotlib.lines import Line2D
+
     indicators = [ind for ind in strat.getindicators() if ind.plotinfo.plot]
-    nfolds = 0
+    found = []
     for ind, src, bars in _fold_bars(indicators, data):
         src_dt = src.datetime.array
-        xs = [bisect.bisect_left(panels.xreal, src_dt[b]) for b in bars if 0 <= b < len(src_dt)]
+        found.append((ind, [bisect.bisect_left(panels.xreal, src_dt[b]) for b in bars if 0 <= b < len(src_dt)]))
+    nfolds = sum(len(xs) for _, xs in found)
+    if nfolds > _FOLD_LINES_MAX:
+        for ind, xs in found:
+            sub_ax = panels.pinf.daxis.get(ind)
+            ax, (y0, y1) = (sub_ax, (0.0, 0.09)) if sub_ax is not None else (panels.price, (0.93, 1.0))
+            if ax is not None:
+                ax.vlines(xs, y0, y1, transform=ax.get_xaxis_transform(), colors=_FOLD_STYLE["color"], lw=0.6,
+                          alpha=0.7, zorder=0.6, gid=_FOLD_GID + "_ticks")
+        return nfolds, Line2D([], [], color=_FOLD_STYLE["color"], marker="|", markersize=9, linestyle="none")
+    for ind, xs in found:
         sub_ax = panels.pinf.daxis.get(ind)
         for x in xs:
             if panels.price is not None:
                 panels.price.axvline(x, zorder=0.6, gid=_FOLD_GID, **_FOLD_STYLE)
             if sub_ax is not None and sub_ax is not panels.price:
                 sub_ax.axvline(x, zorder=0.6, gid=_FOLD_GID + "_panel", **_FOLD_STYLE)
-        nfolds += len(xs)
-    return nfolds
+    return nfolds, Line2D([], [], **_FOLD_STYLE)
 
 
-def _legends(panels: _Panels, key: str, nfolds: int) -> None:
+def _legends(panels: _Panels, key: str, extra: list) -> None:
     """One legend row above each panel, never over the bars. Backtrader keeps the original artists of a
-    data panel's legend in pinf.handles (volume and price live on twin axes)."""
+    data panel's legend in pinf.handles (volume and price live on twin axes). ``extra``: (handle or None for
+    text alone, label) entries the steps added to the price panel."""
     from matplotlib.lines import Line2D
 
     pinf = panels.pinf
@@ -362,9 +468,9 @@ def _legends(panels: _Panels, key: str, nfolds: int) -> None:
         if ax is panels.price:
             # an unnamed data's label starts with its timeframe: name it like the figure
             labels = [f"{key} {lab}" if lab.startswith("(") else lab for lab in labels]
-            if nfolds:
-                handles.append(Line2D([], [], **_FOLD_STYLE))
-                labels.append(f"retrain ({nfolds})")
+            pairs = [(h, lab) for h, lab in zip(handles, labels) if not lab.startswith("_") and h.get_visible()]
+            pairs += [(h if h is not None else Line2D([], [], linestyle="none"), lab) for h, lab in extra]
+            handles, labels = [h for h, _ in pairs], [lab for _, lab in pairs]
         _legend_above(ax, handles, labels)
 
 
@@ -374,7 +480,9 @@ def _titles(panels: _Panels, strat, data, key: str, nfolds: int, width, height) 
     buys, sells = _count_marks(strat.getobservers(), data)
     xreal, fig = panels.xreal, panels.fig
     period = f"{bt.num2date(xreal[panels.lo]):%Y-%m-%d} to {bt.num2date(xreal[panels.hi]):%Y-%m-%d}, {len(data)} bars"
-    detail = f"{period}   |   {buys} buys, {sells} sells" + (f"   |   {nfolds} retrains" if nfolds else "")
+    fills = f"{buys} buys, {sells} sells" + (" (too many to mark: round trips coloured on the price line)"
+                                               if buys + sells > _MARKERS_MAX and panels.price is not None else "")
+    detail = f"{period}   |   {fills}" + (f"   |   {nfolds} retrains" if nfolds else "")
     fig.suptitle(f"{key} \u2014 {type(strat).__name__}", fontsize=13, fontweight="bold", x=0.04, ha="left", y=0.99)
     fig.text(0.04, 0.962, detail, fontsize=9, color="0.3", ha="left", va="top")
     fig.set_size_inches(width, height)
@@ -382,35 +490,49 @@ def _titles(panels: _Panels, strat, data, key: str, nfolds: int, width, height) 
 
 
 def plot_trades(cerebro, out_dir=None, strategy=None, dpi=110, width=14, height=9, fmt="png", style="auto"):
-    """One trade chart per data of a Cerebro that has run, drawn by Backtrader's own plotter.
+    """One trade chart per data of a Cerebro that has run, drawn by Backtrader's own plotter, or (``fmt="html"``)
+    one interactive page of them all.
 
     Works for any strategy. Each figure shows one data (candles or a close line,
     volume, the BuySell markers) with only its own indicators and observers; a forecast
     indicator's subplot shows ``pred_return`` with the +-threshold lines, its forecast
     price overlays the price panel, and retrain bars (``indicator.folds``) are dashed
     vertical lines there. Strategy-wide observers (cash/value, trades) are shown only
-    when there is a single data.
+    when there is a single data. Long histories stay readable: a log price axis when the
+    prices span more than 10x, retrains as a strip of ticks beyond 40 of them, and beyond
+    150 buy/sell markers the round trips coloured on the price line (won, lost, open).
 
     Args:
         cerebro: a ``bt.Cerebro`` after ``run()`` (exactbars=0).
         out_dir: if given, writes ``<out_dir>/trades_<name>.<fmt>`` per data.
         strategy: the strategy instance to chart (default: the first one that ran).
         dpi, width, height: resolution and size (inches) of the figures/files.
-        fmt: file format of the written files.
+        fmt: file format of the written files (``"png"``, ``"svg"``, ``"pdf"``...), or ``"html"``: one
+            self-contained interactive page, ``<out_dir>/trades.html`` (Bokeh, opens offline), with a tab per data
+            (candles, volume, buys/sells and round trips with their P&L, and from a forecast indicator the forecast
+            price, ``pred_return`` with the threshold lines and the retrain dates) and a Portfolio tab (the Broker
+            observer's value against an equal-weight buy-and-hold without costs, and drawdowns). A strategy without
+            a forecast indicator gets prices, volume, trades and equity, and the page says so. Trades come from the
+            strategy's ``trade_log`` when it keeps one (ForecastThresholdStrategy), else from Backtrader's trades.
         style: ``"candle"``, ``"bar"``, ``"line"`` or ``"auto"`` (candles up to 400 bars, else line).
 
     Returns:
-        ``{name: Figure}`` keyed by the data's name (``"data0"``... when unnamed).
+        ``{name: Figure}`` keyed by the data's name (``"data0"``... when unnamed); for ``fmt="html"`` the page's path.
 
     >>> figs = plot_trades(cerebro, out_dir="plots")  # doctest: +SKIP
+    >>> page = plot_trades(cerebro, out_dir="plots", fmt="html")  # doctest: +SKIP
     """
     fmt = check_fmt(fmt)
+    if fmt == "html":
+        if not html_available():
+            raise ConfigError(HTML_UNAVAILABLE)
+        if out_dir is None:
+            raise ConfigError("plot_trades(fmt='html') writes a page: pass out_dir, e.g. out_dir='charts'")
     dpi = check_positive("dpi", dpi)
     width = check_positive("width", width)
     height = check_positive("height", height)
     if style not in ("auto", "candle", "candlestick", "bar", "ohlc", "line"):
         raise ConfigError(f"style={style!r} is not one of 'auto', 'candle', 'bar', 'line'")
-    plt = prepare_matplotlib()
     strat = _resolve_strategy(cerebro, strategy)
     datas = list(strat.datas)
     if not datas:
@@ -425,19 +547,17 @@ def plot_trades(cerebro, out_dir=None, strategy=None, dpi=110, width=14, height=
     show_global = len(masters) == 1
 
     out = Path(out_dir) if out_dir is not None else None
+    if fmt == "html":
+        return write_trades_html(out / "trades.html", **html_inputs(strat, masters))
+    plt = prepare_matplotlib()
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
 
     figures: dict = {}
     used_files: set = set()
-    for idx, data in enumerate(datas):
-        if not _in(data, masters):
-            continue
-        name = getattr(data, "_name", "") or f"data{idx}"
-        key = name
-        n = 2
-        while key in figures:
-            key, n = f"{name}_{n}", n + 1
+    keys = data_names(strat, masters)
+    for data in masters:
+        key = keys[id(data)]
         members = [d for d in datas if owners[id(d)] is data]
         nbars = len(data)
         chosen = style
