@@ -17,14 +17,15 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+from multiprocessing.managers import SyncManager
 
 import numpy as np
 import pandas as pd
 
-from .checks import check_int
 from .dates import date_numbers_of, num2date
 from .errors import ConfigError, PuffinError
-from .processes import available_cpus, mark_worker, quiet_fork_warning, start_method
+from .options import OPTIONS
+from .processes import available_cpus, mark_worker, quiet_fork_warning, start_method, worker_initargs
 from .store import ForecastStore, fingerprint
 from .walkforward import FoldRecord, make_walk_forward, require_history
 
@@ -81,9 +82,10 @@ def resolve_workers(workers, n_tasks: int) -> int | None:
     >>> resolve_workers(None, 4) is None, resolve_workers(3, 4), 1 <= resolve_workers("auto", 4) <= 4
     (True, 3, True)
     """
+    workers = OPTIONS["workers"].check(workers)  # at most the available cores
     if workers == "auto":
         return max(1, min(n_tasks, available_cpus()))
-    return None if workers is None else check_int("workers", workers)
+    return workers
 
 
 def one_process_options(options: dict, workers) -> dict:
@@ -220,12 +222,16 @@ def _run_local(tasks: list[ForecastTask], n_workers: int, on_fold, finish) -> No
     # One pool for every job: it spawns if any job needs it (a CUDA job in a forked child fails).
     methods = {start_method(t.options.get("device", "auto"), t.options.get("threads", 1)) for t in tasks}
     ctx = multiprocessing.get_context("spawn" if "spawn" in methods else methods.pop())
-    manager = ctx.Manager() if on_fold is not None else None
+    manager = None
+    if on_fold is not None:
+        manager = SyncManager(ctx=ctx)
+        manager.start(mark_worker, worker_initargs())  # its server process dies with this one too
     try:
         queue = manager.Queue() if manager is not None else None
         for task in tasks:
             task.progress = queue
-        with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=mark_worker) as pool, \
+        with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=mark_worker,
+                                 initargs=worker_initargs()) as pool, \
                 quiet_fork_warning():
             futures = {pool.submit(run_task, task): task.ticker for task in tasks}
             pending = set(futures)

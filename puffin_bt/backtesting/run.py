@@ -263,7 +263,7 @@ def _config(run: _Run, model, runonce: bool, equity: pd.DataFrame) -> dict:
     return {"model": model if isinstance(model, str) else model.__name__, "tickers": list(run.frames),
             "start": str(equity.index[0].date()), "end": str(equity.index[-1].date()),
             **{name: opts[name] for name in (*names("broker"), *names("strategy"))},
-            "runonce": runonce, "skipped": run.skipped,
+            "skip_failed": opts["skip_failed"], "runonce": runonce, "skipped": run.skipped,
             "store": None if store is None or store.memory else {"path": str(store.root), "hits": store.hits,
                                                                    "misses": store.misses},
             "forecast": {**{name: opts[name] for name in names("forecast")}, **run.forecast}}
