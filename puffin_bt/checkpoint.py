@@ -105,7 +105,11 @@ def read(path: str | os.PathLike) -> Checkpoint:
         meta = json.loads(blob["meta_json"])
         state = blob["state_dict"]
         config = ModelConfig(**meta["config"])
-        scaler = Scaler(float(meta["scaler"]["mean"]), float(meta["scaler"]["std"]), int(meta["scaler"]["horizon"]))
+        flat = meta["scaler"].get("flat", False)  # files written before it existed have no "flat"
+        if not isinstance(flat, bool):
+            raise ValueError(f"scaler flag flat={flat!r} is not true or false")
+        scaler = Scaler(float(meta["scaler"]["mean"]), float(meta["scaler"]["std"]), int(meta["scaler"]["horizon"]),
+                        flat)
         if not (math.isfinite(scaler.mean) and math.isfinite(scaler.std) and scaler.std > 0):
             raise ValueError(f"scaler statistics {meta['scaler']} are not finite with std > 0")
         if scaler.horizon != config.horizon:  # the checksum covers the weights only: check what the JSON says

@@ -20,7 +20,7 @@ from .nets import net_for
 from .options import ModelConfig
 from .schedule import FoldSchedule
 from .training import EarlyStopping, TensorBatches, make_adam, seed_torch, training_loop
-from .windows import Scaler, returns_of, split_train_val, window_inputs, window_targets
+from .windows import Scaler, flat_windows, returns_of, split_train_val, window_inputs, window_targets
 
 
 def _to_tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -165,17 +165,19 @@ def predict_log_returns(
 
 
 def predict_windows(net: nn.Module, scaler: Scaler, windows: np.ndarray, device: torch.device) -> np.ndarray:
-    """One batched forward pass over unscaled return windows (n, lookback): predicted log returns."""
+    """One batched forward pass over unscaled return windows (n, lookback): predicted log returns.
+    A flat window, or any window of a fold trained on flat returns, forecasts a zero return."""
+    if scaler.flat:
+        return np.zeros(len(windows))
     x = _to_tensor(scaler.x(windows)[..., None], device)
     net.eval()
     with torch.inference_mode():
         out = net(x)[:, 0].cpu().double().numpy()
-    return scaler.y_inverse(out)
+    pred = scaler.y_inverse(out)
+    pred[flat_windows(windows)] = 0.0
+    return pred
 
 
 def predict_one(net: nn.Module, scaler: Scaler, window: np.ndarray, device: torch.device) -> float:
     """The predicted log return after one window of ``lookback`` returns (the estimators' recursive steps)."""
-    x = _to_tensor(scaler.x(window)[None, :, None], device)
-    net.eval()
-    with torch.inference_mode():
-        return float(scaler.y_inverse(net(x)[0, 0].cpu().double().numpy()))
+    return float(predict_windows(net, scaler, np.asarray(window, dtype=np.float64)[None, :], device)[0])

@@ -27,7 +27,7 @@ from typing import ClassVar
 
 from .checks import check_float, check_int, check_known
 from .errors import ConfigError
-from .processes import available_cpus
+from . import processes
 
 MAX_SEED = 2**32 - 1  # numpy's limit; torch takes up to 2**64 - 1, and fold k uses seed + k
 # Static bounds: generous for any daily or intraday study, finite so that a typo (an extra zero,
@@ -157,7 +157,7 @@ class Text(Kind):
 def check_cores(name: str, value: int, auto: bool = True) -> int:
     """``value`` (processes or threads) unless it is more than the cores this process may use:
     more buys no speed, and a mistyped 1000000 forked thousands of workers."""
-    cpus = available_cpus()
+    cpus = processes.available_cpus()
     if value > cpus:
         fix = f"use 'auto' or at most {cpus}" if auto else f"use at most {cpus}"
         raise ConfigError(f"{name}={value} is more than the {cpus} CPU core(s) this process may use; {fix}")

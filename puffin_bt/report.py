@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .evaluation import forecast_metrics
+from .files import atomic_write_bytes
 
 
 def comparison_table(results: dict) -> pd.DataFrame:
@@ -43,7 +44,7 @@ def compare_models(results: dict, out_dir=None) -> str:
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out / "comparison.csv")
+        atomic_write_bytes(out / "comparison.csv", table.to_csv().encode())
         plot_comparison({k.upper(): r.equity["strategy"] for k, r in results.items()},
                         next(iter(results.values())).equity["buy_hold"], out_path=out / "comparison.png")
     shown = table.copy().astype(object)
@@ -80,6 +81,7 @@ def tearsheet(result, out_path, title: str | None = None) -> Path:
     """
     qs = require_quantstats()
     import logging
+    import tempfile
     import warnings
 
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
@@ -95,7 +97,9 @@ def tearsheet(result, out_path, title: str | None = None) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     cfg = result.config
     title = title or f"puffin_bt {cfg['model'].upper()} threshold strategy: {', '.join(cfg['tickers'])}"
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp:
         warnings.simplefilter("ignore")
-        qs.reports.html(returns, benchmark=benchmark, output=str(out), title=title, download_filename=str(out))
+        draft = Path(tmp) / out.name  # quantstats writes the file itself: through the atomic writer from here
+        qs.reports.html(returns, benchmark=benchmark, output=str(draft), title=title, download_filename=str(out))
+        atomic_write_bytes(out, draft.read_bytes())
     return out

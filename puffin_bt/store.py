@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from .walkforward import FoldRecord, WalkForward
 
 # Bump when a change to puffin_bt changes the forecasts themselves: entries made by other code
 # must not be read back as if this code had computed them.
-STORE_VERSION = 2
+STORE_VERSION = 3  # 3: flat input windows forecast a zero return
 
 
 def fingerprint(walk: WalkForward, closes: np.ndarray, dates: np.ndarray | None = None) -> str:
@@ -47,6 +48,17 @@ def fingerprint(walk: WalkForward, closes: np.ndarray, dates: np.ndarray | None 
     }
     h.update(json.dumps(spec, sort_keys=True).encode())
     return h.hexdigest()
+
+
+def _valid(preds: np.ndarray, folds: list[FoldRecord], length: int | None) -> bool:
+    """A stored entry as the walk-forward writes it: 1-D, NaN before the first fold bar and finite from
+    it on, folds in order. A damaged entry must be recomputed, never served (NaN served as a hit)."""
+    if preds.ndim != 1 or (length is not None and len(preds) != length):
+        return False
+    bars = [f.bar for f in folds]
+    if not folds or bars != sorted(bars) or not 0 <= bars[0] < len(preds):
+        return False
+    return bool(np.isnan(preds[: bars[0]]).all() and np.isfinite(preds[bars[0]:]).all())
 
 
 class ForecastStore:
@@ -77,20 +89,26 @@ class ForecastStore:
     def path_for(self, key: str) -> Path:
         return self.root / f"{key}.npz"
 
-    def load(self, key: str) -> tuple[np.ndarray, list[FoldRecord]] | None:
-        """The stored forecasts and folds, or None if absent or unreadable (then they are recomputed)."""
+    def load(self, key: str, length: int | None = None) -> tuple[np.ndarray, list[FoldRecord]] | None:
+        """The stored forecasts and folds, or None if absent, unreadable or not a valid entry (then
+        they are recomputed): one row of ``length`` forecasts (when given), NaN before the first
+        fold and finite from it on, fold records in order."""
         if self.memory:
-            return self._entries.get(key)
-        path = self.path_for(key)
-        try:
-            with np.load(path, allow_pickle=False) as blob:
-                preds = np.array(blob["pred_log_return"], dtype=np.float64)
-                folds = [FoldRecord(**f) for f in json.loads(str(blob["folds_json"]))]
-        except FileNotFoundError:
+            hit = self._entries.get(key)
+        else:
+            path = self.path_for(key)
+            try:
+                with np.load(path, allow_pickle=False) as blob:
+                    preds = np.array(blob["pred_log_return"], dtype=np.float64)
+                    folds = [FoldRecord(**f) for f in json.loads(str(blob["folds_json"]))]
+            except FileNotFoundError:
+                return None
+            except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError):
+                return None  # a torn or foreign file, a folder: a miss; the entry is rewritten atomically
+            hit = preds, folds
+        if hit is None or not _valid(*hit, length):
             return None
-        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError):
-            return None  # a torn or foreign file is a miss; the entry is rewritten atomically
-        return preds, folds
+        return hit
 
     def save(self, key: str, preds: np.ndarray, folds: list[FoldRecord]) -> Path | None:
         if self.memory:
@@ -101,6 +119,10 @@ class ForecastStore:
         np.savez(buf, pred_log_return=np.asarray(preds, dtype=np.float64),
                  folds_json=np.array(json.dumps([f.to_dict() for f in folds])))
         path = self.path_for(key)
+        if path.is_dir():  # something else sits at the entry's name: keep it, serve these forecasts uncached
+            warnings.warn(f"forecast store entry {str(path)!r} is a folder; these forecasts are not cached until "
+                          "it is removed", stacklevel=2)
+            return None
         atomic_write_bytes(path, buf.getvalue())
         return path
 
@@ -108,8 +130,8 @@ class ForecastStore:
         """Forecasts for every bar of ``closes``: from the store (``walk`` adopts the stored folds), or
         computed by ``walk`` and stored."""
         key = fingerprint(walk, closes, date_numbers)
-        hit = self.load(key)
-        if hit is not None and len(hit[0]) == len(closes):
+        hit = self.load(key, len(closes))
+        if hit is not None:
             self.hits += 1
             preds, folds = hit
             walk.restore(folds)

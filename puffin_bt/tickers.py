@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
+import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -177,7 +179,7 @@ class _Results:
             key = self.keys[label] = fingerprint(walks[signature], closes, numbers)
             if key in scheduled:  # the same data and options twice (an Optuna batch may repeat a trial)
                 self.duplicates.setdefault(scheduled[key], []).append(label)
-            elif self.store.load(key) is not None:
+            elif self.store.load(key, len(closes)) is not None:
                 self.report.cached.append(label)
                 self._tell(label, "cached")
             else:
@@ -277,7 +279,35 @@ def _collect(get_result, ticker: str, finish) -> None:
         finish(ticker, error=traceback.format_exception_only(type(exc), exc)[-1].strip())
 
 
+RAY_CONNECT_SECONDS = 10.0
+
+
+def check_ray_address(address: str, timeout: float = RAY_CONNECT_SECONDS) -> None:
+    """A ConfigError within ``timeout`` seconds when nothing listens at ``address`` (HOST:PORT, or
+    ray://HOST:PORT): ``ray.init`` itself would keep retrying for minutes. ``auto`` is left to Ray."""
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"address={address!r} is not HOST:PORT (e.g. '10.0.0.5:6379' or 'ray://10.0.0.5:10001')")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
+        raise ConfigError(f"cannot reach a Ray cluster at address={address!r} ({why}); start it (ray start --head) "
+                          "or leave out address for a local Ray runtime, or use executor='local'") from None
+
+
+def _ray_initialized() -> bool:
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
+
+
 def _run_on_ray(tasks: list[ForecastTask], address: str | None, options: dict, finish) -> None:
+    if address and not _ray_initialized():
+        check_ray_address(address)
     try:
         import ray
     except ImportError:

@@ -83,19 +83,35 @@ def window_targets(closes: np.ndarray, bars: np.ndarray, horizon: int) -> np.nda
     return np.log(closes[bars + horizon]) - np.log(closes[bars])  # a ratio could overflow
 
 
+# Returns whose standard deviation is below this are (near) constant: a flat price (e.g. a stretch
+# that df.ffill() filled) carries no move to learn from or to forecast from.
+FLAT_STD = 1e-12
+
+
+def flat_windows(windows: np.ndarray) -> np.ndarray:
+    """Which input windows (n, lookback) have (near) zero variance: their forecast is a zero return."""
+    return np.std(windows, axis=1) < FLAT_STD
+
+
 @dataclass(frozen=True)
 class Scaler:
-    """Standardises returns with statistics of one fold's training samples only."""
+    """Standardises returns with statistics of one fold's training samples only.
+
+    ``flat``: the fold's training returns were (near) constant, so the fold learned nothing and
+    forecasts a zero return (a net trained on all-zero targets still outputs its bias, which
+    the fallback std of 1 would turn into a large move).
+    """
 
     mean: float
     std: float
     horizon: int = 1
+    flat: bool = False
 
     @classmethod
     def fit(cls, returns: np.ndarray, horizon: int = 1) -> Scaler:
         std = float(np.std(returns))
-        if not math.isfinite(std) or std < 1e-12:
-            std = 1.0  # a constant series has no scale to learn; keep inputs finite
+        if not math.isfinite(std) or std < FLAT_STD:
+            return cls(float(np.mean(returns)), 1.0, horizon, flat=True)  # std 1 keeps the inputs finite
         return cls(float(np.mean(returns)), std, horizon)
 
     def x(self, windows: np.ndarray) -> np.ndarray:

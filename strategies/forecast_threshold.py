@@ -75,6 +75,7 @@ class ForecastThresholdStrategy(bt.Strategy):
         self.weight = p.weight if p.weight is not None else (1.0 - p.reserve) / max(1, len(self.datas))
         self.trade_log: list[dict] = []
         self.orders_rejected: list[str] = []
+        self.not_traded: dict[str, str] = {}  # ticker -> why a signal gave no order (a share costs too much)
         self._pending: dict = {}
         self._open_sizes: dict = {}
 
@@ -104,6 +105,10 @@ class ForecastThresholdStrategy(bt.Strategy):
             order = self.order_target_percent(data, target=target)
             if order is not None:
                 self._pending[data] = order
+            elif size == 0 and data._name not in self.not_traded:  # a whole share is more than the position
+                value = abs(target) * self.broker.getvalue()
+                self.not_traded[data._name] = (f"one share ({data.close[0]:.6g} on {data.datetime.date(0)}) costs "
+                                               f"more than a position of {value:.6g}; raise the cash or the weight")
 
     def notify_order(self, order) -> None:
         if order.status in (order.Submitted, order.Accepted):

@@ -58,6 +58,12 @@ class ForecastIndicator(bt.Indicator):
             def on_fold(record, _name=name, _report=p.on_fold):
                 _report(_name, record)
 
+        exactbars = _exactbars(self)
+        if exactbars is True or (isinstance(exactbars, int) and exactbars > 0):
+            raise ConfigError(
+                f"{type(self).__name__} retrains each fold on the whole history up to it, which "
+                f"Cerebro(exactbars={exactbars!r}) does not keep; use exactbars=False (the default), -1 or -2"
+            )
         try:
             self.walk = make_walk_forward(self.cell, on_fold, **{k: getattr(p, k) for k in FORECAST_OPTIONS})
         except ConfigError as exc:
@@ -114,6 +120,13 @@ class ForecastIndicator(bt.Indicator):
         pred_return = math.expm1(self.walk.forecast_tail(history))
         self.lines.pred_return[0] = pred_return
         self.lines.pred_price[0] = self._close[0] * (1.0 + pred_return)
+
+
+def _exactbars(indicator):
+    """The ``exactbars`` setting of the Cerebro the indicator runs in (False when unknown)."""
+    strategy = bt.metabase.findowner(indicator, bt.Strategy)
+    cerebro = getattr(strategy, "cerebro", None) or getattr(strategy, "env", None)
+    return getattr(getattr(cerebro, "p", None), "exactbars", False)
 
 
 class _LazyDates:

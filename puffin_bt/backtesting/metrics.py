@@ -43,8 +43,7 @@ def trade_stats(trades: pd.DataFrame, open_position: bool) -> dict:
 def portfolio_metrics(strat, equity: pd.DataFrame, cash: float, tickers: list[str]) -> dict:
     """The strategy's portfolio line: Backtrader's analyzers (Sharpe, drawdown, returns, trades)
     next to what its equity curve says (CAGR, volatility, exposure)."""
-    sleeves = strat.analyzers.sleeves.get_analysis()
-    held_any = (sleeves[[f"{t}__held" for t in tickers]].sum(axis=1) > 0).astype(float)
+    held_any = (strat.analyzers.sleeves.held()[tickers].sum(axis=1) > 0).astype(float)
     ta = strat.analyzers.tradeanalyzer.get_analysis()
     closed = ta.get("total", {}).get("closed", 0) if ta else 0
     won = ta.get("won", {}).get("total", 0) if ta and closed else 0
@@ -67,6 +66,7 @@ def portfolio_metrics(strat, equity: pd.DataFrame, cash: float, tickers: list[st
         "win_rate": won / closed if closed else math.nan,
         "exposure": float(held_any.mean()),
         "rejected_orders": len(strat.orders_rejected),
+        "not_traded": dict(getattr(strat, "not_traded", {})),
     }
 
 
@@ -75,9 +75,10 @@ def ticker_metrics(strat, bench_strat, frames: dict, trades: pd.DataFrame) -> tu
     ticker's first bar on."""
     sleeves = strat.analyzers.sleeves.get_analysis()
     bench_sleeves = bench_strat.analyzers.sleeves.get_analysis()
+    helds = strat.analyzers.sleeves.held()
     per_ticker, bench_per_ticker = {}, {}
     for t, df in frames.items():
-        held = sleeves[f"{t}__held"]
+        held = helds[t]
         alive = df.index.min()
         still_open = strat.getposition(strat.getdatabyname(t)).size != 0
         per_ticker[t] = {**performance(sleeves[t][sleeves.index >= alive], held[held.index >= alive]),

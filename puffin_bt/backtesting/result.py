@@ -67,6 +67,12 @@ class BacktestResult:
         text = head + "\n" + out.to_string()
         if self.skipped:
             text += "\nskipped: " + "; ".join(f"{t}: {why}" for t, why in self.skipped.items())
+        not_traded = self.metrics.get("not_traded") or {}
+        if not_traded:
+            text += "\nsignals not traded: " + "; ".join(f"{t}: {why}" for t, why in not_traded.items())
+        not_held = self.benchmark.get("not_held") or {}
+        if not_held:
+            text += "\nbuy-and-hold not held (B&H left blank): " + "; ".join(f"{t}: {why}" for t, why in not_held.items())
         return text
 
     @property

@@ -229,10 +229,15 @@ def _collect(run: _Run, model, runonce: bool, strat, cerebro, bench_strat, secon
         "pnl", "pnl_net", "commission", "return"])
     per_ticker, bench_per_ticker = ticker_metrics(strat, bench_strat, run.frames, trades)
     forecasts, folds = _forecasts_and_folds(strat)
+    # A benchmark that could not buy a ticker is reported as such, never as a 0% return.
+    not_held = {t: why for t, why in bench_strat.not_held.items() if t in tickers}
+    bench_per_ticker.loc[list(not_held)] = np.nan
+    benchmark = performance(equity["buy_hold"] if len(not_held) < len(tickers) else equity["buy_hold"].iloc[:0])
+    benchmark.update(not_held=not_held, entries=dict(bench_strat.entries))
     return BacktestResult(
         metrics=portfolio_metrics(strat, equity, run.options["cash"], tickers),
         per_ticker=per_ticker,
-        benchmark=performance(equity["buy_hold"]),
+        benchmark=benchmark,
         benchmark_per_ticker=bench_per_ticker,
         equity=equity,
         trades=trades,
