@@ -429,9 +429,12 @@ def _run_evaluate(args) -> int:
     from .evaluation import evaluate_forecasts, walk_forward_forecasts
     from .plotting import plot_forecasts, safe_name
     from .store import ForecastStore
-    from .walkforward import require_history
+    from .walkforward import make_walk_forward, require_history
 
     out_dir, data, model, options, _ = _prepare_run(args, ("data", "execution", "forecast"))
+    forecast = {k: v for k, v in options.items() if k in names("forecast")}
+    for name in ("lstm", "gru") if model == "both" else (model,):
+        make_walk_forward(name, **forecast)  # every walk-forward check (memory included) before the data loads
     skip_failed = options.pop("skip_failed", False)
     frames, skipped = resolve_data(data, options.pop("start", None), options.pop("end", None), args.cache_dir,
                                    skip_failed=skip_failed)

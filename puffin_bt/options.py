@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
+from . import processes
 from .checks import check_float, check_int, check_known
 from .errors import ConfigError
-from . import processes
 
 MAX_SEED = 2**32 - 1  # numpy's limit; torch takes up to 2**64 - 1, and fold k uses seed + k
 # Static bounds: generous for any daily or intraday study, finite so that a typo (an extra zero,

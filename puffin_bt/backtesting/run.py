@@ -25,11 +25,10 @@ from ..adapters.feeds import FrameData
 from ..data import resolve_data
 from ..errors import ConfigError, DataError
 from ..evaluation import forecast_frame
-from ..options import BACKTEST_GROUPS, names, options_doc, resolve, signature_parameters
-from ..schedule import FoldSchedule
+from ..options import BACKTEST_GROUPS, CELLS, names, options_doc, resolve, signature_parameters
 from ..store import ForecastStore
 from ..tickers import one_process_options, precompute_forecasts, resolve_workers
-from ..walkforward import require_history
+from ..walkforward import make_walk_forward, require_history
 from .metrics import TRADING_DAYS, performance, portfolio_metrics, ticker_metrics
 from .progress import FoldBar, TickerBar, fold_progress_bar
 from .result import BacktestResult
@@ -110,7 +109,9 @@ def _prepare(data, model, runonce: bool, cache_dir, store, progress: bool, given
     """Check the options, load the data and, when it pays, precompute the forecasts in parallel."""
     opts = resolve(given, GROUPS, "backtest()")
     forecast = {name: opts[name] for name in names("forecast") if name in given}
-    schedule = FoldSchedule(**{name: opts[name] for name in FoldSchedule.NAMES})
+    cell = model if isinstance(model, str) else getattr(model, "cell", None)
+    # Every walk-forward check (the schedule, the device, the memory the model needs) before the data loads.
+    schedule = make_walk_forward(cell if cell in CELLS else "lstm", **forecast).schedule
     frames, skipped = resolve_data(data, opts["start"], opts["end"], cache_dir, skip_failed=opts["skip_failed"])
     for name in list(frames):
         try:
@@ -122,7 +123,6 @@ def _prepare(data, model, runonce: bool, cache_dir, store, progress: bool, given
             del frames[name]
     forecast = one_process_options(forecast, opts["workers"])
     workers = resolve_workers(opts["workers"], len(frames))
-    cell = model if isinstance(model, str) else getattr(model, "cell", None)
     # Precomputed forecasts reach the run through the store, which only runonce reads.
     parallel = runonce and cell is not None and (opts["executor"] is not None or (workers or 1) > 1)
     store = _store(store, cache_dir, parallel)
