@@ -61,7 +61,8 @@ def write(path: str | os.PathLike, class_name: str, config: ModelConfig, scaler:
         "format": FORMAT_VERSION,
         "class": class_name,
         "config": config.to_dict(),
-        "scaler": dataclasses.asdict(scaler),
+        # "flat" only when set: files of models that learned something stay as older versions wrote them
+        "scaler": {k: v for k, v in dataclasses.asdict(scaler).items() if k != "flat" or v},
         "params": {k: (str(v) if isinstance(v, torch.device) else v) for k, v in params.items()},
         "history": {k: (history or {}).get(k) for k in ("train_loss", "val_loss", "best_epoch", "stopped_epoch")},
         "versions": {"torch": torch.__version__, "numpy": np.__version__},

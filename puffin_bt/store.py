@@ -51,14 +51,14 @@ def fingerprint(walk: WalkForward, closes: np.ndarray, dates: np.ndarray | None 
 
 
 def _valid(preds: np.ndarray, folds: list[FoldRecord], length: int | None) -> bool:
-    """A stored entry as the walk-forward writes it: 1-D, NaN before the first fold bar and finite from
-    it on, folds in order. A damaged entry must be recomputed, never served (NaN served as a hit)."""
+    """A stored entry as the walk-forward writes it: 1-D, finite from the first fold bar on, folds in
+    order. A damaged entry must be recomputed, never served (NaN forecasts were served as a hit)."""
     if preds.ndim != 1 or (length is not None and len(preds) != length):
         return False
     bars = [f.bar for f in folds]
     if not folds or bars != sorted(bars) or not 0 <= bars[0] < len(preds):
         return False
-    return bool(np.isnan(preds[: bars[0]]).all() and np.isfinite(preds[bars[0]:]).all())
+    return bool(np.isfinite(preds[bars[0]:]).all())
 
 
 class ForecastStore:
@@ -91,8 +91,8 @@ class ForecastStore:
 
     def load(self, key: str, length: int | None = None) -> tuple[np.ndarray, list[FoldRecord]] | None:
         """The stored forecasts and folds, or None if absent, unreadable or not a valid entry (then
-        they are recomputed): one row of ``length`` forecasts (when given), NaN before the first
-        fold and finite from it on, fold records in order."""
+        they are recomputed): one row of ``length`` forecasts (when given), finite from the first
+        fold bar on, fold records in order."""
         if self.memory:
             hit = self._entries.get(key)
         else:

@@ -306,12 +306,16 @@ def test_buy_and_hold_holds_every_affordable_ticker_from_the_first_forecast_bar(
 # --------------------------------------------------------------------------- 5. flat stretches
 
 
-def test_a_constant_series_forecasts_no_move():
+def test_a_constant_series_forecasts_no_move(tmp_path):
     closes = np.full(200, 50.0)
     model = TradingLSTM(hidden_dim=8, num_layers=1, device="cpu")
     model.fit(closes, lookback=10, epochs=2)
     assert model.scaler_.flat
     assert list(model.predict(closes, steps=3)) == [50.0, 50.0, 50.0]
+    moving = synthetic_closes(200)  # a fold that learned nothing forecasts no move on any input
+    assert (model.predict_returns(moving)[10:] == 0.0).all()
+    loaded = TradingLSTM.load(model.save(tmp_path / "flat.pt"), device="cpu")  # the flag survives a checkpoint
+    assert loaded.scaler_.flat and list(loaded.predict(closes, steps=2)) == [50.0, 50.0]
     preds = walk_forward(closes, **LIB).pred_log_return
     first = LIB["min_train"] - 1
     assert np.isnan(preds[:first]).all() and (preds[first:] == 0.0).all()
@@ -535,6 +539,7 @@ class Job:
     rnd: int = 1
     cwd: str | None = None  # a folder shared with other jobs (default: the job's own)
     env: dict = field(default_factory=dict)
+    limit: int = 300  # seconds before the job is ended (SIGALRM)
 
 
 def _sample(*tickers, start="2011-06-01", end=None):
@@ -772,7 +777,7 @@ JOBS: dict[str, Job] = {
     "config-entry-wrong-type": Job(_config_file({"entry": "abc"})),
     "tickers-file-binary": Job(_binary_tickers_file),
     "ray-address-unreachable": Job(lambda w, r: ["backtest", *_sample("IBM"), *CLI_TINY, "--executor", "ray",
-                                                 "--address", "127.0.0.1:1", *_common(w)], env=RAY_ENV),
+                                                 "--address", "127.0.0.1:1", *_common(w)], env=RAY_ENV, limit=60),
     # silent answers
     "evaluate-too-short": Job(lambda w, r: ["evaluate", "--csv", f"ACME={_acme_csv(w, n=100)}", *CLI_TINY, *_common(w)]),
     "csv-close-twice": Job(_csv_text("twice.csv", _close_twice)),
@@ -829,7 +834,7 @@ def _run_round(jobs: dict, root: Path) -> dict:
         where[jid] = (args, workdir, io_dir)
         lines.append(json.dumps({"id": jid, "args": [str(a) for a in args], "cwd": str(workdir),
                                  "stdout": str(io_dir / "stdout"), "stderr": str(io_dir / "stderr"),
-                                 "env": job.env}))
+                                 "env": job.env, "limit": job.limit}))
     server = subprocess.run([sys.executable, "-c", _ENV_SERVER, str(max(2, min(4, os.cpu_count() or 2)))],
                             input="\n".join(lines), capture_output=True, text=True, cwd=REPO, env=_cli_env(),
                             timeout=600)
@@ -844,8 +849,12 @@ def _run_round(jobs: dict, root: Path) -> dict:
     return out
 
 
-# The shared server, plus each job's own environment variables (set in its child only).
-_ENV_SERVER = _CLI_SERVER.replace("    rc = 70\n", "    rc = 70\n    os.environ.update(job.get('env') or {})\n")
+# The shared server, plus each job's own environment variables and time limit (set in its child only: a job
+# that hangs, as the Ray connection did, is ended by SIGALRM and fails its test instead of stalling the suite).
+_ENV_SERVER = _CLI_SERVER.replace(
+    "    rc = 70\n",
+    "    rc = 70\n    os.environ.update(job.get('env') or {})\n    import signal\n    signal.alarm(job['limit'])\n")
+assert _ENV_SERVER != _CLI_SERVER, "the CLI server changed: update the job set-up above"
 
 
 def _needed(wanted: set[str]) -> set[str]:
