@@ -214,7 +214,7 @@ class Date(Kind):
             return value
         if type(value).__name__ == "Timestamp":  # pandas, without importing it here
             return value
-        raise ConfigError(f"{name}={value!r} is a {type(value).__name__}, not a date; pass YYYY-MM-DD, e.g. '2010-01-04'")
+        raise ConfigError(f"{name}={value!r} is not a date (a {type(value).__name__}); pass YYYY-MM-DD, e.g. '2010-01-04'")
 
     def describe(self) -> str:
         return "a date YYYY-MM-DD"
