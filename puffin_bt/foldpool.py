@@ -55,8 +55,8 @@ def resolve_fold_workers(value, device: torch.device, threads: int | None = 1,
     scratch (``worker_bytes`` each, the walk-forward's estimate) fit in ``MEMORY_SHARE`` of the
     memory still available (``available_memory``: a container's cgroup limit included).
 
-    >>> resolve_fold_workers(None, torch.device("cpu")), resolve_fold_workers(3, torch.device("cpu"))
-    (1, 3)
+    >>> resolve_fold_workers(None, torch.device("cpu")), resolve_fold_workers(1, torch.device("cpu"))
+    (1, 1)
     >>> resolve_fold_workers("auto", torch.device("cuda"))
     1
     """

@@ -78,11 +78,11 @@ def run_task(task: ForecastTask) -> tuple[str, np.ndarray, list[dict], float]:
 
 def resolve_workers(workers, n_tasks: int) -> int | None:
     """``"auto"``: one worker per CPU core, at most one per task; None stays None (no pool);
-    a number is checked (a whole number >= 1). The one reading of ``workers`` for backtest,
-    evaluation, tuning and the pool itself.
+    a number is checked (a whole number from 1 to the available cores). The one reading of
+    ``workers`` for backtest, evaluation, tuning and the pool itself.
 
-    >>> resolve_workers(None, 4) is None, resolve_workers(3, 4), 1 <= resolve_workers("auto", 4) <= 4
-    (True, 3, True)
+    >>> resolve_workers(None, 4) is None, resolve_workers(1, 4), 1 <= resolve_workers("auto", 4) <= 4
+    (True, 1, True)
     """
     workers = OPTIONS["workers"].check(workers)  # at most the available cores
     if workers == "auto":
