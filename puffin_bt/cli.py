@@ -326,9 +326,8 @@ def _resolve_inputs(args, groups: tuple[str, ...]) -> tuple:
         data, source = _replay_data(cfg, args.config)
     else:
         data, source = None, {"source": "sample", "tickers": None}
-    if source["source"] == "tickers_file" and "skip_failed" in names(*groups) and "skip_failed" not in \
-            {name for name in names(*groups) if hasattr(args, name)}:
-        options.setdefault("skip_failed", True)  # a universe file: report and skip the tickers that fail
+    if source["source"] == "tickers_file" and "skip_failed" in names(*groups):
+        options["skip_failed"] = True  # a universe file: report and skip the tickers that fail
     return data, model, options, source
 
 
