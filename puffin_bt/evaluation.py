@@ -14,7 +14,7 @@ import pandas as pd
 from .dates import date_numbers_of
 from .errors import ConfigError
 from .tickers import one_process_options, precompute_forecasts, resolve_workers
-from .walkforward import make_walk_forward
+from .walkforward import make_walk_forward, require_history
 
 
 def binomial_p_value(successes: int, trials: int, p: float = 0.5) -> float:
@@ -109,6 +109,7 @@ def walk_forward_forecasts(frames: dict, model: str = "lstm", store=None, on_fol
     for ticker, df in frames.items():
         report = None if on_fold is None else (lambda rec, _t=ticker: on_fold(_t, rec))
         walk = make_walk_forward(model, report, **forecast_kwargs)
+        require_history(str(ticker), len(df), walk.schedule.min_train)  # as backtest: never an empty row
         closes = df["close"].to_numpy(dtype=np.float64)
         dates = list(df.index.to_pydatetime())
         if store is not None:

@@ -42,6 +42,7 @@ from puffin_bt import (
 )
 from puffin_bt.adapters.feeds import FrameData
 from puffin_bt.dates import date_numbers_of
+from puffin_bt.evaluation import walk_forward_forecasts
 from puffin_bt.fitting import new_net, predict_windows
 from puffin_bt.options import BACKTEST_GROUPS, OPTIONS, names
 from puffin_bt.processes import available_cpus, available_memory
@@ -456,6 +457,13 @@ def test_a_start_that_is_not_a_date_is_a_config_error(value):
 def test_tune_space_that_is_empty_or_invalid_is_a_config_error_not_the_chapter_grid(space):
     with pytest.raises(ConfigError, match="space"):
         tune({"ACME": ohlcv_frame(synthetic_closes(150))}, space=space, store=False, **LIB)
+
+
+@pytest.mark.parametrize("store", [False, True], ids=["no-store", "store"])
+def test_evaluating_a_ticker_too_short_for_one_fold_is_a_data_error(store, tmp_path):
+    frames = {"LONG": ohlcv_frame(synthetic_closes(100)), "SHORT": ohlcv_frame(synthetic_closes(50))}
+    with pytest.raises(DataError, match="SHORT has 50 bars but the first fold needs min_train=60"):
+        walk_forward_forecasts(frames, store=ForecastStore(tmp_path) if store else None, **LIB)
 
 
 # --------------------------------------------------------------------------- ticker names
