@@ -675,7 +675,7 @@ def _same_name_csvs(w, root):
 def _equals_in_path(w, root):
     folder = w / "x=1"
     a, b = _acme_csv(folder, name="ACME.csv"), _acme_csv(folder, name="b.csv", seed=9)
-    return ["backtest", "--csv", str(a), f"BETA={b}", *CLI_TINY, *_common(w)]
+    return ["backtest", "--csv", str(a), f"date={b}", *CLI_TINY, *_common(w)]  # a ticker named date, too
 
 
 def _evaluate_symlinks(w, root):
@@ -1021,9 +1021,10 @@ def test_cli_force_writes_into_a_non_empty_out_and_keeps_other_files(cli, job):
 
 
 @pytest.mark.parametrize("job", ["csv-equals-in-path"])
-def test_cli_csv_path_with_an_equals_sign(cli, job):
-    _, workdir = _ok(cli, job)
-    assert list(pd.read_csv(workdir / "out" / "forecasts.csv")["ticker"].unique()) == ["ACME", "BETA"]
+def test_cli_csv_path_with_an_equals_sign_and_a_ticker_named_date(cli, job):
+    proc, workdir = _ok(cli, job)
+    assert list(pd.read_csv(workdir / "out" / "forecasts.csv")["ticker"].unique()) == ["ACME", "date"]
+    assert [line.split()[0] for line in proc.stdout.splitlines()[2:5]] == ["PORTFOLIO", "ACME", "date"]
 
 
 @pytest.mark.parametrize("job", ["evaluate-through-symlinks"])
