@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -133,7 +134,10 @@ CONFIG_KEYS = {"model", "tickers", "runonce", "skipped", "store", "forecast", "d
 def _read_text(path: str, flag: str, what: str) -> str:
     """A small UTF-8 text file (a byte-order mark is dropped), or a ConfigError naming ``flag`` and the fix."""
     try:
-        size = os.stat(path).st_size
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block, a device such as /dev/zero never end
+            raise ConfigError(f"{flag} {path!r} is not a regular file; pass {what}")
+        size = info.st_size
         if size > MAX_INPUT_BYTES:
             raise ConfigError(f"{flag} {path!r} is {size / 2**20:.1f} MB, too big for {what}; pass {what}")
         with open(path, "rb") as fh:

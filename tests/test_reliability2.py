@@ -724,6 +724,12 @@ def _tune(*extra):
     return lambda w, root: ["tune", *_sample("IBM"), *CLI_TINY, *extra, *_common(w)]
 
 
+def _fifo_config(w, root):
+    w.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(w / "config.json")  # nothing ever writes to it: reading it would block forever
+    return ["backtest", "--config", str(w / "config.json"), *_common(w)]
+
+
 def _binary_tickers_file(w, root):
     w.mkdir(parents=True, exist_ok=True)
     (w / "t.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe")
@@ -779,6 +785,7 @@ JOBS: dict[str, Job] = {
     "tune-space-empty-list": Job(_tune("--space", "[]")),
     "config-binary": Job(_config_file(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe")),
     "config-nested": Job(_config_file(b"[" * 100_000 + b"]" * 100_000)),
+    "config-fifo": Job(_fifo_config, limit=60),
     "config-forecast-not-an-object": Job(_config_file({"forecast": "abc"})),
     "config-on-fold": Job(_config_file({"on_fold": "abc"})),
     "config-forecast-on-fold": Job(_config_file({"forecast": {"on_fold": "abc"}})),
@@ -818,6 +825,7 @@ ERRORS = {  # job -> fragments its one stderr line names (exit 2, no traceback)
     "tune-space-empty-list": ("--space", "[]", "non-empty dict"),
     "config-binary": ("--config", "not a UTF-8 text file"),
     "config-nested": ("--config", "nested too deeply"),
+    "config-fifo": ("--config", "is not a regular file"),
     "config-forecast-not-an-object": ("--config", "'forecast' must be an object", "'abc'"),
     "config-on-fold": ("--config", "unknown key 'on_fold'"),
     "config-forecast-on-fold": ("--config", "'forecast' has unknown key 'on_fold'"),
