@@ -23,6 +23,7 @@ from .errors import CheckpointError, ConfigError
 from .files import atomic_write_bytes
 from .nets import state_shapes
 from .options import ModelConfig
+from .processes import available_memory
 from .windows import Scaler
 
 FORMAT_VERSION = 1
@@ -60,34 +61,58 @@ def write(path: str | os.PathLike, class_name: str, config: ModelConfig, scaler:
         "format": FORMAT_VERSION,
         "class": class_name,
         "config": config.to_dict(),
-        "scaler": dataclasses.asdict(scaler),
+        # "flat" only when set: files of models that learned something stay as older versions wrote them
+        "scaler": {k: v for k, v in dataclasses.asdict(scaler).items() if k != "flat" or v},
         "params": {k: (str(v) if isinstance(v, torch.device) else v) for k, v in params.items()},
         "history": {k: (history or {}).get(k) for k in ("train_loss", "val_loss", "best_epoch", "stopped_epoch")},
         "versions": {"torch": torch.__version__, "numpy": np.__version__},
     }
+    path = _path(path, "save")
     state = {k: v.detach().cpu() for k, v in state.items()}
     meta["sha256"] = state_digest(state)
     buf = io.BytesIO()
     torch.save({"state_dict": state, "meta_json": json.dumps(meta)}, buf)
-    path = Path(path)
-    atomic_write_bytes(path, buf.getvalue())
+    try:
+        atomic_write_bytes(path, buf.getvalue())
+    except OSError as exc:  # a folder at that name, a read-only folder, a full disk
+        raise CheckpointError(
+            f"cannot write checkpoint {str(path)!r} ({exc.strerror or type(exc).__name__}); pass a file path in a "
+            "writable folder"
+        ) from None
     return path
+
+
+def _path(path, verb: str) -> Path:
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise ConfigError(f"{verb}({path!r}): pass a file path (str or os.PathLike)")
+    return Path(path)
 
 
 def read(path: str | os.PathLike) -> Checkpoint:
     """Read and check a model file; any problem is a CheckpointError naming the file and the fix."""
-    path = Path(path)
-    if not path.is_file():
+    path = _path(path, "load")
+    if not path.exists():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist; pass the path given to save()")
+    if not path.is_file():  # a folder, a FIFO (would block), a device such as /dev/zero (endless)
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a regular file; pass the path given to save()")
+    free = available_memory()
+    if free is not None and path.stat().st_size > free:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is {path.stat().st_size / 2**30:.2f} GiB, more than the "
+            f"{free / 2**30:.2f} GiB of memory available; load it on a machine with more memory"
+        )
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         meta = json.loads(blob["meta_json"])
         state = blob["state_dict"]
         config = ModelConfig(**meta["config"])
         saved = meta["scaler"]
+        flat = saved.get("flat", False)  # files written before it existed have no "flat"
+        if not isinstance(flat, bool):
+            raise ValueError(f"scaler flag flat={flat!r} is not true or false")
         scaler = Scaler(float(saved["mean"]), float(saved["std"]), int(saved["horizon"]),
                         tuple(float(v) for v in saved.get("feature_mean", ())),
-                        tuple(float(v) for v in saved.get("feature_std", ())))
+                        tuple(float(v) for v in saved.get("feature_std", ())), flat)
         stats = (scaler.mean, scaler.std, *scaler.feature_mean, *scaler.feature_std)
         if not all(math.isfinite(v) for v in stats) or min((scaler.std, *scaler.feature_std)) <= 0:
             raise ValueError(f"scaler statistics {saved} are not finite with std > 0")

@@ -7,11 +7,15 @@ Exit codes: 0 success, 2 bad input or configuration (one line on stderr),
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
+import stat
 import sys
+import tempfile
 from pathlib import Path
 
 from ._version import __version__
@@ -68,7 +72,9 @@ def _add_trading_args(parser: argparse.ArgumentParser,
 
 def _add_output_args(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
-    out.add_argument("--out", help="output folder (default ./puffin-bt-out/<timestamp>)")
+    out.add_argument("--out", help="output folder, new or empty (default: a new ./puffin-bt-out/<date-time>)")
+    out.add_argument("--force", action="store_true", help="write into a non-empty --out (files of the same "
+                                                          "names are replaced)")
     out.add_argument("--no-plot", action="store_true", help="skip the charts (the PNGs and the interactive trades.html)")
     out.add_argument("--report", choices=("html",),
                      help="also write report.html, a quantstats tearsheet vs buy-and-hold (pip install "
@@ -126,34 +132,191 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_config(path: str) -> dict:
+MAX_INPUT_BYTES = 10 * 2**20  # a config.json or tickers file is a few KB; anything this big is the wrong file
+# config.json keys besides the registry's options: what backtest and tune record (run.py ``_config``, the
+# CLI's ``data_source``/``data``, tune's ``tuning``). Any other key is refused, naming it.
+CONFIG_KEYS = {"model", "tickers", "runonce", "skipped", "store", "forecast", "data_source", "data", "tuning"}
+
+
+def _read_text(path: str, flag: str, what: str) -> str:
+    """A small UTF-8 text file (a byte-order mark is dropped), or a ConfigError naming ``flag`` and the fix."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            cfg = json.load(fh)
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block, a device such as /dev/zero never end
+            raise ConfigError(f"{flag} {path!r} is not a regular file; pass {what}")
+        size = info.st_size
+        if size > MAX_INPUT_BYTES:
+            raise ConfigError(f"{flag} {path!r} is {size / 2**20:.1f} MB, too big for {what}; pass {what}")
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_INPUT_BYTES + 1)
     except FileNotFoundError:
-        raise ConfigError(f"--config {path!r} does not exist; pass the config.json of an earlier run") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"--config {path!r} is not valid JSON ({exc}); pass the config.json of an earlier run") \
+        raise ConfigError(f"{flag} {path!r} does not exist; pass {what}") from None
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path!r} cannot be read ({exc.strerror or type(exc).__name__}); pass {what}") \
             from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{flag} {path!r} is not a UTF-8 text file (binary?); pass {what}") from None
+    if "\x00" in text:
+        raise ConfigError(f"{flag} {path!r} holds NUL bytes, so it is not a text file; pass {what}")
+    return text
+
+
+def _load_config(path: str) -> dict:
+    what = "the config.json of an earlier run"
+    text = _read_text(path, "--config", what)
+    try:
+        cfg = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--config {path!r} is not valid JSON ({exc}); pass {what}") from None
+    except RecursionError:
+        raise ConfigError(f"--config {path!r} is nested too deeply to be a config.json; pass {what}") from None
     if not isinstance(cfg, dict):
-        raise ConfigError(f"--config {path!r} must hold a JSON object")
+        raise ConfigError(f"--config {path!r} must hold a JSON object, not a {type(cfg).__name__}; pass {what}")
+    _check_config(cfg, path)
     return cfg
 
 
-def _csv_frames(specs: list[str]) -> dict:
+def _check_config(cfg: dict, path: str) -> None:
+    """Every key known and every value of the right kind, named in the error (a replay must not
+    quietly run something else)."""
+    where = f"--config {path!r}"
+    unknown = [k for k in cfg if k not in OPTIONS and k not in CONFIG_KEYS]
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; remove it (keys: options such as 'entry', and "
+                          f"{', '.join(sorted(CONFIG_KEYS))})")
+    forecast = cfg.get("forecast")
+    if forecast is not None and not isinstance(forecast, dict):
+        raise ConfigError(f"{where}: 'forecast' must be an object of walk-forward options, not {forecast!r}")
+    for key in (forecast or {}):
+        if key not in names("forecast"):
+            raise ConfigError(f"{where}: 'forecast' has unknown key {key!r}; valid: {', '.join(names('forecast'))}")
+    for key, value in [*((k, v) for k, v in cfg.items() if k in OPTIONS), *(forecast or {}).items()]:
+        try:
+            OPTIONS[key].check(value)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: key {key!r}: {exc}") from None
+    model = cfg.get("model")
+    if model is not None and model not in ("lstm", "gru", "both"):
+        raise ConfigError(f"{where}: 'model' is {model!r}; use 'lstm', 'gru' or 'both'")
+    tickers = cfg.get("tickers")
+    if tickers is not None and not (isinstance(tickers, list) and all(isinstance(t, str) for t in tickers)):
+        raise ConfigError(f"{where}: 'tickers' must be a list of ticker strings, not {tickers!r}")
+    source = cfg.get("data_source")
+    if source is not None and source not in ("sample", "yfinance", "csv"):
+        raise ConfigError(f"{where}: 'data_source' is {source!r}; use 'sample', 'yfinance' or 'csv'")
+    data = cfg.get("data")
+    if data is not None and not (isinstance(data, dict) and data.get("source") in DATA_RECORDS):
+        raise ConfigError(f"{where}: 'data' must be an object with 'source' one of {', '.join(DATA_RECORDS)}; "
+                          f"got {data!r}")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(2**20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _file_record(path: str) -> dict:
+    """Where an input file is and a hash of its content: a replay refuses a file that changed."""
+    return {"path": str(Path(path).expanduser().absolute()), "sha256": _sha256(Path(path).expanduser())}
+
+
+def _check_unchanged(record, where: str, flag: str) -> str:
+    if not (isinstance(record, dict) and isinstance(record.get("path"), str) and isinstance(record.get("sha256"), str)):
+        raise ConfigError(f"{where}: a data file record must have 'path' and 'sha256'; got {record!r}")
+    path = record["path"]
+    if not Path(path).is_file():
+        raise ConfigError(f"{where}: the run read {path!r}, which is gone; restore it to replay the run, or pass "
+                          f"the data again ({flag} ...)")
+    now = _sha256(Path(path))
+    if now != record["sha256"]:
+        raise ConfigError(f"{where}: {path!r} changed since the run (sha256 {record['sha256'][:12]}... then, "
+                          f"{now[:12]}... now); restore it to replay the run, or pass it again ({flag} ...) to run "
+                          "on the new content")
+    return path
+
+
+def _csv_spec(spec: str) -> tuple[str, str]:
+    """``NAME=FILE`` or ``FILE`` -> (name, path). A ``=`` inside a path is part of the path: the
+    name is the text before the first ``=`` only when it holds no path separator, and when
+    the whole spec is an existing file while the part after ``=`` is not, the spec is the file."""
+    name, sep, rest = spec.partition("=")
+    if sep and name.strip() and not any(c in name for c in "/\\") and \
+            (Path(rest).expanduser().exists() or not Path(spec).expanduser().exists()):
+        return name.strip(), rest
+    path = rest if sep and not name.strip() else spec
+    base = Path(path).name
+    return base.split(".")[0] or base, path
+
+
+def _csv_inputs(specs: list[str]) -> tuple[dict, dict]:
+    """The frames of ``--csv`` and the record config.json keeps of them (paths and content hashes)."""
     from .data import load_csv
 
-    frames = {}
+    frames, files, paths = {}, [], {}
     for spec in specs:
-        name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
-        name = name or Path(path).stem
+        name, path = _csv_spec(spec)
+        if name in paths:
+            raise ConfigError(f"--csv: two files are named {name!r} ({paths[name]!r} and {path!r}), so one would "
+                              f"replace the other; name them apart, e.g. --csv {name}_1={paths[name]} {name}_2={path}")
+        paths[name] = path
         frames[name] = load_csv(path, name=name)
-    return frames
+        files.append({"name": name, **_file_record(path)})
+    return frames, {"source": "csv", "files": files}
+
+
+# What config.json's "data" records, by source; a replay reads the same data (files: unchanged).
+DATA_RECORDS = ("sample", "yfinance", "tickers_file", "csv")
+
+
+def _replay_data(cfg: dict, path: str):
+    """The data a config.json's run read, or None (the bundled sample)."""
+    from .data import load_csv, load_sample
+
+    where = f"--config {path!r}"
+    record = cfg.get("data")
+    if record is None:  # older config.json files: the source and its tickers
+        source, tickers = cfg.get("data_source"), cfg.get("tickers")
+        if source == "csv":
+            raise ConfigError(f"{where} comes from a run on CSV files it does not record (an older puffin_bt); "
+                              "pass them again with --csv")
+        if tickers and source == "yfinance":
+            return tickers, {"source": "yfinance", "tickers": tickers}
+        if tickers and source == "sample":
+            return load_sample(tickers), {"source": "sample", "tickers": tickers}
+        return None, {"source": "sample", "tickers": None}
+    source = record["source"]
+    if source == "csv":
+        files = record.get("files")
+        if not isinstance(files, list) or not files:
+            raise ConfigError(f"{where}: 'data' of source 'csv' must list its 'files'; got {files!r}")
+        frames = {}
+        for entry in files:
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if not isinstance(name, str) or not name:
+                raise ConfigError(f"{where}: every CSV file record needs a 'name'; got {entry!r}")
+            frames[name] = load_csv(_check_unchanged(entry, where, "--csv"), name=name)
+        return frames, record
+    if source == "tickers_file":
+        return _read_tickers_file(_check_unchanged(record, where, "--tickers-file")), record
+    tickers = record.get("tickers")
+    if tickers is not None and not (isinstance(tickers, list) and tickers and all(isinstance(t, str) for t in tickers)):
+        raise ConfigError(f"{where}: 'data' 'tickers' must be a list of ticker strings; got {tickers!r}")
+    if source == "yfinance":
+        if not tickers:
+            raise ConfigError(f"{where}: 'data' of source 'yfinance' must list its 'tickers'")
+        return tickers, record
+    return (None if tickers is None else load_sample(tickers)), record
 
 
 def _resolve_inputs(args, groups: tuple[str, ...]) -> tuple:
-    """(data for resolve_data, model, options) from the flags the user gave over an optional --config:
-    every registry option of ``groups`` that the config records is replayed unless a flag overrides it."""
+    """(data for resolve_data, model, options, data record) from the flags the user gave over an optional
+    --config: every registry option of ``groups`` the config records, and its data (files checked
+    unchanged), are replayed unless a flag overrides them. The record goes to config.json."""
     from .data import load_sample
 
     cfg = _load_config(args.config) if args.config else {}
@@ -162,30 +325,25 @@ def _resolve_inputs(args, groups: tuple[str, ...]) -> tuple:
     options.update({name: getattr(args, name) for name in names(*groups) if hasattr(args, name)})
     model = getattr(args, "model", None) or cfg.get("model") or "lstm"
     if args.tickers:
-        data = args.tickers
+        data, source = args.tickers, {"source": "yfinance", "tickers": list(args.tickers)}
     elif args.tickers_file:
         data = _read_tickers_file(args.tickers_file)
+        source = {"source": "tickers_file", **_file_record(args.tickers_file)}
     elif args.csv:
-        data = _csv_frames(args.csv)
+        data, source = _csv_inputs(args.csv)
     elif args.sample:
-        data = load_sample(args.sample)
-    elif cfg.get("tickers") and cfg.get("data_source") == "yfinance":
-        data = cfg["tickers"]
-    elif cfg.get("tickers") and cfg.get("data_source") == "sample":
-        data = load_sample(cfg["tickers"])
+        data, source = load_sample(args.sample), {"source": "sample", "tickers": list(args.sample)}
+    elif args.config:
+        data, source = _replay_data(cfg, args.config)
     else:
-        data = None
-    if args.tickers_file and "skip_failed" in names(*groups):
+        data, source = None, {"source": "sample", "tickers": None}
+    if source["source"] == "tickers_file" and "skip_failed" in names(*groups):
         options["skip_failed"] = True  # a universe file: report and skip the tickers that fail
-    return data, model, options
+    return data, model, options, source
 
 
 def _read_tickers_file(path: str) -> list[str]:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"--tickers-file {path!r} cannot be read ({exc.strerror}); pass a text file with one "
-                          "ticker per line") from None
+    text = _read_text(path, "--tickers-file", "a text file with one ticker per line")
     tickers = [line.split("#", 1)[0].strip() for line in text.splitlines()]
     tickers = list(dict.fromkeys(t for t in tickers if t))
     if not tickers:
@@ -193,14 +351,87 @@ def _read_tickers_file(path: str) -> list[str]:
     return tickers
 
 
-def _data_source(args) -> str:
-    if getattr(args, "tickers", None) or getattr(args, "tickers_file", None):
-        return "yfinance"
-    return "csv" if args.csv else "sample"
+def _data_source(source: dict) -> str:
+    """config.json's ``data_source``, as older versions wrote it: sample, yfinance or csv."""
+    return {"tickers_file": "yfinance"}.get(source["source"], source["source"])
+
+
+def _record_source(config: dict, source: dict) -> None:
+    config["data_source"] = _data_source(source)
+    config["data"] = source
+
+
+def _writable(folder: Path, flag: str) -> None:
+    """``folder`` exists (created if needed) and a file can be written in it, or a ConfigError now,
+    before any training."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{flag} {str(folder)!r} is a file; pass a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".puffin-bt-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(f"{flag} {str(folder)!r} is not writable ({exc.strerror or type(exc).__name__}); pass a "
+                          "folder you can write to") from None
 
 
 def _out_dir(args) -> Path:
-    return Path(args.out or Path("puffin-bt-out") / dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    """The run's output folder, checked (and created) before anything runs. Without --out: a new
+    folder ./puffin-bt-out/<date-time with milliseconds>, made exclusively (a suffix if taken),
+    so two runs never share one. --out must be empty or new unless --force."""
+    if args.out:
+        out = Path(args.out).expanduser()
+        if not out.exists():
+            args.created_out = out
+        if out.is_dir() and not getattr(args, "force", False):
+            entries = sorted(p.name for p in out.iterdir())
+            if entries:
+                raise ConfigError(f"--out {str(out)!r} is not empty (it holds {len(entries)} entries, e.g. "
+                                  f"{entries[0]!r}); pass a new or empty folder, or add --force to write over "
+                                  "files of the same names")
+        _writable(out, "--out")
+        return out
+    root = Path("puffin-bt-out")
+    _writable(root, "the default output folder")
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
+    for attempt in range(1000):
+        out = root / (stamp if attempt == 0 else f"{stamp}-{attempt}")
+        try:
+            out.mkdir()
+        except FileExistsError:
+            continue
+        args.created_out = out
+        return out
+    raise ConfigError(f"could not create a new output folder under {str(root)!r}; pass --out")
+
+
+def _remove_empty_out(args) -> None:
+    """A run that failed leaves no empty output folder of its own making behind."""
+    out = getattr(args, "created_out", None)
+    if out is not None:
+        with contextlib.suppress(OSError):
+            out.rmdir()  # only if still empty
+
+
+def _check_cache_dir(args) -> None:
+    from .files import default_cache_dir
+
+    _writable(Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir(),
+              "--cache-dir" if args.cache_dir else "the cache folder ($PUFFIN_BT_CACHE or the user cache)")
+
+
+def _prepare_run(args, groups: tuple[str, ...]) -> tuple:
+    """Check where the run writes before reading the data or training, then resolve its inputs."""
+    out_dir = _out_dir(args)
+    _check_cache_dir(args)
+    return (out_dir, *_resolve_inputs(args, groups))
+
+
+def _write_csv(path: Path, frame, index: bool = True) -> None:
+    from .files import atomic_write_bytes
+
+    atomic_write_bytes(path, frame.to_csv(index=index).encode())
 
 
 def _run_evaluate(args) -> int:
@@ -209,23 +440,36 @@ def _run_evaluate(args) -> int:
     from .files import atomic_write_bytes
     from .plotting import plot_forecasts, safe_name
     from .store import ForecastStore
+    from .walkforward import make_walk_forward, require_history
 
-    data, model, options = _resolve_inputs(args, ("data", "execution", "model_scope", "forecast"))
+    out_dir, data, model, options, _ = _prepare_run(args, ("data", "execution", "model_scope", "forecast"))
+    forecast = {k: v for k, v in options.items() if k in names("forecast")}
+    for name in ("lstm", "gru") if model == "both" else (model,):
+        make_walk_forward(name, **forecast)  # every walk-forward check (memory included) before the data loads
+    skip_failed = options.pop("skip_failed", False)
     frames, skipped = resolve_data(data, options.pop("start", None), options.pop("end", None), args.cache_dir,
-                                   skip_failed=options.pop("skip_failed", False))
+                                   skip_failed=skip_failed)
+    min_train = options.get("min_train", OPTIONS["min_train"].default)
+    for ticker in list(frames):  # the rule backtest applies: a ticker must reach the first fold
+        try:
+            require_history(ticker, len(frames[ticker]), min_train)
+        except DataError as exc:
+            if not skip_failed:
+                raise
+            skipped[ticker] = " ".join(str(exc).split())
+            del frames[ticker]
+    if not frames:
+        raise DataError(f"no ticker left to evaluate; skipped: {skipped}")
     for ticker, why in skipped.items():
         print(f"puffin-bt: skipped {ticker}: {why}", file=sys.stderr)
-    out_dir = _out_dir(args)
-    out_dir.mkdir(parents=True, exist_ok=True)
     store = ForecastStore(args.cache_dir)
     models = ("lstm", "gru") if model == "both" else (model,)
     for name in models:
         forecasts = walk_forward_forecasts(frames, model=name, store=store, **options)
         table = evaluate_forecasts(forecasts, options.get("interval"))
         target = out_dir / name if len(models) > 1 else out_dir
-        target.mkdir(parents=True, exist_ok=True)
-        table.to_csv(target / "evaluation.csv")
-        forecasts.to_csv(target / "forecasts.csv", index=False)
+        _write_csv(target / "evaluation.csv", table)
+        _write_csv(target / "forecasts.csv", forecasts, index=False)
         if not args.no_plot:
             for ticker, g in forecasts.groupby("ticker", sort=False):
                 plot_forecasts(g.set_index("date"), out_path=target / f"forecast_{safe_name(ticker)}.png",
@@ -279,20 +523,25 @@ def _html_chart(args) -> bool:
 
 
 def _run_tune(args) -> int:
-    from .tuning import CHAPTER_SPACE, tune
+    from .tuning import CHAPTER_SPACE, check_space, tune
 
-    data, model, options = _resolve_inputs(args, ("tune", *BACKTEST_GROUPS))
+    if getattr(args, "model", None) == "both":
+        raise ConfigError("--model both is not supported by tune; tune lstm and gru separately")
     space = None
-    if getattr(args, "space", None):
+    if hasattr(args, "space"):
+        example = '\'{"hidden_dim": [16, 32]}\''
         try:
             space = json.loads(args.space)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"--space is not valid JSON ({exc.msg}); e.g. '{{\"hidden_dim\": [16, 32]}}'") from None
+            raise ConfigError(f"--space {args.space!r} is not valid JSON ({exc.msg}); e.g. {example}") from None
+        except RecursionError:
+            raise ConfigError(f"--space is nested too deeply; e.g. {example}") from None
+        check_space(space, "--space")  # '{}', '[]' or NaN must not fall back to the chapter's grid
+    out_dir, data, model, options, source = _prepare_run(args, ("tune", *BACKTEST_GROUPS))
     if model == "both":
         raise ConfigError("--model both is not supported by tune; tune lstm and gru separately")
-    searched = set(space or CHAPTER_SPACE)
+    searched = set(CHAPTER_SPACE if space is None else space)
     options = {k: v for k, v in options.items() if k not in searched}
-    out_dir = _out_dir(args)
     html_chart = _html_chart(args)
     show = not args.quiet and sys.stderr.isatty()
     objective = options.get("objective", OPTIONS["objective"].default)
@@ -302,7 +551,7 @@ def _run_tune(args) -> int:
             print(f"trial {i}: {params} -> {objective}={value:.4g}", file=sys.stderr)
 
     result = tune(data, model=model, space=space, cache_dir=args.cache_dir, on_trial=on_trial, **options)
-    result.test.config["data_source"] = _data_source(args)
+    _record_source(result.test.config, source)
     result.save(out_dir)
     if not args.no_plot:
         result.test.plot(out_dir / "test")
@@ -348,15 +597,14 @@ def _run_backtest(args) -> int:
         from .report import require_quantstats
 
         require_quantstats()
-    data, model, options = _resolve_inputs(args, BACKTEST_GROUPS)
-    out_dir = _out_dir(args)
+    out_dir, data, model, options, source = _prepare_run(args, BACKTEST_GROUPS)
     html_chart = _html_chart(args)
     models = ("lstm", "gru") if model == "both" else (model,)
     show_progress = not args.quiet and sys.stderr.isatty()
     results = {}
     for name in models:
         res = backtest(data, model=name, cache_dir=args.cache_dir, progress=show_progress, **options)
-        res.config["data_source"] = _data_source(args)
+        _record_source(res.config, source)
         target = out_dir / name if len(models) > 1 else out_dir
         res.save(target)
         if args.report == "html":  # before the charts: trades.html links the report when it is there
@@ -394,13 +642,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return EXIT_USAGE
-        if args.command == "backtest":
-            return _run_backtest(args)
-        if args.command == "evaluate":
-            return _run_evaluate(args)
-        if args.command == "tune":
-            return _run_tune(args)
-        raise _UsageError(f"puffin-bt: unknown command {args.command!r}")
+        runner = {"backtest": _run_backtest, "evaluate": _run_evaluate, "tune": _run_tune}.get(args.command)
+        if runner is None:
+            raise _UsageError(f"puffin-bt: unknown command {args.command!r}")
+        try:
+            return runner(args)
+        except BaseException:
+            _remove_empty_out(args)
+            raise
     except _UsageError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE

@@ -17,7 +17,7 @@ from .globalmodel import Series, make_global_walk_forward
 from .intervals import pinball_loss
 from .store import as_lines
 from .tickers import one_process_options, precompute_forecasts, resolve_workers
-from .walkforward import feature_matrix, make_walk_forward
+from .walkforward import feature_matrix, make_walk_forward, require_history
 
 
 def binomial_p_value(successes: int, trials: int, p: float = 0.5) -> float:
@@ -170,6 +170,7 @@ def walk_forward_forecasts(frames: dict, model: str = "lstm", store=None, on_fol
     for ticker, df in frames.items():
         report = None if on_fold is None else (lambda rec, _t=ticker: on_fold(_t, rec))
         walk = make_walk_forward(model, report, **forecast_kwargs)
+        require_history(str(ticker), len(df), walk.schedule.min_train)  # as backtest: never an empty row
         closes, features, _ = feature_matrix(df, forecast_kwargs.get("features", ()))
         closes = np.asarray(closes, dtype=np.float64)
         dates = list(df.index.to_pydatetime())

@@ -216,5 +216,5 @@ def check_feature_columns(matrix: np.ndarray, names: Iterable[str], n_bars: int,
             raise DataError(f"feature {name!r} has no values (all NaN); drop it or check how it is computed")
         values = column[finite]
         if values.min() == values.max():
-            raise DataError(f"feature {name!r} is constant ({values[0]!r}); it carries no information: drop it")
+            raise DataError(f"feature {name!r} is constant ({float(values[0])!r}); it carries no information: drop it")
     return matrix

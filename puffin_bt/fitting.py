@@ -23,6 +23,7 @@ from .training import EarlyStopping, TensorBatches, make_adam, seed_torch, train
 from .windows import (
     Scaler,
     complete_windows,
+    flat_windows,
     min_samples,
     returns_of,
     split_train_val,
@@ -133,6 +134,8 @@ def validation_residuals(nets: list[nn.Module], data: FoldData, device: torch.de
         scaled = [net.eval()(data.x_val.to(device))[:, 0].cpu().double().numpy() for net in nets]
     forecast = np.mean([data.scaler.y_inverse(s) for s in scaled], axis=0) if len(nets) > 1 else \
         data.scaler.y_inverse(scaled[0])
+    if data.scaler.flat:
+        forecast = np.zeros_like(forecast)  # a flat fold forecasts a zero return (see predict_windows)
     realized = data.scaler.y_inverse(data.y_val[:, 0].cpu().double().numpy())
     return realized - forecast
 
@@ -262,17 +265,19 @@ def predict_log_returns(
 def predict_windows(net: nn.Module, scaler: Scaler, windows: np.ndarray, device: torch.device,
                     feature_windows: np.ndarray | None = None) -> np.ndarray:
     """One batched forward pass over unscaled return windows (n, lookback) and feature windows
-    (n, lookback, F): predicted log returns."""
+    (n, lookback, F): predicted log returns. A flat return window, or any window of a fold trained on
+    flat returns, forecasts a zero return."""
+    if scaler.flat:
+        return np.zeros(len(windows))
     x = _to_tensor(scaler.inputs(windows, feature_windows), device)
     net.eval()
     with torch.inference_mode():
         out = net(x)[:, 0].cpu().double().numpy()
-    return scaler.y_inverse(out)
+    pred = scaler.y_inverse(out)
+    pred[flat_windows(windows)] = 0.0
+    return pred
 
 
 def predict_one(net: nn.Module, scaler: Scaler, window: np.ndarray, device: torch.device) -> float:
     """The predicted log return after one window of ``lookback`` returns (the estimators' recursive steps)."""
-    x = _to_tensor(scaler.inputs(window[None, :]), device)
-    net.eval()
-    with torch.inference_mode():
-        return float(scaler.y_inverse(net(x)[0, 0].cpu().double().numpy()))
+    return float(predict_windows(net, scaler, np.asarray(window, dtype=np.float64)[None, :], device)[0])

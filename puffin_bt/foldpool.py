@@ -36,7 +36,7 @@ import torch
 from .errors import PuffinError
 from .fitting import new_fold_net, train_cold_batch
 from .options import OPTIONS
-from .processes import available_cpus, available_memory, in_worker, mark_worker, quiet_fork_warning, start_method
+from .processes import available_cpus, available_memory, in_worker, mark_worker, quiet_fork_warning, start_method, worker_initargs
 from .training import torch_threads
 
 IDLE_SECONDS = 60.0  # an idle shared pool is closed after this long
@@ -55,8 +55,8 @@ def resolve_fold_workers(value, device: torch.device, threads: int | None = 1,
     scratch (``worker_bytes`` each, the walk-forward's estimate) fit in ``MEMORY_SHARE`` of the
     memory still available (``available_memory``: a container's cgroup limit included).
 
-    >>> resolve_fold_workers(None, torch.device("cpu")), resolve_fold_workers(3, torch.device("cpu"))
-    (1, 3)
+    >>> resolve_fold_workers(None, torch.device("cpu")), resolve_fold_workers(1, torch.device("cpu"))
+    (1, 1)
     >>> resolve_fold_workers("auto", torch.device("cuda"))
     1
     """
@@ -181,7 +181,8 @@ class FoldPool:
         with quiet_fork_warning():
             if self._executor is None:
                 ctx = multiprocessing.get_context(start_method("cpu", self.threads))
-                self._executor = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=mark_worker)
+                self._executor = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=mark_worker,
+                                                     initargs=worker_initargs())
             futures = [self._executor.submit(_train_in_worker, config, schedule, epochs, self.threads, batch,
                                              residuals) for batch in batches]
         return [future.result() for future in futures]

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from . import checkpoint
+from .batched import require_memory
 from .checks import check_int, check_known
 from .errors import CheckpointError, ConfigError, DataError, NotFittedError
 from .features import check_feature_columns
@@ -122,6 +123,7 @@ class RNNForecaster:
         closes = as_prices(prices, min_length=need)
         rows = None if features is None else _feature_values(features, names, len(closes))
         sample_bars = np.arange(cfg.lookback, len(closes) - cfg.horizon)
+        require_memory(cfg, device, len(sample_bars))
         started = time.perf_counter()
         net = new_net(cfg, cfg.seed)
         scaler, history = train_network(net, cfg, closes, sample_bars, epochs, device, cfg.seed, features=rows)
@@ -223,16 +225,18 @@ class RNNForecaster:
                 f"checkpoint {str(path)!r} has unusable hyperparameters in its metadata ({type(exc).__name__}: "
                 f"{str(exc).splitlines()[0] if str(exc) else ''}); re-save it with RNNForecaster.save"
             ) from None
-        net = net_for(cfg)
-        try:
-            net.load_state_dict(saved.state)
-        except (RuntimeError, TypeError, AttributeError, KeyError) as exc:
-            raise CheckpointError(
-                f"checkpoint {str(path)!r}: weights do not match the architecture in its metadata "
-                f"({str(exc).splitlines()[0]})"
-            ) from None
         obj.device_ = resolve_device(device)
-        net.to(obj.device_).eval()
+        require_memory(cfg, "cpu", weights_only=True, error=CheckpointError)  # built on the CPU first
+        require_memory(cfg, obj.device_, weights_only=True, error=CheckpointError)
+        try:
+            net = net_for(cfg)
+            net.load_state_dict(saved.state)
+            net.to(obj.device_).eval()
+        except (RuntimeError, TypeError, AttributeError, KeyError, MemoryError) as exc:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r}: its weights cannot be loaded into the architecture in its metadata "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from None
         obj.model, obj.config_, obj.scaler_ = net, cfg, saved.scaler
         obj.history_ = saved.history
         return obj

@@ -25,11 +25,21 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
+from . import processes
 from .checks import check_float, check_int, check_known
 from .errors import ConfigError
 from .features import describe_features, parse_features
 
 MAX_SEED = 2**32 - 1  # numpy's limit; torch takes up to 2**64 - 1, and fold k uses seed + k
+# Static bounds: generous for any daily or intraday study, finite so that a typo (an extra zero,
+# a pasted number) is refused at once instead of exhausting the machine. The memory a model
+# needs within these bounds is checked before training (batched.require_memory).
+MAX_BARS = 10_000_000  # 40 years of one-minute bars; an array of that many closes is 80 MB
+MAX_EPOCHS = 100_000
+MAX_HIDDEN = 4096  # 64x the chapter's default; one 4096-unit LSTM layer already holds 0.5 GB of weights
+MAX_LAYERS = 16  # a 16-layer recurrent stack is far past what helps on returns; 100,000 hung nn.LSTM's constructor
+MAX_BATCH_SIZE = 65_536
+MAX_HORIZON = 10_000
 
 
 # --------------------------------------------------------------------------- kinds of value
@@ -145,16 +155,26 @@ class Text(Kind):
         return "a string"
 
 
+def check_cores(name: str, value: int, auto: bool = True) -> int:
+    """``value`` (processes or threads) unless it is more than the cores this process may use:
+    more buys no speed, and a mistyped 1000000 forked thousands of workers."""
+    cpus = processes.available_cpus()
+    if value > cpus:
+        fix = f"use 'auto' or at most {cpus}" if auto else f"use at most {cpus}"
+        raise ConfigError(f"{name}={value} is more than the {cpus} CPU core(s) this process may use; {fix}")
+    return value
+
+
 @dataclass(frozen=True)
 class Processes(Kind):
-    """``"auto"``, None (no pool / this process) or a whole number >= 1."""
+    """``"auto"``, None (no pool / this process) or a whole number from 1 to the available cores."""
 
     def check(self, name: str, value):
         if value is None or value == "auto":
             return value
         if isinstance(value, str):
             raise ConfigError(f"{name}={value!r} is not valid; use 'auto', None or a whole number >= 1")
-        return check_int(name, value)
+        return check_cores(name, check_int(name, value))
 
     def parse(self, text: str):
         if text.lower() == "auto":
@@ -165,6 +185,15 @@ class Processes(Kind):
 
     def describe(self) -> str:
         return "'auto' or a whole number >= 1"
+
+
+@dataclass(frozen=True)
+class Threads(Int):
+    """Torch threads: None (torch's default) or a whole number from 1 to the available cores."""
+
+    def check(self, name: str, value):
+        value = super().check(name, value)
+        return value if value is None else check_cores(name, value, auto=False)
 
 
 @dataclass(frozen=True)
@@ -179,12 +208,14 @@ class Date(Kind):
         if isinstance(value, str):
             try:
                 _dt.date.fromisoformat(value[:10])
+                if value[10:]:  # a time may follow: 2010-01-04T09:30 or 2010-01-04 09:30:00
+                    _dt.datetime.fromisoformat(value)
             except ValueError:
                 raise ConfigError(f"{name}={value!r} is not a date; pass YYYY-MM-DD, e.g. '2010-01-04'") from None
             return value
         if type(value).__name__ == "Timestamp":  # pandas, without importing it here
             return value
-        raise ConfigError(f"{name}={value!r} is a {type(value).__name__}, not a date; pass YYYY-MM-DD, e.g. '2010-01-04'")
+        raise ConfigError(f"{name}={value!r} is not a date (a {type(value).__name__}); pass YYYY-MM-DD, e.g. '2010-01-04'")
 
     def describe(self) -> str:
         return "a date YYYY-MM-DD"
@@ -232,28 +263,28 @@ class Option:
 _ALL: list[Option] = [
     # ---- walk-forward: schedule, model, fit (the order of config.json's "forecast")
     Option("lookback", 20, Int(1, 10_000), "bars (returns) per input window", ("model", "schedule")),
-    Option("retrain_every", 21, Int(1), "bars between refits", ("schedule",)),
-    Option("train_window", 504, Int(1, none_words=("none", "expanding")),
+    Option("retrain_every", 21, Int(1, MAX_BARS), "bars between refits", ("schedule",)),
+    Option("train_window", 504, Int(1, MAX_BARS, none_words=("none", "expanding")),
            "bars of history per fold, or 'none' for an expanding window", ("schedule",)),
-    Option("min_train", 252, Int(1), "bars before the first fold", ("schedule",)),
-    Option("epochs", 10, Int(1), "epochs of the first fold (and of every cold refit)", ("fit",)),
-    Option("refit_epochs", 1, Int(1, none_words=("none", "cold")),
+    Option("min_train", 252, Int(1, MAX_BARS), "bars before the first fold", ("schedule",)),
+    Option("epochs", 10, Int(1, MAX_EPOCHS), "epochs of the first fold (and of every cold refit)", ("fit",)),
+    Option("refit_epochs", 1, Int(1, MAX_EPOCHS, none_words=("none", "cold")),
            "epochs of later folds, warm-started from the previous fold; 'none' = cold refit with --epochs",
            ("fit",)),
-    Option("hidden_dim", 64, Int(1), "hidden units per recurrent layer", ("model",)),
-    Option("num_layers", 2, Int(1), "recurrent layers", ("model",)),
+    Option("hidden_dim", 64, Int(1, MAX_HIDDEN), "hidden units per recurrent layer", ("model",)),
+    Option("num_layers", 2, Int(1, MAX_LAYERS), "recurrent layers", ("model",)),
     Option("dropout", 0.2, Float(0.0, 1.0, max_inclusive=False), "dropout rate", ("model",)),
     Option("lr", 1e-3, Float(0.0, 10.0, min_inclusive=False), "Adam learning rate", ("model",)),
-    Option("batch_size", 32, Int(1), "mini-batch size", ("model",)),
+    Option("batch_size", 32, Int(1, MAX_BATCH_SIZE), "mini-batch size", ("model",)),
     Option("weight_decay", 0.0, Float(0.0, 1.0), "Adam weight decay (L2)", ("model",)),
     Option("noise_level", 0.0, Float(0.0, 10.0),
            "std of Gaussian noise added to the scaled training inputs (augmentation)", ("model",)),
     Option("validation_split", 0.2, Float(0.0, 0.9),
            "share of each fold's samples (its chronological tail) held out for early stopping", ("model", "schedule")),
-    Option("patience", 5, Int(1, none_words=("none",)),
+    Option("patience", 5, Int(1, MAX_EPOCHS, none_words=("none",)),
            "epochs without a better validation loss before a fold stops (best weights restored); 'none' = off",
            ("model",)),
-    Option("horizon", 1, Int(1), "bars ahead the forecast is about", ("model", "schedule")),
+    Option("horizon", 1, Int(1, MAX_HORIZON), "bars ahead the forecast is about", ("model", "schedule")),
     Option("seed", 0, Int(0, MAX_SEED), "random seed (fold k uses seed + k)", ("model",)),
     Option("features", (), Features(),
            f"input features besides the returns, computed from each ticker's own bars: {describe_features()}",
@@ -270,7 +301,7 @@ _ALL: list[Option] = [
     Option("aci_gamma", 0.005, Float(0.0, 0.5, min_inclusive=False),
            "adaptive conformal inference's step size", ("uncertainty",)),
     Option("device", "auto", Text(), "auto (GPU if present), cpu, cuda, cuda:N or mps", ("fit",)),
-    Option("threads", 1, Int(1, none_words=("none",)),
+    Option("threads", 1, Threads(1, none_words=("none",)),
            "torch intra-op threads while training/forecasting (1: fastest for these small nets, and robust when "
            "other processes share the cores)", ("fit",)),
     Option("fold_workers", "auto", Processes(),
@@ -324,14 +355,14 @@ _ALL: list[Option] = [
     # ---- hyperparameter search (tune)
     Option("search", "grid", Choice(("grid", "random", "optuna")),
            "grid (the chapter's 162 points, or the first --trials), random, or optuna (TPE)", ("tune",)),
-    Option("trials", None, Int(1, none_words=("none", "all")), "number of trials (all of the grid; 20 otherwise)",
+    Option("trials", None, Int(1, 1_000_000, none_words=("none", "all")), "number of trials (all of the grid; 20 otherwise)",
            ("tune",)),
     Option("objective", "sharpe", Choice(("sharpe", "total_return", "direction_accuracy", "mse")),
            "what the search optimises on the tuning period", ("tune",)),
     Option("test_fraction", 0.25, Float(0.0, 1.0, min_inclusive=False, max_inclusive=False),
            "share of the dates held out as the test period", ("tune",)),
     Option("test_start", None, Date(), "first date of the test period (overrides --test-fraction)", ("tune",)),
-    Option("parallel_trials", 1, Int(1),
+    Option("parallel_trials", 1, Int(1, 10_000),
            "trials whose forecasts are computed at once, every (trial, ticker) pair in the --workers pool or on Ray",
            ("tune",)),
     Option("search_seed", 0, Int(0, MAX_SEED), "seed of the random and optuna searches", ("tune",)),

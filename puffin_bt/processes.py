@@ -8,9 +8,13 @@ and the ticker pool (``tickers.py``: one walk-forward per ticker).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing
 import os
+import signal
 import sys
+import threading
+import time
 import warnings
 
 from .errors import ConfigError
@@ -18,10 +22,54 @@ from .errors import ConfigError
 _IN_WORKER = False  # set in puffin_bt's worker processes
 
 
-def mark_worker() -> None:
-    """Pool initializer: this process is one of puffin_bt's workers."""
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PARENT_POLL_SECONDS = 0.5
+
+
+def worker_initargs() -> tuple:
+    """``initargs`` for ``mark_worker``, taken in the process (and thread) that starts the pool."""
+    return os.getpid(), threading.current_thread() is threading.main_thread()
+
+
+def mark_worker(parent_pid: int | None = None, from_main_thread: bool = False) -> None:
+    """Pool initializer: this process is one of puffin_bt's workers, and dies with its parent.
+
+    A worker outliving a killed parent (``kill -9``) would go on training for nobody, holding
+    its memory. On Linux the kernel sends SIGKILL when the parent dies (``PR_SET_PDEATHSIG``);
+    that signal follows the parent *thread* that started the worker, so it is used only for
+    pools started from the main thread. Everywhere (and as the only means elsewhere) a daemon
+    thread watches the parent's pid and ends the worker when it changes (within
+    ``PARENT_POLL_SECONDS``).
+    """
     global _IN_WORKER
     _IN_WORKER = True
+    if parent_pid is None:
+        return
+    if from_main_thread and sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    ppid = os.getppid()  # the parent, or a forkserver started by it
+    if ppid != parent_pid and not _alive(parent_pid):  # the parent died before the lines above took effect
+        os._exit(1)
+    threading.Thread(target=_exit_with_parent, args=(ppid,), name="puffin-bt-parent-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _exit_with_parent(ppid: int) -> None:
+    # When a process dies its children are handed to init (or a subreaper) at once: the pid changes.
+    while os.getppid() == ppid:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)
 
 
 def in_worker() -> bool:

@@ -50,7 +50,7 @@ def compare_models(results: dict, out_dir=None) -> str:
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out / "comparison.csv")
+        atomic_write_bytes(out / "comparison.csv", table.to_csv().encode())
         plot_comparison({k.upper(): r.equity["strategy"] for k, r in results.items()},
                         next(iter(results.values())).equity["buy_hold"], out_path=out / "comparison.png")
     shown = table.copy().astype(object)

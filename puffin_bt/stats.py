@@ -75,7 +75,7 @@ def _degeneracy(name: str, arr: np.ndarray, purpose: str) -> str | None:
     # max == min, not std == 0: the std of a constant like 0.1 rounds to ~1e-17, not 0.
     if arr.max() == arr.min():
         return (
-            f"{name} is constant (every value {arr[0]!r}), so its volatility is zero and its Sharpe ratio undefined "
+            f"{name} is constant (every value {float(arr[0])!r}), so its volatility is zero and its Sharpe ratio undefined "
             f"(a strategy that never trades has all-zero returns); {purpose} needs returns that vary"
         )
     return None

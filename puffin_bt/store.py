@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from .walkforward import FoldRecord, WalkForward
 
 # Bump when a change to puffin_bt changes the forecasts themselves: entries made by other code
 # must not be read back as if this code had computed them.
-STORE_VERSION = 3  # 3: entries hold the forecast lines (log return, spread, interval) and features count
+STORE_VERSION = 4  # 3: flat input windows forecast a zero return; 4: entries hold the forecast lines
 
 
 def fingerprint(walk: WalkForward, closes: np.ndarray, dates: np.ndarray | None = None,
@@ -62,6 +63,20 @@ def as_lines(values: np.ndarray) -> np.ndarray:
     lines = np.full((len(values), len(LINES)), np.nan)
     lines[:, 0] = values
     return lines
+
+
+def _valid(lines: np.ndarray, folds: list[FoldRecord], length: int | None, finite_from_first_fold: bool) -> bool:
+    """A stored entry as the walk-forward writes it: forecast lines (bars, 4), the forecasts finite from the
+    first fold bar on (a global model's folds are calendar positions: not checked there), folds in order.
+    A damaged entry must be recomputed, never served (NaN forecasts were served as a hit)."""
+    if lines.ndim != 2 or lines.shape[1] != len(LINES) or (length is not None and len(lines) != length):
+        return False
+    bars = [f.bar for f in folds]
+    if not folds or bars != sorted(bars):
+        return False
+    if not finite_from_first_fold:
+        return True
+    return 0 <= bars[0] < len(lines) and bool(np.isfinite(lines[bars[0]:, 0]).all())
 
 
 def global_keys(walk, series) -> dict[str, str]:
@@ -102,21 +117,27 @@ class ForecastStore:
     def path_for(self, key: str) -> Path:
         return self.root / f"{key}.npz"
 
-    def load(self, key: str) -> tuple[np.ndarray, list[FoldRecord]] | None:
-        """The stored forecast lines (bars, 4: ``intervals.LINES``) and folds, or None if absent or unreadable
-        (then they are recomputed)."""
+    def load(self, key: str, length: int | None = None,
+             finite_from_first_fold: bool = True) -> tuple[np.ndarray, list[FoldRecord]] | None:
+        """The stored forecast lines (bars, 4: ``intervals.LINES``) and folds, or None if absent, unreadable
+        or not a valid entry (then they are recomputed): ``length`` rows (when given), forecasts finite from
+        the first fold bar on, fold records in order."""
         if self.memory:
-            return self._entries.get(key)
-        path = self.path_for(key)
-        try:
-            with np.load(path, allow_pickle=False) as blob:
-                preds = as_lines(np.array(blob["pred_log_return"], dtype=np.float64))
-                folds = [FoldRecord(**f) for f in json.loads(str(blob["folds_json"]))]
-        except FileNotFoundError:
+            hit = self._entries.get(key)
+        else:
+            path = self.path_for(key)
+            try:
+                with np.load(path, allow_pickle=False) as blob:
+                    preds = as_lines(np.array(blob["pred_log_return"], dtype=np.float64))
+                    folds = [FoldRecord(**f) for f in json.loads(str(blob["folds_json"]))]
+            except FileNotFoundError:
+                return None
+            except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError):
+                return None  # a torn or foreign file, a folder: a miss; the entry is rewritten atomically
+            hit = preds, folds
+        if hit is None or not _valid(*hit, length, finite_from_first_fold):
             return None
-        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError):
-            return None  # a torn or foreign file is a miss; the entry is rewritten atomically
-        return preds, folds
+        return hit
 
     def save(self, key: str, preds: np.ndarray, folds: list[FoldRecord]) -> Path | None:
         """Store forecasts: the lines (bars, 4), or predicted log returns alone (bars,)."""
@@ -129,6 +150,10 @@ class ForecastStore:
         np.savez(buf, pred_log_return=preds,
                  folds_json=np.array(json.dumps([f.to_dict() for f in folds])))
         path = self.path_for(key)
+        if path.is_dir():  # something else sits at the entry's name: keep it, serve these forecasts uncached
+            warnings.warn(f"forecast store entry {str(path)!r} is a folder; these forecasts are not cached until "
+                          "it is removed", stacklevel=2)
+            return None
         atomic_write_bytes(path, buf.getvalue())
         return path
 
@@ -142,8 +167,8 @@ class ForecastStore:
                        features: np.ndarray | None = None) -> np.ndarray:
         """``forecasts`` with the uncertainty lines (bars, 4: ``intervals.LINES``)."""
         key = fingerprint(walk, closes, date_numbers, features)
-        hit = self.load(key)
-        if hit is not None and len(hit[0]) == len(closes):
+        hit = self.load(key, len(closes))
+        if hit is not None:
             self.hits += 1
             lines, folds = hit
             walk.restore(folds)
@@ -157,8 +182,8 @@ class ForecastStore:
         """A global model's forecasts for every ticker of ``series``: from the store when all are there (``walk``
         adopts the stored folds), else computed by ``walk.forecast_all`` and stored."""
         keys = global_keys(walk, series)
-        hits = {s.name: self.load(keys[s.name]) for s in series}
-        if all(hit is not None and len(hit[0]) == len(s.closes) for s, hit in zip(series, hits.values())):
+        hits = {s.name: self.load(keys[s.name], len(s.closes), finite_from_first_fold=False) for s in series}
+        if all(hit is not None for hit in hits.values()):
             self.hits += len(series)
             walk.restore(next(iter(hits.values()))[1])
             return {name: hit[0] for name, hit in hits.items()}

@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
+import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+from multiprocessing.managers import SyncManager
 
 import numpy as np
 import pandas as pd
 
-from .checks import check_int
 from .dates import date_numbers_of, num2date
 from .errors import ConfigError, PuffinError
-from .processes import available_cpus, mark_worker, quiet_fork_warning, start_method
+from .options import OPTIONS
+from .processes import available_cpus, mark_worker, quiet_fork_warning, start_method, worker_initargs
 from .store import ForecastStore, fingerprint
 from .walkforward import FoldRecord, feature_matrix, make_walk_forward, require_history
 
@@ -76,15 +79,16 @@ def run_task(task: ForecastTask) -> tuple[str, np.ndarray, list[dict], float]:
 
 def resolve_workers(workers, n_tasks: int) -> int | None:
     """``"auto"``: one worker per CPU core, at most one per task; None stays None (no pool);
-    a number is checked (a whole number >= 1). The one reading of ``workers`` for backtest,
-    evaluation, tuning and the pool itself.
+    a number is checked (a whole number from 1 to the available cores). The one reading of
+    ``workers`` for backtest, evaluation, tuning and the pool itself.
 
-    >>> resolve_workers(None, 4) is None, resolve_workers(3, 4), 1 <= resolve_workers("auto", 4) <= 4
-    (True, 3, True)
+    >>> resolve_workers(None, 4) is None, resolve_workers(1, 4), 1 <= resolve_workers("auto", 4) <= 4
+    (True, 1, True)
     """
+    workers = OPTIONS["workers"].check(workers)  # at most the available cores
     if workers == "auto":
         return max(1, min(n_tasks, available_cpus()))
-    return None if workers is None else check_int("workers", workers)
+    return workers
 
 
 def one_process_options(options: dict, workers) -> dict:
@@ -177,7 +181,7 @@ class _Results:
             key = self.keys[label] = fingerprint(walks[signature], closes, numbers, features)
             if key in scheduled:  # the same data and options twice (an Optuna batch may repeat a trial)
                 self.duplicates.setdefault(scheduled[key], []).append(label)
-            elif self.store.load(key) is not None:
+            elif self.store.load(key, len(closes)) is not None:
                 self.report.cached.append(label)
                 self._tell(label, "cached")
             else:
@@ -222,12 +226,16 @@ def _run_local(tasks: list[ForecastTask], n_workers: int, on_fold, finish) -> No
     # One pool for every job: it spawns if any job needs it (a CUDA job in a forked child fails).
     methods = {start_method(t.options.get("device", "auto"), t.options.get("threads", 1)) for t in tasks}
     ctx = multiprocessing.get_context("spawn" if "spawn" in methods else methods.pop())
-    manager = ctx.Manager() if on_fold is not None else None
+    manager = None
+    if on_fold is not None:
+        manager = SyncManager(ctx=ctx)
+        manager.start(mark_worker, worker_initargs())  # its server process dies with this one too
     try:
         queue = manager.Queue() if manager is not None else None
         for task in tasks:
             task.progress = queue
-        with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=mark_worker) as pool, \
+        with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=mark_worker,
+                                 initargs=worker_initargs()) as pool, \
                 quiet_fork_warning():
             futures = {pool.submit(run_task, task): task.ticker for task in tasks}
             pending = set(futures)
@@ -273,7 +281,35 @@ def _collect(get_result, ticker: str, finish) -> None:
         finish(ticker, error=traceback.format_exception_only(type(exc), exc)[-1].strip())
 
 
+RAY_CONNECT_SECONDS = 10.0
+
+
+def check_ray_address(address: str, timeout: float = RAY_CONNECT_SECONDS) -> None:
+    """A ConfigError within ``timeout`` seconds when nothing listens at ``address`` (HOST:PORT, or
+    ray://HOST:PORT): ``ray.init`` itself would keep retrying for minutes. ``auto`` is left to Ray."""
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"address={address!r} is not HOST:PORT (e.g. '10.0.0.5:6379' or 'ray://10.0.0.5:10001')")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
+        raise ConfigError(f"cannot reach a Ray cluster at address={address!r} ({why}); start it (ray start --head) "
+                          "or leave out address for a local Ray runtime, or use executor='local'") from None
+
+
+def _ray_initialized() -> bool:
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
+
+
 def _run_on_ray(tasks: list[ForecastTask], address: str | None, options: dict, finish) -> None:
+    if address and not _ray_initialized():
+        check_ray_address(address)
     try:
         import ray
     except ImportError:

@@ -86,19 +86,22 @@ class TuneResult:
         return out
 
 
-def _check_space(space: dict) -> dict:
+def check_space(space, where: str = "space") -> dict:
+    """``space`` if it is a non-empty ``{walk-forward option: non-empty list of valid values}``, else a
+    ConfigError naming the key (an empty space never falls back to the chapter's grid)."""
+    example = '{"hidden_dim": [16, 32], "lookback": [10, 20]}'
     if not isinstance(space, dict) or not space:
-        raise ConfigError(f"space={space!r} must be a non-empty dict of option -> list of values")
+        raise ConfigError(f"{where}={space!r} must be a non-empty dict of option -> list of values, e.g. {example}")
     checked = {}
     for key, values in space.items():
         if key not in names("forecast"):
-            raise ConfigError(f"space key {key!r} is not a walk-forward option; valid: {', '.join(names('forecast'))}")
+            raise ConfigError(f"{where} key {key!r} is not a walk-forward option; valid: {', '.join(names('forecast'))}")
         if not isinstance(values, (list, tuple)) or not values:
-            raise ConfigError(f"space[{key!r}]={values!r} must be a non-empty list of values")
+            raise ConfigError(f"{where}[{key!r}]={values!r} must be a non-empty list of values, e.g. {example}")
         try:
             checked[key] = [OPTIONS[key].check(value) for value in values]
         except ConfigError as exc:
-            raise ConfigError(f"space[{key!r}]: {exc}") from None
+            raise ConfigError(f"{where}[{key!r}]: {exc}") from None
     return checked
 
 
@@ -171,7 +174,7 @@ def score(result, objective: str) -> float:
 def tune(data=None, model: str = "lstm", *, space: dict | None = None, cache_dir=None, store=True, on_trial=None,
          **options) -> TuneResult:
     opts = resolve(options, ("tune", *BACKTEST_GROUPS), "tune()")
-    space = _check_space(space or CHAPTER_SPACE)
+    space = check_space(CHAPTER_SPACE if space is None else space)
     embargo, minimum = embargo_bars(opts, space)
     # What every trial's backtest gets: the caller's backtest options (the frames are already cut to dates).
     base = {k: v for k, v in options.items() if k in names(*BACKTEST_GROUPS) and k not in ("start", "end")}

@@ -19,8 +19,7 @@ import numpy as np
 import torch
 
 from . import fitting, foldpool
-from .batched import ENGINES, bytes_per_model
-from .checks import check_int
+from .batched import ENGINES, bytes_per_model, require_memory
 from .errors import ConfigError, DataError
 from .features import check_feature_columns, frame_features
 from .fitting import fold_data, predict_windows, train_prepared
@@ -134,10 +133,11 @@ class WalkForward:
             )
         self.config = config
         self.schedule = schedule
-        self.epochs = check_int("epochs", epochs)
-        self.refit_epochs = check_int("refit_epochs", refit_epochs, minimum=1, allow_none=True)
+        self.epochs = OPTIONS["epochs"].check(epochs)
+        self.refit_epochs = OPTIONS["refit_epochs"].check(refit_epochs)
         self.device = resolve_device(device)
-        self.threads = check_int("threads", threads, allow_none=True)
+        self.threads = OPTIONS["threads"].check(threads)
+        require_memory(config, self.device, schedule.train_window)  # before any fold allocates it
         self.fold_workers = OPTIONS["fold_workers"].check(fold_workers)
         self.on_fold = on_fold
         self.interval = OPTIONS["interval"].check(interval)

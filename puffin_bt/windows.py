@@ -83,6 +83,16 @@ def window_targets(closes: np.ndarray, bars: np.ndarray, horizon: int) -> np.nda
     return np.log(closes[bars + horizon]) - np.log(closes[bars])  # a ratio could overflow
 
 
+# Returns whose standard deviation is below this are (near) constant: a flat price (e.g. a stretch
+# that df.ffill() filled) carries no move to learn from or to forecast from.
+FLAT_STD = 1e-12
+
+
+def flat_windows(windows: np.ndarray) -> np.ndarray:
+    """Which input windows (n, lookback) have (near) zero variance: their forecast is a zero return."""
+    return np.std(windows, axis=1) < FLAT_STD
+
+
 def window_features(features: np.ndarray, bars: np.ndarray, lookback: int) -> np.ndarray:
     """Feature windows (n, lookback, F): each feature's ``lookback`` values ending at each bar (inclusive),
     aligned with ``window_inputs``."""
@@ -98,25 +108,32 @@ def complete_windows(features: np.ndarray, bars: np.ndarray, lookback: int) -> n
 
 @dataclass(frozen=True)
 class Scaler:
-    """Standardises returns, and each feature, with statistics of one fold's training samples only."""
+    """Standardises returns, and each feature, with statistics of one fold's training samples only.
+
+    ``flat``: the fold's training returns were (near) constant, so the fold learned nothing and
+    forecasts a zero return (a net trained on all-zero targets still outputs its bias, which
+    the fallback std of 1 would turn into a large move).
+    """
+
 
     mean: float
     std: float
     horizon: int = 1
     feature_mean: tuple[float, ...] = ()
     feature_std: tuple[float, ...] = ()
+    flat: bool = False
 
     @classmethod
     def fit(cls, returns: np.ndarray, horizon: int = 1, features: np.ndarray | None = None) -> Scaler:
         std = float(np.std(returns))
-        if not math.isfinite(std) or std < 1e-12:
-            std = 1.0  # a constant series has no scale to learn; keep inputs finite
         means, stds = [], []
         for column in (features.T if features is not None else ()):
             values = column[np.isfinite(column)]  # a warm-up's NaN rows carry no statistics
             f_std = float(np.std(values)) if values.size else 1.0
             means.append(float(np.mean(values)) if values.size else 0.0)
-            stds.append(f_std if math.isfinite(f_std) and f_std >= 1e-12 else 1.0)
+            stds.append(f_std if math.isfinite(f_std) and f_std >= FLAT_STD else 1.0)
+        if not math.isfinite(std) or std < FLAT_STD:  # std 1 keeps the inputs finite
+            return cls(float(np.mean(returns)), 1.0, horizon, tuple(means), tuple(stds), flat=True)
         return cls(float(np.mean(returns)), std, horizon, tuple(means), tuple(stds))
 
     def x(self, windows: np.ndarray) -> np.ndarray:

@@ -145,6 +145,7 @@ class ForecastThresholdStrategy(TradeLog, bt.Strategy):
         self.sleeves = Sleeves(self.datas)
         self._vols: dict = {data: [] for data in self.datas}  # predicted volatility seen so far, per data
         self.orders_rejected: list[dict] = []
+        self.not_traded: dict[str, str] = {}  # ticker -> why a signal gave no order (a share costs too much)
         self._pending: dict = {}
         self._init_trade_log()
 
@@ -195,9 +196,14 @@ class ForecastThresholdStrategy(TradeLog, bt.Strategy):
             target = self.target_for(pred, size, lo, hi)
             if (target > 0) == (size > 0) and (target < 0) == (size < 0):
                 continue
-            order = self.order_target_size(data, target=self.sleeves.size_for(data, target * scale, size))
+            shares = self.sleeves.size_for(data, target * scale, size)
+            order = self.order_target_size(data, target=shares)
             if order is not None:
                 self._pending[data] = order
+            elif size == 0 and target != 0 and data._name not in self.not_traded:  # a share is more than the position
+                value = abs(target * scale) * self.sleeves.value(data, size)
+                self.not_traded[data._name] = (f"one share ({data.close[0]:.6g} on {data.datetime.date(0)}) costs "
+                                               f"more than a position of {value:.6g}; raise the cash or the weight")
 
     def notify_order(self, order) -> None:
         if order.status in (order.Submitted, order.Accepted, order.Partial):

@@ -90,9 +90,11 @@ def test_auto_uses_the_cores_on_linux_cpu_and_stays_in_process_elsewhere(monkeyp
     else:
         assert resolve_fold_workers("auto", CPU) == 1
     assert resolve_fold_workers(None, CPU) == 1
-    assert resolve_fold_workers(3, CPU) == 3
+    assert resolve_fold_workers(available_cpus(), CPU) == available_cpus()  # asked for explicitly: as many
+    with pytest.raises(ConfigError, match=f"at most {available_cpus()}"):  # more than the cores: refused
+        resolve_fold_workers(available_cpus() + 1, CPU)
     assert resolve_fold_workers("auto", torch.device("cuda")) == 1  # the GPU batches the folds itself
-    assert resolve_fold_workers(4, torch.device("cuda")) == 1
+    assert resolve_fold_workers(available_cpus(), torch.device("cuda")) == 1
     monkeypatch.setenv("PUFFIN_BT_START_METHOD", "spawn")  # a spawned worker re-imports torch: not worth it
     assert resolve_fold_workers("auto", CPU) == 1
     assert resolve_fold_workers(2, CPU) == 2  # asked for explicitly: spawned
@@ -152,6 +154,7 @@ def test_auto_starts_no_more_workers_than_the_free_memory_holds(monkeypatch):
     if start_method("cpu") != "fork":
         pytest.skip("auto uses a pool only where processes fork")
     monkeypatch.setattr(foldpool, "available_cpus", lambda: 16)
+    monkeypatch.setattr(processes, "available_cpus", lambda: 16)  # explicit numbers are capped at the cores
     monkeypatch.setattr(foldpool, "available_memory", lambda: 4 * 2**30)
     per_worker = 600 * 2**20  # half of 4 GiB holds 3 of these
     assert resolve_fold_workers("auto", CPU, worker_bytes=per_worker) == 3

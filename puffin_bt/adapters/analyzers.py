@@ -16,7 +16,10 @@ class SleeveValue(bt.Analyzer):
         self.alloc = self.strategy.broker.startingcash / n
         self.realized = {d: 0.0 for d in self.strategy.datas}
         self.open_trades: dict = {d: {} for d in self.strategy.datas}
-        self.rows: list = []
+        # Dates, values and held flags apart: a ticker may be named anything ('date', 'X__held').
+        self.dates: list = []
+        self.values: list = []
+        self.helds: list = []
 
     def notify_trade(self, trade) -> None:
         book = self.open_trades[trade.data]
@@ -27,7 +30,7 @@ class SleeveValue(bt.Analyzer):
             book[trade.ref] = trade
 
     def next(self) -> None:
-        row = {"date": self.strategy.datetime.datetime(0)}
+        values, helds = [], []
         for d in self.strategy.datas:
             value = self.alloc + self.realized[d]
             held = 0.0
@@ -35,9 +38,20 @@ class SleeveValue(bt.Analyzer):
                 for trade in self.open_trades[d].values():
                     value += trade.size * (d.close[0] - trade.price) - trade.commission
                 held = float(self.strategy.getposition(d).size != 0)
-            row[d._name] = value
-            row[f"{d._name}__held"] = held
-        self.rows.append(row)
+            values.append(value)
+            helds.append(held)
+        self.dates.append(self.strategy.datetime.datetime(0))
+        self.values.append(values)
+        self.helds.append(helds)
+
+    def _frame(self, rows: list) -> pd.DataFrame:
+        names = [d._name for d in self.strategy.datas]
+        return pd.DataFrame(rows, index=pd.Index(self.dates, name="date"), columns=names)
 
     def get_analysis(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows).set_index("date") if self.rows else pd.DataFrame()
+        """Each sleeve's value per bar (one column per data, named as the data)."""
+        return self._frame(self.values)
+
+    def held(self) -> pd.DataFrame:
+        """1.0 where the sleeve held a position at the bar's close, else 0.0 (columns as ``get_analysis``)."""
+        return self._frame(self.helds)

@@ -80,6 +80,12 @@ class ForecastIndicator(bt.Indicator):
             def on_fold(record, _name=name, _report=p.on_fold):
                 _report(_name, record)
 
+        exactbars = _exactbars(self)
+        if exactbars is True or (isinstance(exactbars, int) and exactbars > 0):
+            raise ConfigError(
+                f"{type(self).__name__} retrains each fold on the whole history up to it, which "
+                f"Cerebro(exactbars={exactbars!r}) does not keep; use exactbars=False (the default), -1 or -2"
+            )
         self._inputs = [d.lines[0] for d in self.datas[1:]]  # further lines: input features
         names = _input_names(self.datas[1:])
         try:
@@ -215,6 +221,13 @@ def _write_bar(indicator, lines: np.ndarray) -> None:
     out.pred_return[0] = pred_return
     out.pred_price[0] = indicator._close[0] * (1.0 + pred_return)
     out.pred_std[0], out.pred_lo[0], out.pred_hi[0] = (float(v) for v in lines[1:])
+
+
+def _exactbars(indicator):
+    """The ``exactbars`` setting of the Cerebro the indicator runs in (False when unknown)."""
+    strategy = bt.metabase.findowner(indicator, bt.Strategy)
+    cerebro = getattr(strategy, "cerebro", None) or getattr(strategy, "env", None)
+    return getattr(getattr(cerebro, "p", None), "exactbars", False)
 
 
 class _LazyDates:

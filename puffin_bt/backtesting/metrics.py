@@ -77,8 +77,7 @@ def trade_stats(trades: pd.DataFrame, open_position: bool) -> dict:
 def portfolio_metrics(strat, equity: pd.DataFrame, cash: float, tickers: list[str], start) -> dict:
     """The strategy's portfolio line: its equity curve over the statistics period (from ``start``, the first
     forecast bar) with PSR and Sharpe intervals against buy-and-hold, next to Backtrader's analyzers."""
-    sleeves = strat.analyzers.sleeves.get_analysis()
-    held_any = (sleeves[[f"{t}__held" for t in tickers]].sum(axis=1) > 0).astype(float)
+    held_any = (strat.analyzers.sleeves.held()[tickers].sum(axis=1) > 0).astype(float)
     ta = strat.analyzers.tradeanalyzer.get_analysis()
     closed = ta.get("total", {}).get("closed", 0) if ta else 0
     won = ta.get("won", {}).get("total", 0) if ta and closed else 0
@@ -104,6 +103,7 @@ def portfolio_metrics(strat, equity: pd.DataFrame, cash: float, tickers: list[st
         "exposure": curve["exposure"],
         "rejected_orders": len(strat.orders_rejected),
         "rejected": list(strat.orders_rejected),  # each with its ticker, date, status, size, price, cash, reason
+        "not_traded": dict(getattr(strat, "not_traded", {})),
     }, **sharpe_stats(equity["strategy"], equity["buy_hold"], start)}
 
 
@@ -118,11 +118,12 @@ def ticker_metrics(strat, bench_strat, frames: dict, trades: pd.DataFrame,
     buy-and-hold) and the benchmark's, from the ticker's first forecast bar ``starts[ticker]`` on."""
     sleeves = strat.analyzers.sleeves.get_analysis()
     bench_sleeves = bench_strat.analyzers.sleeves.get_analysis()
+    helds = strat.analyzers.sleeves.held()
     per_ticker, bench_per_ticker = {}, {}
     for t in frames:
         start = starts[t]
         still_open = strat.getposition(strat.getdatabyname(t)).size != 0
-        held = sleeves[f"{t}__held"]
+        held = helds[t]
         curve = performance(sleeves[t][sleeves.index >= start], held[held.index > start])
         per_ticker[t] = {**curve, **sharpe_stats(sleeves[t], bench_sleeves[t], start),
                          **trade_stats(trades[trades["ticker"] == t], still_open)}

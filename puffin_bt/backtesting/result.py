@@ -88,6 +88,12 @@ class BacktestResult:
             shown = "; ".join(f"{r['ticker']} {r['date']} {r['status']} ({r['reason']})" for r in rejected[:5])
             more = f" and {len(rejected) - 5} more (metrics.json)" if len(rejected) > 5 else ""
             text += f"\nrejected orders: {shown}{more}"
+        not_traded = self.metrics.get("not_traded") or {}
+        if not_traded:
+            text += "\nsignals not traded: " + "; ".join(f"{t}: {why}" for t, why in not_traded.items())
+        not_held = self.benchmark.get("not_held") or {}
+        if not_held:
+            text += "\nbuy-and-hold not held (B&H left blank): " + "; ".join(f"{t}: {why}" for t, why in not_held.items())
         return text
 
     @property
@@ -158,6 +164,8 @@ def _jsonable(obj):
         return None if not math.isfinite(float(obj)) else float(obj)
     if isinstance(obj, np.integer):
         return int(obj)
+    if obj is pd.NaT:
+        return None
     if isinstance(obj, pd.Timestamp):
         return str(obj.date()) if obj == obj.normalize() else obj.isoformat()
     return obj

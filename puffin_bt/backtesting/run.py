@@ -27,11 +27,10 @@ from ..adapters.positions import open_positions
 from ..data import resolve_data
 from ..errors import ConfigError, DataError
 from ..evaluation import forecast_frame
-from ..options import BACKTEST_GROUPS, names, options_doc, resolve, signature_parameters
-from ..schedule import FoldSchedule
+from ..options import BACKTEST_GROUPS, CELLS, names, options_doc, resolve, signature_parameters
 from ..store import ForecastStore
 from ..tickers import one_process_options, precompute_forecasts, resolve_workers
-from ..walkforward import require_history
+from ..walkforward import make_walk_forward, require_history
 from .metrics import PERIOD_COVERS, TRADING_DAYS, WHOLE_RUN_COVERS, benchmark_metrics, portfolio_metrics, ticker_metrics
 from .progress import FoldBar, TickerBar, fold_progress_bar
 from .result import BacktestResult
@@ -122,7 +121,9 @@ def _prepare(data, model, runonce: bool, cache_dir, store, progress: bool, given
     """Check the options, load the data and, when it pays, precompute the forecasts in parallel."""
     opts = resolve(given, GROUPS, "backtest()")
     forecast = {name: opts[name] for name in names("forecast") if name in given}
-    schedule = FoldSchedule(**{name: opts[name] for name in FoldSchedule.NAMES})
+    cell = model if isinstance(model, str) else getattr(model, "cell", None)
+    # Every walk-forward check (the schedule, the device, the memory the model needs) before the data loads.
+    schedule = make_walk_forward(cell if cell in CELLS else "lstm", **forecast).schedule
     frames, skipped = resolve_data(data, opts["start"], opts["end"], cache_dir, skip_failed=opts["skip_failed"])
     for name in list(frames):
         try:
@@ -134,7 +135,6 @@ def _prepare(data, model, runonce: bool, cache_dir, store, progress: bool, given
             del frames[name]
     forecast = one_process_options(forecast, opts["workers"])
     workers = resolve_workers(opts["workers"], len(frames))
-    cell = model if isinstance(model, str) else getattr(model, "cell", None)
     # Precomputed forecasts reach the run through the store, which only runonce reads; a global model is one
     # walk-forward over every ticker (its cold folds may still use the fold pool).
     parallel = runonce and cell is not None and opts["scope"] == "per_ticker" and \
@@ -253,10 +253,17 @@ def _collect(run: _Run, model, runonce: bool, strat, cerebro, bench_strat, secon
     per_ticker, bench_per_ticker = ticker_metrics(strat, bench_strat, run.frames, trades, starts)
     forecasts, folds = _forecasts_and_folds(strat)
     metrics = portfolio_metrics(strat, equity, run.options["cash"], tickers, start)
+    # A benchmark that could not buy a ticker is reported as such, never as a 0% return.
+    not_held = {t: why for t, why in bench_strat.not_held.items() if t in tickers}
+    blank = [c for c in bench_per_ticker.columns if c != "period_start"]
+    bench_per_ticker.loc[list(not_held), blank] = np.nan
+    benchmark = benchmark_metrics(equity["buy_hold"] if len(not_held) < len(tickers) else equity["buy_hold"].iloc[:0],
+                                  start)
+    benchmark.update(not_held=not_held, entries=dict(bench_strat.entries))
     return BacktestResult(
         metrics=metrics,
         per_ticker=per_ticker,
-        benchmark=benchmark_metrics(equity["buy_hold"], start),
+        benchmark=benchmark,
         benchmark_per_ticker=bench_per_ticker,
         equity=equity,
         trades=trades,
@@ -300,7 +307,7 @@ def _config(run: _Run, model, runonce: bool, equity: pd.DataFrame) -> dict:
     return {"model": model if isinstance(model, str) else model.__name__, "tickers": list(run.frames),
             "start": str(equity.index[0].date()), "end": str(equity.index[-1].date()),
             **{name: opts[name] for name in (*names("broker"), *names("portfolio"), *names("strategy"), *names("rank"))},
-            "runonce": runonce, "skipped": run.skipped,
+            "skip_failed": opts["skip_failed"], "runonce": runonce, "skipped": run.skipped,
             "store": None if store is None or store.memory else {"path": str(store.root), "hits": store.hits,
                                                                    "misses": store.misses},
             "forecast": {**{name: opts[name] for name in names("forecast")}, **run.forecast}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import lzma
 import os
+import re
 import tarfile
 import warnings
 import zipfile
@@ -14,8 +15,30 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .common import _DATE_COLUMN_NAMES, _MAX_LISTED, _PRICE_COLUMNS, _fmt_date, _fmt_value, _norm_name
+from .common import _COLUMNS, _DATE_COLUMN_NAMES, _MAX_LISTED, _PRICE_COLUMNS, _fmt_date, _fmt_value, _norm_name
 from .validate import _diagnose_dates, _local_midnights, _raise_date_problem, _validate
+
+# NN/NN/YYYY (or . or - between; a time may follow): day/month or month/day, which the values must tell.
+_NUMERIC_DATE = re.compile(r"\s*(\d{1,2})([/.\-])(\d{1,2})\2(\d{2}|\d{4})(?:[ T].*)?\s*$")
+
+
+def _day_first(raw: list, label: str, column: str) -> bool:
+    """Whether dates written NN/NN/YYYY put the day first: only when a first field above 12 says so.
+    When every date reads both ways (no field above 12) that is a DataError, never a silent guess:
+    monthly bars on the 1st, 01/02/2020, 01/03/2020, ..., would otherwise become daily bars in January."""
+    matches = [_NUMERIC_DATE.match(str(v)) for v in raw if not pd.isna(v)]
+    if not matches or not all(matches):
+        return False
+    first = [int(m.group(1)) for m in matches]
+    second = [int(m.group(3)) for m in matches]
+    month_first, day_first = max(first) <= 12, max(second) <= 12
+    if month_first and day_first and first != second:
+        example = next(str(v).strip() for v, a, b in zip(raw, first, second) if a != b)
+        raise DataError(
+            f"{label}: the dates in column {column} read as day/month and as month/day alike (e.g. {example!r}: no "
+            "field is above 12 to tell which); write them as YYYY-MM-DD"
+        )
+    return day_first and not month_first
 
 
 def _parse_csv_dates(values: pd.Series, label: str, column: str, first_line: int = 2) -> pd.DatetimeIndex:
@@ -28,10 +51,11 @@ def _parse_csv_dates(values: pd.Series, label: str, column: str, first_line: int
         return f"line {pos + first_line}"
 
     raw = list(values)
+    day_first = _day_first(raw, label, column)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            parsed = pd.DatetimeIndex(pd.to_datetime(values))
+            parsed = pd.DatetimeIndex(pd.to_datetime(values, dayfirst=day_first))
     except (ValueError, TypeError, OverflowError) as exc:
         bad, stamps = _diagnose_dates(raw)
         aware = [s for s in stamps if s is not None and s.tzinfo is not None]
@@ -55,6 +79,24 @@ def _parse_csv_dates(values: pd.Series, label: str, column: str, first_line: int
     if parsed.tz is not None and _local_midnights(parsed):
         parsed = parsed.tz_localize(None)  # daily bars: keep the exchange's calendar date
     return parsed
+
+
+def _check_duplicate_columns(path: Path, frame: pd.DataFrame, label: str) -> None:
+    """A header naming a price or date column twice is ambiguous (pandas would rename the second to
+    'close.1' and the first would be used silently): a DataError naming it."""
+    if not any(re.fullmatch(r".+\.\d+", str(c)) for c in frame.columns):
+        return  # pandas renames a repeated name to NAME.1: without one, no name repeats
+    header = pd.read_csv(path, header=None, nrows=1, dtype=str, skipinitialspace=True).iloc[0].tolist()
+    wanted = (*_COLUMNS, *_DATE_COLUMN_NAMES, "time")
+    seen: dict[str, int] = {}
+    for position, column in enumerate(header, 1):
+        key = _norm_name(column)
+        if key in wanted and key in seen:
+            raise DataError(
+                f"{label}: column {key!r} appears twice in the header (columns {seen[key]} and {position}); "
+                "keep one of them"
+            )
+        seen.setdefault(key, position)
 
 
 def load_csv(path: str | os.PathLike, name: str | None = None) -> pd.DataFrame:
@@ -102,13 +144,21 @@ def load_csv(path: str | os.PathLike, name: str | None = None) -> pd.DataFrame:
             f"{label}: no data rows/columns found (columns: {list(frame.columns)}); expected a header "
             "line date,open,high,low,close[,volume] followed by one row per bar"
         )
+    _check_duplicate_columns(path, frame, label)
     named = [c for c in frame.columns if _norm_name(c) in _DATE_COLUMN_NAMES]
     date_col = named[0] if named else frame.columns[0]
     column_text = repr(date_col) if named else (
         f"{date_col!r} (no column is named date/datetime/timestamp, so the first one is used)"
     )
-    index = _parse_csv_dates(frame[date_col], label, column_text)
-    frame = frame.drop(columns=date_col)
+    times = [c for c in frame.columns if _norm_name(c) == "time"]
+    if named and _norm_name(date_col) == "date" and times:
+        # Intraday bars with the time of day in its own column: the bar's stamp is date + time.
+        stamps = frame[date_col].str.strip() + " " + frame[times[0]].str.strip()
+        index = _parse_csv_dates(stamps, label, f"{date_col!r} + {times[0]!r}")
+        frame = frame.drop(columns=[date_col, times[0]])
+    else:
+        index = _parse_csv_dates(frame[date_col], label, column_text)
+        frame = frame.drop(columns=date_col)
     frame.index = index
 
     # A last row with missing fields while all others are complete: the file was cut off.

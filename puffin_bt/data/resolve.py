@@ -9,6 +9,23 @@ from .sample import load_sample
 from .validate import validate_ohlcv
 from .yahoo import load_prices
 
+# Row names of the result tables: a ticker of that name would be mistaken for them.
+RESERVED_NAMES = ("PORTFOLIO", "POOLED")
+
+
+def check_ticker_names(names: list) -> None:
+    """Ticker names are strings that identify one ticker each: 1 and '1' would be one name, and a ticker
+    called PORTFOLIO would be the portfolio's row of the results."""
+    seen: dict[str, object] = {}
+    for name in names:
+        text = str(name)
+        if text in seen:
+            raise ConfigError(f"data has two tickers named {text!r} ({seen[text]!r} and {name!r}); give every ticker "
+                              "its own name")
+        if text in RESERVED_NAMES or not text.strip():
+            raise ConfigError(f"a ticker cannot be named {text!r} (it names a row of the results); rename it")
+        seen[text] = name
+
 
 def resolve_data(data=None, start=None, end=None, cache_dir=None, skip_failed: bool = False):
     """None -> bundled sample; list of tickers -> yfinance (cached); dict of DataFrames -> validated.
@@ -23,6 +40,7 @@ def resolve_data(data=None, start=None, end=None, cache_dir=None, skip_failed: b
     if isinstance(data, Mapping):
         if not data:
             raise ConfigError("data is an empty dict; pass {ticker: DataFrame} with at least one entry")
+        check_ticker_names(list(data))
 
         def load_one(name):
             df = validate_ohlcv(data[name], name=str(name))
@@ -31,6 +49,8 @@ def resolve_data(data=None, start=None, end=None, cache_dir=None, skip_failed: b
                 raise DataError(f"{name}: no bars between start={start} and end={end}; widen the date range")
             return df
     elif isinstance(data, Sequence):
+        check_ticker_names(list(dict.fromkeys(data)))
+
         def load_one(name):
             return load_prices([name], start=start, end=end, cache_dir=cache_dir)[name]
     else:

@@ -316,6 +316,12 @@ def _check_dates(df: pd.DataFrame, label: str) -> pd.DatetimeIndex:
     dup = np.asarray(index.duplicated(keep=False))
     if dup.any():
         first_dups = np.asarray(index.duplicated(keep="first"))
+        if first_dups.sum() * 2 > len(index):  # most rows repeat a date: intraday bars missing their time
+            raise DataError(
+                f"{label}: {int(first_dups.sum())} of {len(index)} rows repeat a date ({_list_dates(index, first_dups)}): "
+                "several bars per day whose time of day is missing; put the time into the date column "
+                "('2020-01-02 09:30') or name its column 'time' (load_csv joins 'date' and 'time')"
+            )
         raise DataError(
             f"{label}: {int(first_dups.sum())} duplicated date(s): {_list_dates(index, first_dups)}; "
             "keep one row per date, e.g. df = df[~df.index.duplicated(keep='last')]"

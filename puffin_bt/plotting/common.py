@@ -3,12 +3,14 @@ format checks, date axes, series inputs."""
 
 from __future__ import annotations
 
+import io
 import math
 import re
 from pathlib import Path
 
 from ..adapters.compat import interactive
 from ..errors import ConfigError
+from ..files import atomic_write_bytes
 
 
 def release(plt, fig) -> None:
@@ -73,11 +75,15 @@ def date_axis(ax):
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
 
 
-def save(fig, out_path, dpi) -> None:
+def save(fig, out_path, dpi, tight: bool = True, fmt: str | None = None) -> None:
+    """Write ``fig`` to ``out_path`` through the atomic writer (never half a PNG, never through a
+    symlink planted at that name); the format comes from the suffix unless ``fmt`` is given."""
     if out_path is None:
         return
     path = Path(out_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, format=fmt or path.suffix.lstrip(".").lower() or "png",
+                bbox_inches="tight" if tight else None)
+    atomic_write_bytes(path, buf.getvalue())
 
 

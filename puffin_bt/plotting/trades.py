@@ -14,7 +14,7 @@ from pathlib import Path
 from ..adapters.compat import prepare_matplotlib
 from ..adapters.positions import data_names, open_positions, round_trips
 from ..errors import ConfigError, PuffinError
-from .common import check_fmt, check_positive, new_fignum, release, safe_name
+from .common import check_fmt, check_positive, new_fignum, release, safe_name, save
 from .html import HTML_UNAVAILABLE, html_available, write_trades_html
 from .tables import html_inputs
 
@@ -578,7 +578,7 @@ def plot_trades(cerebro, out_dir=None, strategy=None, dpi=110, width=14, height=
             while fname in used_files:
                 fname, n = f"{stem}_{n}", n + 1
             used_files.add(fname)
-            fig.savefig(out / f"{fname}.{fmt}", dpi=dpi, format=fmt)
+            save(fig, out / f"{fname}.{fmt}", dpi, tight=False, fmt=fmt)
         release(plt, fig)
     return figures
 
