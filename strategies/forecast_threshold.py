@@ -29,15 +29,7 @@ def threshold_target(pred: float, position: float, entry: float, exit: float, al
     >>> threshold_target(-0.006, 10, 0.005, 0.005, False, 0.5)  # long, pred < -exit: flat
     0.0
     """
-    if pred > entry:
-        return weight
-    if allow_short and pred < -entry:
-        return -weight
-    if position > 0 and pred < -exit:
-        return 0.0
-    if position < 0 and pred > exit:
-        return 0.0
-    return math.copysign(weight, position) if position else 0.0
+    return interval_target(pred, pred, position, entry, exit, allow_short, weight)  # an interval of one point
 
 
 def interval_target(lo: float, hi: float, position: float, entry: float, exit: float, allow_short: bool,
