@@ -340,7 +340,7 @@ class _Trials:
         first = len(self.rows) + 1
         jobs = [(f"{t} [trial {first + i}]", df, {**forecast_base, **params})
                 for i, params in enumerate(batch) for t, df in self.frames.items()]
-        workers = resolve_workers(self.opts["workers"] or "auto", len(jobs))
+        workers = resolve_workers(self.opts["workers"] or "auto", len(jobs), forecast_base.get("device", "auto"))
         tickers.precompute_jobs(jobs, model=self.model, store=self.store, executor=self.opts["executor"] or "local",
                                 workers=min(workers, len(jobs)), address=self.opts["address"])
 
