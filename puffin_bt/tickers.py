@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -219,8 +220,7 @@ def precompute_jobs(
         raise ConfigError(f"executor={executor!r} is not known; use one of {EXECUTORS}")
     labels = [label for label, _, _ in jobs]
     if len(set(labels)) != len(labels):
-        twice = sorted({label for label in labels if labels.count(label) > 1} if len(labels) < 1000 else
-                       {label for label, n in pd.Series(labels).value_counts().items() if n > 1})
+        twice = sorted(label for label, n in Counter(labels).items() if n > 1)
         raise ConfigError(f"job labels must be unique; {len(twice)} repeat: {twice[:5]}")
     check_int("tickers_per_task", tickers_per_task, allow_none=True)
     results = _Results(store if store is not None else ForecastStore(), on_done)
@@ -228,9 +228,13 @@ def precompute_jobs(
     if not tasks:
         return results.report
     device = tasks[0].options.get("device", "auto")
-    n_workers = resolve_workers(workers or "auto", len(tasks), device)
+    if executor == "ray":
+        ray = _connect_ray(address)
+        n_workers = _ray_slots(ray, device, tasks[0].options.get("threads") or 1)
+    else:
+        n_workers = 1 if executor == "serial" else resolve_workers(workers or "auto", len(tasks), device)
     groups = plan_groups(tasks, model, n_workers, tickers_per_task, results.walks)
-    if workers is None or workers == "auto":
+    if executor == "local" and workers in (None, "auto"):
         n_workers = min(n_workers, _workers_memory_allows(groups, results.walks))
     n_workers = min(n_workers, len(groups))
     results.report.tasks = len(groups)
@@ -239,7 +243,7 @@ def precompute_jobs(
     elif executor == "local":
         _run_local(groups, n_workers, on_fold, results, cuda_devices(device))
     else:
-        _run_on_ray(groups, address, device, results)
+        _run_on_ray(ray, groups, device, results)
     return results.report
 
 
@@ -419,7 +423,8 @@ def _drain(queue, on_fold) -> None:
         on_fold(ticker, FoldRecord(**fold))
 
 
-def _run_on_ray(groups: list[list[ForecastTask]], address: str | None, device, results: _Results) -> None:
+def _connect_ray(address: str | None):
+    """Ray, joined to the cluster at ``address`` (a local runtime when None, or the runtime already started)."""
     try:
         import ray
     except ImportError:
@@ -430,12 +435,28 @@ def _run_on_ray(groups: list[list[ForecastTask]], address: str | None, device, r
         else:
             ray.init(num_cpus=os.cpu_count(), ignore_reinit_error=True, include_dashboard=False,
                      log_to_driver=False)
+    return ray
+
+
+def _gpus_per_task(ray, device) -> int:
+    """A task (a group of tickers) on a GPU takes a whole one and batches its tickers' models there."""
     device = str(device)
-    # A task (a group of tickers) on a GPU takes a whole one and batches its tickers' models there.
-    num_gpus = 1 if (device.startswith("cuda") or device == "auto") and ray.cluster_resources().get("GPU", 0) else 0
+    return 1 if (device.startswith("cuda") or device == "auto") and ray.cluster_resources().get("GPU", 0) else 0
+
+
+def _ray_slots(ray, device, threads: int) -> int:
+    """Tasks the cluster runs at once: one per GPU for GPU work, else one per ``threads`` CPUs."""
+    resources = ray.cluster_resources()
+    if _gpus_per_task(ray, device):
+        return max(1, int(resources.get("GPU", 1)))
+    return max(1, int(resources.get("CPU", 1)) // threads)
+
+
+def _run_on_ray(ray, groups: list[list[ForecastTask]], device, results: _Results) -> None:
     threads = groups[0][0].options.get("threads") or 1
     # Retried when its worker or node dies: a task only computes (the driver stores), so a rerun is harmless.
-    remote = ray.remote(num_cpus=threads, num_gpus=num_gpus, max_retries=RAY_RETRIES, retry_exceptions=False)(run_group)
+    remote = ray.remote(num_cpus=threads, num_gpus=_gpus_per_task(ray, device), max_retries=RAY_RETRIES,
+                        retry_exceptions=False)(run_group)
     for group in groups:  # a task has its CPUs (num_cpus); its cold folds stay in its process
         for task in group:
             task.options = {**task.options, "fold_workers": 1}
