@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 from ._version import __version__
@@ -141,13 +142,12 @@ def _load_config(path: str) -> dict:
 
 
 def _csv_frames(specs: list[str]) -> dict:
-    from .data import load_csv
-
+    """``{name: path}`` of the --csv files: read (and, with --skip-failed, skipped when broken) by resolve_data."""
     frames = {}
     for spec in specs:
         name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
         name = name or Path(path).stem
-        frames[name] = load_csv(path, name=name)
+        frames[name] = path
     return frames
 
 
@@ -186,11 +186,16 @@ def _read_tickers_file(path: str) -> list[str]:
     except OSError as exc:
         raise ConfigError(f"--tickers-file {path!r} cannot be read ({exc.strerror}); pass a text file with one "
                           "ticker per line") from None
-    tickers = [line.split("#", 1)[0].strip() for line in text.splitlines()]
-    tickers = list(dict.fromkeys(t for t in tickers if t))
+    tickers = [t for t in (line.split("#", 1)[0].strip() for line in text.splitlines()) if t]
     if not tickers:
         raise ConfigError(f"--tickers-file {path!r} lists no tickers; put one ticker per line")
-    return tickers
+    counts = Counter(tickers)
+    repeated = [f"{t} x{n}" for t, n in counts.items() if n > 1]
+    if repeated:
+        more = f" and {len(repeated) - 10} more" if len(repeated) > 10 else ""
+        print(f"puffin-bt: note: --tickers-file {path!r} lists {len(repeated)} ticker(s) more than once "
+              f"({', '.join(repeated[:10])}{more}); each runs once", file=sys.stderr)
+    return list(counts)
 
 
 def _data_source(args) -> str:

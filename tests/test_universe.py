@@ -213,3 +213,93 @@ def test_workers_auto_is_one_process_per_gpu_on_a_cuda_machine(monkeypatch):
     assert resolve_workers("auto", 40, "cpu") == 16  # CPU work still takes every core
     assert resolve_workers(6, 40, "auto") == 6  # an explicit number is the caller's
 
+
+
+# ---------------------------------------------------------------------------------------------- bad input at scale
+
+CLI_FLAGS = ["--hidden-dim", "4", "--num-layers", "1", "--epochs", "1", "--refit-epochs", "1", "--lookback", "10",
+             "--min-train", "120", "--train-window", "160", "--retrain-every", "60", "--device", "cpu",
+             "--workers", "1", "--no-plot", "--start", "2011-01-01", "--end", "2013-03-01"]
+
+
+def _csv(path, df):
+    df.rename_axis("date").to_csv(path)
+    return str(path)
+
+
+def test_skip_failed_reports_and_skips_a_broken_csv_file_and_runs_the_others(tmp_path, capsys):
+    import json
+
+    from puffin_bt import cli, load_sample
+
+    sample = load_sample(["IBM", "MSFT"], start="2011-01-01")
+    broken = sample["IBM"].copy()
+    broken.iloc[40, broken.columns.get_loc("close")] = np.nan
+    files = [_csv(tmp_path / "GOOD1.csv", sample["IBM"]), _csv(tmp_path / "GOOD2.csv", sample["MSFT"]),
+             _csv(tmp_path / "BROKEN.csv", broken)]
+    out = tmp_path / "out"
+    code = cli.main(["backtest", "--csv", *files, "--skip-failed", "--out", str(out), "--cache-dir",
+                     str(tmp_path / "cache"), *CLI_FLAGS])
+    said = capsys.readouterr()
+    assert code == 0, said.err
+    assert "skipped 1 ticker(s):\n  BROKEN: " in said.out and "NaN" in said.out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert sorted(metrics["per_ticker"]) == ["GOOD1", "GOOD2"]
+    assert list(metrics["skipped"]) == ["BROKEN"] and "BROKEN" in metrics["skipped"]["BROKEN"]
+    assert "NaN" in metrics["skipped"]["BROKEN"]
+    code = cli.main(["backtest", "--csv", *files, "--out", str(tmp_path / "o2"), *CLI_FLAGS])  # no --skip-failed
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "BROKEN" in err[0] and "NaN" in err[0]
+
+
+def test_a_universe_file_of_ten_thousand_lines_with_repeats_reports_each_failure(tmp_path, capsys, monkeypatch):
+    """Two cached tickers (one listed twice) among 9,997 that fail to download (the network to Yahoo is mocked:
+    refused at once): the run trades the two, and each failure is reported with its reason."""
+    import json
+
+    from puffin_bt import cli, load_prices, load_sample
+    from puffin_bt.data import yahoo
+    from puffin_bt.errors import NetworkError
+
+    cache = tmp_path / "cache"
+    sample = load_sample(["IBM", "MSFT"], start="2011-01-01")
+    load_prices(["IBM", "MSFT"], start="2011-01-01", end="2013-03-01", cache_dir=cache,
+                fetcher=lambda ticker, start, end: sample[ticker])
+
+    def offline(ticker, start, end):
+        raise NetworkError(f"cannot reach Yahoo for {ticker!r}")
+
+    monkeypatch.setattr(yahoo, "_yfinance_fetcher", offline)
+    unknown = [f"X{i:04d}" for i in range(9997)]
+    universe = tmp_path / "universe.txt"
+    universe.write_text("\n".join(["# 10,000 lines", "IBM", *unknown[:5000], "MSFT", "IBM", *unknown[5000:]]) + "\n")
+    out = tmp_path / "out"
+    code = cli.main(["backtest", "--tickers-file", str(universe), "--out", str(out), "--cache-dir", str(cache),
+                     *CLI_FLAGS])
+    said = capsys.readouterr()
+    assert code == 0, said.err
+    assert "lists 1 ticker(s) more than once (IBM x2); each runs once" in said.err
+    assert "skipped 9997 ticker(s):\n  X0000: " in said.out and "and 9977 more (metrics.json lists every one)" in said.out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert sorted(metrics["per_ticker"]) == ["IBM", "MSFT"]
+    assert sorted(metrics["skipped"]) == unknown
+    assert all(f"cannot reach Yahoo for '{t}'" in why for t, why in metrics["skipped"].items())
+    nothing = tmp_path / "nothing.txt"
+    nothing.write_text("\n".join(unknown) + "\n")
+    code = cli.main(["backtest", "--tickers-file", str(nothing), "--out", str(tmp_path / "o2"), "--cache-dir",
+                     str(cache), *CLI_FLAGS])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and len(err[0]) < 1000
+    assert "no ticker could be loaded: 9997 failed: X0000 (" in err[0] and "and 9992 more" in err[0]
+
+
+def test_a_universe_whose_every_ticker_fails_to_forecast_is_one_clear_error(tmp_path):
+    from puffin_bt.backtesting import backtest
+
+    short = {f"S{i}": ohlcv_frame(regime_closes(((30 + i, 0.001),), seed=i)) for i in range(8)}
+    with pytest.raises(DataError, match=r"no ticker left to backtest: 8 failed: S0 \(S0 has 30 bars .*; and 3 more"):
+        backtest(short, store=False, skip_failed=True, **PARAMS)
+    report = precompute_forecasts(short, "lstm", ForecastStore(tmp_path), "local", 2, **PARAMS)
+    assert sorted(report.failed) == sorted(short) and not report.computed
+    assert all("min_train=60" in why for why in report.failed.values())
+    assert not (tmp_path / "forecasts").exists() or not list((tmp_path / "forecasts").iterdir())

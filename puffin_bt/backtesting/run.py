@@ -25,7 +25,7 @@ from ..adapters.feeds import FrameData
 from ..adapters.indicators import GlobalForecast
 from ..adapters.positions import open_positions
 from ..data import resolve_data
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, failures
 from ..evaluation import forecast_frame
 from ..options import BACKTEST_GROUPS, names, options_doc, resolve, signature_parameters
 from ..schedule import FoldSchedule
@@ -148,7 +148,7 @@ def _prepare(data, model, runonce: bool, cache_dir, store, progress: bool, given
     if parallel:
         _precompute(run, cell, workers, progress)
     if not run.frames:
-        raise DataError(f"no ticker left to backtest; skipped: {run.skipped}")
+        raise DataError(f"no ticker left to backtest: {failures(run.skipped)}")
     return run
 
 
