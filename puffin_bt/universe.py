@@ -132,11 +132,12 @@ def _train_round(members: list[_Member]) -> None:
 
 
 def _forecast(m: _Member) -> None:
-    """Forecast the member's bars up to the last fold it has adopted (or, when its next fold trains on nn.LSTM,
-    through that fold, trained now): each fold's bars in one pass, as in one walk-forward."""
+    """Forecast the member's bars up to the last fold it has adopted: each fold's bars in one pass, as in one
+    walk-forward. A walk-forward whose next fold trains on nn.LSTM (a warm refit of one LSTM, and so are all
+    its later folds) has nothing more to batch: it goes on alone to the end."""
     walk, s = m.walk, m.walk.schedule
-    last = len(walk.folds) + max(1, walk.adopted)  # folds trained after this call
-    end = len(m.closes) if last >= m.n_folds else s.fold_bar(last)
+    last = len(walk.folds) + walk.adopted  # folds trained after this call
+    end = len(m.closes) if last >= m.n_folds or not walk.adopted else s.fold_bar(last)
     try:
         m.lines[m.done:end] = walk.forecast_lines(m.closes, m.done, end, m.dates, features=m.features)
     except Exception as exc:  # noqa: BLE001 - this ticker's data; the others go on
