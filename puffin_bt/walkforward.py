@@ -554,8 +554,9 @@ class WalkForward:
 # Cold folds trained together at most: past ~8 the working set leaves the caches (bench/README.md,
 # "Design measurements"). Results do not depend on it (the batched engine is exact per model).
 MAX_BATCH = 8
-# Warm refits continue one model, so they train one at a time: on the batched engine where it beat
-# the nn module at M = 1 (GRU), on nn.LSTM's fused oneDNN kernel otherwise (bench/README.md).
+# Warm refits of one model: on the batched engine where it beats the nn module at M = 1 (GRU; many tickers'
+# refits then batch together, ``universe``), on nn.LSTM's fused oneDNN kernel otherwise: it beats the engine
+# per model for the default LSTM even in batches of 8 (bench/README.md, "Design measurements").
 WARM_ON_ENGINE = {"gru"}
 PREFETCH = 2 * MAX_BATCH  # cold folds trained ahead at a time in forecast_range (progress granularity)
 BATCH_MEMORY = 512 * 2**20  # and at most this much training scratch memory per batch (big nets train fewer at once)

@@ -146,6 +146,22 @@ def test_plan_groups_fills_a_batch_but_leaves_no_worker_idle_and_keeps_options_a
     assert [len(g) for g in plan_groups(tasks(5), "lstm", 2, tickers_per_task=1)] == [1] * 5
 
 
+def test_auto_workers_are_no_more_than_the_free_memory_holds(tmp_path, monkeypatch):
+    """Each worker's estimate is one full batch's training scratch plus 64 MiB; "auto" keeps them within half
+    the free memory, at least one (then everything runs in this process)."""
+    from puffin_bt import tickers
+
+    pooled = []
+    monkeypatch.setattr(tickers, "_run_local", lambda *args, **kwargs: pooled.append(args))
+    frames = universe()
+    monkeypatch.setattr(tickers, "available_memory", lambda: 100 * 2**20)
+    report = precompute_forecasts(frames, "gru", ForecastStore(tmp_path / "a"), "local", "auto", **PARAMS)
+    assert not pooled and sorted(report.computed) == sorted(frames)  # one worker: this process
+    monkeypatch.setattr(tickers, "available_memory", lambda: 64 * 2**30)
+    precompute_forecasts(frames, "gru", ForecastStore(tmp_path / "b"), "local", "auto", **PARAMS)
+    assert len(pooled) == 1 and pooled[0][1] == 2  # two groups, two workers
+
+
 def test_a_worker_exception_fails_its_ticker_only_and_stores_nothing_for_it(tmp_path, monkeypatch):
     """An unexpected error inside one ticker's walk-forward (not a PuffinError) is that ticker's report."""
     from puffin_bt import walkforward
