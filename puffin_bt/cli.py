@@ -16,6 +16,7 @@ import os
 import stat
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from ._version import __version__
@@ -220,15 +221,25 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _file_record(path: str) -> dict:
-    """Where an input file is and a hash of its content: a replay refuses a file that changed."""
-    return {"path": str(Path(path).expanduser().absolute()), "sha256": _sha256(Path(path).expanduser())}
+def _file_record(path: str, required: bool = True) -> dict:
+    """Where an input file is and a hash of its content: a replay refuses a file that changed. A file that
+    cannot be read (``required=False``: a --csv file that --skip-failed will skip) has sha256 null."""
+    try:
+        digest = _sha256(Path(path).expanduser())
+    except OSError:
+        if required:
+            raise
+        digest = None
+    return {"path": str(Path(path).expanduser().absolute()), "sha256": digest}
 
 
 def _check_unchanged(record, where: str, flag: str) -> str:
-    if not (isinstance(record, dict) and isinstance(record.get("path"), str) and isinstance(record.get("sha256"), str)):
+    if not (isinstance(record, dict) and isinstance(record.get("path"), str)
+            and isinstance(record.get("sha256"), (str, type(None)))):
         raise ConfigError(f"{where}: a data file record must have 'path' and 'sha256'; got {record!r}")
     path = record["path"]
+    if record["sha256"] is None:  # the run could not read it either (and skipped it): so does the replay
+        return path
     if not Path(path).is_file():
         raise ConfigError(f"{where}: the run read {path!r}, which is gone; restore it to replay the run, or pass "
                           f"the data again ({flag} ...)")
@@ -254,9 +265,8 @@ def _csv_spec(spec: str) -> tuple[str, str]:
 
 
 def _csv_inputs(specs: list[str]) -> tuple[dict, dict]:
-    """The frames of ``--csv`` and the record config.json keeps of them (paths and content hashes)."""
-    from .data import load_csv
-
+    """``{name: path}`` of the ``--csv`` files (read, and with --skip-failed skipped when broken, by
+    resolve_data) and the record config.json keeps of them (paths and content hashes)."""
     frames, files, paths = {}, [], {}
     for spec in specs:
         name, path = _csv_spec(spec)
@@ -264,8 +274,8 @@ def _csv_inputs(specs: list[str]) -> tuple[dict, dict]:
             raise ConfigError(f"--csv: two files are named {name!r} ({paths[name]!r} and {path!r}), so one would "
                               f"replace the other; name them apart, e.g. --csv {name}_1={paths[name]} {name}_2={path}")
         paths[name] = path
-        frames[name] = load_csv(path, name=name)
-        files.append({"name": name, **_file_record(path)})
+        frames[name] = path
+        files.append({"name": name, **_file_record(path, required=False)})
     return frames, {"source": "csv", "files": files}
 
 
@@ -275,7 +285,7 @@ DATA_RECORDS = ("sample", "yfinance", "tickers_file", "csv")
 
 def _replay_data(cfg: dict, path: str):
     """The data a config.json's run read, or None (the bundled sample)."""
-    from .data import load_csv, load_sample
+    from .data import load_sample
 
     where = f"--config {path!r}"
     record = cfg.get("data")
@@ -299,7 +309,7 @@ def _replay_data(cfg: dict, path: str):
             name = entry.get("name") if isinstance(entry, dict) else None
             if not isinstance(name, str) or not name:
                 raise ConfigError(f"{where}: every CSV file record needs a 'name'; got {entry!r}")
-            frames[name] = load_csv(_check_unchanged(entry, where, "--csv"), name=name)
+            frames[name] = _check_unchanged(entry, where, "--csv")
         return frames, record
     if source == "tickers_file":
         return _read_tickers_file(_check_unchanged(record, where, "--tickers-file")), record
@@ -344,11 +354,16 @@ def _resolve_inputs(args, groups: tuple[str, ...]) -> tuple:
 
 def _read_tickers_file(path: str) -> list[str]:
     text = _read_text(path, "--tickers-file", "a text file with one ticker per line")
-    tickers = [line.split("#", 1)[0].strip() for line in text.splitlines()]
-    tickers = list(dict.fromkeys(t for t in tickers if t))
+    tickers = [t for t in (line.split("#", 1)[0].strip() for line in text.splitlines()) if t]
     if not tickers:
         raise ConfigError(f"--tickers-file {path!r} lists no tickers; put one ticker per line")
-    return tickers
+    counts = Counter(tickers)
+    repeated = [f"{t} x{n}" for t, n in counts.items() if n > 1]
+    if repeated:
+        more = f" and {len(repeated) - 10} more" if len(repeated) > 10 else ""
+        print(f"puffin-bt: note: --tickers-file {path!r} lists {len(repeated)} ticker(s) more than once "
+              f"({', '.join(repeated[:10])}{more}); each runs once", file=sys.stderr)
+    return list(counts)
 
 
 def _data_source(source: dict) -> str:

@@ -33,3 +33,15 @@ class DeviceError(ConfigError):
 
 class NotFittedError(PuffinError, RuntimeError):
     """A forecaster was used before ``fit`` (or ``load``)."""
+
+
+def failures(reasons: dict[str, str], limit: int = 5) -> str:
+    """``reasons`` (name -> why it failed) as one readable line, the first ``limit`` of them named (a universe may
+    fail by the thousand).
+
+    >>> failures({"A": "no data", "B": "bad close"}, limit=1)
+    '2 failed: A (no data); and 1 more'
+    """
+    shown = "; ".join(f"{name} ({why})" for name, why in list(reasons.items())[:limit])
+    more = len(reasons) - min(limit, len(reasons))
+    return f"{len(reasons)} failed: {shown}" + (f"; and {more} more" if more else "")

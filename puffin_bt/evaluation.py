@@ -160,7 +160,7 @@ def walk_forward_forecasts(frames: dict, model: str = "lstm", store=None, on_fol
     if scope != "per_ticker":
         raise ConfigError(f"scope={scope!r} is not known; use 'per_ticker' or 'global'")
     forecast_kwargs = one_process_options(forecast_kwargs, workers)
-    workers = resolve_workers(workers, len(frames))
+    workers = resolve_workers(workers, len(frames), forecast_kwargs.get("device", "auto"))
     if executor is not None or (workers or 1) > 1:
         if store is None:
             raise ConfigError("parallel walk-forward forecasts need a ForecastStore (store=...) to land in")

@@ -222,28 +222,61 @@ def train_networks_together(nets: list[nn.Module], cfg: ModelConfig, data: list[
     return histories
 
 
+@dataclass
+class FoldJob:
+    """One fold's models to train on the batched engine: fold ``k``'s networks (an ensemble's members, fresh
+    for a cold fold, the previous fold's for a warm refit), its tensors, its epochs, and the seconds spent
+    preparing them."""
+
+    k: int
+    nets: list[nn.Module]
+    data: FoldData
+    epochs: int
+    prep_seconds: float = 0.0
+
+    @property
+    def batch_key(self) -> tuple:
+        """Jobs with equal keys can train in one batch: equal tensor shapes and epochs."""
+        return self.data.shape_key, self.epochs
+
+
+def train_jobs(config: ModelConfig, jobs: list[FoldJob], device: torch.device, residuals: bool = False) -> list[tuple]:
+    """Train fold jobs of one ``batch_key`` (of one walk-forward, or of several tickers' walk-forwards with the
+    same options) as one batched computation, each member with its fold's seed; each job's result is the one it
+    gets alone. Returns ``(histories, seconds, validation residuals or None)`` per job, seconds being its
+    preparation plus its share of the batch's training."""
+    t0 = time.perf_counter()
+    nets = [net for job in jobs for net in job.nets]
+    datas = [job.data for job in jobs for _ in job.nets]
+    seeds = [seed for job in jobs for seed in fold_seeds(config, job.k)]
+    hists = train_networks_together(nets, config, datas, jobs[0].epochs, device, seeds)
+    share = (time.perf_counter() - t0) / len(jobs)
+    out, i = [], 0
+    for job in jobs:
+        scores = validation_residuals(job.nets, job.data, device) if residuals else None
+        out.append((hists[i:i + len(job.nets)], job.prep_seconds + share, scores))
+        i += len(job.nets)
+    return out
+
+
+def cold_job(config: ModelConfig, schedule: FoldSchedule, epochs: int, device: torch.device, k: int,
+             history: np.ndarray, features: np.ndarray | None = None) -> FoldJob:
+    """Fold ``k`` trained from scratch on ``history`` (closes up to its fold bar) and its feature rows."""
+    t0 = time.perf_counter()
+    data = fold_data(config, history, schedule.sample_bars(len(history) - 1), device, features)
+    nets = new_fold_nets(config, k)
+    return FoldJob(k, nets, data, epochs, time.perf_counter() - t0)
+
+
 def train_cold_batch(config: ModelConfig, schedule: FoldSchedule, epochs: int, device: torch.device,
                      folds: list[tuple], residuals: bool = False) -> list[tuple]:
     """Train cold folds of one shape together, each on its own history: ``(k, closes up to its fold bar,
     features up to it or None)``; each fold's ``config.ensemble`` members are models of the same batch.
-    Returns ``(k, nets, scaler, histories, seconds, validation residuals or None)`` per fold, seconds
-    being its preparation plus its share of the batch's training."""
-    prepared = []
-    for k, history, features in folds:
-        t0 = time.perf_counter()
-        data = fold_data(config, history, schedule.sample_bars(len(history) - 1), device, features)
-        prepared.append((k, new_fold_nets(config, k), data, time.perf_counter() - t0))
-    t0 = time.perf_counter()
-    nets = [net for p in prepared for net in p[1]]
-    datas = [p[2] for p in prepared for _ in p[1]]
-    seeds = [seed for p in prepared for seed in fold_seeds(config, p[0])]
-    hists = train_networks_together(nets, config, datas, epochs, device, seeds)
-    share = (time.perf_counter() - t0) / len(prepared)
-    out, K = [], config.ensemble
-    for i, (k, members, data, prep) in enumerate(prepared):
-        scores = validation_residuals(members, data, device) if residuals else None
-        out.append((k, members, data.scaler, hists[i * K:(i + 1) * K], prep + share, scores))
-    return out
+    Returns ``(k, nets, scaler, histories, seconds, validation residuals or None)`` per fold, seconds being
+    its preparation plus its share of the batch's training."""
+    jobs = [cold_job(config, schedule, epochs, device, k, history, features) for k, history, features in folds]
+    return [(job.k, job.nets, job.data.scaler, hists, seconds, scores)
+            for job, (hists, seconds, scores) in zip(jobs, train_jobs(config, jobs, device, residuals))]
 
 
 def predict_log_returns(

@@ -30,11 +30,12 @@ STORE_VERSION = 4  # 3: flat input windows forecast a zero return; 4: entries ho
 
 
 def fingerprint(walk: WalkForward, closes: np.ndarray, dates: np.ndarray | None = None,
-                features: np.ndarray | None = None) -> str:
+                features: np.ndarray | None = None, device: str | None = None) -> str:
     """SHA-256 over the closes (and bar dates, and feature values), the model config (feature names
     included), the schedule, epochs and device type, and the versions of the store format,
     puffin_bt and torch (a new release of either may compute different numbers, so its forecasts
-    are computed afresh, not read from an old run's)."""
+    are computed afresh, not read from an old run's). ``device``: the device type that computes the
+    forecasts (default: the one ``walk`` resolved; a worker elsewhere may have used another)."""
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(closes, dtype=np.float64).tobytes())
     if dates is not None:
@@ -47,13 +48,26 @@ def fingerprint(walk: WalkForward, closes: np.ndarray, dates: np.ndarray | None 
         "schedule": walk.schedule.to_dict(),
         "epochs": walk.epochs,
         "refit_epochs": walk.refit_epochs,
-        "device": walk.device.type,
+        "device": device or walk.device.type,
         "uncertainty": {name: getattr(walk, name, None) for name in ("interval", "interval_method", "aci_gamma")},
         "puffin_bt": __version__,
         "torch": torch.__version__,
     }
     h.update(json.dumps(spec, sort_keys=True).encode())
     return h.hexdigest()
+
+
+DEVICE_TYPES = ("cuda", "mps", "cpu")
+
+
+def readable_devices(walk: WalkForward) -> list[str]:
+    """The device types whose stored forecasts ``walk`` takes: its own; with ``device="auto"`` any of them, its
+    own first ("auto" asks for whatever device there is: a run on a machine without a GPU reads the forecasts a
+    GPU worker of the cluster stored, under its CUDA key). An explicit device reads only its own entries."""
+    own = walk.device.type
+    if not walk.auto_device:
+        return [own]
+    return [own] + [d for d in DEVICE_TYPES if d != own]
 
 
 def as_lines(values: np.ndarray) -> np.ndarray:
@@ -139,6 +153,18 @@ class ForecastStore:
             return None
         return hit
 
+    def lookup(self, walk: WalkForward, closes: np.ndarray, date_numbers=None, features: np.ndarray | None = None):
+        """``(key, entry)``: the stored forecasts of ``walk`` on this data, from any device it reads
+        (``readable_devices``), or None with the key they are computed under here."""
+        own = None
+        for device in readable_devices(walk):
+            key = fingerprint(walk, closes, date_numbers, features, device=device)
+            own = own or key
+            hit = self.load(key, len(closes))
+            if hit is not None:
+                return key, hit
+        return own, None
+
     def save(self, key: str, preds: np.ndarray, folds: list[FoldRecord]) -> Path | None:
         """Store forecasts: the lines (bars, 4), or predicted log returns alone (bars,)."""
         preds = as_lines(np.array(preds, dtype=np.float64))
@@ -166,8 +192,7 @@ class ForecastStore:
     def forecast_lines(self, walk: WalkForward, closes: np.ndarray, dates=None, date_numbers=None,
                        features: np.ndarray | None = None) -> np.ndarray:
         """``forecasts`` with the uncertainty lines (bars, 4: ``intervals.LINES``)."""
-        key = fingerprint(walk, closes, date_numbers, features)
-        hit = self.load(key, len(closes))
+        key, hit = self.lookup(walk, closes, date_numbers, features)
         if hit is not None:
             self.hits += 1
             lines, folds = hit

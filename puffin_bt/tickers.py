@@ -1,11 +1,14 @@
 """The ticker pool: walk-forward forecasts for many tickers (or (trial, ticker) jobs) in parallel, into
 the forecast store.
 
-Tickers are independent, so each is one task: in a local process pool
-(``executor="local"``) or on a Ray cluster (``executor="ray"``, optional extra
-``puffin_bt[ray]``). Workers return forecasts to the caller, which writes them to
-the store; the single-process Backtrader run then reads them from there. A ticker
-that fails is reported and skipped, never aborting the others.
+Tickers walked forward with the same options are planned in groups (``plan_groups``), and a task is a group:
+one ticker's own walk-forward when the group holds one, else the group's walk-forwards in lockstep
+(``universe.forecast_together``: each fold's models of the group trained as one batched computation, every
+ticker's forecasts bit for bit those of its own walk-forward). Tasks run in a local process pool
+(``executor="local"``) or on a Ray cluster (``executor="ray"``, optional extra ``puffin_bt[ray]``). Workers
+return forecasts to the caller, which alone writes them to the store: a task has no side effect, so a task
+run twice (Ray retries the tasks of a node that died) computes the same forecasts and nothing is stored
+half-done. A ticker that fails is reported and skipped, never aborting the others.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import socket
 import sys
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -23,20 +27,26 @@ from multiprocessing.managers import SyncManager
 
 import numpy as np
 import pandas as pd
+import torch
 
+from .checks import check_int
 from .dates import date_numbers_of, num2date
 from .errors import ConfigError, PuffinError
 from .options import OPTIONS
-from .processes import available_cpus, mark_worker, quiet_fork_warning, start_method, worker_initargs
+from .processes import available_cpus, available_memory, mark_worker, quiet_fork_warning, start_method, worker_initargs
 from .store import ForecastStore, fingerprint
-from .walkforward import FoldRecord, feature_matrix, make_walk_forward, require_history
+from .training import resolve_device
+from .universe import forecast_together
+from .walkforward import FoldRecord, WalkForward, feature_matrix, make_walk_forward, require_history
 
 EXECUTORS = ("local", "ray", "serial")
+RAY_RETRIES = 3  # attempts after the first when a task's worker or node dies (Ray's default, said out loud)
+MEMORY_SHARE = 0.5  # "auto" gives the workers' estimated training scratch at most this share of the free memory
 
 
 @dataclass
 class ForecastTask:
-    """Everything one worker needs: plain arrays and options (cheap to pickle, no engine objects)."""
+    """Everything one worker needs for one ticker: plain arrays and options (cheap to pickle, no engine objects)."""
 
     ticker: str
     closes: np.ndarray
@@ -48,6 +58,18 @@ class ForecastTask:
 
 
 @dataclass
+class TickerResult:
+    """What a worker returns for one ticker: its forecast lines and folds, or why it failed."""
+
+    ticker: str
+    lines: np.ndarray | None = None
+    folds: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    device: str = "cpu"  # the device type that computed the forecasts: they are stored under its key
+    error: str | None = None
+
+
+@dataclass
 class ParallelReport:
     """What happened per ticker: computed, found in the store, or failed (and why)."""
 
@@ -55,6 +77,7 @@ class ParallelReport:
     cached: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    tasks: int = 0  # tasks run (groups of tickers)
 
     def summary(self) -> str:
         parts = [f"{len(self.computed)} computed", f"{len(self.cached)} from the store"]
@@ -63,32 +86,86 @@ class ParallelReport:
         return ", ".join(parts)
 
 
-def run_task(task: ForecastTask) -> tuple[str, np.ndarray, list[dict], float]:
-    """Worker body: walk forward over one ticker. Returns (ticker, log forecasts, folds, seconds)."""
+def reason(exc: BaseException) -> str:
+    """One line saying why a ticker failed: a PuffinError's message, else the exception's type and message."""
+    if isinstance(exc, PuffinError):
+        return " ".join(str(exc).split())
+    return traceback.format_exception_only(type(exc), exc)[-1].strip()
+
+
+def device_of(walk: WalkForward) -> str:
+    """The device type a worker's walk-forward computed on (what its forecasts are stored under)."""
+    return walk.device.type
+
+
+def run_group(tasks: list[ForecastTask]) -> list[TickerResult]:
+    """Worker body: walk forward over a group of tickers with one set of options, one result per ticker in
+    the tasks' order. One ticker: its own walk-forward; more: in lockstep, their batched folds trained together
+    (``universe.forecast_together``), with the same forecasts. Pure: the same tasks give the same results,
+    wherever and however often they run."""
     started = time.perf_counter()
-    report = None
-    if task.progress is not None:
-        def report(record, _queue=task.progress, _ticker=task.ticker):
-            _queue.put((_ticker, record.to_dict()))
-    walk = make_walk_forward(task.model, report, **task.options)
-    dates = [num2date(x) for x in task.date_numbers]
-    require_history(task.ticker, len(task.closes), walk.schedule.min_train)
-    preds = walk.forecast_lines(task.closes, 0, len(task.closes), dates, features=task.features)
-    return task.ticker, preds, [f.to_dict() for f in walk.folds], time.perf_counter() - started
+    results: dict[str, TickerResult] = {}
+    members = []
+    together = {"fold_workers": 1} if len(tasks) > 1 else {}  # lockstep trains its batches itself
+    for task in tasks:
+        try:
+            walk = make_walk_forward(task.model, _reporter(task), **{**task.options, **together})
+            require_history(task.ticker, len(task.closes), walk.schedule.min_train)
+            members.append((task, walk, [num2date(x) for x in task.date_numbers]))
+        except Exception as exc:  # noqa: BLE001 - reported for this ticker
+            results[task.ticker] = TickerResult(task.ticker, error=reason(exc))
+    if len(members) == 1:
+        task, walk, dates = members[0]
+        try:
+            outcomes = [walk.forecast_lines(task.closes, 0, len(task.closes), dates, features=task.features)]
+        except Exception as exc:  # noqa: BLE001 - reported for this ticker
+            outcomes = [exc]
+    else:
+        outcomes = forecast_together([walk for _, walk, _ in members], [task.closes for task, _, _ in members],
+                                     [dates for _, _, dates in members], [task.features for task, _, _ in members])
+    seconds = (time.perf_counter() - started) / max(1, len(tasks))
+    for (task, walk, _), outcome in zip(members, outcomes):
+        if isinstance(outcome, BaseException):
+            results[task.ticker] = TickerResult(task.ticker, error=reason(outcome))
+        else:
+            results[task.ticker] = TickerResult(task.ticker, outcome, [f.to_dict() for f in walk.folds], seconds,
+                                                device_of(walk))
+    return [results[task.ticker] for task in tasks]
 
 
-def resolve_workers(workers, n_tasks: int) -> int | None:
-    """``"auto"``: one worker per CPU core, at most one per task; None stays None (no pool);
-    a number is checked (a whole number from 1 to the available cores). The one reading of
-    ``workers`` for backtest, evaluation, tuning and the pool itself.
+def _reporter(task: ForecastTask):
+    if task.progress is None:
+        return None
+
+    def report(record, _queue=task.progress, _ticker=task.ticker):
+        _queue.put((_ticker, record.to_dict()))
+    return report
+
+
+def resolve_workers(workers, n_tasks: int, device="auto") -> int | None:
+    """``"auto"``: one worker per CPU core, at most one per task, and on a CUDA machine (``device``
+    resolving to CUDA) one per GPU: each worker process holds its own CUDA context, and batches its
+    tickers' models on its GPU. None stays None (no pool); a number is checked (a whole number from 1 to
+    the available cores). The one reading of ``workers`` for backtest, evaluation, tuning and the pool itself.
 
     >>> resolve_workers(None, 4) is None, resolve_workers(1, 4), 1 <= resolve_workers("auto", 4) <= 4
     (True, 1, True)
     """
     workers = OPTIONS["workers"].check(workers)  # at most the available cores
     if workers == "auto":
-        return max(1, min(n_tasks, available_cpus()))
+        n = max(1, min(n_tasks, available_cpus()))
+        gpus = cuda_devices(device)
+        return min(n, gpus) if gpus else n
     return workers
+
+
+def cuda_devices(device) -> int:
+    """How many CUDA GPUs work with ``device`` would use here: 0 unless it resolves to CUDA."""
+    try:
+        on_cuda = resolve_device(device).type == "cuda"
+    except PuffinError:  # an unavailable device fails later, where the walk-forward is built
+        return 0
+    return torch.cuda.device_count() if on_cuda else 0
 
 
 def one_process_options(options: dict, workers) -> dict:
@@ -108,6 +185,7 @@ def precompute_forecasts(
     address: str | None = None,
     on_done: Callable[[str, str], None] | None = None,
     on_fold: Callable[[str, FoldRecord], None] | None = None,
+    tickers_per_task: int | None = None,
     **options,
 ) -> ParallelReport:
     """Fill ``store`` with walk-forward forecasts for every ticker in ``frames``, in parallel.
@@ -117,13 +195,15 @@ def precompute_forecasts(
     of ``workers``), ``"ray"`` (``ray.init(address)``; a local runtime when None) or
     ``"serial"``. ``on_done(ticker, status)`` is called as each ticker finishes and, for the
     local and serial executors, ``on_fold(ticker, record)`` as each fold finishes.
+    ``tickers_per_task``: tickers walked forward together in one task (``plan_groups``; None: sized
+    from the tickers, workers and memory; 1: each ticker alone). The forecasts do not depend on it.
 
     >>> from puffin_bt import load_sample
     >>> report = precompute_forecasts(load_sample(["IBM"], start="2012-01-01"), store=ForecastStore("/tmp/x"),
     ...                               executor="serial", hidden_dim=4, num_layers=1, epochs=1)  # doctest: +SKIP
     """
     jobs = [(ticker, df, options) for ticker, df in frames.items()]
-    return precompute_jobs(jobs, model, store, executor, workers, address, on_done, on_fold)
+    return precompute_jobs(jobs, model, store, executor, workers, address, on_done, on_fold, tickers_per_task)
 
 
 def precompute_jobs(
@@ -135,27 +215,80 @@ def precompute_jobs(
     address: str | None = None,
     on_done: Callable[[str, str], None] | None = None,
     on_fold: Callable[[str, FoldRecord], None] | None = None,
+    tickers_per_task: int | None = None,
 ) -> ParallelReport:
     """``precompute_forecasts`` for (label, frame, walk-forward options) jobs that may each have
     their own options, e.g. every (trial, ticker) pair of a hyperparameter sweep: all of them
-    go to the pool (or the Ray cluster) at once. Labels must be unique; reports use them."""
+    go to the pool (or the Ray cluster) at once, jobs with equal options grouped into tasks.
+    Labels must be unique; reports use them."""
     if executor not in EXECUTORS:
         raise ConfigError(f"executor={executor!r} is not known; use one of {EXECUTORS}")
     labels = [label for label, _, _ in jobs]
     if len(set(labels)) != len(labels):
-        raise ConfigError(f"job labels must be unique; got {labels}")
+        twice = sorted(label for label, n in Counter(labels).items() if n > 1)
+        raise ConfigError(f"job labels must be unique; {len(twice)} repeat: {twice[:5]}")
+    check_int("tickers_per_task", tickers_per_task, allow_none=True)
     results = _Results(store if store is not None else ForecastStore(), on_done)
     tasks = results.plan(jobs, model)
     if not tasks:
         return results.report
-    n_workers = resolve_workers(workers or "auto", len(tasks))
-    if executor == "serial" or (executor == "local" and n_workers == 1):
-        _run_serial(tasks, workers, on_fold, results.finish)
-    elif executor == "local":
-        _run_local(tasks, n_workers, on_fold, results.finish)
+    device = tasks[0].options.get("device", "auto")
+    if executor == "ray":
+        ray = _connect_ray(address)
+        n_workers = _ray_slots(ray, device, tasks[0].options.get("threads") or 1)
     else:
-        _run_on_ray(tasks, address, tasks[0].options, results.finish)
+        n_workers = 1 if executor == "serial" else resolve_workers(workers or "auto", len(tasks), device)
+    groups = plan_groups(tasks, model, n_workers, tickers_per_task, results.walks)
+    if executor == "local" and workers in (None, "auto"):
+        n_workers = min(n_workers, _workers_memory_allows(groups, results.walks))
+    n_workers = min(n_workers, len(groups))
+    results.report.tasks = len(groups)
+    if executor == "serial" or (executor == "local" and n_workers == 1):
+        _run_serial(groups, workers, on_fold, results)
+    elif executor == "local":
+        _run_local(groups, n_workers, on_fold, results, cuda_devices(device))
+    else:
+        _run_on_ray(ray, groups, device, results)
     return results.report
+
+
+def plan_groups(tasks: list[ForecastTask], model: str, n_workers: int, tickers_per_task: int | None = None,
+                walks: Mapping | None = None) -> list[list[ForecastTask]]:
+    """Tasks of equal options in groups walked forward together. ``tickers_per_task`` None: as many as fill one
+    batch of the engine (``WalkForward.batch_size_and_bytes``, over the ensemble's members), fewer when
+    ``n_workers`` would otherwise wait for work; the longest series together, so batches stay full longer."""
+    by_options: dict[str, list[ForecastTask]] = {}
+    for task in tasks:
+        by_options.setdefault(_signature(task.model, task.options), []).append(task)
+    groups = []
+    for signature, members in by_options.items():
+        size = tickers_per_task
+        if size is None:
+            walk = (walks or {}).get(signature) or make_walk_forward(members[0].model, **members[0].options)
+            batch = max(1, walk.batch_size_and_bytes()[0] // walk.config.ensemble)
+            size = max(1, min(batch, -(-len(tasks) // max(1, n_workers))))
+        members = sorted(members, key=lambda t: -len(t.closes))
+        groups += [members[i:i + size] for i in range(0, len(members), size)]
+    return groups
+
+
+def _signature(model: str, options: dict) -> str:
+    return repr((model, sorted(options.items())))
+
+
+def _workers_memory_allows(groups: list[list[ForecastTask]], walks: Mapping) -> int:
+    """The most workers whose training scratch (one full batch each, plus 64 MiB of their own) fits in
+    ``MEMORY_SHARE`` of the free memory (``processes.available_memory``: a container's limit included)."""
+    free = available_memory()
+    if free is None:
+        return len(groups)
+    need = 0
+    for group in groups:
+        walk = walks.get(_signature(group[0].model, group[0].options)) or make_walk_forward(group[0].model,
+                                                                                         **group[0].options)
+        max_batch, per_model = walk.batch_size_and_bytes()
+        need = max(need, min(max_batch, len(group) * walk.config.ensemble) * per_model + 64 * 2**20)
+    return max(1, int(free * MEMORY_SHARE) // need)
 
 
 class _Results:
@@ -164,24 +297,27 @@ class _Results:
     def __init__(self, store: ForecastStore, on_done) -> None:
         self.store, self.on_done = store, on_done
         self.report = ParallelReport()
-        self.keys: dict = {}  # label -> store key, computed once: the entry written later uses the same one
+        self.inputs: dict = {}  # label -> (walk, closes, date numbers, features): what its store key is made of
+        self.walks: dict = {}  # options signature -> a walk-forward with those options
         self.duplicates: dict = {}  # label -> labels with the same key, finished with it
 
     def plan(self, jobs, model: str) -> list[ForecastTask]:
         """The tasks to run: jobs whose forecasts are not stored yet, each (data, options) once."""
-        tasks, walks, scheduled = [], {}, {}  # scheduled: store key -> the label that computes it
+        tasks, scheduled = [], {}  # scheduled: store key -> the label that computes it
         for label, df, options in jobs:
             options = {k: v for k, v in options.items() if k not in ("store", "on_fold")}
-            signature = repr(sorted(options.items()))
-            if signature not in walks:
-                walks[signature] = make_walk_forward(model, **options)
+            signature = _signature(model, options)
+            if signature not in self.walks:
+                self.walks[signature] = make_walk_forward(model, **options)
+            walk = self.walks[signature]
             closes, features, _ = feature_matrix(df, options.get("features", ()))
             closes = np.asarray(closes, dtype=np.float64)
             numbers = date_numbers_of(pd.DatetimeIndex(df.index))
-            key = self.keys[label] = fingerprint(walks[signature], closes, numbers, features)
+            self.inputs[label] = (walk, closes, numbers, features)
+            key, hit = self.store.lookup(walk, closes, numbers, features)
             if key in scheduled:  # the same data and options twice (an Optuna batch may repeat a trial)
                 self.duplicates.setdefault(scheduled[key], []).append(label)
-            elif self.store.load(key, len(closes)) is not None:
+            elif hit is not None:
                 self.report.cached.append(label)
                 self._tell(label, "cached")
             else:
@@ -189,15 +325,18 @@ class _Results:
                 tasks.append(ForecastTask(label, closes, numbers, model, options, features=features))
         return tasks
 
-    def finish(self, label: str, result=None, error: str | None = None) -> None:
+    def finish(self, label: str, result: TickerResult | None = None, error: str | None = None) -> None:
+        error = error if result is None else result.error
         if error is not None:
             self.report.failed[label] = error
             status = f"failed: {error}"
         else:
-            _, preds, folds, seconds = result
-            self.store.save(self.keys[label], preds, [FoldRecord(**f) for f in folds])
+            walk, closes, numbers, features = self.inputs[label]
+            # Stored under the device that computed them (a GPU worker's forecasts never under a CPU key).
+            key = fingerprint(walk, closes, numbers, features, device=result.device)
+            self.store.save(key, result.lines, [FoldRecord(**f) for f in result.folds])
             self.report.computed.append(label)
-            self.report.seconds[label] = seconds
+            self.report.seconds[label] = result.seconds
             status = "computed"
         self._tell(label, status)
         for twin in self.duplicates.get(label, ()):
@@ -207,23 +346,34 @@ class _Results:
                 self.report.cached.append(twin)
             self._tell(twin, status if error is not None else "cached")
 
+    def finish_group(self, group: list[ForecastTask], get_results) -> None:
+        """Finish a group's tickers from its task's results; a task that failed as a whole (its worker died,
+        a node was lost past Ray's retries) fails each of its tickers with the reason."""
+        try:
+            results = get_results()
+        except Exception as exc:  # noqa: BLE001 - a crashed worker must not abort the other groups
+            for task in group:
+                self.finish(task.ticker, error=reason(exc))
+            return
+        for result in results:
+            self.finish(result.ticker, result)
+
     def _tell(self, label: str, status: str) -> None:
         if self.on_done is not None:
             self.on_done(label, status)
 
 
-def _run_serial(tasks: list[ForecastTask], workers, on_fold, finish) -> None:
-    for task in tasks:
-        task.options = one_process_options(task.options, workers)
-        task.progress = None if on_fold is None else _DirectReport(on_fold)
-        try:
-            finish(task.ticker, run_task(task))
-        except PuffinError as exc:
-            finish(task.ticker, error=" ".join(str(exc).split()))
+def _run_serial(groups: list[list[ForecastTask]], workers, on_fold, results: _Results) -> None:
+    for group in groups:
+        for task in group:
+            task.options = one_process_options(task.options, workers)
+            task.progress = None if on_fold is None else _DirectReport(on_fold)
+        results.finish_group(group, lambda g=group: run_group(g))
 
 
-def _run_local(tasks: list[ForecastTask], n_workers: int, on_fold, finish) -> None:
+def _run_local(groups: list[list[ForecastTask]], n_workers: int, on_fold, results: _Results, gpus: int = 0) -> None:
     # One pool for every job: it spawns if any job needs it (a CUDA job in a forked child fails).
+    tasks = [task for group in groups for task in group]
     methods = {start_method(t.options.get("device", "auto"), t.options.get("threads", 1)) for t in tasks}
     ctx = multiprocessing.get_context("spawn" if "spawn" in methods else methods.pop())
     manager = None
@@ -234,20 +384,30 @@ def _run_local(tasks: list[ForecastTask], n_workers: int, on_fold, finish) -> No
         queue = manager.Queue() if manager is not None else None
         for task in tasks:
             task.progress = queue
-        with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=mark_worker,
-                                 initargs=worker_initargs()) as pool, \
-                quiet_fork_warning():
-            futures = {pool.submit(run_task, task): task.ticker for task in tasks}
+        counter = ctx.Value("i", 0) if gpus else None
+        with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_start_worker,
+                                 initargs=(counter, gpus, *worker_initargs())) as pool, quiet_fork_warning():
+            futures = {pool.submit(run_group, group): group for group in groups}
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
                 _drain(queue, on_fold)
                 for future in done:
-                    _collect(future.result, futures[future], finish)
+                    results.finish_group(futures[future], future.result)
             _drain(queue, on_fold)
     finally:
         if manager is not None:
             manager.shutdown()
+
+
+def _start_worker(counter, gpus: int, parent_pid: int | None = None, from_main_thread: bool = False) -> None:
+    """Pool initializer: a puffin_bt worker that dies with its parent (``processes.mark_worker``); on a CUDA
+    machine each worker takes the next GPU (one per GPU)."""
+    mark_worker(parent_pid, from_main_thread)
+    if counter is not None and gpus:
+        with counter.get_lock():
+            index, counter.value = counter.value, counter.value + 1
+        torch.cuda.set_device(index % gpus)
 
 
 class _DirectReport:
@@ -270,15 +430,6 @@ def _drain(queue, on_fold) -> None:
         except Exception:  # noqa: BLE001 - queue.Empty from a manager proxy
             return
         on_fold(ticker, FoldRecord(**fold))
-
-
-def _collect(get_result, ticker: str, finish) -> None:
-    try:
-        finish(ticker, get_result())
-    except PuffinError as exc:
-        finish(ticker, error=" ".join(str(exc).split()))
-    except Exception as exc:  # noqa: BLE001 - a crashed worker must not abort the other tickers
-        finish(ticker, error=traceback.format_exception_only(type(exc), exc)[-1].strip())
 
 
 RAY_CONNECT_SECONDS = 10.0
@@ -307,7 +458,8 @@ def _ray_initialized() -> bool:
     return ray is not None and ray.is_initialized()
 
 
-def _run_on_ray(tasks: list[ForecastTask], address: str | None, options: dict, finish) -> None:
+def _connect_ray(address: str | None):
+    """Ray, joined to the cluster at ``address`` (a local runtime when None, or the runtime already started)."""
     if address and not _ray_initialized():
         check_ray_address(address)
     try:
@@ -320,16 +472,33 @@ def _run_on_ray(tasks: list[ForecastTask], address: str | None, options: dict, f
         else:
             ray.init(num_cpus=os.cpu_count(), ignore_reinit_error=True, include_dashboard=False,
                      log_to_driver=False)
-    device = str(options.get("device", "auto"))
-    num_gpus = 0.0
-    if device.startswith("cuda") or device == "auto":
-        gpus = ray.cluster_resources().get("GPU", 0)
-        num_gpus = min(1.0, gpus / max(1, len(tasks))) if gpus else 0.0
-    remote = ray.remote(num_cpus=options.get("threads") or 1, num_gpus=num_gpus)(run_task)
-    for task in tasks:  # a task has its CPUs (num_cpus); its cold folds stay in its process
-        task.options = {**task.options, "fold_workers": 1}
-    refs = {remote.remote(task): task.ticker for task in tasks}
+    return ray
+
+
+def _gpus_per_task(ray, device) -> int:
+    """A task (a group of tickers) on a GPU takes a whole one and batches its tickers' models there."""
+    device = str(device)
+    return 1 if (device.startswith("cuda") or device == "auto") and ray.cluster_resources().get("GPU", 0) else 0
+
+
+def _ray_slots(ray, device, threads: int) -> int:
+    """Tasks the cluster runs at once: one per GPU for GPU work, else one per ``threads`` CPUs."""
+    resources = ray.cluster_resources()
+    if _gpus_per_task(ray, device):
+        return max(1, int(resources.get("GPU", 1)))
+    return max(1, int(resources.get("CPU", 1)) // threads)
+
+
+def _run_on_ray(ray, groups: list[list[ForecastTask]], device, results: _Results) -> None:
+    threads = groups[0][0].options.get("threads") or 1
+    # Retried when its worker or node dies: a task only computes (the driver stores), so a rerun is harmless.
+    remote = ray.remote(num_cpus=threads, num_gpus=_gpus_per_task(ray, device), max_retries=RAY_RETRIES,
+                        retry_exceptions=False)(run_group)
+    for group in groups:  # a task has its CPUs (num_cpus); its cold folds stay in its process
+        for task in group:
+            task.options = {**task.options, "fold_workers": 1}
+    refs = {remote.remote(group): group for group in groups}
     pending = list(refs)
     while pending:
         done, pending = ray.wait(pending, num_returns=1)
-        _collect(lambda ref=done[0]: ray.get(ref), refs[done[0]], finish)
+        results.finish_group(refs[done[0]], lambda ref=done[0]: ray.get(ref))

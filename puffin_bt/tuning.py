@@ -178,7 +178,7 @@ def tune(data=None, model: str = "lstm", *, space: dict | None = None, cache_dir
     embargo, minimum = embargo_bars(opts, space)
     # What every trial's backtest gets: the caller's backtest options (the frames are already cut to dates).
     base = {k: v for k, v in options.items() if k in names(*BACKTEST_GROUPS) and k not in ("start", "end")}
-    frames, _ = resolve_data(data, opts["start"], opts["end"], cache_dir, skip_failed=opts["skip_failed"])
+    frames, skipped = resolve_data(data, opts["start"], opts["end"], cache_dir, skip_failed=opts["skip_failed"])
     test_begin = split_periods(frames, opts["test_fraction"], opts["test_start"])
     horizon = max(space.get("horizon", [opts["horizon"]]))
     tune_frames = tuning_frames(frames, test_begin, embargo, horizon)
@@ -196,6 +196,7 @@ def tune(data=None, model: str = "lstm", *, space: dict | None = None, cache_dir
     returns = pd.concat(trials.returns, axis=1, join="inner")
     selection = selection_stats(returns, chosen=int(table["trial"].iloc[0]))
     test = _test_run(frames, test_begin, model, store, base, best, {**opts, **best})
+    test.config["skipped"] = {**skipped, **test.config.get("skipped", {})}  # the tickers no trial saw, too
     seen = [df for df in tune_frames.values() if len(df)]
     return TuneResult(
         trials=table,
@@ -343,7 +344,7 @@ class _Trials:
         first = len(self.rows) + 1
         jobs = [(f"{t} [trial {first + i}]", df, {**forecast_base, **params})
                 for i, params in enumerate(batch) for t, df in self.frames.items()]
-        workers = resolve_workers(self.opts["workers"] or "auto", len(jobs))
+        workers = resolve_workers(self.opts["workers"] or "auto", len(jobs), forecast_base.get("device", "auto"))
         tickers.precompute_jobs(jobs, model=self.model, store=self.store, executor=self.opts["executor"] or "local",
                                 workers=min(workers, len(jobs)), address=self.opts["address"])
 

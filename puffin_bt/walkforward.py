@@ -136,6 +136,7 @@ class WalkForward:
         self.epochs = OPTIONS["epochs"].check(epochs)
         self.refit_epochs = OPTIONS["refit_epochs"].check(refit_epochs)
         self.device = resolve_device(device)
+        self.auto_device = device is None or (isinstance(device, str) and device.lower() == "auto")
         self.threads = OPTIONS["threads"].check(threads)
         require_memory(config, self.device, schedule.train_window)  # before any fold allocates it
         self.fold_workers = OPTIONS["fold_workers"].check(fold_workers)
@@ -201,6 +202,45 @@ class WalkForward:
                             f"{list(names)}; pass one row per bar and one column per feature")
         return features
 
+    def _warm(self) -> bool:
+        """Whether the next fold continues from the current fold's weights."""
+        return self.refit_epochs is not None and bool(self.nets)
+
+    def _fold_in_order(self, bar: int) -> int:
+        k = self.schedule.fold_index(bar)
+        if not self.schedule.is_fold_bar(bar) or k != len(self.folds):
+            raise ConfigError(
+                f"fold at bar {bar} is out of order (next expected fold index {len(self.folds)}); "
+                "folds must be trained in schedule order"
+            )
+        return k
+
+    def on_engine(self) -> bool:
+        """Whether the next fold trains on the batched engine: a cold fold, an ensemble's members, a warm GRU.
+        A warm refit of one LSTM trains on nn.LSTM's fused kernel (``WARM_ON_ENGINE``, bench/README.md)."""
+        return not self._warm() or len(self.nets) > 1 or self.config.cell in WARM_ON_ENGINE
+
+    def fold_job(self, history: np.ndarray, features: np.ndarray | None = None) -> fitting.FoldJob:
+        """The next fold (at bar ``len(history) - 1``, on ``history`` and its feature rows) as work for the batched
+        engine (see ``on_engine``): fresh networks for a cold fold, the current ones, continued in place, for a
+        warm refit. Train it (``fitting.train_jobs``, alone or with other walk-forwards' jobs), then ``adopt`` it."""
+        bar = len(history) - 1
+        k = self._fold_in_order(bar)
+        if not self._warm():
+            return fitting.cold_job(self.config, self.schedule, self.epochs, self.device, k, history, features)
+        t0 = time.perf_counter()
+        data = fold_data(self.config, history, self.schedule.sample_bars(bar), self.device, features)
+        return fitting.FoldJob(k, self.nets, data, self.refit_epochs, time.perf_counter() - t0)
+
+    def adopt(self, job: fitting.FoldJob, histories: list[dict], seconds: float, scores: np.ndarray | None) -> None:
+        """A trained ``fold_job``: the fold's ``train_fold`` (or ``forecast_range``) uses it instead of training."""
+        self._ready[job.k] = (job.nets, job.data.scaler, histories, seconds, scores)
+
+    @property
+    def adopted(self) -> int:
+        """Folds adopted (``adopt``) and not yet reached."""
+        return len(self._ready)
+
     def _samples(self, bar: int, features: np.ndarray | None) -> np.ndarray:
         """The fold's training windows: those of the schedule whose features all have values."""
         samples = self.schedule.sample_bars(bar)
@@ -210,41 +250,34 @@ class WalkForward:
 
     def _train_fold(self, history: np.ndarray, date=None, features: np.ndarray | None = None) -> FoldRecord:
         bar = len(history) - 1
-        k = self.schedule.fold_index(bar)
-        if not self.schedule.is_fold_bar(bar) or k != len(self.folds):
-            raise ConfigError(
-                f"fold at bar {bar} is out of order (next expected fold index {len(self.folds)}); "
-                "folds must be trained in schedule order"
-            )
+        k = self._fold_in_order(bar)
         cfg = self.config
         started = time.perf_counter()
-        warm = self.refit_epochs is not None and bool(self.nets)
-        sample_bars = self.schedule.sample_bars(bar)
+        warm = self._warm()
         fold_features = None if features is None else features[: bar + 1]
-        extra, scores = 0.0, None
-        if not warm and self.batched:
-            if k not in self._ready:
+        extra, scores, here = 0.0, None, 0.0  # here: training time spent in this call (not in _train_cold's)
+        if k not in self._ready and self.on_engine():
+            if warm:  # an ensemble's members or a GRU continue together, each its own weights
+                job = self.fold_job(history, fold_features)
+                (hists, extra, scores), = fitting.train_jobs(cfg, [job], self.device, self.interval is not None)
+                self.adopt(job, hists, extra, scores)
+                here = time.perf_counter() - started
+            else:
                 self._train_cold([(k, history, fold_features)])
+        if k in self._ready:  # trained together with other folds (cold ones, or other tickers' in ``universe``)
             self.nets, self.scaler, hists, extra, scores = self._ready.pop(k)
             hist = hists[0]
             started = time.perf_counter()
-        else:
-            data = fold_data(cfg, history, sample_bars, self.device, fold_features)
-            if not warm:
-                self.nets = fitting.new_fold_nets(cfg, k)
-            epochs = self.refit_epochs if warm else self.epochs
-            if len(self.nets) == 1 and warm and cfg.cell not in WARM_ON_ENGINE:  # one model: nn.LSTM's fused kernel
-                hist = train_prepared(self.nets[0], cfg, data, epochs, self.device, cfg.seed + k)
-            else:  # the batched engine: an ensemble's members continue together, each its own weights
-                hist = fitting.train_networks_together(self.nets, cfg, [data] * len(self.nets), epochs, self.device,
-                                                       fitting.fold_seeds(cfg, k))[0]
+        else:  # a warm refit of one LSTM: nn.LSTM's fused kernel
+            data = fold_data(cfg, history, self.schedule.sample_bars(bar), self.device, fold_features)
+            hist = train_prepared(self.nets[0], cfg, data, self.refit_epochs, self.device, cfg.seed + k)
             self.scaler = data.scaler
             if self.interval is not None:
                 scores = fitting.validation_residuals(self.nets, data, self.device)
+            here = time.perf_counter() - started
         if self.interval is not None:
             self._set_scores(scores, bar)
-        if warm or not self.batched:
-            self.training_seconds += time.perf_counter() - started
+        self.training_seconds += here
         sample_bars = self._samples(bar, fold_features)
         n_val = len(split_train_val(sample_bars, cfg.validation_split)[1])
         val = hist["val_loss"]
@@ -284,7 +317,7 @@ class WalkForward:
         groups: dict[int, list[tuple]] = {}
         for k, history, features in folds:  # equal sample counts give equal tensor shapes
             groups.setdefault(len(self._samples(len(history) - 1, features)), []).append((k, history, features))
-        max_batch, _ = self._batch_size_and_bytes()
+        max_batch, _ = self.batch_size_and_bytes()
         max_batch = max(1, max_batch // cfg.ensemble)  # folds per batch: each brings its ensemble's members
         pool = self._pool
         spread = 1 if pool is None else pool.workers
@@ -345,7 +378,7 @@ class WalkForward:
         pool, self._pool = self._pool, None
         foldpool.release(pool)
 
-    def _batch_size_and_bytes(self) -> tuple[int, int]:
+    def batch_size_and_bytes(self) -> tuple[int, int]:
         """Most cold folds trained together (``MAX_BATCH``, fewer when their training scratch
         would pass ``BATCH_MEMORY``) and one model's scratch bytes."""
         cfg = self.config
@@ -355,7 +388,7 @@ class WalkForward:
     def _worker_bytes(self) -> int:
         """A fold worker's memory beyond what it shares with this process: one full batch's
         training scratch plus 64 MiB of its own (measured: bench/README.md, "Design measurements")."""
-        max_batch, per_model = self._batch_size_and_bytes()
+        max_batch, per_model = self.batch_size_and_bytes()
         return max_batch * per_model + 64 * 2**20
 
     def _forecast_range(self, closes: np.ndarray, start: int, end: int, dates=None,
@@ -521,8 +554,9 @@ class WalkForward:
 # Cold folds trained together at most: past ~8 the working set leaves the caches (bench/README.md,
 # "Design measurements"). Results do not depend on it (the batched engine is exact per model).
 MAX_BATCH = 8
-# Warm refits continue one model, so they train one at a time: on the batched engine where it beat
-# the nn module at M = 1 (GRU), on nn.LSTM's fused oneDNN kernel otherwise (bench/README.md).
+# Warm refits of one model: on the batched engine where it beats the nn module at M = 1 (GRU; many tickers'
+# refits then batch together, ``universe``), on nn.LSTM's fused oneDNN kernel otherwise: it beats the engine
+# per model for the default LSTM even in batches of 8 (bench/README.md, "Design measurements").
 WARM_ON_ENGINE = {"gru"}
 PREFETCH = 2 * MAX_BATCH  # cold folds trained ahead at a time in forecast_range (progress granularity)
 BATCH_MEMORY = 512 * 2**20  # and at most this much training scratch memory per batch (big nets train fewer at once)

@@ -15,6 +15,9 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # Keep the user's cache untouched: anything that defaults to it (parallel runs, examples, CLI
 # subprocesses, which inherit the environment) writes into a throwaway folder instead.
 os.environ["PUFFIN_BT_CACHE"] = tempfile.mkdtemp(prefix="puffin-bt-test-cache-")
+# Every Ray node a test starts listens on 127.0.0.1 only: with this set (before Ray is imported) Ray takes the
+# loopback address for its nodes instead of the machine's network address (tests/test_cluster.py checks it).
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 # Tiny test models gain nothing from intra-op threads, and spinning OpenMP threads make
 # the suite crawl when the machine is busy with anything else.
 torch.set_num_threads(1)

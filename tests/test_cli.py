@@ -117,7 +117,7 @@ def test_tickers_file_universe_reports_and_skips_failed_tickers(tmp_path):
     proc = run_cli("backtest", "--tickers-file", str(universe), "--start", "2011-01-01", "--no-plot",
                    "--cache-dir", str(cache), "--out", str(tmp_path / "o"), *TINY_FLAGS, timeout=180)
     assert proc.returncode == 0, proc.stderr
-    assert "IBM" in proc.stdout and "skipped:" in proc.stdout
+    assert "IBM" in proc.stdout and "skipped 2 ticker(s):" in proc.stdout
     assert "NOPE1" in proc.stdout and "NOPE2" in proc.stdout
     metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert list(metrics["per_ticker"]) == ["IBM"]

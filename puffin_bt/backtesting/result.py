@@ -14,6 +14,8 @@ import pandas as pd
 from ..files import atomic_write_bytes
 from .metrics import period_returns
 
+SKIPPED_SHOWN = 20  # skipped tickers named in the summary (a universe may skip thousands; metrics.json has all)
+
 
 @dataclass
 class BacktestResult:
@@ -82,7 +84,10 @@ class BacktestResult:
                      f"returns after the first forecast bar {self.period['start']:%Y-%m-%d} (warm-up excluded)")
         text = head + "\n" + out.to_string()
         if self.skipped:
-            text += "\nskipped: " + "; ".join(f"{t}: {why}" for t, why in self.skipped.items())
+            shown = list(self.skipped.items())[:SKIPPED_SHOWN]
+            text += f"\nskipped {len(self.skipped)} ticker(s):" + "".join(f"\n  {t}: {why}" for t, why in shown)
+            if len(self.skipped) > SKIPPED_SHOWN:
+                text += f"\n  and {len(self.skipped) - SKIPPED_SHOWN} more (metrics.json lists every one)"
         rejected = self.metrics.get("rejected") or []
         if rejected:
             shown = "; ".join(f"{r['ticker']} {r['date']} {r['status']} ({r['reason']})" for r in rejected[:5])
@@ -110,7 +115,7 @@ class BacktestResult:
             atomic_write_bytes(out / f"{name}.csv", frame.to_csv(index=name in ("equity",)).encode())
         metrics = {"period": self.period, "portfolio": self.metrics, "benchmark": self.benchmark,
                    "per_ticker": _records(self.per_ticker), "benchmark_per_ticker": _records(self.benchmark_per_ticker),
-                   "seconds": self.seconds}
+                   "skipped": self.skipped, "seconds": self.seconds}
         atomic_write_bytes(out / "metrics.json", json.dumps(_jsonable(metrics), indent=2).encode())
         atomic_write_bytes(out / "config.json", json.dumps(_jsonable(self.config), indent=2).encode())
         return out

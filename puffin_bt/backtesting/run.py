@@ -25,11 +25,11 @@ from ..adapters.feeds import FrameData
 from ..adapters.indicators import GlobalForecast
 from ..adapters.positions import open_positions
 from ..data import resolve_data
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, failures
 from ..evaluation import forecast_frame
 from ..options import BACKTEST_GROUPS, CELLS, names, options_doc, resolve, signature_parameters
 from ..store import ForecastStore
-from ..tickers import one_process_options, precompute_forecasts, resolve_workers
+from ..tickers import cuda_devices, one_process_options, precompute_forecasts, resolve_workers
 from ..walkforward import make_walk_forward, require_history
 from .metrics import PERIOD_COVERS, TRADING_DAYS, WHOLE_RUN_COVERS, benchmark_metrics, portfolio_metrics, ticker_metrics
 from .progress import FoldBar, TickerBar, fold_progress_bar
@@ -134,11 +134,12 @@ def _prepare(data, model, runonce: bool, cache_dir, store, progress: bool, given
             skipped[name] = " ".join(str(exc).split())
             del frames[name]
     forecast = one_process_options(forecast, opts["workers"])
-    workers = resolve_workers(opts["workers"], len(frames))
+    workers = resolve_workers(opts["workers"], len(frames), opts["device"])
     # Precomputed forecasts reach the run through the store, which only runonce reads; a global model is one
-    # walk-forward over every ticker (its cold folds may still use the fold pool).
+    # walk-forward over every ticker (its cold folds may still use the fold pool). On a GPU the tickers are
+    # batched there by one process per GPU, even when that is one process.
     parallel = runonce and cell is not None and opts["scope"] == "per_ticker" and \
-        (opts["executor"] is not None or (workers or 1) > 1)
+        (opts["executor"] is not None or (workers or 1) > 1 or (cuda_devices(opts["device"]) > 0 and len(frames) > 1))
     if opts["strategy"] == "rank" and opts["top_k"] + opts["bottom_k"] >= len(frames):
         raise ConfigError(f"top_k={opts['top_k']} and bottom_k={opts['bottom_k']} leave nothing to choose among "
                           f"{len(frames)} ticker(s); hold fewer names than there are tickers (or add tickers)")
@@ -147,7 +148,7 @@ def _prepare(data, model, runonce: bool, cache_dir, store, progress: bool, given
     if parallel:
         _precompute(run, cell, workers, progress)
     if not run.frames:
-        raise DataError(f"no ticker left to backtest; skipped: {run.skipped}")
+        raise DataError(f"no ticker left to backtest: {failures(run.skipped)}")
     return run
 
 

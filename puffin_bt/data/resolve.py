@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 
-from ..errors import ConfigError, DataError, PuffinError
+from ..errors import ConfigError, DataError, PuffinError, failures
+from .csvfiles import load_csv
 from .sample import load_sample
 from .validate import validate_ohlcv
 from .yahoo import load_prices
@@ -28,10 +30,11 @@ def check_ticker_names(names: list) -> None:
 
 
 def resolve_data(data=None, start=None, end=None, cache_dir=None, skip_failed: bool = False):
-    """None -> bundled sample; list of tickers -> yfinance (cached); dict of DataFrames -> validated.
+    """None -> bundled sample; list of tickers -> yfinance (cached); dict of DataFrames (or of CSV file paths,
+    read with ``load_csv``) -> validated.
 
-    Returns ``(frames, skipped)``; with ``skip_failed`` a ticker that cannot be loaded is
-    recorded in ``skipped`` (ticker -> reason) instead of raising.
+    Returns ``(frames, skipped)``; with ``skip_failed`` a ticker that cannot be loaded (whichever way its data
+    comes) is recorded in ``skipped`` (ticker -> reason) instead of raising.
     """
     if data is None:
         return load_sample(start=start, end=end), {}
@@ -43,7 +46,10 @@ def resolve_data(data=None, start=None, end=None, cache_dir=None, skip_failed: b
         check_ticker_names(list(data))
 
         def load_one(name):
-            df = validate_ohlcv(data[name], name=str(name))
+            given = data[name]
+            if isinstance(given, (str, os.PathLike)):
+                given = load_csv(given, name=str(name))
+            df = validate_ohlcv(given, name=str(name))
             df = df.loc[start:end] if (start or end) else df
             if df.empty:
                 raise DataError(f"{name}: no bars between start={start} and end={end}; widen the date range")
@@ -66,5 +72,5 @@ def resolve_data(data=None, start=None, end=None, cache_dir=None, skip_failed: b
                 raise
             skipped[str(name)] = " ".join(str(exc).split())
     if not frames:
-        raise DataError(f"no ticker could be loaded; skipped: {skipped}")
+        raise DataError(f"no ticker could be loaded: {failures(skipped)}")
     return frames, skipped
