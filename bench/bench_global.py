@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("--model", default="lstm", choices=("lstm", "gru"))
     args = ap.parse_args()
     frames = load_sample()
-    backtest(load_sample(["IBM"], start="2016-01-01"), model=args.model, store=False, hidden_dim=8, epochs=1)  # warm-up
+    backtest(load_sample(["IBM"], start="2012-01-01"), model=args.model, store=False, hidden_dim=8, epochs=1)  # warm-up
     times: dict[str, list[float]] = {"per_ticker": [], "global": []}
     folds = {}
     for _ in range(args.repeat):
