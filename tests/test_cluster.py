@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from .conftest import TINY, ohlcv_frame, regime_closes
 
 ray = pytest.importorskip("ray")
 cluster_utils = pytest.importorskip("ray.cluster_utils")
+NodeAffinitySchedulingStrategy = pytest.importorskip("ray.util.scheduling_strategies").NodeAffinitySchedulingStrategy
 
 OPTIONS = {**TINY, "device": "cpu", "model": "gru"}
 
@@ -114,6 +117,13 @@ def _keys(frames, names):
     return [fingerprint(walk, frames[n]["close"].to_numpy(dtype=float), date_numbers_of(frames[n].index)) for n in names]
 
 
+def _hold_a_cpu(flag: str, started: str) -> None:
+    """A Ray task that takes its node's CPU until ``flag`` is removed (test scaffolding, not puffin_bt's)."""
+    Path(started).touch()
+    while os.path.exists(flag):
+        time.sleep(0.02)
+
+
 def test_a_worker_node_lost_mid_run_is_survived_with_the_same_forecasts_and_nothing_missing(cluster, tmp_path, capfd):
     """Ray reruns the tasks of the node that died on the node left (puffin_bt's tasks only compute; the driver
     stores): every ticker is computed once in the store, with the local pool's forecasts. Last in the module:
@@ -138,12 +148,27 @@ def test_a_worker_node_lost_mid_run_is_survived_with_the_same_forecasts_and_noth
         except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
             outcome["error"] = exc
 
-    thread = threading.Thread(target=run)
+    # The head's CPU is held while the run starts, so puffin_bt's tasks can only run on the worker node, which is
+    # therefore busy (a task running, the rest queued) whenever it is removed: Ray must retry, and not by luck of
+    # where its scheduler put the tasks (left to it, it sometimes ran them all on the head: nothing to retry).
+    flag, started = tmp_path / "hold", tmp_path / "holding"
+    flag.touch()
+    on_head = NodeAffinitySchedulingStrategy(nodes.head_node.node_id, soft=False)
+    holder = ray.remote(num_cpus=1)(_hold_a_cpu).options(scheduling_strategy=on_head).remote(str(flag), str(started))
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert started.exists()
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    assert first_done.wait(120)  # one task finished: the others are running or queued on both nodes
-    alive_before, done_before = sum(n["Alive"] for n in ray.nodes()), len(done)
-    nodes.remove_node(worker)
+    try:
+        assert first_done.wait(120)  # one ticker done on the worker node: the next one runs there, the rest wait
+        alive_before, done_before = sum(n["Alive"] for n in ray.nodes()), len(done)
+        nodes.remove_node(worker)
+    finally:
+        flag.unlink()  # the head takes the lost node's tasks and the rest
     thread.join(300)
+    ray.get(holder, timeout=60)
     assert not thread.is_alive() and "error" not in outcome
     report = outcome["report"]
     assert alive_before == 2 and sum(n["Alive"] for n in ray.nodes()) == 1 and done_before < len(frames) - 1
