@@ -425,15 +425,38 @@ def _bootstrap(series: list[np.ndarray], n_boot, block_size, seed, level, annual
         raise ConfigError(
             f"block_size={block_size} is outside [1, {n}] (the series has {n} periods); pass a mean block length in that range")
     series = [_unit_scale(x) for x in series]
-    rng = np.random.default_rng(seed)
     out = np.empty((len(series), n_boot))
-    rows = max(1, _BOOT_CELLS // n)
-    for lo in range(0, n_boot, rows):
-        hi = min(n_boot, lo + rows)
-        idx = _stationary_indices(rng, n, hi - lo, block_size)
+    lo = 0
+    for idx in _index_chunks(seed, n, n_boot, float(block_size)):
+        hi = lo + len(idx)
         for k, x in enumerate(series):
             out[k, lo:hi] = _row_sharpes(x[idx])
+        lo = hi
     return out
+
+
+_last_chunks: tuple = (None, ())
+
+
+def _index_chunks(seed: int | None, n: int, n_boot: int, block_size: float):
+    """The resample indices of ``_bootstrap``, in chunks of at most ``_BOOT_CELLS`` cells, drawn from
+    ``default_rng(seed)``. A seeded draw is kept for the next call with the same arguments: a backtest asks for a
+    ticker's strategy interval, its buy-and-hold interval and their difference on the same dates with the same
+    seed, which are the same indices (drawing them was most of the cost of its statistics)."""
+    global _last_chunks
+    key = (seed, n, n_boot, block_size)
+    if seed is not None and _last_chunks[0] == key:
+        return _last_chunks[1]
+    rng = np.random.default_rng(seed)
+    rows = max(1, _BOOT_CELLS // n)
+    chunks = []
+    for lo in range(0, n_boot, rows):
+        idx = _stationary_indices(rng, n, min(n_boot, lo + rows) - lo, block_size)
+        idx.flags.writeable = False
+        chunks.append(idx)
+    chunks = tuple(chunks)
+    _last_chunks = (key if seed is not None else None, chunks if seed is not None else ())
+    return chunks
 
 
 def _percentile_interval(values: np.ndarray, level: float, annualization: float) -> tuple[float, float]:

@@ -348,6 +348,22 @@ def test_pbo_is_fast_for_the_paper_setup():
 # ---------------------------------------------------------------- bootstrap
 
 
+def test_a_kept_draw_of_resample_indices_gives_what_a_fresh_draw_gives():
+    """``_index_chunks`` keeps the last seeded draw: the next interval on other returns of the same length and seed
+    equals one computed from a fresh draw, whatever came before; an unseeded draw is never kept."""
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(0.001, 0.01, 400), rng.normal(0.0, 0.02, 400)
+    stats._last_chunks = (None, ())
+    fresh = stats.sharpe_confidence_interval(b, n_boot=300, seed=4)
+    stats.sharpe_confidence_interval(a, n_boot=300, seed=4)  # same key: b's next interval reuses these indices
+    assert stats.sharpe_confidence_interval(b, n_boot=300, seed=4) == fresh
+    stats.sharpe_confidence_interval(a[:399], n_boot=300, seed=4)  # another key replaces the kept draw
+    assert stats.sharpe_confidence_interval(b, n_boot=300, seed=4) == fresh
+    assert stats.sharpe_confidence_interval(b, n_boot=300, seed=5) != fresh
+    unseeded = {stats.sharpe_confidence_interval(b, n_boot=300, seed=None) for _ in range(3)}
+    assert len(unseeded) == 3 and stats._last_chunks == (None, ())
+
+
 def test_stationary_indices_have_geometric_blocks_that_wrap():
     n, block_size = 50, 5.0
     idx = stats._stationary_indices(np.random.default_rng(3), n, 4000, block_size)
