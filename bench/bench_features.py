@@ -11,18 +11,15 @@ Prints the best and median wall time of each and their ratio (the issue's target
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
 import sys
-import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
+from _interleaved import best_and_median, machine_line, time_interleaved  # noqa: E402
 
 from puffin_bt import load_sample, walk_forward  # noqa: E402
 
@@ -35,21 +32,16 @@ def main() -> None:
     args = ap.parse_args()
     frame = load_sample([args.ticker])[args.ticker]
     runs = {"closes only": {}, f"+ {args.features}": {"features": args.features}}
-    times: dict[str, list[float]] = {name: [] for name in runs}
     walk_forward(frame.iloc[:400], hidden_dim=8, epochs=1)  # warm-up: imports, allocator, first kernels
-    for _ in range(args.repeat):
-        for name, extra in runs.items():  # interleaved: a slow spell of the machine hits both
-            started = time.perf_counter()
-            res = walk_forward(frame, device="cpu", **extra)
-            times[name].append(time.perf_counter() - started)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    times, results = time_interleaved({name: partial(walk_forward, frame, device="cpu", **extra)
+                                       for name, extra in runs.items()}, args.repeat)
+    print(machine_line())
     print(f"work: {args.ticker} {len(frame)} bars, default model (LSTM 64x2, lookback 20, refit every 21 bars, "
-          f"{len(res.folds)} folds), best of {args.repeat} [median]")
+          f"{len(results['closes only'].folds)} folds), best of {args.repeat} [median]")
     best = {}
     for name, values in times.items():
         best[name] = min(values)
-        print(f"  {name:<40} {min(values):6.2f} s  [{statistics.median(values):.2f} s]")
+        print(f"  {name:<40} {best_and_median(values)}")
     base, other = list(best.values())
     print(f"ratio with features / closes only: {other / base:.2f}x (target <= 1.3x)")
 

@@ -12,18 +12,15 @@ The issue's targets: an ensemble of 8 at most 3x one model, intervals under 5%.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
 import sys
-import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
+from _interleaved import best_and_median, machine_line, time_interleaved  # noqa: E402
 
 from puffin_bt import load_sample, walk_forward  # noqa: E402
 
@@ -45,20 +42,15 @@ def main() -> None:
         runs["warm K=1 + interval 0.8 (split)"] = dict(interval=0.8)
         runs["warm K=1 + interval 0.8 (aci)"] = dict(interval=0.8, interval_method="aci")
     walk_forward(closes[:400], hidden_dim=8, epochs=1, ensemble=2)  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(args.repeat):
-        for name, extra in runs.items():  # interleaved: a slow spell of the machine hits every line
-            started = time.perf_counter()
-            res = walk_forward(closes, device="cpu", **extra)
-            times[name].append(time.perf_counter() - started)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, load average "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    times, results = time_interleaved({name: partial(walk_forward, closes, device="cpu", **extra)
+                                       for name, extra in runs.items()}, args.repeat)
+    print(machine_line())
     print(f"work: {args.ticker}'s first {len(closes)} bars, default model (LSTM 64x2, refit every 21 bars, "
-          f"{len(res.folds)} folds; cold folds on the fold pool), best of {args.repeat} [median]")
+          f"{len(results['warm K=1'].folds)} folds; cold folds on the fold pool), best of {args.repeat} [median]")
     best = {name: min(values) for name, values in times.items()}
     for name, values in times.items():
         base = best["warm K=1"] if name.startswith("warm") else best.get("cold K=1")
-        print(f"  {name:<34} {min(values):7.2f} s  [{statistics.median(values):.2f} s]  {min(values) / base:5.2f}x")
+        print(f"  {name:<34} {best_and_median(values)}  {min(values) / base:5.2f}x")
 
 
 if __name__ == "__main__":
