@@ -17,15 +17,16 @@ import pandas as pd
 from puffin_bt import backtest, load_sample
 
 
-def long_frame(n: int = 11_504, ticker: str = "AAPL", end_price: float = 500.0) -> pd.DataFrame:
-    """``n`` business days from 1967 on: the ticker's daily returns repeated, rescaled to go from $1 to ``end_price``."""
+def long_frame(n: int = 11_504, ticker: str = "AAPL", end_price: float = 500.0, start: str = "1967-01-03") -> pd.DataFrame:
+    """``n`` business days from ``start`` on: the ticker's daily returns repeated, rescaled to go from $1 to
+    ``end_price`` (also the long history of ``tests/test_plotting.py``)."""
     src = load_sample(ticker)[ticker]
     steps = np.resize(np.diff(np.log(src["close"].to_numpy())), n - 1)
     steps += (math.log(end_price) - steps.sum()) / (n - 1)
     close = np.exp(np.concatenate([[0.0], np.cumsum(steps)]))
     shape = {c: np.resize((src[c] / src["close"]).to_numpy(), n) for c in ("open", "high", "low")}
     return pd.DataFrame({**{c: close * shape[c] for c in shape}, "close": close,
-                         "volume": np.resize(src["volume"].to_numpy(), n)}, index=pd.bdate_range("1967-01-03", periods=n))
+                         "volume": np.resize(src["volume"].to_numpy(), n)}, index=pd.bdate_range(start, periods=n))
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
+import importlib.util
 import os
 import subprocess
 import sys
@@ -68,14 +68,13 @@ class SmaChurn(bt.Strategy):
 
 
 def long_frame(n: int, end_price: float) -> pd.DataFrame:
-    """``n`` daily bars from AAPL's sample returns chained end to end, rescaled to go from $1 to ``end_price``."""
-    aapl = load_sample("AAPL")["AAPL"]
-    steps = np.resize(np.diff(np.log(aapl["close"].to_numpy())), n - 1)
-    steps += (math.log(end_price) - steps.sum()) / (n - 1)
-    close = np.exp(np.concatenate([[0.0], np.cumsum(steps)]))
-    shape = {c: np.resize((aapl[c] / aapl["close"]).to_numpy(), n) for c in ("open", "high", "low")}
-    return pd.DataFrame({**{c: close * shape[c] for c in shape}, "close": close,
-                         "volume": np.resize(aapl["volume"].to_numpy(), n)}, index=pd.bdate_range("1990-01-02", periods=n))
+    """``n`` daily bars from AAPL's sample returns chained end to end, rescaled to go from $1 to ``end_price``: the
+    long history of ``scripts/long_history_charts.py``, from 1990."""
+    path = Path(__file__).resolve().parent.parent / "scripts" / "long_history_charts.py"
+    spec = importlib.util.spec_from_file_location("long_history_charts", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script.long_frame(n, "AAPL", end_price, start="1990-01-02")
 
 
 @pytest.fixture(scope="module")
