@@ -5,6 +5,7 @@ period (mean / population std) unless a function annualises; non-finite inputs a
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import numbers
@@ -435,28 +436,27 @@ def _bootstrap(series: list[np.ndarray], n_boot, block_size, seed, level, annual
     return out
 
 
-_last_chunks: tuple = (None, ())
-
-
-def _index_chunks(seed: int | None, n: int, n_boot: int, block_size: float):
+def _index_chunks(seed: int | None, n: int, n_boot: int, block_size: float) -> tuple[np.ndarray, ...]:
     """The resample indices of ``_bootstrap``, in chunks of at most ``_BOOT_CELLS`` cells, drawn from
     ``default_rng(seed)``. A seeded draw is kept for the next call with the same arguments: a backtest asks for a
     ticker's strategy interval, its buy-and-hold interval and their difference on the same dates with the same
     seed, which are the same indices (drawing them was most of the cost of its statistics)."""
-    global _last_chunks
-    key = (seed, n, n_boot, block_size)
-    if seed is not None and _last_chunks[0] == key:
-        return _last_chunks[1]
+    return _draw_index_chunks(seed, n, n_boot, block_size) if seed is None else _kept_index_chunks(seed, n, n_boot,
+                                                                                                   block_size)
+
+
+def _draw_index_chunks(seed: int | None, n: int, n_boot: int, block_size: float) -> tuple[np.ndarray, ...]:
     rng = np.random.default_rng(seed)
     rows = max(1, _BOOT_CELLS // n)
     chunks = []
     for lo in range(0, n_boot, rows):
         idx = _stationary_indices(rng, n, min(n_boot, lo + rows) - lo, block_size)
-        idx.flags.writeable = False
+        idx.flags.writeable = False  # kept and shared between calls
         chunks.append(idx)
-    chunks = tuple(chunks)
-    _last_chunks = (key if seed is not None else None, chunks if seed is not None else ())
-    return chunks
+    return tuple(chunks)
+
+
+_kept_index_chunks = functools.lru_cache(maxsize=1)(_draw_index_chunks)
 
 
 def _percentile_interval(values: np.ndarray, level: float, annualization: float) -> tuple[float, float]:

@@ -353,15 +353,16 @@ def test_a_kept_draw_of_resample_indices_gives_what_a_fresh_draw_gives():
     equals one computed from a fresh draw, whatever came before; an unseeded draw is never kept."""
     rng = np.random.default_rng(5)
     a, b = rng.normal(0.001, 0.01, 400), rng.normal(0.0, 0.02, 400)
-    stats._last_chunks = (None, ())
+    stats._kept_index_chunks.cache_clear()
     fresh = stats.sharpe_confidence_interval(b, n_boot=300, seed=4)
     stats.sharpe_confidence_interval(a, n_boot=300, seed=4)  # same key: b's next interval reuses these indices
     assert stats.sharpe_confidence_interval(b, n_boot=300, seed=4) == fresh
     stats.sharpe_confidence_interval(a[:399], n_boot=300, seed=4)  # another key replaces the kept draw
     assert stats.sharpe_confidence_interval(b, n_boot=300, seed=4) == fresh
     assert stats.sharpe_confidence_interval(b, n_boot=300, seed=5) != fresh
+    stats._kept_index_chunks.cache_clear()
     unseeded = {stats.sharpe_confidence_interval(b, n_boot=300, seed=None) for _ in range(3)}
-    assert len(unseeded) == 3 and stats._last_chunks == (None, ())
+    assert len(unseeded) == 3 and stats._kept_index_chunks.cache_info().currsize == 0
 
 
 def test_stationary_indices_have_geometric_blocks_that_wrap():
