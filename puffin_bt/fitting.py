@@ -240,6 +240,12 @@ class FoldJob:
         return self.data.shape_key, self.epochs
 
 
+def even_batches(items: list, n_batches: int) -> list[list]:
+    """``items`` in at most ``n_batches`` consecutive batches of near-equal size: 12 as 6 + 6, not 8 + 4."""
+    size = max(1, -(-len(items) // max(1, n_batches)))
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
 def train_jobs(config: ModelConfig, jobs: list[FoldJob], device: torch.device, residuals: bool = False) -> list[tuple]:
     """Train fold jobs of one ``batch_key`` (of one walk-forward, or of several tickers' walk-forwards with the
     same options) as one batched computation, each member with its fold's seed; each job's result is the one it

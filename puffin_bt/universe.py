@@ -113,10 +113,7 @@ def _train_round(members: list[_Member]) -> None:
         walk = group[0][0].walk
         limit = _max_models(walk)
         n_models = sum(len(job.nets) for _, job in group)
-        n_batches = -(-n_models // limit)
-        size = -(-len(group) // n_batches)  # even batches: 12 jobs train as 6 + 6, not 8 + 4
-        for i in range(0, len(group), size):
-            batch = group[i:i + size]
+        for batch in fitting.even_batches(group, -(-n_models // limit)):
             started = time.perf_counter()
             try:
                 results = fitting.train_jobs(walk.config, [job for _, job in batch], walk.device,

@@ -323,9 +323,7 @@ class WalkForward:
         spread = 1 if pool is None else pool.workers
         batches = []
         for members in groups.values():
-            n_batches = max(-(-len(members) // max_batch), min(spread, len(members)))
-            size = -(-len(members) // n_batches)  # even batches: 12 folds train as 6 + 6, not 8 + 4
-            batches += [members[i:i + size] for i in range(0, len(members), size)]
+            batches += fitting.even_batches(members, max(-(-len(members) // max_batch), min(spread, len(members))))
         residuals = self.interval is not None
         if pool is not None and len(batches) > 1:
             results = pool.train(cfg, s, self.epochs, batches, residuals)
