@@ -261,10 +261,10 @@ def plan_groups(tasks: list[ForecastTask], model: str, n_workers: int, tickers_p
     for task in tasks:
         by_options.setdefault(_signature(task.model, task.options), []).append(task)
     groups = []
-    for signature, members in by_options.items():
+    for members in by_options.values():
         size = tickers_per_task
         if size is None:
-            walk = (walks or {}).get(signature) or make_walk_forward(members[0].model, **members[0].options)
+            walk = _walk_for(members[0], walks)
             batch = max(1, walk.batch_size_and_bytes()[0] // walk.config.ensemble)
             size = max(1, min(batch, -(-len(tasks) // max(1, n_workers))))
         members = sorted(members, key=lambda t: -len(t.closes))
@@ -276,6 +276,11 @@ def _signature(model: str, options: dict) -> str:
     return repr((model, sorted(options.items())))
 
 
+def _walk_for(task: ForecastTask, walks: Mapping | None) -> WalkForward:
+    """A walk-forward with the task's options: the one built for them already (``_Results.walks``), else a new one."""
+    return (walks or {}).get(_signature(task.model, task.options)) or make_walk_forward(task.model, **task.options)
+
+
 def _workers_memory_allows(groups: list[list[ForecastTask]], walks: Mapping) -> int:
     """The most workers whose training scratch (one full batch each, plus 64 MiB of their own) fits in
     ``MEMORY_SHARE`` of the free memory (``processes.available_memory``: a container's limit included)."""
@@ -284,8 +289,7 @@ def _workers_memory_allows(groups: list[list[ForecastTask]], walks: Mapping) -> 
         return len(groups)
     need = 0
     for group in groups:
-        walk = walks.get(_signature(group[0].model, group[0].options)) or make_walk_forward(group[0].model,
-                                                                                         **group[0].options)
+        walk = _walk_for(group[0], walks)
         max_batch, per_model = walk.batch_size_and_bytes()
         need = max(need, min(max_batch, len(group) * walk.config.ensemble) * per_model + 64 * 2**20)
     return max(1, int(free * MEMORY_SHARE) // need)
