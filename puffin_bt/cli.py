@@ -267,16 +267,15 @@ def _csv_spec(spec: str) -> tuple[str, str]:
 def _csv_inputs(specs: list[str]) -> tuple[dict, dict]:
     """``{name: path}`` of the ``--csv`` files (read, and with --skip-failed skipped when broken, by
     resolve_data) and the record config.json keeps of them (paths and content hashes)."""
-    frames, files, paths = {}, [], {}
+    paths, files = {}, []
     for spec in specs:
         name, path = _csv_spec(spec)
         if name in paths:
             raise ConfigError(f"--csv: two files are named {name!r} ({paths[name]!r} and {path!r}), so one would "
                               f"replace the other; name them apart, e.g. --csv {name}_1={paths[name]} {name}_2={path}")
         paths[name] = path
-        frames[name] = path
         files.append({"name": name, **_file_record(path, required=False)})
-    return frames, {"source": "csv", "files": files}
+    return paths, {"source": "csv", "files": files}
 
 
 # What config.json's "data" records, by source; a replay reads the same data (files: unchanged).
