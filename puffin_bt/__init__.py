@@ -12,6 +12,7 @@ from .errors import (
     NetworkError,
     NotFittedError,
     PuffinError,
+    StudyError,
 )
 from .evaluation import evaluate_forecasts, walk_forward_forecasts
 from .forecaster import RNNForecaster, TradingGRU, TradingLSTM
@@ -28,6 +29,7 @@ __all__ = [
     "__version__",
     "load_csv", "load_prices", "load_sample", "validate_ohlcv",
     "CheckpointError", "ConfigError", "DataError", "DeviceError", "NetworkError", "NotFittedError", "PuffinError",
+    "StudyError",
     "OPTIONS", "ModelConfig", "RNNForecaster", "TradingGRU", "TradingLSTM",
     "ForecastIndicator", "ForecastPrice", "FrameData", "GRUForecast", "LSTMForecast",
     "GRUNet", "LSTMNet", "RecurrentNet", "StackedLSTM",

@@ -551,9 +551,14 @@ def _run_tune(args) -> int:
         except RecursionError:
             raise ConfigError(f"--space is nested too deeply; e.g. {example}") from None
         check_space(space, "--space")  # '{}', '[]' or NaN must not fall back to the chapter's grid
+    resuming = _resumes_study(args)
     out_dir, data, model, options, source = _prepare_run(args, ("tune", *BACKTEST_GROUPS))
     if model == "both":
         raise ConfigError("--model both is not supported by tune; tune lstm and gru separately")
+    if options.get("storage") is None:
+        options["storage"] = _default_storage(out_dir)
+    if resuming and not args.quiet:
+        print(f"puffin-bt: resuming the study in {out_dir / STUDY_FILE}: only the missing trials run", file=sys.stderr)
     searched = set(CHAPTER_SPACE if space is None else space)
     options = {k: v for k, v in options.items() if k not in searched}
     html_chart = _html_chart(args)
@@ -579,8 +584,34 @@ def _run_tune(args) -> int:
     print(_format_selection(result))
     print(f"test period {result.test_period[0]}..{result.test_period[1]} (never seen by the search):")
     print(result.test.summary())
+    if result.study is not None:
+        print(f"study {result.study['name']!r} in {result.study['storage']}: {len(result.trials)} finished trials "
+              "(to resume or share it: the same command with --storage URL --study-name NAME)")
     print(f"wrote {out_dir} (replay: puffin-bt backtest --config {out_dir / 'best_config.json'})")
     return EXIT_OK
+
+
+STUDY_FILE = "study.db"  # the default storage of tune's study, in --out
+
+
+def _resumes_study(args) -> bool:
+    """A tune whose --out already holds its study (study.db) resumes it: the folder may then be non-empty and its
+    files are rewritten (--force implied)."""
+    if args.out and not hasattr(args, "storage") and (Path(args.out).expanduser() / STUDY_FILE).is_file():
+        args.force = True
+        return True
+    return False
+
+
+def _default_storage(out_dir: Path) -> str | None:
+    """sqlite:///OUT/study.db, or None (in memory, with a note) when Optuna is not installed."""
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        print("puffin-bt: note: the study is kept in memory (a killed search cannot resume): pip install "
+              "'puffin_bt[tune]' to keep it in study.db", file=sys.stderr)
+        return None
+    return f"sqlite:///{(out_dir / STUDY_FILE).resolve()}"
 
 
 def _format_selection(result) -> str:

@@ -35,6 +35,10 @@ class NotFittedError(PuffinError, RuntimeError):
     """A forecaster was used before ``fit`` (or ``load``)."""
 
 
+class StudyError(ConfigError):
+    """A tuning study's database cannot be used: malformed or unreachable URL, locked file, another search's study."""
+
+
 def failures(reasons: dict[str, str], limit: int = 5) -> str:
     """``reasons`` (name -> why it failed) as one readable line, the first ``limit`` of them named (a universe may
     fail by the thousand).

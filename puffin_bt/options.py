@@ -355,8 +355,9 @@ _ALL: list[Option] = [
     # ---- hyperparameter search (tune)
     Option("search", "grid", Choice(("grid", "random", "optuna")),
            "grid (the chapter's 162 points, or the first --trials), random, or optuna (TPE)", ("tune",)),
-    Option("trials", None, Int(1, 1_000_000, none_words=("none", "all")), "number of trials (all of the grid; 20 otherwise)",
-           ("tune",)),
+    Option("trials", None, Int(1, 1_000_000, none_words=("none", "all")),
+           "trials in the study in all: a resumed or shared study runs only the missing ones (all of the grid; 20 "
+           "otherwise)", ("tune",)),
     Option("objective", "sharpe", Choice(("sharpe", "total_return", "direction_accuracy", "mse")),
            "what the search optimises on the tuning period", ("tune",)),
     Option("test_fraction", 0.25, Float(0.0, 1.0, min_inclusive=False, max_inclusive=False),
@@ -369,6 +370,10 @@ _ALL: list[Option] = [
     Option("embargo", None, Int(0, none_words=("auto",)),
            "bars left out between the last tuning target and the first test forecast; at least (and by default, "
            "'auto') the longest lookback + horizon searched", ("tune",)),
+    Option("storage", None, Text(allow_none=True),
+           "database URL of the study (Optuna RDB: sqlite:///FILE, postgresql://...): a killed search resumes, "
+           "processes on any machine share it; default: study.db in --out (in Python: in memory)", ("tune",)),
+    Option("study_name", "puffin-bt", Text(), "name of the study in --storage (one storage holds many)", ("tune",)),
 ]
 
 OPTIONS: dict[str, Option] = {option.name: option for option in _ALL}

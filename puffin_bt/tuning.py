@@ -10,6 +10,7 @@ are kept, for the deflated Sharpe ratio of the winner and the probability of bac
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import itertools
 import json
@@ -30,6 +31,7 @@ from .files import atomic_write_bytes
 from .options import BACKTEST_GROUPS, OPTIONS, names, options_doc, resolve, signature_parameters
 from .stats import deflated_sharpe_ratio, expected_max_sharpe, probabilistic_sharpe_ratio, probability_of_backtest_overfitting
 from .store import ForecastStore
+from .study import Study, open_storage, shown_url
 from .tickers import resolve_workers
 
 # The chapter's grid.
@@ -62,6 +64,7 @@ class TuneResult:
     trial_returns: pd.DataFrame
     selection: dict  # the chosen trial's DSR and the PBO over all trials (tune_stats.json)
     embargo: dict  # bars between the last tuning target and the first test forecast, and the minimum
+    study: dict | None = None  # where the trials are kept: {"storage": URL (no password), "name": ...}, or None
 
     def best_config(self) -> dict:
         """A config that ``puffin-bt backtest --config`` replays (on the test period)."""
@@ -79,7 +82,7 @@ class TuneResult:
         atomic_write_bytes(out / "trials.csv", self.trials.to_csv(index=False).encode())
         atomic_write_bytes(out / "trial_returns.csv", self.trial_returns.to_csv().encode())
         stats = {"objective": self.objective, "tune_period": list(self.tune_period),
-                 "test_period": list(self.test_period), "embargo": self.embargo, **self.selection}
+                 "test_period": list(self.test_period), "embargo": self.embargo, "study": self.study, **self.selection}
         atomic_write_bytes(out / "tune_stats.json", json.dumps(stats, indent=2, default=str).encode())
         atomic_write_bytes(out / "best_config.json", json.dumps(self.best_config(), indent=2, default=str).encode())
         self.test.save(out / "test")
@@ -186,8 +189,8 @@ def tune(data=None, model: str = "lstm", *, space: dict | None = None, cache_dir
                             opts["skip_failed"])
     store = ForecastStore(cache_dir) if store is True else (store or None)
     trials = _Trials(model, tune_frames, store, base, opts, on_trial)
-    if opts["search"] == "optuna":
-        trials.optuna(space)
+    if opts["storage"] is not None or opts["search"] == "optuna":
+        trials.in_study(space, _setup(model, space, base, tune_frames, opts))
     else:
         todo = candidates(space, opts["search"], opts["trials"], opts["search_seed"])
         for i in range(0, len(todo), opts["parallel_trials"]):
@@ -210,6 +213,7 @@ def tune(data=None, model: str = "lstm", *, space: dict | None = None, cache_dir
         embargo={"bars": embargo, "minimum": minimum,
                  "rule": "bars between the last tuning target (horizon bars after the last tuning bar) and the first "
                          "test forecast (the bar before the test period), in each ticker's own bars"},
+        study=None if opts["storage"] is None else {"storage": shown_url(opts["storage"]), "name": opts["study_name"]},
     )
 
 
@@ -315,6 +319,14 @@ tune.__doc__ = f"""Search ``space`` on the tuning period, then run the best para
     of the chosen trial against all N trials run and the probability of backtest overfitting
     over them (``TuneResult.selection``; see ``selection_stats``).
 
+    ``storage``: a database URL (``sqlite:///study.db``, ``postgresql://...``; needs Optuna) keeps the
+    search as an Optuna study named ``study_name``, each finished trial with its row and daily returns:
+    ``trials`` is then the study's total, so the same call after a kill runs only the missing trials,
+    and processes on any machine pointed at one storage share the search, each trial run once (a
+    trial of a dead process is failed and its parameters run again). DSR and PBO count every finished
+    trial of the study. A study made for another objective, space, data or backtest options is
+    refused (``StudyError``), as are an unreachable URL and a SQLite file locked for too long.
+
     Options (``puffin_bt.options``):
 {options_doc("tune")}
     and those of ``backtest()``.
@@ -332,64 +344,124 @@ class _Trials:
         self.rows: list[dict] = []
         self.returns: dict[int, pd.Series] = {}  # trial number -> daily portfolio returns on the tuning period
 
-    def run_batch(self, batch: list[dict]) -> list[float]:
-        self.prefetch(batch)
-        return [self.run(params) for params in batch]
+    def run_batch(self, batch: list[dict]) -> None:
+        """Run trials in this process, numbered on from the last (grid and random searches kept in memory)."""
+        numbers = [len(self.rows) + 1 + i for i in range(len(batch))]
+        for number, (_, row, returns) in zip(numbers, self.evaluate_batch(batch, numbers)):
+            self.rows.append(row)
+            self.returns[number] = returns
 
-    def prefetch(self, batch: list[dict]) -> None:
+    def evaluate_batch(self, batch: list[dict], numbers: list[int]) -> list[tuple]:
+        self.prefetch(batch, numbers)
+        return [self.evaluate(params, number) for params, number in zip(batch, numbers)]
+
+    def prefetch(self, batch: list[dict], numbers: list[int]) -> None:
         """Compute the forecasts of a batch of trials together (trial x ticker tasks) into the store."""
         if self.opts["parallel_trials"] < 2 or self.store is None or len(batch) < 2:
             return
         forecast_base = {k: v for k, v in self.base.items() if k in names("forecast")}
-        first = len(self.rows) + 1
-        jobs = [(f"{t} [trial {first + i}]", df, {**forecast_base, **params})
-                for i, params in enumerate(batch) for t, df in self.frames.items()]
+        jobs = [(f"{t} [trial {number}]", df, {**forecast_base, **params})
+                for number, params in zip(numbers, batch) for t, df in self.frames.items()]
         workers = resolve_workers(self.opts["workers"] or "auto", len(jobs), forecast_base.get("device", "auto"))
         tickers.precompute_jobs(jobs, model=self.model, store=self.store, executor=self.opts["executor"] or "local",
                                 workers=min(workers, len(jobs)), address=self.opts["address"])
 
-    def run(self, params: dict) -> float:
+    def evaluate(self, params: dict, number: int) -> tuple[float, dict, pd.Series]:
+        """One trial: its objective, its row of trials.csv and its daily returns on the tuning period."""
         result = backtesting.backtest(self.frames, model=self.model,
                                       store=self.store if self.store is not None else False, **{**self.base, **params})
         value = score(result, self.objective)
-        trial = len(self.rows) + 1
-        self.returns[trial] = result.returns("strategy")
         # None (no Sharpe ratio: the trial never traded) as NaN, so the columns stay numeric.
         sharpe, psr = (math.nan if result.metrics[k] is None else result.metrics[k] for k in ("sharpe", "psr"))
-        self.rows.append({"trial": trial, **params, self.objective: value, "sharpe": sharpe, "psr": psr,
-                          "total_return": result.metrics["total_return"], "trades": result.metrics["trades"],
-                          "seconds": result.seconds})
+        row = {"trial": number, **params, self.objective: value, "sharpe": sharpe, "psr": psr,
+               "total_return": result.metrics["total_return"], "trades": result.metrics["trades"],
+               "seconds": result.seconds}
         if self.on_trial is not None:
-            self.on_trial(len(self.rows), params, value)
-        return value
+            self.on_trial(number, params, value)
+        return value, row, result.returns("strategy")
 
-    def optuna(self, space: dict) -> None:
-        try:
-            import optuna
-        except ImportError:
-            raise ConfigError("search='optuna' needs Optuna: pip install 'puffin_bt[tune]'") from None
-        sign = 1.0 if OBJECTIVES[self.objective] == "max" else -1.0
-        parallel = self.opts["parallel_trials"]
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    def in_study(self, space: dict, setup: dict) -> None:
+        """Run the search in an Optuna study (in ``storage``, or in memory) until it holds ``trials`` finished
+        trials, then read every finished trial of it, whichever process ran it."""
+        url = self.opts["storage"]
+        study = Study(open_storage(url) if url else None, self.opts["study_name"], setup,
+                      maximize=OBJECTIVES[self.objective] == "max", url=url)
+        total = self.opts["trials"] or (math.prod(len(v) for v in space.values()) if self.opts["search"] == "grid"
+                                        else 20)
+        if self.opts["search"] == "optuna":
+            propose, refill = _tpe_proposals(study, space, total, self.opts["search_seed"]), None
+        else:
+            todo = candidates(space, self.opts["search"], total, self.opts["search_seed"])
+            propose, refill = _queued_proposals(study, todo)
+        study.run(min(total, _most_trials(space, self.opts["search"])), self.opts["parallel_trials"], propose,
+                  self.evaluate_batch, refill)
+        for trial in study.complete():
+            row, kept = trial.user_attrs["row"], trial.user_attrs["returns"]
+            self.rows.append({**row, **{k: _decoded(row[k], space[k]) for k in space}})
+            self.returns[row["trial"]] = pd.Series(kept["values"], index=pd.to_datetime(kept["dates"]), dtype=float)
+
+
+def _most_trials(space: dict, search: str) -> int:
+    """Grid and random searches end when the space is exhausted; Optuna may repeat a point."""
+    return 1_000_000 if search == "optuna" else math.prod(len(v) for v in space.values())
+
+
+def _decoded(value, values: list):
+    """A parameter read back from the study's JSON as the space's own value (a tuple feature set, not a list)."""
+    return next((v for v in values if v == value or (isinstance(v, tuple) and list(v) == value)), value)
+
+
+def _setup(model: str, space: dict, base: dict, frames: dict, opts: dict) -> dict:
+    """What makes two searches' trials comparable: a study made for another setup is refused (StudyError)."""
+    digest = hashlib.sha256()
+    for ticker, df in sorted(frames.items()):
+        digest.update(ticker.encode())
+        digest.update(pd.util.hash_pandas_object(df).to_numpy().tobytes())
+    return {"model": model, "objective": opts["objective"], "search": opts["search"],
+            "search_seed": opts["search_seed"], "space": [[k, list(v)] for k, v in space.items()],
+            "options": json.loads(json.dumps(base, sort_keys=True, default=str)), "data": digest.hexdigest()}
+
+
+def _tpe_proposals(study: Study, space: dict, total: int, seed: int):
+    """Optuna's TPE sampler, seeded per trial number (processes sharing a study then draw different points,
+    and one process alone draws the same ones on every run), lying about running trials (constant liar)."""
+    optuna = study.optuna
+    # Optuna's categories must be plain values: a list (a feature set) goes in as its JSON text.
+    encoded = {k: [json.dumps(list(x)) if isinstance(x, (list, tuple)) else x for x in v] for k, v in space.items()}
+    decode = {json.dumps(list(x)): x for v in space.values() for x in v if isinstance(x, (list, tuple))}
+
+    def propose(trial, trials):
+        ahead = [t for t in trials if t.number < trial.number and t.state.name in ("COMPLETE", "RUNNING")]
+        if len(ahead) >= total:
+            return None
         with warnings.catch_warnings():  # constant_liar is marked experimental
             warnings.simplefilter("ignore")
-            sampler = optuna.samplers.TPESampler(seed=self.opts["search_seed"], constant_liar=parallel > 1)
-        study = optuna.create_study(direction="maximize" if sign > 0 else "minimize", sampler=sampler)
+            study.study.sampler = optuna.samplers.TPESampler(seed=(seed + trial.number) % 2**32, constant_liar=True)
+        return {k: decode.get(value, value) for k in space for value in [trial.suggest_categorical(k, encoded[k])]}
 
-        def finite(value: float) -> float:
-            return value if math.isfinite(value) else (-math.inf if sign > 0 else math.inf)
+    return propose
 
-        # Optuna's categories must be plain values: a list (a feature set) goes in as its JSON text.
-        encoded = {k: [json.dumps(list(x)) if isinstance(x, (list, tuple)) else x for x in v] for k, v in space.items()}
-        decode = {json.dumps(list(x)): x for v in space.values() for x in v if isinstance(x, (list, tuple))}
-        remaining = self.opts["trials"] or 20
-        while remaining > 0:
-            asked = [study.ask() for _ in range(min(parallel, remaining))]
-            batch = [{k: decode.get(value, value) for k in space for value in [tr.suggest_categorical(k, encoded[k])]}
-                     for tr in asked]
-            for tr, value in zip(asked, self.run_batch(batch)):
-                study.tell(tr, finite(value))
-            remaining -= len(asked)
+
+def _queued_proposals(study: Study, todo: list[dict]):
+    """Grid and random searches: every candidate waits in the study's queue with its index; a popped trial runs
+    it unless a lower-numbered trial (waiting, running or finished) holds the same index (two processes refilled
+    the queue at once)."""
+
+    def refill(trials):
+        held = {t.user_attrs.get("candidate") for t in trials if t.state.name in ("WAITING", "RUNNING", "COMPLETE")}
+        for index in range(len(todo)):
+            if index not in held:
+                study.study.enqueue_trial({}, user_attrs={"candidate": index})
+
+    def propose(trial, trials):
+        index = trial.user_attrs.get("candidate")
+        if index is None or index >= len(todo) or any(
+                t.number < trial.number and t.state.name != "FAIL" and t.user_attrs.get("candidate") == index
+                for t in trials):
+            return None
+        return todo[index]
+
+    return propose, refill
 
 
 def _rank(rows: list[dict], objective: str, space: dict) -> tuple[pd.DataFrame, dict]:
