@@ -576,6 +576,7 @@ def _run_tune(args) -> int:
         result.test.plot(out_dir / "test")
         if html_chart:
             result.test.plot(out_dir / "test", fmt="html")
+            result.plot_html(out_dir)
     top = result.trials.head(10).to_string(index=False, float_format=lambda v: f"{v:.4g}")
     print(f"{model.upper()} {options.get('search', OPTIONS['search'].default)} search, {len(result.trials)} trials, "
           f"objective {objective} on {result.tune_period[0]}..{result.tune_period[1]}")
@@ -587,6 +588,8 @@ def _run_tune(args) -> int:
     if result.study is not None:
         print(f"study {result.study['name']!r} in {result.study['storage']}: {len(result.trials)} finished trials "
               "(to resume or share it: the same command with --storage URL --study-name NAME)")
+    if (out_dir / "tune.html").is_file():
+        print(f"look at the search: {out_dir / 'tune.html'}")
     print(f"wrote {out_dir} (replay: puffin-bt backtest --config {out_dir / 'best_config.json'})")
     return EXIT_OK
 

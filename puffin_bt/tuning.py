@@ -75,14 +75,35 @@ class TuneResult:
                          "dsr": self.selection["dsr"]["value"], "pbo": self.selection["pbo"]["value"]}
         return cfg
 
+    def plot_html(self, out_dir) -> Path:
+        """Write tune.html to ``out_dir``: every trial's objective in order and against each parameter, the chosen
+        trial's PSR and DSR, the PBO's CSCV logits, the test period next to buy-and-hold; linked to the files
+        ``save`` wrote there."""
+        from .plotting.tune_html import write_tune_html
+
+        out = Path(out_dir)
+        test = self.test
+        files = {"trials.csv": "trials.csv", "best_config.json": "best_config.json", "tune_stats.json": "tune_stats.json",
+                 "test period trades": "test/trades.html"}
+        return write_tune_html(
+            out / "tune.html", self.trials, self.objective, list(self.best_params), self.selection,
+            maximize=OBJECTIVES[self.objective] == "max", tune_period=self.tune_period, test_period=self.test_period,
+            test_equity=test.equity.loc[test.period["start"]:] if test.period.get("start") else test.equity,
+            test_metrics={"total_return": test.metrics.get("total_return"), "sharpe": test.metrics.get("sharpe"),
+                          "bh_total_return": test.benchmark.get("total_return"), "bh_sharpe": test.benchmark.get("sharpe")},
+            study=self.study, title=f"{test.config.get('model', 'model').upper()} hyperparameter search",
+            links={label: href for label, href in files.items() if (out / href).is_file()})
+
     def save(self, out_dir) -> Path:
         """Write trials.csv, trial_returns.csv, tune_stats.json (DSR, PBO), best_config.json and test/."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out / "trials.csv", self.trials.to_csv(index=False).encode())
         atomic_write_bytes(out / "trial_returns.csv", self.trial_returns.to_csv().encode())
+        # The CSCV logits (up to 12,870) are drawn in tune.html, not listed in the JSON.
+        selection = {**self.selection, "pbo": {k: v for k, v in self.selection["pbo"].items() if k != "logits"}}
         stats = {"objective": self.objective, "tune_period": list(self.tune_period),
-                 "test_period": list(self.test_period), "embargo": self.embargo, "study": self.study, **self.selection}
+                 "test_period": list(self.test_period), "embargo": self.embargo, "study": self.study, **selection}
         atomic_write_bytes(out / "tune_stats.json", json.dumps(stats, indent=2, default=str).encode())
         atomic_write_bytes(out / "best_config.json", json.dumps(self.best_config(), indent=2, default=str).encode())
         self.test.save(out / "test")
@@ -292,7 +313,7 @@ def selection_stats(returns: pd.DataFrame, chosen: int) -> dict:
         pbo["note"] = f"{int(traded.sum())} of {n_trials} trials traded on the tuning period; PBO ranks at least 2"
     else:
         result = probability_of_backtest_overfitting(m[:, traded], n_splits=n_splits)
-        pbo.update(value=result.pbo, n_combinations=result.n_combinations)
+        pbo.update(value=result.pbo, n_combinations=result.n_combinations, logits=result.logits.tolist())
     return {"period": period, "dsr": dsr, "pbo": pbo}
 
 
