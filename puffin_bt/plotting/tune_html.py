@@ -145,7 +145,7 @@ def _test_panel(equity: pd.DataFrame, benchmark: str):
 
     p = _figure("test period (never seen by the search): growth of 1", height=300, x_axis_type="datetime")
     p.yaxis.formatter = NumeralTickFormatter(format="0.00")
-    cols = [c for c in ("strategy", "buy_hold") if c in equity.columns]
+    cols = [c for c in ("buy_hold", "strategy") if c in equity.columns]  # the strategy drawn on top
     data = {"t": equity.index.to_numpy(dtype="datetime64[ns]")}
     for c in cols:
         first = equity[c].dropna()
@@ -154,8 +154,8 @@ def _test_panel(equity: pd.DataFrame, benchmark: str):
     names = {"strategy": "chosen configuration", "buy_hold": benchmark}
     items = [(names[c], [p.line("t", c, source=src, line_width=2 if c == "strategy" else 1.4,
                                 line_color=_CHOSEN if c == "strategy" else _BENCHMARK)]) for c in cols]
-    _hover(p, [items[0][1][0]], [("date", "@t{%F}"), *[(names[c], f"@{c}{{0.000}}") for c in cols]], mode="vline")
-    _legend(p, items)
+    _hover(p, [items[-1][1][0]], [("date", "@t{%F}"), *[(names[c], f"@{c}{{0.000}}") for c in cols]], mode="vline")
+    _legend(p, items[::-1])
     return p
 
 
@@ -232,7 +232,9 @@ def write_tune_html(out_path: str | os.PathLike, trials: pd.DataFrame, objective
     layout = [_objective_panel(trials, objective, maximize, chosen)]
     panels = _parameter_panels(trials, objective, params, chosen)
     if panels:
-        layout.append(gridplot(panels, ncols=min(3, len(panels)), sizing_mode="stretch_width", merge_tools=False))
+        grid = gridplot(panels, ncols=min(3, len(panels)), sizing_mode="stretch_width", merge_tools=False)
+        grid.toolbar.logo = None
+        layout.append(grid)
     layout.append(row(_dsr_panel(trials, selection.get("dsr", {})), _pbo_panel(selection.get("pbo", {})),
                       sizing_mode="stretch_width"))
     if test_equity is not None and len(test_equity):
