@@ -432,6 +432,10 @@ def _decoded(value, values: list):
     return next((v for v in values if v == value or (isinstance(v, tuple) and list(v) == value)), value)
 
 
+# Options that say where and how fast forecasts are computed, never what they are: processes sharing a study may differ.
+_WHERE_COMPUTED = ("workers", "executor", "address", "threads", "fold_workers")
+
+
 def _setup(model: str, space: dict, base: dict, frames: dict, opts: dict) -> dict:
     """What makes two searches' trials comparable: a study made for another setup is refused (StudyError)."""
     digest = hashlib.sha256()
@@ -440,7 +444,9 @@ def _setup(model: str, space: dict, base: dict, frames: dict, opts: dict) -> dic
         digest.update(pd.util.hash_pandas_object(df).to_numpy().tobytes())
     return {"model": model, "objective": opts["objective"], "search": opts["search"],
             "search_seed": opts["search_seed"], "space": [[k, list(v)] for k, v in space.items()],
-            "options": json.loads(json.dumps(base, sort_keys=True, default=str)), "data": digest.hexdigest()}
+            "options": json.loads(json.dumps({k: v for k, v in base.items() if k not in _WHERE_COMPUTED}, sort_keys=True,
+                                             default=str)),
+            "data": digest.hexdigest()}
 
 
 def _tpe_proposals(study: Study, space: dict, total: int, seed: int):
