@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""Regenerate the pictures the README's tour shows (docs/*.png) with the real CLI on the bundled data, and a
-screenshot of the default run's interactive trades.html in headless Chromium (skipped, with a note, without it).
+"""Regenerate the pictures the README's tour and the docs pages show (docs/*.png) with the real CLI on the bundled
+data, and screenshots of the default run's interactive trades.html and of a small search's tune.html in headless
+Chromium (skipped, with a note, without it).
 
     python scripts/make_docs_images.py            # a few minutes on 2 CPU cores
 """
@@ -26,10 +27,14 @@ RUNS = [
     ("evaluate", ["evaluate", "--sample", "AAPL", "--start", "2009-01-01"],
      {"forecast_AAPL.png": "forecast_AAPL.png"}),
     ("default", ["backtest"], {}),  # the README's main command: its trades.html is screenshot below
+    ("tune", ["tune", "--sample", "IBM", "MSFT", "--start", "2009-01-01", "--space",
+              '{"hidden_dim": [4, 8], "lookback": [5, 10, 20], "lr": [0.01, 0.001]}', "--min-train", "120",
+              "--train-window", "250", "--retrain-every", "60", "--epochs", "3", "--refit-epochs", "2",
+              "--num-layers", "1", "--entry", "0.0005", "--exit", "0.0005"], {}),  # its tune.html, screenshot below
 ]
-# (run label, page, tab, picture under docs/): the page opens on the tab's last three years; the pointer is put on the
-# last trade marker in view so the picture shows a trade's tooltip.
-SHOTS = [("default", "trades.html", "MSFT", "trades_html.png")]
+# (run label, page, tab, picture under docs/, window height): trades.html opens on the tab's last three years; the
+# pointer is put on the last trade marker in view so the picture shows a trade's tooltip.
+SHOTS = [("default", "trades.html", "MSFT", "trades_html.png", 1000), ("tune", "tune.html", "", "tune_html.png", 1250)]
 HOVER = """<script>
 setTimeout(() => {
   function* walk(view) { yield view; for (const child of view.child_views ?? []) yield* walk(child); }
@@ -52,8 +57,8 @@ setTimeout(() => {
 </script>"""
 
 
-def screenshot(page: Path, tab: str, picture: Path, workdir: Path) -> bool:
-    """``page#tab`` in headless Chromium, 1400x1000, into ``picture``; False (with a note) without Chromium."""
+def screenshot(page: Path, tab: str, picture: Path, workdir: Path, height: int = 1000) -> bool:
+    """``page#tab`` in headless Chromium, 1400 wide, into ``picture``; False (with a note) without Chromium."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser is None:
         print(f"no chromium on PATH: {picture.name} not regenerated", file=sys.stderr)
@@ -63,7 +68,7 @@ def screenshot(page: Path, tab: str, picture: Path, workdir: Path) -> bool:
     copy = page.with_name(f"shot-{page.name}")
     copy.write_text(text[:at] + HOVER + text[at:], encoding="utf-8")
     subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-                    f"--user-data-dir={workdir / 'chromium'}", "--window-size=1400,1000", "--virtual-time-budget=6000",
+                    f"--user-data-dir={workdir / 'chromium'}", f"--window-size=1400,{height}", "--virtual-time-budget=6000",
                     f"--screenshot={picture}", f"{copy.as_uri()}#{tab}"], check=True, capture_output=True, timeout=120)
     return True
 
@@ -89,10 +94,10 @@ def main() -> int:
             (docs / f"{label}.txt").write_text(f"$ puffin-bt {' '.join(cli_args)}\n{proc.stdout}")
             for source, target in files.items():
                 shutil.copyfile(out / source, docs / target)
-        for label, page, tab, picture in SHOTS:
+        for label, page, tab, picture, height in SHOTS:
             page = Path(tmp) / label / page
             print(f"{picture}: {page.name} is {os.path.getsize(page):,} bytes", flush=True)
-            screenshot(page, tab, docs / picture, Path(tmp))
+            screenshot(page, tab, docs / picture, Path(tmp), height)
     print(f"wrote {docs}")
     return 0
 
