@@ -6,6 +6,7 @@ result row and its daily returns, so whoever reads the study can rank all trials
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -24,6 +25,7 @@ HEARTBEAT_S = 5
 GRACE_S = 30
 # How long a process waits for a SQLite file another process holds locked before giving up.
 SQLITE_LOCK_TIMEOUT_S = 30.0
+SCHEMA_ATTEMPTS = 5  # tries at opening a database whose tables another process is creating at the same moment
 POLL_S = 1.0  # how often a process with nothing left to claim looks at the others' running trials
 HOST = socket.gethostname()
 
@@ -88,8 +90,18 @@ def open_storage(url):
     with storage_errors(url), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # heartbeat_interval is marked experimental
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
-                                              grace_period=GRACE_S)
+            for attempt in itertools.count(1):
+                try:
+                    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
+                                                      heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+                except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as exc:
+                    # Two processes opening a new database create its tables at once: one of them loses the race
+                    # (a duplicate schema version, or a table that "already exists"); the tables are there when it
+                    # tries again.
+                    lost_race = isinstance(exc, sqlalchemy.exc.IntegrityError) or "already exists" in str(exc.orig)
+                    if not lost_race or attempt == SCHEMA_ATTEMPTS:
+                        raise
+                    time.sleep(0.2 * attempt)
         except ImportError as exc:
             raise StudyError(f"storage={shown_url(url)} needs a database driver that is not installed ({exc}); "
                              "pip install it (e.g. psycopg2-binary for PostgreSQL, pymysql for MySQL)") from None
