@@ -27,9 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 SPACE = {"hidden_dim": [3, 4, 5, 6]}
 
 
-def _study_trials(db: Path) -> list[dict]:
+def _study_trials(db: Path, timeout: float = 30) -> list[dict]:
     """Every trial of the study file as {number, state, candidate, pid, value, completed}, read with sqlite3."""
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as con:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=timeout) as con:
         rows = con.execute("SELECT t.trial_id, t.number, t.state, t.datetime_complete, v.value FROM trials t "
                            "LEFT JOIN trial_values v ON v.trial_id = t.trial_id ORDER BY t.number").fetchall()
         attrs = con.execute("SELECT trial_id, key, value_json FROM trial_user_attributes "
@@ -63,17 +63,19 @@ def test_a_tune_killed_mid_trial_resumes_to_its_total_keeping_every_finished_tri
     db, deadline = out / "study.db", time.time() + 300
     try:
         while time.time() < deadline:  # kill it once a trial has finished and the next is running
+            assert proc.poll() is None, proc.communicate()
+            os.kill(proc.pid, signal.SIGSTOP)  # frozen, so the states read are those it is killed in
             try:
-                trials = _study_trials(db)
-            except sqlite3.OperationalError:  # not created yet
-                trials = []
-            states = [t["state"] for t in trials]
+                states = [t["state"] for t in _study_trials(db, timeout=0.5)]
+            except sqlite3.OperationalError:  # not created yet, or frozen while writing it
+                states = []
             if "COMPLETE" in states and "RUNNING" in states:
                 break
-            assert proc.poll() is None, proc.communicate()
+            os.kill(proc.pid, signal.SIGCONT)
             time.sleep(0.2)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
+        proc.kill()
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     before = [t for t in _study_trials(db) if t["state"] == "COMPLETE"]
