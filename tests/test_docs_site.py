@@ -1,5 +1,5 @@
-"""The documentation site: every page under docs/ is in mkdocs.yml's navigation and every navigation entry exists,
-and the site builds strictly."""
+"""The documentation site: every page under docs/ is in mkdocs.yml's navigation and every navigation entry exists;
+the README stays a short front door whose two commands are the quick start's; the site builds strictly."""
 
 from __future__ import annotations
 
@@ -25,6 +25,17 @@ def test_every_docs_page_is_in_the_navigation_and_every_entry_exists():
     pages = _nav_pages()
     assert len(pages) >= 14 and len(set(pages)) == len(pages)
     assert sorted(pages) == sorted(p.name for p in (REPO / "docs").glob("*.md"))
+
+
+def test_the_readme_is_a_short_front_door_with_the_quick_starts_two_commands():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 250
+    commands = re.findall(r"```bash\n(python3 -m venv .*)\n```", readme)
+    assert len(commands) == 2 and "puffin-bt backtest" in commands[0] and "pytest" in commands[1]
+    quickstart = (REPO / "docs" / "quickstart.md").read_text(encoding="utf-8")
+    assert all(command in quickstart for command in commands)
+    for page in ("quickstart", "tuning", "api"):  # links into the site
+        assert f"docs/{page}.md" in readme
 
 
 @pytest.mark.skipif(shutil.which("mkdocs") is None and os.environ.get("PUFFIN_BT_REQUIRE_DOCS") != "1",
