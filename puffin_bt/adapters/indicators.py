@@ -101,6 +101,8 @@ class ForecastIndicator(bt.Indicator):
             raise ConfigError(f"{type(self).__name__}: features {list(self._specs)} are computed from the bars of "
                               "the first data, which has no open/high/low/close/volume lines; pass a data feed")
         self._stored = None
+        self._bar: int | None = None  # event-driven: the bar last seen
+        self._replaying = _replaying(self.data)
         # The forecast needs min_train bars of its data; a feature's own warm-up (an indicator's first
         # bars) is not waited for here but handled as missing values.
         for line in self.lines:
@@ -117,9 +119,9 @@ class ForecastIndicator(bt.Indicator):
     def _dates(self):
         return _LazyDates(self.data)
 
-    def _feature_rows(self, size: int | None) -> np.ndarray | None:
-        """The features' values for the last ``size`` bars up to this one (None: every preloaded bar,
-        future included, which WalkForward cuts at each fold's bar before use)."""
+    def _feature_rows(self, size: int | None, ago: int = 0) -> np.ndarray | None:
+        """The features' values for the last ``size`` bars up to this one (``ago=-1``: up to the previous one;
+        None: every preloaded bar, future included, which WalkForward cuts at each fold's bar before use)."""
         if not self.config.features:
             return None
         n = len(self._close.array) if size is None else size
@@ -129,11 +131,11 @@ class ForecastIndicator(bt.Indicator):
             if size is None:
                 bars = [np.asarray(line.array, dtype=np.float64) for line in lines]
             else:  # the last size bars need each feature's lag of history before them
-                bars = [np.asarray(line.get(size=min(size + self._lag, len(self.data))), dtype=np.float64)
-                        for line in lines]
+                bars = [np.asarray(line.get(ago=ago, size=min(size + self._lag, len(self.data) + ago)),
+                                   dtype=np.float64) for line in lines]
             columns.append(compute_features(self._specs, *bars)[-n:])
         for i, line in enumerate(self._inputs):
-            values = np.asarray(line.array if size is None else line.get(size=size), dtype=np.float64)
+            values = np.asarray(line.array if size is None else line.get(ago=ago, size=size), dtype=np.float64)
             if len(values) != n:
                 raise DataError(f"{type(self).__name__}: input feature {self.config.features[len(self._specs) + i]!r} "
                                 f"has {len(values)} bars where the data has {n}; input lines must run on the "
@@ -167,19 +169,46 @@ class ForecastIndicator(bt.Indicator):
         _write_lines(self, lines, start, end)
 
     def next(self) -> None:
+        # Backtrader calls next() on every tick of the strategy, also when this data did not advance
+        # (another feed's date, a weekly bar mid-week, a replayed partial bar): such a repeated tick
+        # keeps the current values and never trains (DESIGN rule 11).
         bar = len(self) - 1
+        advanced = bar != self._bar
+        self._bar = bar
+        if self._replaying:  # the current bar is still forming: train on completed bars only
+            if advanced and bar > 0 and self.schedule.is_fold_bar(bar - 1):
+                self._train(bar - 1, ago=-1)
+        elif not advanced:
+            return
+        elif self.schedule.is_fold_bar(bar):
+            self._train(bar)
+        if not self.walk.nets:  # replay: the first fold trains when the bar after it begins
+            return
         lookback = self.config.lookback
-        fold = self.schedule.is_fold_bar(bar)
-        history = np.asarray(self._close.get(size=bar + 1 if fold else lookback + 1), dtype=np.float64)
-        features = self._feature_rows(bar + 1 if fold else lookback)
-        if fold:
-            date = self.data.datetime.datetime(0) if hasattr(self.data, "datetime") else None
-            self.walk.train_fold(history, date, features)
+        size = lookback + 1
         if self.walk.interval_method == "aci" and self.walk.interval is not None:  # learns from past outcomes
-            history = np.asarray(self._close.get(size=min(bar + 1, max(lookback, self.config.horizon) + 1)),
-                                 dtype=np.float64)
-        lines = self.walk.forecast_tail_lines(history, None if features is None else features[-lookback:], bar)
+            size = max(lookback, self.config.horizon) + 1
+        history = np.asarray(self._close.get(size=min(bar + 1, size)), dtype=np.float64)
+        features = self._feature_rows(lookback)
+        lines = self.walk.forecast_tail_lines(history, features, bar)
         _write_bar(self, lines)
+
+    def _train(self, bar: int, ago: int = 0) -> None:
+        """Train the fold at ``bar`` on the closes (and feature rows) up to it; ``ago=-1``: bar is the previous one."""
+        history = np.asarray(self._close.get(ago=ago, size=bar + 1), dtype=np.float64)
+        features = self._feature_rows(bar + 1, ago)
+        date = self.data.datetime.datetime(ago) if hasattr(self.data, "datetime") else None
+        self.walk.train_fold(history, date, features)
+
+
+def _replaying(line) -> bool:
+    """Whether ``line`` (a data, a data's line, an indicator) is computed from a ``replaydata`` feed."""
+    if isinstance(line, bt.AbstractDataBase):
+        return bool(line.replaying)
+    owner = getattr(line, "_owner", None)
+    if type(line).__name__ == "LineSeriesStub" and owner is not None:
+        return _replaying(owner)
+    return any(_replaying(data) for data in getattr(line, "datas", ()))
 
 
 def _input_names(objects) -> tuple[str, ...]:
