@@ -10,9 +10,13 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
+from puffin_bt import DataError
 from puffin_bt.adapters.feeds import QueueData
-from puffin_bt.adapters.indicators import LSTMForecast
+from puffin_bt.adapters.indicators import GRUForecast, LSTMForecast
+from puffin_bt.walkforward import walk_forward
 from strategies import ForecastThresholdStrategy
 
 from .conftest import TINY, assert_same_forecasts, ohlcv_frame, regime_closes, synthetic_closes
@@ -190,3 +194,66 @@ def test_threshold_strategy_trades_feeds_on_different_calendars_in_every_mode(mo
     reference_log, reference_value = trades("runonce") if mode != "runonce" else (log, value)
     assert {ticker for ticker, *_ in log} == {"A", "B"}
     assert log == reference_log and value == pytest.approx(reference_value)
+
+
+LINE_INPUTS = {
+    "SMA(20)": lambda data: bt.ind.SMA(data, period=20),
+    "RSI": lambda data: bt.ind.RSI(data),
+    "EMA(10)": lambda data: bt.ind.EMA(data, period=10),
+}
+
+
+class OfALine(bt.Strategy):
+    """Forecasts another indicator's line (``LSTMForecast(bt.ind.SMA(self.data, period=20))``)."""
+
+    params = (("line", "SMA(20)"), ("indicator", LSTMForecast))
+
+    def __init__(self):
+        self.line = LINE_INPUTS[self.p.line](self.data)
+        self.fc = self.p.indicator(self.line, **KWARGS)
+
+
+def forecast_of_line(frame, mode, line, indicator=LSTMForecast):
+    strat = run([frame_feed(frame)], mode, strategy=OfALine, line=line, indicator=indicator)
+    return lines_of(strat.fc), np.array(strat.line.array[: len(strat.line)], dtype=float), strat.fc
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("line", list(LINE_INPUTS))
+def test_an_indicators_line_is_forecast_after_its_warm_up(mode, line):
+    got, values, fc = forecast_of_line(ohlcv_frame(synthetic_closes(220, seed=9)), mode, line)
+    warmup = int(np.argmax(np.isfinite(values)))
+    assert warmup >= 9 and np.isfinite(values[warmup:]).all()
+    expected = walk_forward(values[warmup:], cell="lstm", device="cpu", **TINY).pred_return
+    assert_same_forecasts(got, np.concatenate([np.full(warmup, np.nan), expected]),
+                          min_finite=220 - warmup - TINY["min_train"] + 1, err_msg=f"{line} {mode}")
+    # Folds start once min_train valid values exist, counted in the data's bars.
+    assert [f.bar for f in fc.folds][:2] == [warmup + TINY["min_train"] - 1, warmup + TINY["min_train"] + 39]
+
+
+def test_a_gru_forecasts_rsi_as_the_issue_wrote_it():
+    got, values, fc = forecast_of_line(ohlcv_frame(synthetic_closes(200, seed=10)), "runnext", "RSI", GRUForecast)
+    assert np.isfinite(got).sum() == 200 - 14 - TINY["min_train"] + 1 and len(fc.folds) == 4
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_an_interior_nan_in_a_forecast_line_stays_a_data_error(mode):
+    frame = ohlcv_frame(synthetic_closes(200, seed=11))
+    frame.iloc[120, frame.columns.get_loc("close")] = np.nan  # the SMA is NaN for 20 bars after the warm-up
+    with pytest.raises(DataError, match="NaN"):
+        forecast_of_line(frame, mode, "SMA(20)")
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cut=st.integers(min_value=80, max_value=190), line=st.sampled_from(list(LINE_INPUTS)),
+       seed=st.integers(0, 10_000))
+@example(cut=97, line="SMA(20)", seed=1)  # t = the second fold bar of SMA(20)'s forecast (19 + 59 + 40 - 1 - 20)
+def test_forecasts_of_an_indicator_line_up_to_bar_t_ignore_later_bars_in_every_mode(cut, line, seed):
+    closes = synthetic_closes(200, seed=12)
+    changed = closes.copy()
+    changed[cut + 1:] *= np.exp(np.random.default_rng(seed).normal(0, 0.2, len(closes) - cut - 1))
+    for mode in MODES:
+        base, _, _ = forecast_of_line(ohlcv_frame(closes), mode, line)
+        other, _, _ = forecast_of_line(ohlcv_frame(changed), mode, line)
+        assert_same_forecasts(other[: cut + 1], base[: cut + 1], min_finite=cut - 20 - TINY["min_train"],
+                              err_msg=f"{line} {mode}")

@@ -24,6 +24,7 @@ from ..intervals import LINES
 from ..options import forecast_defaults
 from ..store import as_lines
 from ..walkforward import make_walk_forward, require_history
+from ..windows import check_prices
 
 # Indicator params: the walk-forward options plus where results go.
 FORECAST_PARAMS = (*forecast_defaults().items(), ("store", None), ("on_fold", None))
@@ -39,6 +40,16 @@ class ForecastIndicator(bt.Indicator):
     (``close * (1 + pred_return)``), ``pred_std`` (the ensemble members' spread; NaN for one
     model) and ``pred_lo``/``pred_hi`` (the conformal interval with ``interval=0.8``, say; NaN when
     off). Bars before the first fold (``min_train`` bars) are NaN.
+
+    The first data may be any line: a feed, a feed's line or another indicator
+    (``LSTMForecast(bt.ind.SMA(self.data, period=20))``); an indicator's warm-up bars are NaN and folds
+    start once ``min_train`` valid values exist (a NaN after the warm-up is a DataError).
+
+    Event-driven, the indicator advances only when its own data does: ticks of other feeds (other
+    calendars, a weekly copy, other times of day) keep its values and never train. With ``replaydata``
+    the forming bar's forecast is recomputed from its latest close on every tick, and a fold trains
+    once its bar is complete, when the next bar begins: a fold's first forecast comes one bar later
+    than with ``resampledata`` (every other completed bar is the same).
 
     ``store`` (a ``ForecastStore``) serves runonce forecasts from disk when the data
     and every model option match a previous run; event-driven modes always compute.
@@ -97,12 +108,16 @@ class ForecastIndicator(bt.Indicator):
         self._specs = tuple(self.walk.config.features[: len(self.config.features) - len(names)])
         self._lag = max((feature_lag(spec) for spec in self._specs), default=0)
         self._close = self.data.close if hasattr(self.data, "close") else self.data
+        # Forecasting an indicator's line (an SMA, an RSI): its first bars are a warm-up, NaN by design.
+        # The walk-forward runs on the bars after it, so folds start once min_train valid values exist.
+        self._warmup = self.data._minperiod - 1
+        self._feed = _feed_of(self.data)
+        self._replaying = bool(getattr(self._feed, "replaying", False))  # replaydata: the current bar is forming
         if self._specs and not all(hasattr(self.data, f) for f in ("open", "high", "low", "close", "volume")):
             raise ConfigError(f"{type(self).__name__}: features {list(self._specs)} are computed from the bars of "
                               "the first data, which has no open/high/low/close/volume lines; pass a data feed")
         self._stored = None
-        self._bar: int | None = None  # event-driven: the bar last seen
-        self._replaying = _replaying(self.data)
+        self._bar: int | None = None  # event-driven: the walk-forward bar last seen
         # The forecast needs min_train bars of its data; a feature's own warm-up (an indicator's first
         # bars) is not waited for here but handled as missing values.
         for line in self.lines:
@@ -110,21 +125,30 @@ class ForecastIndicator(bt.Indicator):
 
     @property
     def folds(self):
-        """The folds trained so far (``FoldRecord``: bar, date, train range, losses, seconds)."""
-        return self.walk.folds
+        """The folds trained so far (``FoldRecord``: bar, date, train range, losses, seconds), bars counted from
+        the data's first bar (the walk-forward's own count starts after an indicator input's warm-up)."""
+        if not self._warmup:
+            return self.walk.folds
+        return [dataclasses.replace(r, bar=r.bar + self._warmup, train_start=r.train_start + self._warmup)
+                for r in self.walk.folds]
 
     def _plotlabel(self):
         return [f"{self.cell.upper()} lb={self.p.lookback} every={self.p.retrain_every}"]
 
     def _dates(self):
-        return _LazyDates(self.data)
+        return _LazyDates(self._feed, self._warmup)
+
+    def _closes_all(self) -> np.ndarray:
+        """runonce: every preloaded value of the forecast line after its warm-up, future included."""
+        return np.asarray(self._close.array, dtype=np.float64)[self._warmup:]
 
     def _feature_rows(self, size: int | None, ago: int = 0) -> np.ndarray | None:
         """The features' values for the last ``size`` bars up to this one (``ago=-1``: up to the previous one;
         None: every preloaded bar, future included, which WalkForward cuts at each fold's bar before use)."""
         if not self.config.features:
             return None
-        n = len(self._close.array) if size is None else size
+        skip = self._warmup if size is None else 0
+        n = len(self._close.array) - skip if size is None else size
         columns = []
         if self._specs:
             lines = [getattr(self.data, f) for f in ("open", "high", "low", "close", "volume")]
@@ -133,9 +157,9 @@ class ForecastIndicator(bt.Indicator):
             else:  # the last size bars need each feature's lag of history before them
                 bars = [np.asarray(line.get(ago=ago, size=min(size + self._lag, len(self.data) + ago)),
                                    dtype=np.float64) for line in lines]
-            columns.append(compute_features(self._specs, *bars)[-n:])
+            columns.append(compute_features(self._specs, *bars)[-n:] if n else np.empty((0, len(self._specs))))
         for i, line in enumerate(self._inputs):
-            values = np.asarray(line.array if size is None else line.get(ago=ago, size=size), dtype=np.float64)
+            values = np.asarray(line.array[skip:] if size is None else line.get(ago=ago, size=size), dtype=np.float64)
             if len(values) != n:
                 raise DataError(f"{type(self).__name__}: input feature {self.config.features[len(self._specs) + i]!r} "
                                 f"has {len(values)} bars where the data has {n}; input lines must run on the "
@@ -147,32 +171,34 @@ class ForecastIndicator(bt.Indicator):
         return rows
 
     def once(self, start: int, end: int) -> None:
+        warmup = self._warmup
         if not self.walk.folds and self._stored is None:
             # Preloaded: the whole length is known, so a series that never reaches a fold is an error.
-            require_history(getattr(self.data, "_name", "") or "data", len(self._close.array), self.schedule.min_train)
+            require_history(getattr(self.data, "_name", "") or "data", len(self._close.array) - warmup,
+                            self.schedule.min_train)
         # The arrays hold the whole preloaded series, future included: WalkForward
         # slices them to each fold's end before training, and each forecast window ends at its bar.
         if self.p.store is not None:
             # Stored forecasts are keyed by the whole series: any change to any bar is a miss.
             if self._stored is None:
-                closes_all = np.asarray(self._close.array, dtype=np.float64)
-                date_numbers = np.asarray(self.data.datetime.array) if hasattr(self.data, "datetime") else None
-                self._stored = self.p.store.forecast_lines(self.walk, closes_all, self._dates(), date_numbers,
-                                                           self._feature_rows(None))
+                numbers = None if self._feed is None else np.asarray(self._feed.datetime.array)[warmup:]
+                stored = self.p.store.forecast_lines(self.walk, self._closes_all(), self._dates(), numbers,
+                                                     self._feature_rows(None))
+                self._stored = np.concatenate([np.full((warmup, stored.shape[1]), np.nan), stored])
             lines = self._stored[start:end]
         else:
             # Cold folds of the whole preloaded series are trained together from the first call
             # (oncestart asks for one bar): WalkForward cuts each fold's history at its own bar.
-            closes_all = np.asarray(self._close.array, dtype=np.float64)
-            lines = self.walk.forecast_lines(closes_all, start, end, self._dates(), ahead=len(closes_all),
-                                             features=self._feature_rows(None))
+            closes_all = self._closes_all()
+            lines = self.walk.forecast_lines(closes_all, start - warmup, end - warmup, self._dates(),
+                                             ahead=len(closes_all), features=self._feature_rows(None))
         _write_lines(self, lines, start, end)
 
     def next(self) -> None:
         # Backtrader calls next() on every tick of the strategy, also when this data did not advance
         # (another feed's date, a weekly bar mid-week, a replayed partial bar): such a repeated tick
         # keeps the current values and never trains (DESIGN rule 11).
-        bar = len(self) - 1
+        bar = len(self) - 1 - self._warmup  # the walk-forward's bar: the warm-up's bars are not its
         advanced = bar != self._bar
         self._bar = bar
         if self._replaying:  # the current bar is still forming: train on completed bars only
@@ -195,20 +221,21 @@ class ForecastIndicator(bt.Indicator):
 
     def _train(self, bar: int, ago: int = 0) -> None:
         """Train the fold at ``bar`` on the closes (and feature rows) up to it; ``ago=-1``: bar is the previous one."""
-        history = np.asarray(self._close.get(ago=ago, size=bar + 1), dtype=np.float64)
+        history = check_prices(np.asarray(self._close.get(ago=ago, size=bar + 1), dtype=np.float64),
+                               f"{type(self).__name__}: values up to bar {bar + self._warmup}", self._warmup)
         features = self._feature_rows(bar + 1, ago)
-        date = self.data.datetime.datetime(ago) if hasattr(self.data, "datetime") else None
+        date = self._feed.datetime.datetime(ago) if self._feed is not None else None
         self.walk.train_fold(history, date, features)
 
 
-def _replaying(line) -> bool:
-    """Whether ``line`` (a data, a data's line, an indicator) is computed from a ``replaydata`` feed."""
+def _feed_of(line):
+    """The data feed ``line`` (a data, a data's line, an indicator) is computed from; None if none."""
     if isinstance(line, bt.AbstractDataBase):
-        return bool(line.replaying)
+        return line
     owner = getattr(line, "_owner", None)
     if type(line).__name__ == "LineSeriesStub" and owner is not None:
-        return _replaying(owner)
-    return any(_replaying(data) for data in getattr(line, "datas", ()))
+        return _feed_of(owner)
+    return next((feed for feed in map(_feed_of, getattr(line, "datas", ())) if feed is not None), None)
 
 
 def _input_names(objects) -> tuple[str, ...]:
@@ -260,15 +287,17 @@ def _exactbars(indicator):
 
 
 class _LazyDates:
-    """Bar index -> datetime of a data feed, converted only for the bars asked for."""
+    """Bar index -> datetime of a data feed (its bars after ``skip`` of them), converted only for the bars asked
+    for."""
 
-    def __init__(self, data) -> None:
-        self._array = data.datetime.array if hasattr(data, "datetime") else None
+    def __init__(self, data, skip: int = 0) -> None:
+        self._array = data.datetime.array if data is not None else None
+        self._skip = skip
 
     def __getitem__(self, bar: int):
         if self._array is None:
             return None
-        return bt.num2date(self._array[bar])
+        return bt.num2date(self._array[bar + self._skip])
 
 
 class LSTMForecast(ForecastIndicator):
