@@ -257,3 +257,76 @@ def test_forecasts_of_an_indicator_line_up_to_bar_t_ignore_later_bars_in_every_m
         other, _, _ = forecast_of_line(ohlcv_frame(changed), mode, line)
         assert_same_forecasts(other[: cut + 1], base[: cut + 1], min_finite=cut - 20 - TINY["min_train"],
                               err_msg=f"{line} {mode}")
+
+
+class Trained(bt.Analyzer):
+    """How many of the strategy's forecast indicators trained a network in this run (a store hit restores the
+    folds' records only), and its final value: what a worker of optstrategy sends back."""
+
+    def stop(self):
+        self.rets["trained"] = sum(bool(fc.walk.nets) for fc in self.strategy.forecasts.values())
+        self.rets["folds"] = sum(len(fc.folds) for fc in self.strategy.forecasts.values())
+        self.rets["value"] = self.strategy.broker.getvalue()
+
+
+def _sweep(maxcpus, entries, **kwargs):
+    cerebro = bt.Cerebro(stdstats=False, maxcpus=maxcpus)
+    for name, seed in (("A", 13), ("B", 14)):
+        cerebro.adddata(bt.feeds.PandasData(dataname=ohlcv_frame(regime_closes(seed=seed))), name=name)
+    cerebro.broker.setcash(100_000)
+    cerebro.addanalyzer(Trained, _name="trained")
+    cerebro.optstrategy(ForecastThresholdStrategy, entry=entries, exit=[0.0], **kwargs)
+    return [r[0].analyzers.trained.get_analysis() for r in cerebro.run()]
+
+
+@pytest.mark.parametrize("maxcpus", [1, 2])
+def test_optstrategy_over_thresholds_trains_each_forecast_once_without_a_store(maxcpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("PUFFIN_BT_CACHE", str(tmp_path))  # a cold default store
+    runs = _sweep(maxcpus, [0.0, 0.0015, 0.1], forecast_kwargs=[KWARGS])
+    assert sum(r["trained"] for r in runs) == 2  # one combination trained each ticker, the others read
+    assert all(r["folds"] == runs[0]["folds"] >= 6 for r in runs)
+    assert len({round(r["value"], 6) for r in runs}) > 1  # the thresholds matter
+    # The same results as each combination run on its own, trained.
+    for entry, r in zip([0.0, 0.0015, 0.1], runs):
+        cerebro = bt.Cerebro(stdstats=False)
+        for name, seed in (("A", 13), ("B", 14)):
+            cerebro.adddata(bt.feeds.PandasData(dataname=ohlcv_frame(regime_closes(seed=seed))), name=name)
+        cerebro.broker.setcash(100_000)
+        cerebro.addstrategy(ForecastThresholdStrategy, entry=entry, exit=0.0, forecast_kwargs=KWARGS)
+        assert cerebro.run()[0].broker.getvalue() == pytest.approx(r["value"], rel=1e-12)
+
+
+def test_optstrategy_with_store_false_trains_every_combination(tmp_path, monkeypatch):
+    monkeypatch.setenv("PUFFIN_BT_CACHE", str(tmp_path))
+    runs = _sweep(1, [0.0, 0.1], forecast_kwargs=[{**KWARGS, "store": False}])
+    assert [r["trained"] for r in runs] == [2, 2]
+    assert not (tmp_path / "forecasts").exists()
+
+
+class Last(bt.Analyzer):
+    def stop(self):
+        self.rets["value"] = self.strategy.broker.getvalue()
+        self.rets["forecasts"] = [float(fc.pred_return[0]) for fc in getattr(self.strategy, "fcs", [])]
+
+
+@pytest.mark.parametrize("strategy, kwargs", [
+    ("ForecastThresholdStrategy", dict(entry=[0.0, 0.1], forecast_kwargs=[KWARGS])),
+    ("ForecastRankStrategy", dict(forecast_kwargs=[KWARGS], max_drop=[1, 2])),
+    ("BuyAndHold", dict(reserve=[0.01, 0.02])),
+    ("Forecasts", dict(indicator=[LSTMForecast, GRUForecast])),
+])
+def test_every_shipped_strategy_and_indicator_runs_in_optstrategy_worker_processes(strategy, kwargs, tmp_path,
+                                                                                    monkeypatch):
+    import strategies
+
+    monkeypatch.setenv("PUFFIN_BT_CACHE", str(tmp_path))
+    cls = Forecasts if strategy == "Forecasts" else getattr(strategies, strategy)
+    cerebro = bt.Cerebro(stdstats=False, maxcpus=2)  # Backtrader pickles the Cerebro into a process pool
+    for name, seed in (("A", 15), ("B", 16), ("C", 17)):
+        cerebro.adddata(bt.feeds.PandasData(dataname=ohlcv_frame(synthetic_closes(130, seed=seed))), name=name)
+    cerebro.addanalyzer(Last, _name="last")
+    cerebro.optstrategy(cls, **kwargs)
+    results = [r[0].analyzers.last.get_analysis() for r in cerebro.run()]
+    assert len(results) == 2 and all(math.isfinite(r["value"]) for r in results)
+    if strategy == "Forecasts":  # both indicator classes forecast in the workers
+        assert all(len(r["forecasts"]) == 3 and all(map(math.isfinite, r["forecasts"])) for r in results)

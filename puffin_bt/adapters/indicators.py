@@ -13,6 +13,11 @@ import datetime
 import math
 from array import array
 
+try:
+    import fcntl
+except ImportError:  # Windows: optstrategy's workers may then train the same forecasts side by side
+    fcntl = None
+
 import backtrader as bt
 import numpy as np
 
@@ -22,7 +27,7 @@ from ..features import check_feature_columns, compute_features, feature_lag
 from ..globalmodel import Series, make_global_walk_forward
 from ..intervals import LINES
 from ..options import forecast_defaults
-from ..store import as_lines
+from ..store import ForecastStore, as_lines
 from ..walkforward import make_walk_forward, require_history
 from ..windows import check_prices
 
@@ -52,7 +57,11 @@ class ForecastIndicator(bt.Indicator):
     than with ``resampledata`` (every other completed bar is the same).
 
     ``store`` (a ``ForecastStore``) serves runonce forecasts from disk when the data
-    and every model option match a previous run; event-driven modes always compute.
+    and every model option match a previous run; event-driven modes always compute. By default
+    (None) an indicator inside ``cerebro.optstrategy`` uses the default store (as ``backtest()``
+    does), so a sweep over entry/exit/sizing trains each forecast once, also with ``maxcpus>1`` (one
+    worker trains, the others wait for it and read); ``store=False`` turns that off, ``store=True``
+    uses the default store in any run.
 
     Input features, as Backtrader indicators take inputs: the first data is the series whose
     return is forecast; every further line passed in (a data's line, any indicator, another data's
@@ -91,7 +100,8 @@ class ForecastIndicator(bt.Indicator):
             def on_fold(record, _name=name, _report=p.on_fold):
                 _report(_name, record)
 
-        exactbars = _exactbars(self)
+        cerebro = _cerebro_of(self)
+        exactbars = getattr(getattr(cerebro, "p", None), "exactbars", False)
         if exactbars is True or (isinstance(exactbars, int) and exactbars > 0):
             raise ConfigError(
                 f"{type(self).__name__} retrains each fold on the whole history up to it, which "
@@ -117,6 +127,7 @@ class ForecastIndicator(bt.Indicator):
             raise ConfigError(f"{type(self).__name__}: features {list(self._specs)} are computed from the bars of "
                               "the first data, which has no open/high/low/close/volume lines; pass a data feed")
         self._stored = None
+        self._store = _store_for(p.store, cerebro)
         self._bar: int | None = None  # event-driven: the walk-forward bar last seen
         # The forecast needs min_train bars of its data; a feature's own warm-up (an indicator's first
         # bars) is not waited for here but handled as missing values.
@@ -178,12 +189,12 @@ class ForecastIndicator(bt.Indicator):
                             self.schedule.min_train)
         # The arrays hold the whole preloaded series, future included: WalkForward
         # slices them to each fold's end before training, and each forecast window ends at its bar.
-        if self.p.store is not None:
+        if self._store is not None:
             # Stored forecasts are keyed by the whole series: any change to any bar is a miss.
             if self._stored is None:
                 numbers = None if self._feed is None else np.asarray(self._feed.datetime.array)[warmup:]
-                stored = self.p.store.forecast_lines(self.walk, self._closes_all(), self._dates(), numbers,
-                                                     self._feature_rows(None))
+                stored = _stored_lines(self._store, self.walk, self._closes_all(), self._dates(), numbers,
+                                       self._feature_rows(None))
                 self._stored = np.concatenate([np.full((warmup, stored.shape[1]), np.nan), stored])
             lines = self._stored[start:end]
         else:
@@ -279,11 +290,41 @@ def _write_bar(indicator, lines: np.ndarray) -> None:
     out.pred_std[0], out.pred_lo[0], out.pred_hi[0] = (float(v) for v in lines[1:])
 
 
-def _exactbars(indicator):
-    """The ``exactbars`` setting of the Cerebro the indicator runs in (False when unknown)."""
+def _cerebro_of(indicator):
+    """The Cerebro the indicator runs in (None when unknown)."""
     strategy = bt.metabase.findowner(indicator, bt.Strategy)
-    cerebro = getattr(strategy, "cerebro", None) or getattr(strategy, "env", None)
-    return getattr(getattr(cerebro, "p", None), "exactbars", False)
+    return getattr(strategy, "cerebro", None) or getattr(strategy, "env", None)
+
+
+def _store_for(store, cerebro) -> ForecastStore | None:
+    """The forecast store an indicator uses: the one given; none with ``store=False``; by default (None) the
+    default store (``$PUFFIN_BT_CACHE``, as ``backtest()``) inside ``cerebro.optstrategy``, so a sweep over
+    parameters that do not change the forecasts (entry, exit, sizing) trains each forecast once, and none
+    otherwise; ``store=True``: the default store in any run."""
+    if store is False or isinstance(store, ForecastStore):
+        return store or None
+    if store is True or (store is None and getattr(cerebro, "_dooptimize", False)):
+        return ForecastStore()
+    if store is None:
+        return None
+    raise ConfigError(f"store={store!r} must be a ForecastStore, True (the default store), False (none) or None "
+                      "(the default store inside optstrategy only)")
+
+
+def _stored_lines(store: ForecastStore, walk, closes, dates, numbers, features) -> np.ndarray:
+    """``store.forecast_lines``, trained by one process at a time per entry: the forked workers of
+    ``optstrategy(maxcpus>1)`` all ask for the same forecasts at once; the first trains, the others wait on the
+    entry's lock file and then read what it stored."""
+    key, hit = store.lookup(walk, closes, numbers, features)
+    if hit is not None or store.root is None or fcntl is None:
+        return store.forecast_lines(walk, closes, dates, numbers, features)
+    store.root.mkdir(parents=True, exist_ok=True)
+    with open(store.root / f".{key}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return store.forecast_lines(walk, closes, dates, numbers, features)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 class _LazyDates:
