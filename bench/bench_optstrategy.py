@@ -32,6 +32,8 @@ HERE = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import backtrader as bt  # noqa: E402
+
 # A small model on two bundled tickers, four years of daily bars.
 FORECAST = dict(hidden_dim=16, num_layers=1, lookback=20, min_train=252, retrain_every=63, train_window=504,
                 epochs=5, refit_epochs=2, batch_size=64, device="cpu")
@@ -39,9 +41,15 @@ CASES = {"one run": (0, 1), "3 combos": (3, 1), "3 combos x3": (3, 3), "10 combo
          "100 combos": (100, 1)}
 
 
+class Trained(bt.Analyzer):
+    """How many of the strategy's forecasts trained networks (a store hit restores none)."""
+
+    def stop(self):
+        self.rets["trained"] = sum(bool(fc.walk.nets) for fc in self.strategy.forecasts.values())
+
+
 def child(case: str, quick: bool) -> None:
     """One case in this process; prints {"seconds", "trained", "combos"} as JSON."""
-    import backtrader as bt
     import numpy as np
 
     from puffin_bt import load_sample
@@ -54,11 +62,6 @@ def child(case: str, quick: bool) -> None:
     for name, df in load_sample(["AAPL", "MSFT"], start=start, end="2012-12-31").items():
         cerebro.adddata(FrameData(dataname=df), name=name)
     cerebro.broker.setcash(100_000)
-
-    class Trained(bt.Analyzer):
-        def stop(self):
-            self.rets["trained"] = sum(bool(fc.walk.nets) for fc in self.strategy.forecasts.values())
-
     cerebro.addanalyzer(Trained, _name="trained")
     if combos:
         cerebro.optstrategy(ForecastThresholdStrategy, entry=list(np.linspace(0.0, 0.01, combos)),

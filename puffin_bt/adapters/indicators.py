@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
+import json
 import math
 from array import array
+from pathlib import Path
 
 try:
     import fcntl
@@ -21,18 +24,19 @@ except ImportError:  # Windows: optstrategy's workers may then train the same fo
 import backtrader as bt
 import numpy as np
 
+from .. import checkpoint
 from ..checks import check_known
 from ..errors import ConfigError, DataError
 from ..features import check_feature_columns, compute_features, feature_lag
 from ..globalmodel import Series, make_global_walk_forward
 from ..intervals import LINES
-from ..options import forecast_defaults
+from ..options import ESTIMATOR_NAMES, forecast_defaults
 from ..store import ForecastStore, as_lines
-from ..walkforward import make_walk_forward, require_history
+from ..walkforward import FoldRecord, make_walk_forward, require_history
 from ..windows import check_prices
 
 # Indicator params: the walk-forward options plus where results go.
-FORECAST_PARAMS = (*forecast_defaults().items(), ("store", None), ("on_fold", None))
+FORECAST_PARAMS = (*forecast_defaults().items(), ("store", None), ("on_fold", None), ("model_dir", None))
 FORECAST_OPTIONS = tuple(forecast_defaults())
 
 
@@ -231,12 +235,54 @@ class ForecastIndicator(bt.Indicator):
         _write_bar(self, lines)
 
     def _train(self, bar: int, ago: int = 0) -> None:
-        """Train the fold at ``bar`` on the closes (and feature rows) up to it; ``ago=-1``: bar is the previous one."""
+        """Train the fold at ``bar`` on the closes (and feature rows) up to it; ``ago=-1``: bar is the previous one.
+        With ``model_dir``, a fold saved there by an earlier run on the same bars is read back instead."""
         history = check_prices(np.asarray(self._close.get(ago=ago, size=bar + 1), dtype=np.float64),
                                f"{type(self).__name__}: values up to bar {bar + self._warmup}", self._warmup)
         features = self._feature_rows(bar + 1, ago)
         date = self._feed.datetime.datetime(ago) if self._feed is not None else None
+        if self.p.model_dir is None:
+            self.walk.train_fold(history, date, features)
+            return
+        path = Path(self.p.model_dir) / f"fold-{len(self.walk.folds):04d}-{self._fold_key(history, features)}.pt"
+        if path.is_file():
+            net, scaler, record, scores = checkpoint.read_fold(path, self.config, self.walk.device)
+            self.walk.nets, self.walk.scaler = [net], scaler
+            if scores is not None:
+                self.walk._set_scores(scores, bar)
+            self.walk.folds.append(FoldRecord(**record))
+            if self.walk.on_fold is not None:
+                self.walk.on_fold(self.walk.folds[-1])
+            return
         self.walk.train_fold(history, date, features)
+        self.save_model(path)
+
+    def _fold_key(self, history: np.ndarray, features: np.ndarray | None) -> str:
+        """What a fold's result depends on: every option, and the bars it trains on."""
+        h = hashlib.sha256(json.dumps({k: getattr(self.p, k) for k in FORECAST_OPTIONS}, sort_keys=True,
+                                      default=repr).encode())
+        h.update(self.cell.encode())
+        h.update(np.ascontiguousarray(history).tobytes())
+        if features is not None:
+            h.update(np.ascontiguousarray(features).tobytes())
+        return h.hexdigest()[:24]
+
+    def save_model(self, path) -> Path:
+        """Write the latest fold's network and scaler as a model file (the ``RNNForecaster.save`` format: weights
+        and JSON, never unpickled): ``RNNForecaster.load(path)`` (or ``TradingLSTM``/``TradingGRU``) reads it, and
+        its ``predict`` on the same closes gives this indicator's last forecast. The file is written atomically;
+        a path that cannot be written is a CheckpointError and leaves nothing behind."""
+        if self.walk.folds and not self.walk.nets:
+            raise ConfigError(f"{type(self).__name__}: these forecasts came from the forecast store, which keeps "
+                              "forecasts, not networks; run with store=False to save the model")
+        try:
+            class_name = {"lstm": "TradingLSTM", "gru": "TradingGRU"}[self.config.cell]
+        except KeyError:
+            raise ConfigError(f"{type(self).__name__}: a {self.config.cell!r} network has no model file class; "
+                              "save_model saves LSTM and GRU models") from None
+        params = {name: getattr(self.config, name) for name in ESTIMATOR_NAMES if hasattr(self.config, name)}
+        params["epochs"] = self.p.epochs
+        return checkpoint.write_fold(path, class_name, self.walk, params)
 
 
 def _feed_of(line):
