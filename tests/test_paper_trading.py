@@ -123,3 +123,62 @@ def test_a_saved_fold_of_another_model_is_a_clear_error(tmp_path):
     path = fc.save_model(tmp_path / "m.pt")
     with pytest.raises(CheckpointError, match="another model .*hidden_dim=4"):
         read_fold(path, ModelConfig(**{**fc.config.to_dict(), "hidden_dim": 8}), fc.walk.device)
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    """A model file saved by an indicator that traded on the bundled IBM sample, and that sample."""
+    from puffin_bt import load_sample
+
+    frame = load_sample(["IBM"], start="2012-01-01", end="2013-12-31")["IBM"]
+    fc = run_one(bt.feeds.PandasData(dataname=frame), "runonce", kwargs={**KWARGS, "refit_epochs": None})
+    path = fc.save_model(tmp_path_factory.mktemp("model") / "ibm-lstm.pt")
+    return path, frame, float(fc.pred_return[0])
+
+
+def forecast_cli(*argv):
+    from puffin_bt.cli import main
+
+    return main(["forecast", *map(str, argv)])
+
+
+def test_cli_forecast_prints_and_appends_the_indicators_last_forecast_and_signal(saved_model, tmp_path, capsys):
+    import pandas as pd
+
+    path, frame, last = saved_model
+    csv = tmp_path / "ibm.csv"
+    frame.iloc[:-1].to_csv(csv)  # yesterday's job
+    out = tmp_path / "signals.csv"
+    assert forecast_cli("--model-file", path, "--csv", csv, "--out", out, "--entry", "0", "--exit", "0") == 0
+    frame.to_csv(csv)  # today's job, one bar more: a row appended
+    assert forecast_cli("--model-file", path, "--csv", csv, "--out", out, "--entry", "0", "--exit", "0") == 0
+    assert forecast_cli("--model-file", path, "--csv", csv, "--out", out, "--entry", "0", "--exit", "0") == 0  # rerun
+    printed = capsys.readouterr().out
+    log = pd.read_csv(out)
+    assert list(log["date"]) == [str(frame.index[-2].date()), str(frame.index[-1].date())]  # the rerun replaced
+    assert log["pred_return"].iloc[-1] == pytest.approx(last, rel=1e-9)  # the backtest's last forecast
+    assert log["signal"].iloc[-1] == ("buy" if last > 0 else "sell") and (log["ticker"] == "ibm").all()
+    assert f"{last:+.4%}" in printed and "appended to" in printed
+
+
+@pytest.mark.parametrize("case", ["unwritable out", "another architecture", "too short", "not a model"])
+def test_cli_forecast_bad_input_is_one_line_exit_2_and_nothing_written(case, saved_model, tmp_path, capsys):
+    path, frame, _ = saved_model
+    csv = tmp_path / "ibm.csv"
+    frame.iloc[: 3 if case == "too short" else None].to_csv(csv)
+    out = tmp_path / "signals.csv"
+    argv = ["--model-file", path, "--csv", csv, "--out", out]
+    if case == "unwritable out":
+        (tmp_path / "blocker").write_text("a file, not a folder")
+        argv[-1] = out = tmp_path / "blocker" / "signals.csv"
+    elif case == "another architecture":
+        argv += ["--model", "gru"]
+    elif case == "not a model":
+        argv[1] = csv
+    assert forecast_cli(*argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert {"unwritable out": "cannot be written", "another architecture": "holds a LSTM model",
+            "too short": "has 3 bar(s)", "not a model": "ibm.csv' would need unpickling"}[case] in err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["ibm.csv", *(["blocker"] if case == "unwritable out" else [])])
