@@ -330,3 +330,76 @@ def test_every_shipped_strategy_and_indicator_runs_in_optstrategy_worker_process
     assert len(results) == 2 and all(math.isfinite(r["value"]) for r in results)
     if strategy == "Forecasts":  # both indicator classes forecast in the workers
         assert all(len(r["forecasts"]) == 3 and all(map(math.isfinite, r["forecasts"])) for r in results)
+
+
+class PerOrderFee(bt.CommInfoBase):
+    """A broker that charges a fixed fee per order, whatever its size."""
+
+    params = (("fee", 300.0), ("stocklike", True), ("commtype", bt.CommInfoBase.COMM_FIXED))
+
+    def _getcommission(self, size, price, pseudoexec):
+        return self.p.fee if size else 0.0
+
+
+SCHEMES = {
+    "percentage": lambda broker: broker.setcommission(commission=0.01),
+    "per share": lambda broker: broker.setcommission(commission=0.5, commtype=bt.CommInfoBase.COMM_FIXED,
+                                                     stocklike=True),
+    "per order": lambda broker: broker.addcommissioninfo(PerOrderFee()),
+}
+
+
+def _all_in(strategy, scheme, sizer=None, **kwargs):
+    """One ticker whose next open equals this close (``ohlcv_frame``), all of the sleeve in: an entry fits
+    only if the commission was counted in its size."""
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(bt.feeds.PandasData(dataname=ohlcv_frame(regime_closes(seed=7))), name="A")
+    cerebro.broker.setcash(10_000)
+    SCHEMES[scheme](cerebro.broker)
+    if sizer is not None:
+        cerebro.addsizer(sizer[0], **sizer[1])
+    cerebro.addstrategy(strategy, **kwargs)
+    return cerebro.run()[0]
+
+
+@pytest.mark.parametrize("scheme", list(SCHEMES))
+def test_entries_fit_price_plus_commission_under_every_commission_scheme(scheme, capsys):
+    from strategies import BuyAndHold
+
+    strat = _all_in(ForecastThresholdStrategy, scheme, forecast_kwargs=KWARGS, entry=0.0, exit=0.0, reserve=0.0)
+    assert strat.trade_log and strat.orders_rejected == []
+    assert "rejected" not in capsys.readouterr().err
+    held = _all_in(BuyAndHold, scheme, reserve=0.0)
+    entry = held.entries["A"]
+    assert entry["rejected_orders"] == 0
+    comm = held.broker.getcommissioninfo(held.data)
+    cost = lambda n: n * entry["price"] + comm.getcommission(n, entry["price"])  # noqa: E731
+    assert cost(entry["size"]) <= 10_000 < cost(entry["size"] + 1)  # the most shares that fit, no fewer
+
+
+def test_a_sizer_the_user_added_sizes_the_entries():
+    from strategies import BuyAndHold
+
+    strat = _all_in(ForecastThresholdStrategy, "percentage", (bt.sizers.FixedSize, {}), forecast_kwargs=KWARGS,
+                    entry=0.0, exit=0.0)
+    assert strat.trade_log and {t["size"] for t in strat.trade_log} == {1}
+    strat = _all_in(ForecastThresholdStrategy, "percentage", (bt.sizers.PercentSizer, dict(percents=10)),
+                    forecast_kwargs=KWARGS, entry=0.0, exit=0.0)
+    assert all(t["size"] * t["entry_price"] < 0.11 * 10_000 * 1.2 for t in strat.trade_log) and strat.trade_log
+    held = _all_in(BuyAndHold, "percentage", (bt.sizers.FixedSize, dict(stake=7)))
+    assert held.entries["A"]["size"] == 7
+
+
+def test_rejected_entries_are_counted_on_stderr_at_the_end_with_the_first_reason(capsys):
+    # Orders sized for the close, filled at the next open: a gap up past the (zero) reserve is refused.
+    frame = ohlcv_frame(regime_closes(seed=7))
+    frame["open"] = frame["close"].shift(1) * 1.03
+    frame.iloc[0, frame.columns.get_loc("open")] = frame["close"].iloc[0]
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(bt.feeds.PandasData(dataname=frame), name="A")
+    cerebro.addstrategy(ForecastThresholdStrategy, forecast_kwargs=KWARGS, entry=0.0, exit=0.0, reserve=0.0)
+    strat = cerebro.run()[0]
+    err = capsys.readouterr().err
+    assert strat.orders_rejected
+    assert (f"{len(strat.orders_rejected)} order(s) rejected by the broker; the first: A on "
+            f"{strat.orders_rejected[0]['date']}") in err and "not enough cash" in err
