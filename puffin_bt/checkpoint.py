@@ -177,9 +177,10 @@ def read_fold(path: str | os.PathLike, config: ModelConfig, device: torch.device
     if saved.config != config:
         theirs, ours = saved.config.to_dict(), config.to_dict()
         differ = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
-        raise CheckpointError(f"checkpoint {str(path)!r} holds another model ({', '.join(f'{k}={theirs.get(k)!r}' for k in differ)}"
-                              f" where this one has {', '.join(f'{k}={ours.get(k)!r}' for k in differ)}); pass the "
-                              "file saved by this model, or another folder")
+        saved_values = ", ".join(f"{k}={theirs.get(k)!r}" for k in differ)
+        our_values = ", ".join(f"{k}={ours.get(k)!r}" for k in differ)
+        raise CheckpointError(f"checkpoint {str(path)!r} holds another model ({saved_values} where this one has "
+                              f"{our_values}); pass the file saved by this model, or another folder")
     resume = saved.params.get("walk_forward")
     if not isinstance(resume, dict) or not isinstance(resume.get("fold"), dict):
         raise CheckpointError(f"checkpoint {str(path)!r} is a model file without its walk-forward fold; only files "
