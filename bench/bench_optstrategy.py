@@ -10,6 +10,7 @@ Every case is a fresh process with a fresh (empty) default forecast store, run t
   one run       cerebro.addstrategy(ForecastThresholdStrategy): trains each ticker's forecasts (no store)
   3 combos      cerebro.optstrategy(ForecastThresholdStrategy, entry=[3 values]), maxcpus=1
   3 combos x3   the same with maxcpus=3: three forked workers, one trains per forecast, the others wait for it
+  3, store off  3 combos with forecast_kwargs={"store": False}: every combination trains (the behaviour before)
   10 / 100      optstrategy over 10 and 100 entry values, maxcpus=1: peak memory (optreturn, the default)
 
 Targets (issue 24): 3 combos <= 1.3x one run; peak memory of 100 combos <= 1.2x that of 10. The seconds
@@ -38,7 +39,7 @@ import backtrader as bt  # noqa: E402
 # A small model on two bundled tickers, four years of daily bars.
 FORECAST = dict(hidden_dim=32, num_layers=1, lookback=20, min_train=252, retrain_every=63, train_window=504,
                 epochs=10, refit_epochs=3, batch_size=64, device="cpu")
-CASES = {"one run": (0, 1), "3 combos": (3, 1), "3 combos x3": (3, 3), "10 combos": (10, 1),
+CASES = {"one run": (0, 1), "3 combos": (3, 1), "3 combos x3": (3, 3), "3, store off": (3, 1), "10 combos": (10, 1),
          "100 combos": (100, 1)}
 
 
@@ -65,8 +66,9 @@ def child(case: str, quick: bool) -> None:
     cerebro.broker.setcash(100_000)
     cerebro.addanalyzer(Trained, _name="trained")
     if combos:
+        kwargs = {**FORECAST, "store": False} if "store off" in case else FORECAST
         cerebro.optstrategy(ForecastThresholdStrategy, entry=list(np.linspace(0.0, 0.01, combos)),
-                            forecast_kwargs=[FORECAST], plot_forecast=False)
+                            forecast_kwargs=[kwargs], plot_forecast=False)
     else:
         cerebro.addstrategy(ForecastThresholdStrategy, forecast_kwargs=FORECAST, plot_forecast=False)
     t0 = time.perf_counter()
