@@ -182,3 +182,10 @@ def test_cli_forecast_bad_input_is_one_line_exit_2_and_nothing_written(case, sav
             "too short": "has 3 bar(s)", "not a model": "ibm.csv' would need unpickling"}[case] in err
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["ibm.csv", *(["blocker"] if case == "unwritable out" else [])])
+
+
+def test_model_dir_in_a_runonce_cerebro_is_a_config_error_naming_the_fix(tmp_path):
+    with pytest.raises(ConfigError, match="runonce=False"):
+        run_one(bt.feeds.PandasData(dataname=ohlcv_frame(synthetic_closes(120, seed=26))), "runonce",
+                kwargs={**KWARGS, "model_dir": tmp_path / "folds"})
+    assert not (tmp_path / "folds").exists()

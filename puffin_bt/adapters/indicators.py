@@ -60,6 +60,11 @@ class ForecastIndicator(bt.Indicator):
     once its bar is complete, when the next bar begins: a fold's first forecast comes one bar later
     than with ``resampledata`` (every other completed bar is the same).
 
+    ``model_dir`` (a folder; event-driven runs: live feeds, ``runonce=False``) saves each fold's network
+    as it trains; a restarted run on the same bars reads them back instead of training (paper trading,
+    ``examples/16_paper_trading.py``). ``save_model(path)`` writes the latest fold's network for
+    ``RNNForecaster.load``.
+
     ``store`` (a ``ForecastStore``) serves runonce forecasts from disk when the data
     and every model option match a previous run; event-driven modes always compute. By default
     (None) an indicator inside ``cerebro.optstrategy`` uses the default store (as ``backtest()``
@@ -186,6 +191,10 @@ class ForecastIndicator(bt.Indicator):
         return rows
 
     def once(self, start: int, end: int) -> None:
+        if self.p.model_dir is not None:
+            raise ConfigError(f"{type(self).__name__}: model_dir saves and resumes folds bar by bar (live feeds, "
+                              "Cerebro(runonce=False)); this Cerebro runs once over preloaded data: pass "
+                              "runonce=False, or drop model_dir and call save_model(path) after the run")
         warmup = self._warmup
         if not self.walk.folds and self._stored is None:
             # Preloaded: the whole length is known, so a series that never reaches a fold is an error.
