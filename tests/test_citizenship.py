@@ -240,8 +240,10 @@ def test_a_gru_forecasts_rsi_as_the_issue_wrote_it():
 def test_an_interior_nan_in_a_forecast_line_stays_a_data_error(mode):
     frame = ohlcv_frame(synthetic_closes(200, seed=11))
     frame.iloc[120, frame.columns.get_loc("close")] = np.nan  # the SMA is NaN for 20 bars after the warm-up
-    with pytest.raises(DataError, match="NaN"):
+    with pytest.raises(DataError, match="NaN") as error:
         forecast_of_line(frame, mode, "SMA(20)")
+    # The data's bar is named, or how the bars are counted.
+    assert ("warm-up" if mode == "runonce" else "LSTMForecast at bar 120 (") in str(error.value)
 
 
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -214,11 +214,24 @@ class ForecastIndicator(bt.Indicator):
             # Cold folds of the whole preloaded series are trained together from the first call
             # (oncestart asks for one bar): WalkForward cuts each fold's history at its own bar.
             closes_all = self._closes_all()
-            lines = self.walk.forecast_lines(closes_all, start - warmup, end - warmup, self._dates(),
-                                             ahead=len(closes_all), features=self._feature_rows(None))
+            try:
+                lines = self.walk.forecast_lines(closes_all, start - warmup, end - warmup, self._dates(),
+                                                 ahead=len(closes_all), features=self._feature_rows(None))
+            except DataError as exc:
+                if not warmup:
+                    raise
+                raise DataError(f"{type(self).__name__}: {exc} (bars counted after the input's {warmup}-bar "
+                                "warm-up)") from None
         _write_lines(self, lines, start, end)
 
     def next(self) -> None:
+        try:
+            self._step()
+        except DataError as exc:  # name the data's bar: the walk-forward counts its own bars and windows
+            when = f" ({self._feed.datetime.date(0)})" if self._feed is not None else ""
+            raise DataError(f"{type(self).__name__} at bar {len(self) - 1}{when}: {exc}") from None
+
+    def _step(self) -> None:
         # Backtrader calls next() on every tick of the strategy, also when this data did not advance
         # (another feed's date, a weekly bar mid-week, a replayed partial bar): such a repeated tick
         # keeps the current values and never trains (DESIGN rule 11).
