@@ -21,7 +21,7 @@ import torch
 
 from .errors import CheckpointError, ConfigError
 from .files import atomic_write_bytes
-from .nets import state_shapes
+from .nets import net_for, state_shapes
 from .options import ModelConfig
 from .processes import available_memory
 from .windows import Scaler
@@ -152,3 +152,41 @@ def read(path: str | os.PathLike) -> Checkpoint:
     params = meta.get("params", {})
     return Checkpoint(config, scaler, state, dict(params) if isinstance(params, dict) else {}, meta.get("history"),
                       str(meta.get("class", "")))
+
+
+def write_fold(path: str | os.PathLike, class_name: str, walk, params: dict) -> Path:
+    """The current fold of a walk-forward (``walkforward.WalkForward``: its network and scaler) as a model file that
+    ``RNNForecaster.load`` reads; ``params``: the estimator's hyperparameters. It also keeps what a restarted
+    walk-forward needs to continue from this fold without training it again: the fold's record and its
+    conformal residuals (``read_fold``)."""
+    if not walk.nets:
+        raise ConfigError("no fold has been trained yet, so there is no model to save; save after the first fold bar")
+    if len(walk.nets) != 1:
+        raise ConfigError(f"a model file holds one network; this walk-forward trains an ensemble of {len(walk.nets)}: "
+                          "use ensemble=1 to save or resume its folds")
+    resume = {"fold": walk.folds[-1].to_dict(),
+              "scores": None if walk.scores is None else [float(v) for v in walk.scores]}
+    return write(path, class_name, walk.config, walk.scaler, walk.nets[0].state_dict(),
+                 {**params, "walk_forward": resume}, None)
+
+
+def read_fold(path: str | os.PathLike, config: ModelConfig, device: torch.device) -> tuple:
+    """A fold written by ``write_fold`` for a walk-forward of ``config``: (network on ``device``, scaler, the fold's
+    record as a dict, its conformal residuals or None). A file of another model is a CheckpointError."""
+    saved = read(path)
+    if saved.config != config:
+        theirs, ours = saved.config.to_dict(), config.to_dict()
+        differ = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+        saved_values = ", ".join(f"{k}={theirs.get(k)!r}" for k in differ)
+        our_values = ", ".join(f"{k}={ours.get(k)!r}" for k in differ)
+        raise CheckpointError(f"checkpoint {str(path)!r} holds another model ({saved_values} where this one has "
+                              f"{our_values}); pass the file saved by this model, or another folder")
+    resume = saved.params.get("walk_forward")
+    if not isinstance(resume, dict) or not isinstance(resume.get("fold"), dict):
+        raise CheckpointError(f"checkpoint {str(path)!r} is a model file without its walk-forward fold; only files "
+                              "saved by a forecast indicator can resume one")
+    net = net_for(config)
+    net.load_state_dict(saved.state)
+    net.to(device).eval()
+    scores = resume.get("scores")
+    return net, saved.scaler, resume["fold"], None if scores is None else np.asarray(scores, dtype=np.float64)

@@ -130,6 +130,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scale_args(tu)
     _add_trading_args(tu)
     _add_output_args(tu)
+
+    fc = sub.add_parser("forecast", help="the next-bar forecast and signal of a saved model (paper trading)",
+                        description="The daily job of a paper trader: load a model file (indicator.save_model or "
+                                    "RNNForecaster.save), forecast the return after the last bar of the data, print "
+                                    "it with its signal (buy above --entry, sell below -exit, else hold) and, with "
+                                    "--out, append it to a CSV (a rerun on the same last bar replaces its row).")
+    fc.add_argument("--model-file", required=True, metavar="FILE", help="a model file written by save_model/save")
+    fc.add_argument("--model", choices=("lstm", "gru"), help="the network the file must hold (default: either)")
+    source = fc.add_mutually_exclusive_group(required=True)
+    source.add_argument("--csv", metavar="FILE", help="an OHLCV CSV of the ticker, oldest bar first")
+    source.add_argument("--sample", metavar="TICKER", help="a bundled ticker (AAPL, GOOG, IBM, MSFT)")
+    add_flags(fc.add_argument_group("signal", argument_default=argparse.SUPPRESS), ("entry", "exit"))
+    fc.add_argument("--out", metavar="CSV", help="append the forecast to this CSV file (created if missing)")
+    fc.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     return parser
 
 
@@ -678,6 +692,60 @@ def _run_backtest(args) -> int:
     return EXIT_OK
 
 
+def _run_forecast(args) -> int:
+    """``puffin-bt forecast``: one row (date, ticker, close, pred_return, pred_price, signal) printed and appended."""
+    import pandas as pd
+
+    from .data import load_csv, load_sample
+    from .forecaster import RNNForecaster, TradingGRU, TradingLSTM
+
+    loader = {"lstm": TradingLSTM, "gru": TradingGRU, None: RNNForecaster}[args.model]
+    model = loader.load(args.model_file, device="cpu")
+    if model.config_.features:
+        raise ConfigError(f"--model-file {args.model_file!r} takes input features {list(model.config_.features)}; "
+                          "puffin-bt forecast forecasts from closes only: use predict(prices, features=...) in Python")
+    if args.csv is not None:
+        name, frame = Path(args.csv).stem, load_csv(args.csv)
+    else:
+        name = args.sample
+        frame = load_sample([name])[name]
+    closes = frame["close"].to_numpy(dtype=float)
+    need = model.config_.lookback + 1
+    if len(closes) < need:
+        raise DataError(f"{name} has {len(closes)} bar(s); the model's lookback={model.config_.lookback} needs at least "
+                        f"{need}: pass a longer history")
+    price = float(model.predict(closes)[0])
+    pred = price / closes[-1] - 1.0
+    entry, exit_ = (getattr(args, k, OPTIONS[k].default) for k in ("entry", "exit"))
+    signal = "buy" if pred > entry else ("sell" if pred < -exit_ else "hold")
+    row = pd.DataFrame([{"date": frame.index[-1].date().isoformat(), "ticker": name, "close": closes[-1],
+                         "pred_return": pred, "pred_price": price, "horizon": model.config_.horizon,
+                         "signal": signal, "model_file": str(args.model_file)}])
+    print(f"{row.at[0, 'date']} {name}: close {closes[-1]:.6g}, predicted return {pred:+.4%} over "
+          f"{model.config_.horizon} bar(s) -> {signal}")
+    if args.out is not None:
+        out = Path(args.out)
+        rows = row
+        if out.exists():
+            try:
+                old = pd.read_csv(out, dtype={"date": str, "ticker": str})
+            except (OSError, ValueError, pd.errors.ParserError) as exc:
+                raise DataError(f"--out {args.out!r} cannot be read as a forecast CSV ({exc}); pass a new file "
+                                "name") from None
+            if list(old.columns) != list(row.columns):
+                raise DataError(f"--out {args.out!r} has columns {list(old.columns)}, not a puffin-bt forecast "
+                                f"log's {list(row.columns)}; pass another file")
+            keep = ~((old["date"] == row.at[0, "date"]) & (old["ticker"] == name))
+            rows = pd.concat([old[keep], row], ignore_index=True)
+        try:
+            _write_csv(out, rows, index=False)
+        except OSError as exc:
+            raise ConfigError(f"--out {args.out!r} cannot be written ({exc.strerror or type(exc).__name__}); "
+                              "pass a file in a writable folder") from None
+        print(f"appended to {out}")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -690,7 +758,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return EXIT_USAGE
-        runner = {"backtest": _run_backtest, "evaluate": _run_evaluate, "tune": _run_tune}.get(args.command)
+        runner = {"backtest": _run_backtest, "evaluate": _run_evaluate, "tune": _run_tune,
+                  "forecast": _run_forecast}.get(args.command)
         if runner is None:
             raise _UsageError(f"puffin-bt: unknown command {args.command!r}")
         try:

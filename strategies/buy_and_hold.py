@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import backtrader as bt
+
+from .sleeves import affordable_shares, user_sizer
 
 
 class BuyAndHold(bt.Strategy):
@@ -13,7 +13,8 @@ class BuyAndHold(bt.Strategy):
     ``backtest()`` sets ``start_bar`` to the first forecast bar, so the benchmark and the
     strategy both sit in cash through the walk-forward warm-up and the comparison is fair.
 
-    The order is sized for the close with the commission included. An order the broker
+    The order is sized for the close with the commission included (any scheme: percentage, per
+    share, per order), unless you added a sizer (``cerebro.addsizer``), which then sizes it. An order the broker
     rejects (the next open gapped up past the sleeve's cash, say) is sized again and sent
     at the next bar, with the cash then free, until it fills: the benchmark holds what it
     claims. A data it cannot hold at all (one share costs more than its sleeve) is listed in
@@ -42,10 +43,15 @@ class BuyAndHold(bt.Strategy):
             sleeve = self.broker.startingcash * self.weight
             budget = min(sleeve, self.broker.getcash())
             price = d.close[0]
-            commission = self.broker.getcommissioninfo(d).p.commission
-            size = math.floor(budget / (price * (1.0 + commission))) if price > 0 else 0
+            if user_sizer(self):
+                order = self.buy(data=d)
+                if order is not None:
+                    self._pending[d] = order
+                continue
+            comminfo = self.broker.getcommissioninfo(d)
+            size = affordable_shares(comminfo, budget, price)
             if size < 1:
-                if sleeve < price * (1.0 + commission):  # never affordable: say so once
+                if affordable_shares(comminfo, sleeve, price) < 1:  # never affordable: say so once
                     self.not_held[d._name] = (f"one share ({price:.6g} on {d.datetime.date(0)}, commission "
                                               f"included) costs more than its sleeve of {sleeve:.6g} cash; "
                                               "raise the cash or hold fewer tickers")

@@ -9,6 +9,7 @@ own sleeve of the capital (``sleeves.Sleeves``).
 from __future__ import annotations
 
 import math
+import sys
 
 import backtrader as bt
 import numpy as np
@@ -17,7 +18,7 @@ from puffin_bt.adapters.indicators import ForecastPrice, forecast_indicators
 from puffin_bt.errors import ConfigError
 from puffin_bt.options import OPTIONS, defaults
 
-from .sleeves import Sleeves
+from .sleeves import Sleeves, user_sizer
 
 
 def threshold_target(pred: float, position: float, entry: float, exit: float, allow_short: bool,
@@ -105,9 +106,14 @@ class ForecastThresholdStrategy(TradeLog, bt.Strategy):
 
     Sizing, per-ticker sleeves: each data trades its own ``1 / n`` of the starting cash plus its
     own realised and open P&L (net of commissions). An entry buys ``weight x sleeve value /
-    close`` whole shares at the next open, so one ticker's growth never takes the cash another
+    close`` whole shares at the next open (fewer when the commission would not fit: any scheme,
+    percentage, per share or per order), so one ticker's growth never takes the cash another
     ticker's signal needs, and each ticker's result is the rule's on that ticker alone. Orders the
-    broker still refuses (a gap beyond the reserve) are listed in ``orders_rejected`` with why.
+    broker still refuses (a gap beyond the reserve) are listed in ``orders_rejected`` with why, and
+    counted on stderr at the end of the run with the first reason.
+
+    A sizer you add (``cerebro.addsizer``) wins: it sizes every entry, and ``weight``, ``reserve``
+    and ``sizing`` are not used; exits close the whole position.
 
     >>> cerebro.addstrategy(ForecastThresholdStrategy, model="gru")  # doctest: +SKIP
     """
@@ -139,6 +145,7 @@ class ForecastThresholdStrategy(TradeLog, bt.Strategy):
         self.orders_rejected: list[dict] = []
         self.not_traded: dict[str, str] = {}  # ticker -> why a signal gave no order (a share costs too much)
         self._pending: dict = {}
+        self._sized_by_user = user_sizer(self)
         self._init_trade_log()
 
     def target_for(self, pred: float, position: float, lo: float = math.nan, hi: float = math.nan) -> float:
@@ -188,14 +195,31 @@ class ForecastThresholdStrategy(TradeLog, bt.Strategy):
             target = self.target_for(pred, size, lo, hi)
             if (target > 0) == (size > 0) and (target < 0) == (size < 0):
                 continue
-            shares = self.sleeves.size_for(data, target * scale, size)
-            order = self.order_target_size(data, target=shares)
+            if self._sized_by_user:
+                order = self._user_sized_order(data, target, size)
+            else:
+                shares = self.sleeves.size_for(data, target * scale, size, self.broker.getcommissioninfo(data))
+                order = self.order_target_size(data, target=shares)
             if order is not None:
                 self._pending[data] = order
             elif size == 0 and target != 0 and data._name not in self.not_traded:  # a share is more than the position
                 value = abs(target * scale) * self.sleeves.value(data, size)
                 self.not_traded[data._name] = (f"one share ({data.close[0]:.6g} on {data.datetime.date(0)}) costs "
                                                f"more than a position of {value:.6g}; raise the cash or the weight")
+
+    def _user_sized_order(self, data, target: float, size: float):
+        """The user's sizer sizes the entry; an exit closes the position; a reversal closes it and enters."""
+        if target == 0:
+            return self.close(data)
+        if size:
+            self.close(data)
+        return self.buy(data) if target > 0 else self.sell(data)
+
+    def stop(self) -> None:
+        if self.orders_rejected:  # said where the user looks, not only in metrics.json
+            first = self.orders_rejected[0]
+            print(f"{type(self).__name__}: {len(self.orders_rejected)} order(s) rejected by the broker; the first: "
+                  f"{first['ticker']} on {first['date']} ({first['status']}: {first['reason']})", file=sys.stderr)
 
     def notify_order(self, order) -> None:
         if order.status in (order.Submitted, order.Accepted, order.Partial):

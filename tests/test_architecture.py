@@ -100,7 +100,7 @@ def test_model_config_and_schedule_fields_are_the_registry_options():
 
 
 def test_indicator_strategy_backtest_and_cli_take_their_options_from_the_registry():
-    assert dict(FORECAST_PARAMS) == {**defaults("forecast"), "store": None, "on_fold": None}
+    assert dict(FORECAST_PARAMS) == {**defaults("forecast"), "store": None, "on_fold": None, "model_dir": None}
     assert {k: getattr(LSTMForecast.params, k) for k in names("forecast")} == defaults("forecast")
     strategy_params = dict(ForecastThresholdStrategy.params._getitems())
     assert {k: strategy_params[k] for k in names("strategy")} == defaults("strategy")

@@ -35,6 +35,8 @@ EXPECTED = {
     "14_threshold_sweep.py": ([], ["16 threshold combinations", "forecast store: 2 trained, 30 reused"]),
     "15_input_features.py": ([], ["inputs: returns + ['range', 'volatility:20', 'RSI', 'IBM.volume']", "forecasts:",
                                   "TradingLSTM with features ('volume',): next close"]),
+    "16_paper_trading.py": ([], ["bars delivered one by one", "killed the paper trader at", "resumed from 3 saved folds",
+                                 "forecasts equal to an uninterrupted run: True", "daily job: puffin-bt forecast"]),
 }
 
 

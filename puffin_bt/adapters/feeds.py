@@ -3,10 +3,13 @@
 ``FrameData`` gives the same bars and date numbers as ``bt.feeds.PandasData`` (tested)
 without a pandas lookup per bar and field, preloads all bars at once and steps through
 them on its own per-bar path; ``backtest()`` uses it. Any Backtrader feed works with the indicators and the strategy:
-this one is only faster (``python bench/bench_feed.py``).
+this one is only faster (``python bench/bench_feed.py``). ``QueueData`` is a live-style feed whose bars
+arrive one at a time on a queue (paper trading, ``examples/16_paper_trading.py``).
 """
 
 from __future__ import annotations
+
+import queue
 
 import backtrader as bt
 import numpy as np
@@ -115,4 +118,37 @@ class FrameData(bt.feed.DataBase):
             return False
         for line, value in zip(self._targets, row):
             line[0] = value
+        return True
+
+
+class QueueData(bt.feed.DataBase):
+    """A live-style feed: bars arrive one at a time on a ``queue.Queue`` (a broker's or poller's thread puts
+    them), as ``(datetime, open, high, low, close, volume)`` tuples; ``None`` ends the feed.
+
+    ``islive()`` is true, so Cerebro neither preloads nor runs once: every indicator steps bar by bar, as in
+    paper trading. ``poll``: seconds to wait for a bar before Cerebro checks its other feeds.
+
+    >>> import queue
+    >>> bars = queue.Queue()
+    >>> feed = QueueData(dataname=bars)  # then bars.put((datetime, o, h, l, c, v)) as they come; None at the end
+    """
+
+    params = (("poll", 0.05),)
+
+    def islive(self) -> bool:
+        return True
+
+    def _load(self) -> bool | None:
+        try:
+            bar = self.p.dataname.get(timeout=self.p.poll)
+        except queue.Empty:
+            return None  # no bar yet: Cerebro polls again
+        if bar is None:
+            return False
+        stamp, *values = bar
+        self.lines.datetime[0] = bt.date2num(pd.Timestamp(stamp).to_pydatetime())
+        for line, value in zip((self.lines.open, self.lines.high, self.lines.low, self.lines.close,
+                                self.lines.volume), values):
+            line[0] = float(value)
+        self.lines.openinterest[0] = 0.0
         return True

@@ -10,23 +10,33 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
+import json
 import math
 from array import array
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: optstrategy's workers may then train the same forecasts side by side
+    fcntl = None
 
 import backtrader as bt
 import numpy as np
 
+from .. import checkpoint
 from ..checks import check_known
 from ..errors import ConfigError, DataError
 from ..features import check_feature_columns, compute_features, feature_lag
 from ..globalmodel import Series, make_global_walk_forward
 from ..intervals import LINES
-from ..options import forecast_defaults
-from ..store import as_lines
-from ..walkforward import make_walk_forward, require_history
+from ..options import ESTIMATOR_NAMES, forecast_defaults
+from ..store import ForecastStore, as_lines
+from ..walkforward import FoldRecord, make_walk_forward, require_history
+from ..windows import check_prices
 
 # Indicator params: the walk-forward options plus where results go.
-FORECAST_PARAMS = (*forecast_defaults().items(), ("store", None), ("on_fold", None))
+FORECAST_PARAMS = (*forecast_defaults().items(), ("store", None), ("on_fold", None), ("model_dir", None))
 FORECAST_OPTIONS = tuple(forecast_defaults())
 
 
@@ -40,8 +50,27 @@ class ForecastIndicator(bt.Indicator):
     model) and ``pred_lo``/``pred_hi`` (the conformal interval with ``interval=0.8``, say; NaN when
     off). Bars before the first fold (``min_train`` bars) are NaN.
 
+    The first data may be any line: a feed, a feed's line or another indicator
+    (``LSTMForecast(bt.ind.SMA(self.data, period=20))``); an indicator's warm-up bars are NaN and folds
+    start once ``min_train`` valid values exist (a NaN after the warm-up is a DataError).
+
+    Event-driven, the indicator advances only when its own data does: ticks of other feeds (other
+    calendars, a weekly copy, other times of day) keep its values and never train. With ``replaydata``
+    the forming bar's forecast is recomputed from its latest close on every tick, and a fold trains
+    once its bar is complete, when the next bar begins: a fold's first forecast comes one bar later
+    than with ``resampledata`` (every other completed bar is the same).
+
+    ``model_dir`` (a folder; event-driven runs: live feeds, ``runonce=False``) saves each fold's network
+    as it trains; a restarted run on the same bars reads them back instead of training (paper trading,
+    ``examples/16_paper_trading.py``). ``save_model(path)`` writes the latest fold's network for
+    ``RNNForecaster.load``.
+
     ``store`` (a ``ForecastStore``) serves runonce forecasts from disk when the data
-    and every model option match a previous run; event-driven modes always compute.
+    and every model option match a previous run; event-driven modes always compute. By default
+    (None) an indicator inside ``cerebro.optstrategy`` uses the default store (as ``backtest()``
+    does), so a sweep over entry/exit/sizing trains each forecast once, also with ``maxcpus>1`` (one
+    worker trains, the others wait for it and read); ``store=False`` turns that off, ``store=True``
+    uses the default store in any run.
 
     Input features, as Backtrader indicators take inputs: the first data is the series whose
     return is forecast; every further line passed in (a data's line, any indicator, another data's
@@ -80,7 +109,8 @@ class ForecastIndicator(bt.Indicator):
             def on_fold(record, _name=name, _report=p.on_fold):
                 _report(_name, record)
 
-        exactbars = _exactbars(self)
+        cerebro = _cerebro_of(self)
+        exactbars = getattr(getattr(cerebro, "p", None), "exactbars", False)
         if exactbars is True or (isinstance(exactbars, int) and exactbars > 0):
             raise ConfigError(
                 f"{type(self).__name__} retrains each fold on the whole history up to it, which "
@@ -97,10 +127,17 @@ class ForecastIndicator(bt.Indicator):
         self._specs = tuple(self.walk.config.features[: len(self.config.features) - len(names)])
         self._lag = max((feature_lag(spec) for spec in self._specs), default=0)
         self._close = self.data.close if hasattr(self.data, "close") else self.data
+        # Forecasting an indicator's line (an SMA, an RSI): its first bars are a warm-up, NaN by design.
+        # The walk-forward runs on the bars after it, so folds start once min_train valid values exist.
+        self._warmup = self.data._minperiod - 1
+        self._feed = _feed_of(self.data)
+        self._replaying = bool(getattr(self._feed, "replaying", False))  # replaydata: the current bar is forming
         if self._specs and not all(hasattr(self.data, f) for f in ("open", "high", "low", "close", "volume")):
             raise ConfigError(f"{type(self).__name__}: features {list(self._specs)} are computed from the bars of "
                               "the first data, which has no open/high/low/close/volume lines; pass a data feed")
         self._stored = None
+        self._store = _store_for(p.store, cerebro)
+        self._bar: int | None = None  # event-driven: the walk-forward bar last seen
         # The forecast needs min_train bars of its data; a feature's own warm-up (an indicator's first
         # bars) is not waited for here but handled as missing values.
         for line in self.lines:
@@ -108,32 +145,41 @@ class ForecastIndicator(bt.Indicator):
 
     @property
     def folds(self):
-        """The folds trained so far (``FoldRecord``: bar, date, train range, losses, seconds)."""
-        return self.walk.folds
+        """The folds trained so far (``FoldRecord``: bar, date, train range, losses, seconds), bars counted from
+        the data's first bar (the walk-forward's own count starts after an indicator input's warm-up)."""
+        if not self._warmup:
+            return self.walk.folds
+        return [dataclasses.replace(r, bar=r.bar + self._warmup, train_start=r.train_start + self._warmup)
+                for r in self.walk.folds]
 
     def _plotlabel(self):
         return [f"{self.cell.upper()} lb={self.p.lookback} every={self.p.retrain_every}"]
 
     def _dates(self):
-        return _LazyDates(self.data)
+        return _LazyDates(self._feed, self._warmup)
 
-    def _feature_rows(self, size: int | None) -> np.ndarray | None:
-        """The features' values for the last ``size`` bars up to this one (None: every preloaded bar,
-        future included, which WalkForward cuts at each fold's bar before use)."""
+    def _closes_all(self) -> np.ndarray:
+        """runonce: every preloaded value of the forecast line after its warm-up, future included."""
+        return np.asarray(self._close.array, dtype=np.float64)[self._warmup:]
+
+    def _feature_rows(self, size: int | None, ago: int = 0) -> np.ndarray | None:
+        """The features' values for the last ``size`` bars up to this one (``ago=-1``: up to the previous one;
+        None: every preloaded bar, future included, which WalkForward cuts at each fold's bar before use)."""
         if not self.config.features:
             return None
-        n = len(self._close.array) if size is None else size
+        skip = self._warmup if size is None else 0
+        n = len(self._close.array) - skip if size is None else size
         columns = []
         if self._specs:
             lines = [getattr(self.data, f) for f in ("open", "high", "low", "close", "volume")]
             if size is None:
                 bars = [np.asarray(line.array, dtype=np.float64) for line in lines]
             else:  # the last size bars need each feature's lag of history before them
-                bars = [np.asarray(line.get(size=min(size + self._lag, len(self.data))), dtype=np.float64)
-                        for line in lines]
-            columns.append(compute_features(self._specs, *bars)[-n:])
+                bars = [np.asarray(line.get(ago=ago, size=min(size + self._lag, len(self.data) + ago)),
+                                   dtype=np.float64) for line in lines]
+            columns.append(compute_features(self._specs, *bars)[-n:] if n else np.empty((0, len(self._specs))))
         for i, line in enumerate(self._inputs):
-            values = np.asarray(line.array if size is None else line.get(size=size), dtype=np.float64)
+            values = np.asarray(line.array[skip:] if size is None else line.get(ago=ago, size=size), dtype=np.float64)
             if len(values) != n:
                 raise DataError(f"{type(self).__name__}: input feature {self.config.features[len(self._specs) + i]!r} "
                                 f"has {len(values)} bars where the data has {n}; input lines must run on the "
@@ -145,41 +191,130 @@ class ForecastIndicator(bt.Indicator):
         return rows
 
     def once(self, start: int, end: int) -> None:
+        if self.p.model_dir is not None:
+            raise ConfigError(f"{type(self).__name__}: model_dir saves and resumes folds bar by bar (live feeds, "
+                              "Cerebro(runonce=False)); this Cerebro runs once over preloaded data: pass "
+                              "runonce=False, or drop model_dir and call save_model(path) after the run")
+        warmup = self._warmup
         if not self.walk.folds and self._stored is None:
             # Preloaded: the whole length is known, so a series that never reaches a fold is an error.
-            require_history(getattr(self.data, "_name", "") or "data", len(self._close.array), self.schedule.min_train)
+            require_history(getattr(self.data, "_name", "") or "data", len(self._close.array) - warmup,
+                            self.schedule.min_train)
         # The arrays hold the whole preloaded series, future included: WalkForward
         # slices them to each fold's end before training, and each forecast window ends at its bar.
-        if self.p.store is not None:
+        if self._store is not None:
             # Stored forecasts are keyed by the whole series: any change to any bar is a miss.
             if self._stored is None:
-                closes_all = np.asarray(self._close.array, dtype=np.float64)
-                date_numbers = np.asarray(self.data.datetime.array) if hasattr(self.data, "datetime") else None
-                self._stored = self.p.store.forecast_lines(self.walk, closes_all, self._dates(), date_numbers,
-                                                           self._feature_rows(None))
+                numbers = None if self._feed is None else np.asarray(self._feed.datetime.array)[warmup:]
+                stored = _stored_lines(self._store, self.walk, self._closes_all(), self._dates(), numbers,
+                                       self._feature_rows(None))
+                self._stored = np.concatenate([np.full((warmup, stored.shape[1]), np.nan), stored])
             lines = self._stored[start:end]
         else:
             # Cold folds of the whole preloaded series are trained together from the first call
             # (oncestart asks for one bar): WalkForward cuts each fold's history at its own bar.
-            closes_all = np.asarray(self._close.array, dtype=np.float64)
-            lines = self.walk.forecast_lines(closes_all, start, end, self._dates(), ahead=len(closes_all),
-                                             features=self._feature_rows(None))
+            closes_all = self._closes_all()
+            try:
+                lines = self.walk.forecast_lines(closes_all, start - warmup, end - warmup, self._dates(),
+                                                 ahead=len(closes_all), features=self._feature_rows(None))
+            except DataError as exc:
+                if not warmup:
+                    raise
+                raise DataError(f"{type(self).__name__}: {exc} (bars counted after the input's {warmup}-bar "
+                                "warm-up)") from None
         _write_lines(self, lines, start, end)
 
     def next(self) -> None:
-        bar = len(self) - 1
+        try:
+            self._step()
+        except DataError as exc:  # name the data's bar: the walk-forward counts its own bars and windows
+            when = f" ({self._feed.datetime.date(0)})" if self._feed is not None else ""
+            raise DataError(f"{type(self).__name__} at bar {len(self) - 1}{when}: {exc}") from None
+
+    def _step(self) -> None:
+        # Backtrader calls next() on every tick of the strategy, also when this data did not advance
+        # (another feed's date, a weekly bar mid-week, a replayed partial bar): such a repeated tick
+        # keeps the current values and never trains (DESIGN rule 11).
+        bar = len(self) - 1 - self._warmup  # the walk-forward's bar: the warm-up's bars are not its
+        advanced = bar != self._bar
+        self._bar = bar
+        if self._replaying:  # the current bar is still forming: train on completed bars only
+            if advanced and bar > 0 and self.schedule.is_fold_bar(bar - 1):
+                self._train(bar - 1, ago=-1)
+        elif not advanced:
+            return
+        elif self.schedule.is_fold_bar(bar):
+            self._train(bar)
+        if not self.walk.nets:  # replay: the first fold trains when the bar after it begins
+            return
         lookback = self.config.lookback
-        fold = self.schedule.is_fold_bar(bar)
-        history = np.asarray(self._close.get(size=bar + 1 if fold else lookback + 1), dtype=np.float64)
-        features = self._feature_rows(bar + 1 if fold else lookback)
-        if fold:
-            date = self.data.datetime.datetime(0) if hasattr(self.data, "datetime") else None
-            self.walk.train_fold(history, date, features)
+        size = lookback + 1
         if self.walk.interval_method == "aci" and self.walk.interval is not None:  # learns from past outcomes
-            history = np.asarray(self._close.get(size=min(bar + 1, max(lookback, self.config.horizon) + 1)),
-                                 dtype=np.float64)
-        lines = self.walk.forecast_tail_lines(history, None if features is None else features[-lookback:], bar)
+            size = max(lookback, self.config.horizon) + 1
+        history = np.asarray(self._close.get(size=min(bar + 1, size)), dtype=np.float64)
+        features = self._feature_rows(lookback)
+        lines = self.walk.forecast_tail_lines(history, features, bar)
         _write_bar(self, lines)
+
+    def _train(self, bar: int, ago: int = 0) -> None:
+        """Train the fold at ``bar`` on the closes (and feature rows) up to it; ``ago=-1``: bar is the previous one.
+        With ``model_dir``, a fold saved there by an earlier run on the same bars is read back instead."""
+        history = check_prices(np.asarray(self._close.get(ago=ago, size=bar + 1), dtype=np.float64),
+                               f"{type(self).__name__}: values up to bar {bar + self._warmup}", self._warmup)
+        features = self._feature_rows(bar + 1, ago)
+        date = self._feed.datetime.datetime(ago) if self._feed is not None else None
+        if self.p.model_dir is None:
+            self.walk.train_fold(history, date, features)
+            return
+        path = Path(self.p.model_dir) / f"fold-{len(self.walk.folds):04d}-{self._fold_key(history, features)}.pt"
+        if path.is_file():
+            net, scaler, record, scores = checkpoint.read_fold(path, self.config, self.walk.device)
+            self.walk.nets, self.walk.scaler = [net], scaler
+            if scores is not None:
+                self.walk._set_scores(scores, bar)
+            self.walk.folds.append(FoldRecord(**record))
+            if self.walk.on_fold is not None:
+                self.walk.on_fold(self.walk.folds[-1])
+            return
+        self.walk.train_fold(history, date, features)
+        self.save_model(path)
+
+    def _fold_key(self, history: np.ndarray, features: np.ndarray | None) -> str:
+        """What a fold's result depends on: every option, and the bars it trains on."""
+        h = hashlib.sha256(json.dumps({k: getattr(self.p, k) for k in FORECAST_OPTIONS}, sort_keys=True,
+                                      default=repr).encode())
+        h.update(self.cell.encode())
+        h.update(np.ascontiguousarray(history).tobytes())
+        if features is not None:
+            h.update(np.ascontiguousarray(features).tobytes())
+        return h.hexdigest()[:24]
+
+    def save_model(self, path) -> Path:
+        """Write the latest fold's network and scaler as a model file (the ``RNNForecaster.save`` format: weights
+        and JSON, never unpickled): ``RNNForecaster.load(path)`` (or ``TradingLSTM``/``TradingGRU``) reads it, and
+        its ``predict`` on the same closes gives this indicator's last forecast. The file is written atomically;
+        a path that cannot be written is a CheckpointError and leaves nothing behind."""
+        if self.walk.folds and not self.walk.nets:
+            raise ConfigError(f"{type(self).__name__}: these forecasts came from the forecast store, which keeps "
+                              "forecasts, not networks; run with store=False to save the model")
+        try:
+            class_name = {"lstm": "TradingLSTM", "gru": "TradingGRU"}[self.config.cell]
+        except KeyError:
+            raise ConfigError(f"{type(self).__name__}: a {self.config.cell!r} network has no model file class; "
+                              "save_model saves LSTM and GRU models") from None
+        params = {name: getattr(self.config, name) for name in ESTIMATOR_NAMES if hasattr(self.config, name)}
+        params["epochs"] = self.p.epochs
+        return checkpoint.write_fold(path, class_name, self.walk, params)
+
+
+def _feed_of(line):
+    """The data feed ``line`` (a data, a data's line, an indicator) is computed from; None if none."""
+    if isinstance(line, bt.AbstractDataBase):
+        return line
+    owner = getattr(line, "_owner", None)
+    if type(line).__name__ == "LineSeriesStub" and owner is not None:
+        return _feed_of(owner)
+    return next((feed for feed in map(_feed_of, getattr(line, "datas", ())) if feed is not None), None)
 
 
 def _input_names(objects) -> tuple[str, ...]:
@@ -223,23 +358,55 @@ def _write_bar(indicator, lines: np.ndarray) -> None:
     out.pred_std[0], out.pred_lo[0], out.pred_hi[0] = (float(v) for v in lines[1:])
 
 
-def _exactbars(indicator):
-    """The ``exactbars`` setting of the Cerebro the indicator runs in (False when unknown)."""
+def _cerebro_of(indicator):
+    """The Cerebro the indicator runs in (None when unknown)."""
     strategy = bt.metabase.findowner(indicator, bt.Strategy)
-    cerebro = getattr(strategy, "cerebro", None) or getattr(strategy, "env", None)
-    return getattr(getattr(cerebro, "p", None), "exactbars", False)
+    return getattr(strategy, "cerebro", None) or getattr(strategy, "env", None)
+
+
+def _store_for(store, cerebro) -> ForecastStore | None:
+    """The forecast store an indicator uses: the one given; none with ``store=False``; by default (None) the
+    default store (``$PUFFIN_BT_CACHE``, as ``backtest()``) inside ``cerebro.optstrategy``, so a sweep over
+    parameters that do not change the forecasts (entry, exit, sizing) trains each forecast once, and none
+    otherwise; ``store=True``: the default store in any run."""
+    if store is False or isinstance(store, ForecastStore):
+        return store or None
+    if store is True or (store is None and getattr(cerebro, "_dooptimize", False)):
+        return ForecastStore()
+    if store is None:
+        return None
+    raise ConfigError(f"store={store!r} must be a ForecastStore, True (the default store), False (none) or None "
+                      "(the default store inside optstrategy only)")
+
+
+def _stored_lines(store: ForecastStore, walk, closes, dates, numbers, features) -> np.ndarray:
+    """``store.forecast_lines``, trained by one process at a time per entry: the forked workers of
+    ``optstrategy(maxcpus>1)`` all ask for the same forecasts at once; the first trains, the others wait on the
+    entry's lock file and then read what it stored."""
+    key, hit = store.lookup(walk, closes, numbers, features)
+    if hit is not None or store.root is None or fcntl is None:
+        return store.forecast_lines(walk, closes, dates, numbers, features)
+    store.root.mkdir(parents=True, exist_ok=True)
+    with open(store.root / f".{key}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return store.forecast_lines(walk, closes, dates, numbers, features)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 class _LazyDates:
-    """Bar index -> datetime of a data feed, converted only for the bars asked for."""
+    """Bar index -> datetime of a data feed (its bars after ``skip`` of them), converted only for the bars asked
+    for."""
 
-    def __init__(self, data) -> None:
-        self._array = data.datetime.array if hasattr(data, "datetime") else None
+    def __init__(self, data, skip: int = 0) -> None:
+        self._array = data.datetime.array if data is not None else None
+        self._skip = skip
 
     def __getitem__(self, bar: int):
         if self._array is None:
             return None
-        return bt.num2date(self._array[bar])
+        return bt.num2date(self._array[bar + self._skip])
 
 
 class LSTMForecast(ForecastIndicator):
