@@ -21,7 +21,7 @@ import torch
 
 from .errors import CheckpointError, ConfigError
 from .files import atomic_write_bytes
-from .nets import state_shapes
+from .models import state_shapes
 from .options import ModelConfig
 from .processes import available_memory
 from .windows import Scaler

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import fitting
+from . import fitting, models
 from .errors import ConfigError, DataError
 from .fitting import fold_data, new_fold_net, pool, predict_windows, train_prepared
 from .options import ModelConfig
 from .schedule import FoldSchedule
 from .training import resolve_device, torch_threads
-from .walkforward import WARM_ON_ENGINE, FoldRecord, make_walk_forward
+from .walkforward import FoldRecord, make_walk_forward
 from .windows import returns_of, window_features, window_inputs
 
 
@@ -96,7 +96,7 @@ class GlobalWalkForward:
             if not warm:
                 self.net = new_fold_net(cfg, k)
             epochs = self.refit_epochs if warm else self.epochs
-            if not warm or cfg.cell in WARM_ON_ENGINE:  # as WalkForward: the batched engine, M = 1
+            if not warm or models.family(cfg.cell).warm_on_engine:  # as WalkForward: a job (the engine, M = 1)
                 hist = fitting.train_networks_together([self.net], cfg, [pooled], epochs, self.device,
                                                        [cfg.seed + k])[0]
             else:

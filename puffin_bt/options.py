@@ -21,8 +21,10 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import math
+import pkgutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from . import processes
@@ -513,7 +515,18 @@ def _rebuild(cls, values: dict):
     return cls(**values)
 
 
-CELLS = ("lstm", "gru")
+DEFAULT_CELL = "lstm"
+
+
+def _families() -> tuple[str, ...]:
+    """The model families: one module per family in ``puffin_bt/models/`` (``_``-prefixed modules are helpers),
+    the default first. Read from the folder, not imported: the families build on layers above this one."""
+    folder = Path(__file__).with_name("models")
+    found = sorted(m.name for m in pkgutil.iter_modules([str(folder)]) if not m.name.startswith("_"))
+    return tuple(sorted(found, key=lambda name: name != DEFAULT_CELL))
+
+
+CELLS = _families()
 
 
 class ModelConfig(OptionSet):
@@ -530,12 +543,12 @@ class ModelConfig(OptionSet):
              "weight_decay", "noise_level", "validation_split", "patience", "seed", "features", "ensemble")
 
     def _default(self, name: str):
-        return "lstm" if name == "cell" else OPTIONS[name].default
+        return DEFAULT_CELL if name == "cell" else OPTIONS[name].default
 
     def _check_one(self, name: str, value):
         if name == "cell":
             if not isinstance(value, str) or value.lower() not in CELLS:
-                raise ConfigError(f"cell={value!r} is not a known recurrent cell; use one of {list(CELLS)}")
+                raise ConfigError(f"cell={value!r} is not a known model family; use one of {list(CELLS)}")
             return value.lower()
         if name == "features":  # the names of every input besides the returns: built-in specs, lines, columns
             names = (value,) if isinstance(value, str) else tuple(value)

@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import fitting, foldpool
-from .batched import ENGINES, bytes_per_model, require_memory
+from . import fitting, foldpool, models
 from .errors import ConfigError, DataError
 from .features import check_feature_columns, frame_features
 from .fitting import fold_data, predict_windows, train_prepared
@@ -138,7 +137,7 @@ class WalkForward:
         self.device = resolve_device(device)
         self.auto_device = device is None or (isinstance(device, str) and device.lower() == "auto")
         self.threads = OPTIONS["threads"].check(threads)
-        require_memory(config, self.device, schedule.train_window)  # before any fold allocates it
+        models.require_memory(config, self.device, schedule.train_window)  # before any fold allocates it
         self.fold_workers = OPTIONS["fold_workers"].check(fold_workers)
         self.on_fold = on_fold
         self.interval = OPTIONS["interval"].check(interval)
@@ -153,10 +152,9 @@ class WalkForward:
         self.scores: np.ndarray | None = None  # its validation residuals' magnitudes
         self._aci = None if self.interval is None else AdaptiveLevel(1.0 - self.interval, self.aci_gamma)
         self.folds: list[FoldRecord] = []
-        # Folds trained from scratch are independent models: they are trained with the batched
-        # engine (together when several are due at once, e.g. in ``forecast_range``) and wait
-        # here until their turn. A fold's result does not depend on its batch.
-        self.batched = config.cell in ENGINES
+        # Folds trained from scratch are independent models: they are trained together when several are due at
+        # once, e.g. in ``forecast_range`` (on the family's batched engine, or one by one with autograd when it
+        # has none) and wait here until their turn. A fold's result does not depend on its batch.
         self._ready: dict[int, tuple] = {}
         self._pool: FoldPool | None = None
         self.pooled_batches = 0  # cold batches trained in worker processes (diagnostics, tests)
@@ -216,9 +214,10 @@ class WalkForward:
         return k
 
     def on_engine(self) -> bool:
-        """Whether the next fold trains on the batched engine: a cold fold, an ensemble's members, a warm GRU.
-        A warm refit of one LSTM trains on nn.LSTM's fused kernel (``WARM_ON_ENGINE``, bench/README.md)."""
-        return not self._warm() or len(self.nets) > 1 or self.config.cell in WARM_ON_ENGINE
+        """Whether the next fold trains as a job (``fold_job``, on the family's batched engine if it has one): a
+        cold fold, an ensemble's members, a warm refit of a ``warm_on_engine`` family (GRU). A warm refit of one
+        LSTM trains on nn.LSTM's fused kernel (``models.lstm``, bench/README.md)."""
+        return not self._warm() or len(self.nets) > 1 or models.family(self.config.cell).warm_on_engine
 
     def fold_job(self, history: np.ndarray, features: np.ndarray | None = None) -> fitting.FoldJob:
         """The next fold (at bar ``len(history) - 1``, on ``history`` and its feature rows) as work for the batched
@@ -268,7 +267,7 @@ class WalkForward:
             self.nets, self.scaler, hists, extra, scores = self._ready.pop(k)
             hist = hists[0]
             started = time.perf_counter()
-        else:  # a warm refit of one LSTM: nn.LSTM's fused kernel
+        else:  # a warm refit of one model off the engine (an LSTM: nn.LSTM's fused kernel)
             data = fold_data(cfg, history, self.schedule.sample_bars(bar), self.device, fold_features)
             hist = train_prepared(self.nets[0], cfg, data, self.refit_epochs, self.device, cfg.seed + k)
             self.scaler = data.scaler
@@ -361,7 +360,7 @@ class WalkForward:
     def _fold_pool(self):
         """The shared process pool for this ``forecast_range`` call's cold batches (``foldpool``)."""
         workers = 1
-        if self.batched and self.refit_epochs is None and self._pool is None:
+        if self.refit_epochs is None and self._pool is None:
             workers = resolve_fold_workers(self.fold_workers, self.device, self.threads, self._worker_bytes())
         if workers <= 1:
             yield
@@ -379,8 +378,7 @@ class WalkForward:
     def batch_size_and_bytes(self) -> tuple[int, int]:
         """Most cold folds trained together (``MAX_BATCH``, fewer when their training scratch
         would pass ``BATCH_MEMORY``) and one model's scratch bytes."""
-        cfg = self.config
-        per_model = bytes_per_model(cfg.hidden_dim, cfg.num_layers, cfg.lookback, cfg.batch_size)
+        per_model = models.scratch_bytes(self.config)
         return max(1, min(MAX_BATCH, BATCH_MEMORY // per_model)), per_model
 
     def _worker_bytes(self) -> int:
@@ -424,7 +422,7 @@ class WalkForward:
             fold_bar = s.fold_bar(k)
             while len(self.folds) <= k:
                 nxt = len(self.folds)
-                if self.batched and self.refit_epochs is None and nxt not in self._ready:
+                if self.refit_epochs is None and nxt not in self._ready:
                     # Every fold up to last_due is known now: train the next PREFETCH of them
                     # together (each on its own history), so progress still moves every few batches.
                     prefetch = PREFETCH if self._pool is None else max(PREFETCH, self._pool.workers * MAX_BATCH // 2)
@@ -552,10 +550,6 @@ class WalkForward:
 # Cold folds trained together at most: past ~8 the working set leaves the caches (bench/README.md,
 # "Design measurements"). Results do not depend on it (the batched engine is exact per model).
 MAX_BATCH = 8
-# Warm refits of one model: on the batched engine where it beats the nn module at M = 1 (GRU; many tickers'
-# refits then batch together, ``universe``), on nn.LSTM's fused oneDNN kernel otherwise: it beats the engine
-# per model for the default LSTM even in batches of 8 (bench/README.md, "Design measurements").
-WARM_ON_ENGINE = {"gru"}
 PREFETCH = 2 * MAX_BATCH  # cold folds trained ahead at a time in forecast_range (progress granularity)
 BATCH_MEMORY = 512 * 2**20  # and at most this much training scratch memory per batch (big nets train fewer at once)
 

@@ -1,6 +1,7 @@
-"""Backtrader indicators that retrain an LSTM/GRU walk-forward inside the engine.
+"""Backtrader indicators that retrain a model walk-forward inside the engine.
 
-``ForecastIndicator`` (public base class; ``LSTMForecast`` / ``GRUForecast``) is a thin adapter
+``ForecastIndicator`` (public base class; one subclass per model family, ``INDICATORS``: ``LSTMForecast``,
+``GRUForecast``, ``TCNForecast``, derived from ``models.FAMILIES``) is a thin adapter
 over ``walkforward.WalkForward``: ``once()`` (runonce) forecasts each fold with one batched
 forward pass, ``next()`` (event-driven, live feeds, preload=False) follows the same schedule bar
 by bar. Its params are the walk-forward options of ``puffin_bt.options``.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import math
+import types
 from array import array
 
 import backtrader as bt
@@ -21,6 +23,7 @@ from ..errors import ConfigError, DataError
 from ..features import check_feature_columns, compute_features, feature_lag
 from ..globalmodel import Series, make_global_walk_forward
 from ..intervals import LINES
+from ..models import FAMILIES
 from ..options import forecast_defaults
 from ..store import as_lines
 from ..walkforward import make_walk_forward, require_history
@@ -242,20 +245,18 @@ class _LazyDates:
         return bt.num2date(self._array[bar])
 
 
-class LSTMForecast(ForecastIndicator):
-    """Walk-forward LSTM forecast indicator (lines ``pred_return``, ``pred_price``)."""
+def _indicator(family) -> type[ForecastIndicator]:
+    def body(ns: dict) -> None:
+        ns.update(__doc__=f"Walk-forward {family.label} forecast indicator (lines ``pred_return``, ``pred_price``, ...).",
+                  __module__=__name__, __qualname__=family.indicator_name, cell=family.name)
 
-    cell = "lstm"
-
-
-class GRUForecast(ForecastIndicator):
-    """Walk-forward GRU forecast indicator (lines ``pred_return``, ``pred_price``)."""
-
-    cell = "gru"
+    return types.new_class(family.indicator_name, (ForecastIndicator,), exec_body=body)
 
 
 _ForecastIndicator = ForecastIndicator  # the name before it was public
-INDICATORS = {"lstm": LSTMForecast, "gru": GRUForecast}
+# One indicator class per model family (LSTMForecast, GRUForecast, TCNForecast), as module attributes.
+INDICATORS: dict[str, type[ForecastIndicator]] = {name: _indicator(f) for name, f in FAMILIES.items()}
+globals().update({cls.__name__: cls for cls in INDICATORS.values()})
 
 
 class ForecastGroup:
@@ -393,8 +394,8 @@ def forecast_indicators(datas, model, kwargs: dict, scope: str = "per_ticker") -
     ``GlobalForecast`` indicators sharing one ``ForecastGroup``."""
     if scope == "global":
         if not isinstance(model, str) or model.lower() not in INDICATORS:
-            raise ConfigError(f"scope='global' trains puffin_bt's own LSTM/GRU; model={model!r} must be 'lstm' or "
-                              "'gru'")
+            raise ConfigError(f"scope='global' trains one of puffin_bt's own model families; model={model!r} must be "
+                              f"one of {', '.join(map(repr, INDICATORS))}")
         check_known(kwargs, (*FORECAST_OPTIONS, "store", "on_fold"), "forecast_kwargs")
         group = ForecastGroup(model.lower(), **kwargs)
         if len(datas) < 2:
@@ -409,17 +410,19 @@ def forecast_indicators(datas, model, kwargs: dict, scope: str = "per_ticker") -
 
 
 def forecast_indicator(model) -> type:
-    """The forecast indicator class for ``model``: ``"lstm"``, ``"gru"`` or an indicator class with a
+    """The forecast indicator class for ``model``: a model family's name (``"lstm"``, ...) or an indicator class with a
     ``pred_return`` line (a ``ForecastIndicator`` subclass or your own)."""
     if isinstance(model, str):
         if model.lower() not in INDICATORS:
-            raise ConfigError(f"model={model!r} is not known; use 'lstm', 'gru' or a forecast indicator class")
+            raise ConfigError(f"model={model!r} is not known; use one of {', '.join(map(repr, INDICATORS))} or a "
+                              "forecast indicator class")
         return INDICATORS[model.lower()]
     if isinstance(model, type) and issubclass(model, bt.Indicator):
         if not issubclass(model, ForecastIndicator) and "pred_return" not in model.lines.getlinealiases():
             raise ConfigError(f"model={model.__name__} has no 'pred_return' line; use LSTMForecast/GRUForecast")
         return model
-    raise ConfigError(f"model={model!r} is not 'lstm', 'gru' or an indicator class")
+    raise ConfigError(f"model={model!r} is not a model family ({', '.join(map(repr, INDICATORS))}) or an indicator "
+                      "class")
 
 
 class ForecastPrice(bt.Indicator):
