@@ -32,7 +32,7 @@ import torch
 from .checks import check_int
 from .dates import date_numbers_of, num2date
 from .errors import ConfigError, PuffinError
-from .options import OPTIONS
+from .options import OPTIONS, keyed_names, resolve
 from .processes import available_cpus, available_memory, mark_worker, quiet_fork_warning, start_method, worker_initargs
 from .store import ForecastStore, fingerprint
 from .training import resolve_device
@@ -273,7 +273,11 @@ def plan_groups(tasks: list[ForecastTask], model: str, n_workers: int, tickers_p
 
 
 def _signature(model: str, options: dict) -> str:
-    return repr((model, sorted(options.items())))
+    """Tasks of equal signatures compute their forecasts alike, so they are walked forward together: the same
+    family, device and options that change forecasts (``options.keyed_names``, defaults filled in); the others
+    (threads, fold_workers) may differ, each task still runs with its own."""
+    values = resolve(options, ["forecast"], "forecast options")
+    return repr((model, values["device"], [(name, values[name]) for name in keyed_names()]))
 
 
 def _walk_for(task: ForecastTask, walks: Mapping | None) -> WalkForward:

@@ -73,7 +73,7 @@ def forecast_together(walks: list[WalkForward], closes: list[np.ndarray], dates:
     members = [_Member(walk, np.asarray(c, dtype=np.float64), None if dates is None else dates[i],
                        None if features is None or features[i] is None else np.asarray(features[i], dtype=np.float64))
                for i, (walk, c) in enumerate(zip(walks, closes))]
-    with torch_threads(walks[0].threads if walks else 1):
+    with torch_threads(walks[0].fit.threads if walks else 1):
         while True:
             active = [m for m in members if m.active]
             if not active:
@@ -96,11 +96,11 @@ def _train_round(members: list[_Member]) -> None:
         if not walk.on_engine():
             continue
         next_k = len(walk.folds)
-        ahead = cold_ahead if walk.refit_epochs is None else 1
+        ahead = cold_ahead if walk.fit.refit_epochs is None else 1
         try:
             jobs.append((m, walk.fold_job(m.history(next_k), m.rows(next_k))))
             for k in range(next_k + 1, min(m.n_folds, next_k + ahead)):
-                jobs.append((m, fitting.cold_job(walk.config, walk.schedule, walk.epochs, walk.device, k,
+                jobs.append((m, fitting.cold_job(walk.config, walk.schedule, walk.fit.epochs, walk.device, k,
                                                  m.history(k), m.rows(k))))
         except Exception as exc:  # noqa: BLE001 - this ticker's data; the others go on
             m.error = exc

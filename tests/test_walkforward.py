@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from puffin_bt import ConfigError, DataError, ModelConfig
+from puffin_bt.options import FitConfig
 from puffin_bt.walkforward import FoldSchedule, WalkForward, walk_forward
 
 from .conftest import TINY, assert_differ, assert_same_forecasts, synthetic_closes
@@ -20,7 +21,8 @@ MODEL = {k: TINY[k] for k in ("hidden_dim", "num_layers", "batch_size", "patienc
 def make_runner(refit_epochs=1, horizon=1, train_window=80, fold_workers="auto", **overrides) -> WalkForward:
     cfg = ModelConfig(lookback=5, horizon=horizon, **{**MODEL, **overrides})
     schedule = FoldSchedule(5, 60, 40, train_window, horizon, cfg.validation_split)
-    return WalkForward(cfg, schedule, epochs=1, refit_epochs=refit_epochs, device="cpu", fold_workers=fold_workers)
+    return WalkForward(cfg, schedule, FitConfig(epochs=1, refit_epochs=refit_epochs, device="cpu",
+                                                fold_workers=fold_workers))
 
 
 def test_schedule_retrains_every_n_bars_from_min_train():
@@ -53,7 +55,7 @@ def test_each_fold_is_trained_on_exactly_the_closes_up_to_its_bar():
 
     closes = synthetic_closes(230)
     cfg = ModelConfig(lookback=5, **MODEL)
-    walk = Recording(cfg, FoldSchedule(5, 60, 40, 80, 1, cfg.validation_split), epochs=1, device="cpu")
+    walk = Recording(cfg, FoldSchedule(5, 60, 40, 80, 1, cfg.validation_split), FitConfig(epochs=1, device="cpu"))
     walk.run(closes)
     assert seen == [59, 99, 139, 179, 219]
 
@@ -226,8 +228,9 @@ def test_batched_cold_folds_report_progress_every_prefetch_window(monkeypatch):
                         lambda nets, *a, **k: trained.append(len(nets)) or real(nets, *a, **k))
     monkeypatch.setattr(wf_mod, "PREFETCH", 3)
     cfg = ModelConfig(lookback=5, **{**MODEL, "hidden_dim": 4})
-    walk = WalkForward(cfg, FoldSchedule(5, 60, 10, 80, 1, cfg.validation_split), epochs=1, device="cpu",
-                         on_fold=lambda rec: seen_at_report.append(sum(trained)), fold_workers=1)
+    walk = WalkForward(cfg, FoldSchedule(5, 60, 10, 80, 1, cfg.validation_split),
+                       FitConfig(epochs=1, device="cpu", fold_workers=1),
+                       on_fold=lambda rec: seen_at_report.append(sum(trained)))
     res = walk.run(synthetic_closes(150, seed=4))
     assert len(res.folds) == 10
     # Folds are trained 3 at a time, and each window is reported before the next one trains.

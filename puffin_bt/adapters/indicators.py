@@ -178,7 +178,7 @@ class ForecastIndicator(bt.Indicator):
         if fold:
             date = self.data.datetime.datetime(0) if hasattr(self.data, "datetime") else None
             self.walk.train_fold(history, date, features)
-        if self.walk.interval_method == "aci" and self.walk.interval is not None:  # learns from past outcomes
+        if self.walk.uncertainty.interval_method == "aci" and self.walk.interval is not None:  # learns from past outcomes
             history = np.asarray(self._close.get(size=min(bar + 1, max(lookback, self.config.horizon) + 1)),
                                  dtype=np.float64)
         lines = self.walk.forecast_tail_lines(history, None if features is None else features[-lookback:], bar)
