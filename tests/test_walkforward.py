@@ -55,7 +55,8 @@ def test_each_fold_is_trained_on_exactly_the_closes_up_to_its_bar():
 
     closes = synthetic_closes(230)
     cfg = ModelConfig(lookback=5, **MODEL)
-    walk = Recording(cfg, FoldSchedule(5, 60, 40, 80, 1, cfg.validation_split), FitConfig(epochs=1, device="cpu"))
+    walk = Recording(cfg, FoldSchedule(5, 60, 40, 80, 1, cfg.validation_split),
+                     FitConfig(epochs=1, refit_epochs=None, device="cpu"))
     walk.run(closes)
     assert seen == [59, 99, 139, 179, 219]
 
@@ -229,7 +230,7 @@ def test_batched_cold_folds_report_progress_every_prefetch_window(monkeypatch):
     monkeypatch.setattr(wf_mod, "PREFETCH", 3)
     cfg = ModelConfig(lookback=5, **{**MODEL, "hidden_dim": 4})
     walk = WalkForward(cfg, FoldSchedule(5, 60, 10, 80, 1, cfg.validation_split),
-                       FitConfig(epochs=1, device="cpu", fold_workers=1),
+                       FitConfig(epochs=1, refit_epochs=None, device="cpu", fold_workers=1),
                        on_fold=lambda rec: seen_at_report.append(sum(trained)))
     res = walk.run(synthetic_closes(150, seed=4))
     assert len(res.folds) == 10
