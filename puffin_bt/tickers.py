@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ._sizing import cold_batch
 from .checks import check_int
 from .dates import date_numbers_of, num2date
 from .errors import ConfigError, PuffinError
@@ -255,7 +256,7 @@ def precompute_jobs(
 def plan_groups(tasks: list[ForecastTask], model: str, n_workers: int, tickers_per_task: int | None = None,
                 walks: Mapping | None = None) -> list[list[ForecastTask]]:
     """Tasks of equal options in groups walked forward together. ``tickers_per_task`` None: as many as fill one
-    batch of the engine (``WalkForward.batch_size_and_bytes``, over the ensemble's members), fewer when
+    batch of the engine (``_sizing.cold_batch``, over the ensemble's members), fewer when
     ``n_workers`` would otherwise wait for work; the longest series together, so batches stay full longer."""
     by_options: dict[str, list[ForecastTask]] = {}
     for task in tasks:
@@ -265,7 +266,7 @@ def plan_groups(tasks: list[ForecastTask], model: str, n_workers: int, tickers_p
         size = tickers_per_task
         if size is None:
             walk = _walk_for(members[0], walks)
-            batch = max(1, walk.batch_size_and_bytes()[0] // walk.config.ensemble)
+            batch = max(1, cold_batch(walk.config)[0] // walk.config.ensemble)
             size = max(1, min(batch, -(-len(tasks) // max(1, n_workers))))
         members = sorted(members, key=lambda t: -len(t.closes))
         groups += [members[i:i + size] for i in range(0, len(members), size)]
@@ -294,7 +295,7 @@ def _workers_memory_allows(groups: list[list[ForecastTask]], walks: Mapping) -> 
     need = 0
     for group in groups:
         walk = _walk_for(group[0], walks)
-        max_batch, per_model = walk.batch_size_and_bytes()
+        max_batch, per_model = cold_batch(walk.config)
         need = max(need, min(max_batch, len(group) * walk.config.ensemble) * per_model + 64 * 2**20)
     return max(1, int(free * MEMORY_SHARE) // need)
 

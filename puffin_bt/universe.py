@@ -4,7 +4,7 @@ Walk-forwards with the same options retrain at the same bar positions (fold k at
 ``min_train - 1 + k * retrain_every`` of each series, whatever its first date), so fold k has tensors of one
 shape for every ticker long enough to reach it. ``forecast_together`` steps such walk-forwards fold by fold:
 the folds that train on the batched engine (cold folds, ensembles, warm GRUs: ``WalkForward.on_engine``)
-train together, at most ``batch_size_and_bytes()`` models at a time, each continuing its own weights; then
+train together, at most ``_sizing.cold_batch`` models at a time, each continuing its own weights; then
 each walk-forward forecasts its own bars of those folds. A model's result on the engine does not depend on
 the models it trains with, so every ticker's forecasts are bit for bit those of its own walk-forward
 (tested); a warm refit of one LSTM trains on nn.LSTM alone, as it does there.
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import fitting
+from ._sizing import cold_batch
 from .training import torch_threads
 from .walkforward import WalkForward
 from .windows import bad_prices, check_prices
@@ -143,4 +144,4 @@ def _forecast(m: _Member) -> None:
 
 
 def _max_models(walk: WalkForward) -> int:
-    return walk.batch_size_and_bytes()[0]
+    return cold_batch(walk.config)[0]

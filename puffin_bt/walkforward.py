@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from . import fitting, foldpool, models
+from ._sizing import MAX_BATCH, cold_batch, worker_bytes
 from .errors import ConfigError, DataError
 from .features import check_feature_columns, frame_features
 from .fitting import fold_data, predict_windows, train_prepared
@@ -289,8 +290,8 @@ class WalkForward:
         """Train from scratch the folds given as (index, closes up to the fold bar, features up to it or
         None), together.
 
-        Folds with equal sample counts share batches of up to ``MAX_BATCH`` models (fewer
-        when their scratch memory would pass ``BATCH_MEMORY``). Inside ``forecast_range`` the
+        Folds with equal sample counts share batches of up to ``_sizing.MAX_BATCH`` models (fewer
+        when their scratch memory would pass ``_sizing.BATCH_MEMORY``). Inside ``forecast_range`` the
         batches go to a process pool of ``fold_workers`` when there are several (a fold's
         result does not depend on its batch or its process); each fold's seconds are its own
         preparation plus its share of its batch's training.
@@ -300,7 +301,7 @@ class WalkForward:
         groups: dict[int, list[tuple]] = {}
         for k, history, features in folds:  # equal sample counts give equal tensor shapes
             groups.setdefault(len(self._samples(len(history) - 1, features)), []).append((k, history, features))
-        max_batch, _ = self.batch_size_and_bytes()
+        max_batch, _ = cold_batch(cfg)
         max_batch = max(1, max_batch // cfg.ensemble)  # folds per batch: each brings its ensemble's members
         pool = self._pool
         spread = 1 if pool is None else pool.workers
@@ -345,7 +346,8 @@ class WalkForward:
         """The shared process pool for this ``forecast_range`` call's cold batches (``foldpool``)."""
         workers = 1
         if self.fit.refit_epochs is None and self._pool is None:
-            workers = resolve_fold_workers(self.fit.fold_workers, self.device, self.fit.threads, self._worker_bytes())
+            workers = resolve_fold_workers(self.fit.fold_workers, self.device, self.fit.threads,
+                                           worker_bytes(self.config))
         if workers <= 1:
             yield
             return
@@ -358,18 +360,6 @@ class WalkForward:
             raise
         pool, self._pool = self._pool, None
         foldpool.release(pool)
-
-    def batch_size_and_bytes(self) -> tuple[int, int]:
-        """Most cold folds trained together (``MAX_BATCH``, fewer when their training scratch
-        would pass ``BATCH_MEMORY``) and one model's scratch bytes."""
-        per_model = models.scratch_bytes(self.config)
-        return max(1, min(MAX_BATCH, BATCH_MEMORY // per_model)), per_model
-
-    def _worker_bytes(self) -> int:
-        """A fold worker's memory beyond what it shares with this process: one full batch's
-        training scratch plus 64 MiB of its own (measured: bench/README.md, "Design measurements")."""
-        max_batch, per_model = self.batch_size_and_bytes()
-        return max_batch * per_model + 64 * 2**20
 
     def _forecast_range(self, closes: np.ndarray, start: int, end: int, dates=None,
                         ahead: int | None = None, features: np.ndarray | None = None) -> np.ndarray:
@@ -531,11 +521,7 @@ class WalkForward:
         return WalkForwardResult(lines[:, 0], list(self.folds), lines)
 
 
-# Cold folds trained together at most: past ~8 the working set leaves the caches (bench/README.md,
-# "Design measurements"). Results do not depend on it (the batched engine is exact per model).
-MAX_BATCH = 8
 PREFETCH = 2 * MAX_BATCH  # cold folds trained ahead at a time in forecast_range (progress granularity)
-BATCH_MEMORY = 512 * 2**20  # and at most this much training scratch memory per batch (big nets train fewer at once)
 
 
 def option_sets(cell: str = "lstm", inputs: tuple[str, ...] = (), **options) -> tuple:

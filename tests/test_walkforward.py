@@ -204,8 +204,7 @@ def test_warm_refits_train_one_at_a_time_and_cold_folds_in_batches(monkeypatch, 
 
 
 def test_big_cold_nets_train_in_smaller_batches_within_the_memory_budget(monkeypatch):
-    from puffin_bt import fitting
-    from puffin_bt import walkforward as wf_mod
+    from puffin_bt import _sizing, fitting
     from puffin_bt.batched import bytes_per_model
 
     batches = []
@@ -214,7 +213,7 @@ def test_big_cold_nets_train_in_smaller_batches_within_the_memory_budget(monkeyp
                         lambda nets, *a, **k: batches.append(len(nets)) or real(nets, *a, **k))
     walk = make_runner(refit_epochs=None, hidden_dim=8, fold_workers=1)
     per_model = bytes_per_model(8, MODEL["num_layers"], 5, MODEL["batch_size"])
-    monkeypatch.setattr(wf_mod, "BATCH_MEMORY", 2 * per_model + 1)  # room for two models
+    monkeypatch.setattr(_sizing, "BATCH_MEMORY", 2 * per_model + 1)  # room for two models
     walk.run(synthetic_closes(300, seed=11))
     assert batches == [1, 2, 2, 2]  # fold 0 alone (shorter history), then folds 1..6 two at a time
 
