@@ -28,6 +28,9 @@ from .nets import RecurrentNet
 from .processes import available_memory
 from .training import Patience, adam_step
 
+__all__ = ["BatchedGRU", "BatchedLSTM", "BatchedRNN", "bytes_per_model", "engine_for", "free_memory",
+           "padded_hidden", "supports"]
+
 VAL_CHUNK = 256  # samples per inference pass (bounds memory for long validation tails)
 # 0-dim operands: an in-place op with a Python number first converts it to a tensor (~3 us a call).
 TWO, MINUS_ONE = torch.tensor(2.0), torch.tensor(-1.0)

@@ -26,6 +26,8 @@ from .options import ModelConfig
 from .processes import available_memory
 from .windows import Scaler
 
+__all__ = ["Checkpoint", "read", "state_digest", "write"]
+
 FORMAT_VERSION = 1
 
 

@@ -31,6 +31,11 @@ from .windows import (
     window_targets,
 )
 
+__all__ = ["FoldData", "FoldJob", "cold_job", "even_batches", "fold_data", "fold_seeds", "member_seed",
+           "new_fold_net", "new_fold_nets", "new_net", "pool", "predict_log_returns", "predict_one",
+           "predict_windows", "train_cold_batch", "train_jobs", "train_network", "train_networks_together",
+           "train_prepared", "validation_residuals"]
+
 
 def _to_tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(a, dtype=np.float32), device=device)

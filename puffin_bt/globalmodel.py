@@ -30,6 +30,8 @@ from .training import resolve_device, torch_threads
 from .walkforward import FoldRecord, option_sets
 from .windows import returns_of, window_features, window_inputs
 
+__all__ = ["GlobalWalkForward", "Series", "check_panel", "make_global_walk_forward", "union_calendar"]
+
 
 @dataclass
 class Series:

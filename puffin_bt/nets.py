@@ -14,6 +14,8 @@ from torch import nn
 from .checks import check_float, check_int
 from .errors import ConfigError
 
+__all__ = ["GRUNet", "LSTMNet", "RecurrentNet", "StackedLSTM"]
+
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 

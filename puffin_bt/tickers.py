@@ -40,6 +40,10 @@ from .training import resolve_device
 from .universe import forecast_together
 from .walkforward import FoldRecord, WalkForward, feature_matrix, make_walk_forward, require_history
 
+__all__ = ["ForecastTask", "ParallelReport", "TickerResult", "check_ray_address", "cuda_devices", "device_of",
+           "one_process_options", "plan_groups", "precompute_forecasts", "precompute_jobs", "reason",
+           "resolve_workers", "run_group"]
+
 EXECUTORS = ("local", "ray", "serial")
 RAY_RETRIES = 3  # attempts after the first when a task's worker or node dies (Ray's default, said out loud)
 MEMORY_SHARE = 0.5  # "auto" gives the workers' estimated training scratch at most this share of the free memory

@@ -23,6 +23,8 @@ from .training import torch_threads
 from .walkforward import WalkForward
 from .windows import bad_prices, check_prices
 
+__all__ = ["forecast_together"]
+
 
 @dataclass
 class _Member:

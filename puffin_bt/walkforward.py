@@ -39,6 +39,9 @@ from .windows import (
     window_inputs,
 )
 
+__all__ = ["FoldRecord", "WalkForward", "WalkForwardResult", "feature_matrix", "make_walk_forward", "option_sets",
+           "require_history", "walk_forward"]
+
 
 @dataclass
 class FoldRecord:

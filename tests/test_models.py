@@ -77,3 +77,13 @@ def test_model_list_reads_one_family_a_list_all_or_both(text, expected):
 def test_model_list_refuses_unknown_or_repeated_families(text, fragment):
     with pytest.raises(ConfigError, match=fragment):
         model_list(text)
+
+
+@pytest.mark.parametrize("module", ["walkforward", "globalmodel", "universe", "fitting", "nets", "batched",
+                                    "checkpoint", "tickers", "forecaster", "models", "models.tcn"])
+def test_public_modules_name_their_public_api_and_it_exists(module):
+    import importlib
+
+    mod = importlib.import_module(f"puffin_bt.{module}")
+    assert mod.__all__ and all(hasattr(mod, name) for name in mod.__all__)
+    assert not [name for name in mod.__all__ if name.startswith("_")]
