@@ -62,8 +62,10 @@ def _model_names(text, where: str = "--model") -> tuple[str, ...]:
 
 def _model_words(text: str) -> str:
     """argparse's check of --model (the families are read when the run starts)."""
+    from .models import model_list
+
     try:
-        _model_names(text)
+        model_list(text)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text.strip().lower()
