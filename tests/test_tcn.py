@@ -166,3 +166,12 @@ def test_every_family_has_an_indicator_and_an_estimator():
 
     assert set(INDICATORS) == set(ESTIMATORS) == set(FAMILIES) >= {"lstm", "gru", "tcn"}
     assert INDICATORS["tcn"] is TCNForecast and ESTIMATORS["tcn"] is TradingTCN
+
+
+def test_a_global_tcn_backtest_forecasts_every_ticker_after_its_first_fold():
+    frames = {"A": ohlcv_frame(regime_closes(seed=7)),
+              "B": ohlcv_frame(regime_closes(((90, -0.004), (90, 0.004), (80, -0.004)), seed=8))}
+    res = backtest(frames, model="tcn", scope="global", store=False, **TCN)
+    counts = res.forecasts.groupby("ticker")["pred_return"].apply(lambda s: int(s.notna().sum()))
+    assert counts.to_dict() == {"A": 260 - TINY["min_train"] + 1, "B": 260 - TINY["min_train"] + 1}
+    assert res.config["model"] == "tcn"
