@@ -1,6 +1,6 @@
 """Per-model cost of one warm-refit epoch on the batched engine, M models at once, against autograd's
 ``nn.LSTM`` / ``nn.GRU`` training one model alone: the measurement behind which warm refits go to the engine
-(``walkforward.WARM_ON_ENGINE``) and behind what batching many tickers can gain (``universe.py``).
+(``warm_on_engine`` of ``models/gru.py`` and ``models/lstm.py``) and behind what batching many tickers can gain (``universe.py``).
 
 The default model (64x2, lookback 20, batch 32) on 484 training windows of a seeded random walk, one torch
 thread, best of 5 (autograd) and of 3 (engine) after a warm-up run each.

@@ -24,10 +24,12 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
-from .nets import RecurrentNet, state_shapes
-from .options import ModelConfig
+from .nets import RecurrentNet
 from .processes import available_memory
 from .training import Patience, adam_step
+
+__all__ = ["BatchedGRU", "BatchedLSTM", "BatchedRNN", "bytes_per_model", "engine_for", "free_memory",
+           "padded_hidden", "supports"]
 
 VAL_CHUNK = 256  # samples per inference pass (bounds memory for long validation tails)
 # 0-dim operands: an in-place op with a Python number first converts it to a tensor (~3 us a call).
@@ -48,19 +50,6 @@ def bytes_per_model(hidden: int, layers: int, seq_len: int, batch: int, input_di
     return 4 * layers * per_layer
 
 
-def weight_bytes(config: ModelConfig) -> int:
-    """Bytes of one network's float32 weights (from the shapes, nothing allocated)."""
-    return 4 * sum(math.prod(shape) for shape in state_shapes(config).values())
-
-
-def training_bytes(config: ModelConfig, samples: int | None = None) -> int:
-    """About how much memory training one network of ``config`` takes: its weights five times
-    (weights, gradients, Adam's two moments, the best weights early stopping keeps) plus the
-    engine's scratch for one mini-batch (``bytes_per_model``; ``samples`` caps the batch)."""
-    batch = config.batch_size if samples is None else max(1, min(config.batch_size, samples))
-    return 5 * weight_bytes(config) + bytes_per_model(config.hidden_dim, config.num_layers, config.lookback, batch)
-
-
 def free_memory(device: torch.device | str = "cpu") -> int | None:
     """Bytes still free where the tensors live: the GPU's for CUDA, else this process's
     (``processes.available_memory``, a container's limit included); None where unknown."""
@@ -71,23 +60,6 @@ def free_memory(device: torch.device | str = "cpu") -> int | None:
         except (RuntimeError, AssertionError):
             return None
     return available_memory() if device.type == "cpu" else None
-
-
-def require_memory(config: ModelConfig, device: torch.device | str = "cpu", samples: int | None = None,
-                   weights_only: bool = False, error: type = ConfigError) -> None:
-    """Refuse a network that would not fit in the free memory, before anything is allocated
-    (a 100,000-unit LSTM died in the allocator; a crafted checkpoint asked for 14 GB).
-    ``weights_only``: just holding the weights (loading a model file), not training it."""
-    need = weight_bytes(config) if weights_only else training_bytes(config, samples)
-    free = free_memory(device)
-    if free is None or need <= free:
-        return
-    what = "load" if weights_only else "train"
-    raise error(
-        f"hidden_dim={config.hidden_dim}, num_layers={config.num_layers} (lookback={config.lookback}, "
-        f"batch_size={config.batch_size}) needs about {need / 2**30:.2f} GiB to {what} but only "
-        f"{free / 2**30:.2f} GiB of memory is available; use a smaller hidden_dim, num_layers, batch_size or lookback"
-    )
 
 
 def supports(net: torch.nn.Module) -> bool:
@@ -626,4 +598,4 @@ class BatchedGRU(BatchedRNN):
         return self._weight_grads(layer, key, x, hs, dgi_mm, dgh_mm, need_dx)
 
 
-ENGINES = {"lstm": BatchedLSTM, "gru": BatchedGRU}
+ENGINES = {engine.CELL: engine for engine in (BatchedLSTM, BatchedGRU)}

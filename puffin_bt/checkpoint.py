@@ -21,10 +21,12 @@ import torch
 
 from .errors import CheckpointError, ConfigError
 from .files import atomic_write_bytes
-from .nets import net_for, state_shapes
+from .models import build, state_shapes
 from .options import ModelConfig
 from .processes import available_memory
 from .windows import Scaler
+
+__all__ = ["Checkpoint", "read", "state_digest", "write"]
 
 FORMAT_VERSION = 1
 
@@ -185,7 +187,7 @@ def read_fold(path: str | os.PathLike, config: ModelConfig, device: torch.device
     if not isinstance(resume, dict) or not isinstance(resume.get("fold"), dict):
         raise CheckpointError(f"checkpoint {str(path)!r} is a model file without its walk-forward fold; only files "
                               "saved by a forecast indicator can resume one")
-    net = net_for(config)
+    net = build(config)
     net.load_state_dict(saved.state)
     net.to(device).eval()
     scores = resume.get("scores")

@@ -1,4 +1,4 @@
-"""The ``puffin-bt`` command: walk-forward LSTM/GRU backtests from the terminal.
+"""The ``puffin-bt`` command: walk-forward model backtests (LSTM, GRU, TCN: ``puffin_bt.models``) from the terminal.
 
 Exit codes: 0 success, 2 bad input or configuration (one line on stderr),
 1 anything unexpected (traceback only with ``--debug``).
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ._version import __version__
 from .errors import ConfigError, DataError, PuffinError
-from .options import BACKTEST_GROUPS, OPTIONS, add_flags, names
+from .options import BACKTEST_GROUPS, CELLS, OPTIONS, add_flags, names
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE = 0, 1, 2
 
@@ -50,9 +50,31 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
     add_flags(data, names("data"))
 
 
+def _model_names(text, where: str = "--model") -> tuple[str, ...]:
+    """The model families a --model value (or a config's 'model') names: one, a comma-separated list, 'all'."""
+    from .models import model_list
+
+    try:
+        return model_list(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _model_words(text: str) -> str:
+    """argparse's check of --model (the families are read when the run starts)."""
+    from .models import model_list
+
+    try:
+        model_list(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip().lower()
+
+
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", choices=("lstm", "gru", "both"), default=argparse.SUPPRESS,
-                        help="network; 'both' runs LSTM and GRU on the same data and compares (default lstm)")
+    parser.add_argument("--model", type=_model_words, default=argparse.SUPPRESS, metavar="MODEL",
+                        help=f"model family: {', '.join(CELLS)}; several comma-separated (or 'all'; 'both': LSTM and "
+                             f"GRU) run on the same data and schedule and are compared (default {CELLS[0]})")
     add_flags(parser.add_argument_group("model and walk-forward schedule", argument_default=argparse.SUPPRESS),
               names("forecast"))
 
@@ -212,9 +234,8 @@ def _check_config(cfg: dict, path: str) -> None:
             OPTIONS[key].check(value)
         except ConfigError as exc:
             raise ConfigError(f"{where}: key {key!r}: {exc}") from None
-    model = cfg.get("model")
-    if model is not None and model not in ("lstm", "gru", "both"):
-        raise ConfigError(f"{where}: 'model' is {model!r}; use 'lstm', 'gru' or 'both'")
+    if cfg.get("model") is not None:
+        _model_names(cfg["model"], f"{where}: 'model'")
     tickers = cfg.get("tickers")
     if tickers is not None and not (isinstance(tickers, list) and all(isinstance(t, str) for t in tickers)):
         raise ConfigError(f"{where}: 'tickers' must be a list of ticker strings, not {tickers!r}")
@@ -346,7 +367,7 @@ def _resolve_inputs(args, groups: tuple[str, ...]) -> tuple:
     recorded = {**{k: v for k, v in cfg.items() if k in OPTIONS}, **dict(cfg.get("forecast") or {})}
     options = {k: v for k, v in recorded.items() if k in names(*groups)}
     options.update({name: getattr(args, name) for name in names(*groups) if hasattr(args, name)})
-    model = getattr(args, "model", None) or cfg.get("model") or "lstm"
+    model = getattr(args, "model", None) or cfg.get("model") or CELLS[0]
     if args.tickers:
         data, source = args.tickers, {"source": "yfinance", "tickers": list(args.tickers)}
     elif args.tickers_file:
@@ -472,7 +493,8 @@ def _run_evaluate(args) -> int:
 
     out_dir, data, model, options, _ = _prepare_run(args, ("data", "execution", "model_scope", "forecast"))
     forecast = {k: v for k, v in options.items() if k in names("forecast")}
-    for name in ("lstm", "gru") if model == "both" else (model,):
+    models = _model_names(model)
+    for name in models:
         make_walk_forward(name, **forecast)  # every walk-forward check (memory included) before the data loads
     skip_failed = options.pop("skip_failed", False)
     frames, skipped = resolve_data(data, options.pop("start", None), options.pop("end", None), args.cache_dir,
@@ -491,7 +513,6 @@ def _run_evaluate(args) -> int:
     for ticker, why in skipped.items():
         print(f"puffin-bt: skipped {ticker}: {why}", file=sys.stderr)
     store = ForecastStore(args.cache_dir)
-    models = ("lstm", "gru") if model == "both" else (model,)
     for name in models:
         forecasts = walk_forward_forecasts(frames, model=name, store=store, **options)
         table = evaluate_forecasts(forecasts, options.get("interval"))
@@ -553,8 +574,8 @@ def _html_chart(args) -> bool:
 def _run_tune(args) -> int:
     from .tuning import CHAPTER_SPACE, check_space, tune
 
-    if getattr(args, "model", None) == "both":
-        raise ConfigError("--model both is not supported by tune; tune lstm and gru separately")
+    if len(_model_names(getattr(args, "model", CELLS[0]))) > 1:
+        raise ConfigError(f"--model {args.model} is not supported by tune; tune each family separately")
     space = None
     if hasattr(args, "space"):
         example = '\'{"hidden_dim": [16, 32]}\''
@@ -567,8 +588,8 @@ def _run_tune(args) -> int:
         check_space(space, "--space")  # '{}', '[]' or NaN must not fall back to the chapter's grid
     resuming = _resumes_study(args)
     out_dir, data, model, options, source = _prepare_run(args, ("tune", *BACKTEST_GROUPS))
-    if model == "both":
-        raise ConfigError("--model both is not supported by tune; tune lstm and gru separately")
+    if len(_model_names(model)) > 1:
+        raise ConfigError(f"model {model!r} (from --config) is not supported by tune; tune each family separately")
     if options.get("storage") is None:
         options["storage"] = _default_storage(out_dir)
     if resuming and not args.quiet:
@@ -661,7 +682,7 @@ def _run_backtest(args) -> int:
         require_quantstats()
     out_dir, data, model, options, source = _prepare_run(args, BACKTEST_GROUPS)
     html_chart = _html_chart(args)
-    models = ("lstm", "gru") if model == "both" else (model,)
+    models = _model_names(model)
     show_progress = not args.quiet and sys.stderr.isatty()
     results = {}
     for name in models:

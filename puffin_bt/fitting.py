@@ -14,9 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .batched import engine_for
+from . import models
 from .errors import ConfigError, DataError
-from .nets import net_for
 from .options import ModelConfig
 from .schedule import FoldSchedule
 from .training import EarlyStopping, TensorBatches, make_adam, seed_torch, training_loop
@@ -31,6 +30,11 @@ from .windows import (
     window_inputs,
     window_targets,
 )
+
+__all__ = ["FoldData", "FoldJob", "cold_job", "even_batches", "fold_data", "fold_seeds", "member_seed",
+           "new_fold_net", "new_fold_nets", "new_net", "pool", "predict_log_returns", "predict_one",
+           "predict_windows", "train_cold_batch", "train_jobs", "train_network", "train_networks_together",
+           "train_prepared", "validation_residuals"]
 
 
 def _to_tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -102,7 +106,7 @@ def new_net(config: ModelConfig, seed: int) -> nn.Module:
     """A freshly initialised network seeded with ``seed`` (the global RNG is untouched)."""
     with torch.random.fork_rng(devices=[]):
         seed_torch(seed)
-        return net_for(config)
+        return models.build(config)
 
 
 def member_seed(base: int, member: int) -> int:
@@ -200,15 +204,18 @@ def pool(datas: list[FoldData]) -> FoldData:
 
 def train_networks_together(nets: list[nn.Module], cfg: ModelConfig, data: list[FoldData], epochs: int,
                             device: torch.device, seeds: list[int]) -> list[dict]:
-    """Train independent LSTM or GRU nets whose folds have equal shapes as one batched computation
-    (``batched.BatchedLSTM`` / ``BatchedGRU``); returns one history per net. Each net's result is the same
-    whichever nets it is trained with. Validation runs every epoch only when early
-    stopping needs it; otherwise once, after the last epoch."""
+    """Train independent nets of ``cfg`` whose folds have equal shapes as one batched computation on their
+    family's engine (``batched.BatchedLSTM`` / ``BatchedGRU``; validation every epoch only when early stopping
+    needs it, otherwise once, after the last epoch), or one after the other with autograd for a family without
+    one; returns one history per net. Each net's result is the same whichever nets it is trained with."""
     keys = {d.shape_key for d in data}
     if len(keys) != 1 or len(nets) != len(data):
         raise ConfigError(f"nets trained together need folds of one shape; got {sorted(map(str, keys))}")
+    engine_class = models.family(cfg.cell).engine
+    if engine_class is None:
+        return [train_prepared(net, cfg, d, epochs, device, seed) for net, d, seed in zip(nets, data, seeds)]
     has_val = data[0].x_val is not None
-    engine = engine_for(nets, device)
+    engine = engine_class(nets, device)
     histories = engine.fit(
         torch.stack([d.x_train for d in data]), torch.stack([d.y_train for d in data]),
         torch.stack([d.x_val for d in data]) if has_val else None,

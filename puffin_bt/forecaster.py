@@ -1,4 +1,5 @@
-"""The chapter's high-level forecasters, done causally: TradingLSTM and TradingGRU.
+"""The chapter's high-level forecasters, done causally: one estimator per model family (``TradingLSTM``,
+``TradingGRU``, ``TradingTCN``: ``ESTIMATORS``, derived from ``models.FAMILIES``) over ``RNNForecaster``.
 
 They model next-bar log returns (scale-free), fit the normaliser on the training part only,
 validate on the chronological tail and still return *prices* from ``predict`` as the chapter
@@ -19,13 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import checkpoint
-from .batched import require_memory
+from . import checkpoint, models
 from .checks import check_int, check_known
 from .errors import CheckpointError, ConfigError, DataError, NotFittedError
 from .features import check_feature_columns
 from .fitting import new_net, predict_log_returns, predict_one, train_network
-from .nets import net_for
 from .options import ESTIMATOR_DEFAULTS, ESTIMATOR_NAMES, ModelConfig
 from .training import resolve_device
 from .windows import Scaler, as_prices, complete_windows, min_samples, returns_of
@@ -123,7 +122,7 @@ class RNNForecaster:
         closes = as_prices(prices, min_length=need)
         rows = None if features is None else _feature_values(features, names, len(closes))
         sample_bars = np.arange(cfg.lookback, len(closes) - cfg.horizon)
-        require_memory(cfg, device, len(sample_bars))
+        models.require_memory(cfg, device, len(sample_bars))
         started = time.perf_counter()
         net = new_net(cfg, cfg.seed)
         scaler, history = train_network(net, cfg, closes, sample_bars, epochs, device, cfg.seed, features=rows)
@@ -212,9 +211,9 @@ class RNNForecaster:
         if cls.cell != cfg.cell and cls is not RNNForecaster:
             raise CheckpointError(
                 f"checkpoint {str(path)!r} holds a {cfg.cell.upper()} model but {cls.__name__}.load was "
-                f"called; use {_CLASS_FOR_CELL[cfg.cell].__name__}.load or RNNForecaster.load"
+                f"called; use {ESTIMATORS[cfg.cell].__name__}.load or RNNForecaster.load"
             )
-        target = _CLASS_FOR_CELL[cfg.cell] if cls is RNNForecaster else cls
+        target = ESTIMATORS[cfg.cell] if cls is RNNForecaster else cls
         params = {k: v for k, v in saved.params.items() if k in ESTIMATOR_NAMES}
         params["device"] = device
         try:
@@ -226,10 +225,10 @@ class RNNForecaster:
                 f"{str(exc).splitlines()[0] if str(exc) else ''}); re-save it with RNNForecaster.save"
             ) from None
         obj.device_ = resolve_device(device)
-        require_memory(cfg, "cpu", weights_only=True, error=CheckpointError)  # built on the CPU first
-        require_memory(cfg, obj.device_, weights_only=True, error=CheckpointError)
+        models.require_memory(cfg, "cpu", weights_only=True, error=CheckpointError)  # built on the CPU first
+        models.require_memory(cfg, obj.device_, weights_only=True, error=CheckpointError)
         try:
-            net = net_for(cfg)
+            net = models.build(cfg)
             net.load_state_dict(saved.state)
             net.to(obj.device_).eval()
         except (RuntimeError, TypeError, AttributeError, KeyError, MemoryError) as exc:
@@ -261,16 +260,13 @@ def _feature_values(features, names: tuple[str, ...], n_bars: int) -> np.ndarray
     return check_feature_columns(values, names, n_bars, "features")
 
 
-class TradingLSTM(RNNForecaster):
-    """LSTM price forecaster (the chapter's ``TradingLSTM``); see ``RNNForecaster``."""
-
-    cell = "lstm"
-
-
-class TradingGRU(RNNForecaster):
-    """GRU price forecaster (the chapter's ``TradingGRU``); see ``RNNForecaster``."""
-
-    cell = "gru"
+def _estimator(family: models.Family) -> type[RNNForecaster]:
+    return type(family.estimator_name, (RNNForecaster,), {
+        "__doc__": f"{family.label} price forecaster; see ``RNNForecaster``.", "__module__": __name__,
+        "__qualname__": family.estimator_name, "cell": family.name})
 
 
-_CLASS_FOR_CELL = {"lstm": TradingLSTM, "gru": TradingGRU}
+# One estimator class per family (TradingLSTM is the chapter's), as module attributes: importable and picklable.
+ESTIMATORS: dict[str, type[RNNForecaster]] = {name: _estimator(f) for name, f in models.FAMILIES.items()}
+globals().update({cls.__name__: cls for cls in ESTIMATORS.values()})
+__all__ = ["ESTIMATORS", "RNNForecaster", *(cls.__name__ for cls in ESTIMATORS.values())]

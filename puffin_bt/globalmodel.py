@@ -21,14 +21,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import fitting
+from . import fitting, models
 from .errors import ConfigError, DataError
 from .fitting import fold_data, new_fold_net, pool, predict_windows, train_prepared
-from .options import ModelConfig
+from .options import FitConfig, IntervalConfig, ModelConfig
 from .schedule import FoldSchedule
 from .training import resolve_device, torch_threads
-from .walkforward import WARM_ON_ENGINE, FoldRecord, make_walk_forward
+from .walkforward import FoldRecord, option_sets
 from .windows import returns_of, window_features, window_inputs
+
+__all__ = ["GlobalWalkForward", "Series", "check_panel", "make_global_walk_forward", "union_calendar"]
 
 
 @dataclass
@@ -51,16 +53,16 @@ class GlobalWalkForward:
     """The fold runner of a global model: ``train_fold`` at each fold date on every ticker's history up to
     it, ``forecast`` one ticker's windows with the current fold; ``forecast_all`` runs a whole panel.
 
-    Options as ``WalkForward``'s (``make_global_walk_forward`` builds one from flat options).
+    Takes ``WalkForward``'s option sets but the interval (``make_global_walk_forward`` builds them from flat options).
     """
 
-    def __init__(self, config: ModelConfig, schedule: FoldSchedule, epochs: int = 10,
-                 refit_epochs: int | None = None, device: str | torch.device = "auto",
-                 on_fold: Callable[[FoldRecord], None] | None = None, threads: int | None = 1) -> None:
+    def __init__(self, config: ModelConfig, schedule: FoldSchedule, fit: FitConfig | None = None,
+                 on_fold: Callable[[FoldRecord], None] | None = None) -> None:
         self.config, self.schedule = config, schedule
-        self.epochs, self.refit_epochs = epochs, refit_epochs
-        self.device = resolve_device(device)
-        self.threads = threads
+        self.fit = FitConfig() if fit is None else fit
+        self.uncertainty = IntervalConfig()  # no interval for a global model (yet)
+        self.device = resolve_device(self.fit.device)
+        models.require_memory(config, self.device, schedule.train_window)  # before any fold allocates it
         self.on_fold = on_fold
         self.net: torch.nn.Module | None = None
         self.scalers: dict = {}  # ticker -> its scaler in the current fold (tickers in the fold only)
@@ -84,7 +86,7 @@ class GlobalWalkForward:
                               f"{len(self.folds)}); folds must be trained in schedule order")
         started = time.perf_counter()
         datas = {}
-        with torch_threads(self.threads):
+        with torch_threads(self.fit.threads):
             for name, (closes, features) in histories.items():
                 if len(closes) >= s.min_train:
                     datas[name] = fold_data(cfg, closes, s.sample_bars(len(closes) - 1), self.device, features)
@@ -92,11 +94,11 @@ class GlobalWalkForward:
                 raise DataError(f"no ticker has min_train={s.min_train} bars at the global fold at calendar position "
                                 f"{position}; lower min_train or load more history")
             pooled = pool(list(datas.values()))
-            warm = self.refit_epochs is not None and self.net is not None
+            warm = self.fit.refit_epochs is not None and self.net is not None
             if not warm:
                 self.net = new_fold_net(cfg, k)
-            epochs = self.refit_epochs if warm else self.epochs
-            if not warm or cfg.cell in WARM_ON_ENGINE:  # as WalkForward: the batched engine, M = 1
+            epochs = self.fit.refit_epochs if warm else self.fit.epochs
+            if not warm or models.family(cfg.cell).warm_on_engine:  # as WalkForward: a job (the engine, M = 1)
                 hist = fitting.train_networks_together([self.net], cfg, [pooled], epochs, self.device,
                                                        [cfg.seed + k])[0]
             else:
@@ -130,7 +132,7 @@ class GlobalWalkForward:
         if feature_windows is not None and not np.isfinite(feature_windows).all():
             raise DataError(f"{name}: a feature has no value in an input window to forecast (NaN); fill or drop "
                             "those bars")
-        with torch_threads(self.threads):
+        with torch_threads(self.fit.threads):
             return predict_windows(self.net, scaler, windows, self.device, feature_windows)
 
     def forecast_all(self, series: list[Series], dates: Callable[[float], object] | None = None) -> dict:
@@ -172,9 +174,8 @@ def check_panel(series: list[Series]) -> None:
 
 def make_global_walk_forward(cell: str = "lstm", on_fold=None, **options) -> GlobalWalkForward:
     """A ``GlobalWalkForward`` from flat walk-forward options, as ``make_walk_forward``."""
-    walk = make_walk_forward(cell, on_fold, **options)
-    if walk.config.ensemble > 1 or walk.interval is not None:
+    config, schedule, fit, uncertainty = option_sets(cell, **options)
+    if config.ensemble > 1 or uncertainty.interval is not None:
         raise ConfigError("ensemble and interval are not available with scope='global' yet; use them with "
                           "scope='per_ticker'")
-    return GlobalWalkForward(walk.config, walk.schedule, walk.epochs, walk.refit_epochs, walk.device, on_fold,
-                             walk.threads)
+    return GlobalWalkForward(config, schedule, fit, on_fold)

@@ -13,7 +13,8 @@ from torch import nn
 
 from .checks import check_float, check_int
 from .errors import ConfigError
-from .options import ModelConfig
+
+__all__ = ["GRUNet", "LSTMNet", "RecurrentNet", "StackedLSTM"]
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -75,28 +76,6 @@ class RecurrentNet(nn.Module):
             "output_dim": self.output_dim,
             "dropout": self.dropout_p,
         }
-
-
-def net_for(config: ModelConfig) -> RecurrentNet:
-    """The network a ``ModelConfig`` describes (inputs: the scaled return and each feature), freshly
-    initialised from torch's current random state."""
-    return RecurrentNet(config.cell, config.n_inputs, config.hidden_dim, config.num_layers, 1, config.dropout)
-
-
-def state_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """The state_dict shapes of ``net_for(config)``, computed without building it (a model file's
-    weights are checked against them before anything is allocated)."""
-    gates = {"lstm": 4, "gru": 3}[config.cell] * config.hidden_dim
-    shapes = {}
-    for layer in range(config.num_layers):
-        inputs = config.n_inputs if layer == 0 else config.hidden_dim
-        shapes[f"rnn.weight_ih_l{layer}"] = (gates, inputs)
-        shapes[f"rnn.weight_hh_l{layer}"] = (gates, config.hidden_dim)
-        shapes[f"rnn.bias_ih_l{layer}"] = (gates,)
-        shapes[f"rnn.bias_hh_l{layer}"] = (gates,)
-    shapes["fc.weight"] = (1, config.hidden_dim)
-    shapes["fc.bias"] = (1,)
-    return shapes
 
 
 class LSTMNet(RecurrentNet):

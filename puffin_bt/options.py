@@ -21,8 +21,10 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import math
+import pkgutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from . import processes
@@ -251,6 +253,9 @@ class Option:
     help: str
     groups: tuple[str, ...]
     cli: bool = True  # a CLI flag --name-with-dashes
+    # Changes the forecasts: the forecast store's fingerprint and the grouping of tickers walked forward
+    # together hash exactly these (``keyed_names``); any other option must leave every forecast as it is.
+    forecasts: bool = False
 
     def check(self, value):
         return self.kind.check(self.name, value)
@@ -262,44 +267,44 @@ class Option:
 
 _ALL: list[Option] = [
     # ---- walk-forward: schedule, model, fit (the order of config.json's "forecast")
-    Option("lookback", 20, Int(1, 10_000), "bars (returns) per input window", ("model", "schedule")),
-    Option("retrain_every", 21, Int(1, MAX_BARS), "bars between refits", ("schedule",)),
+    Option("lookback", 20, Int(1, 10_000), "bars (returns) per input window", ("model", "schedule"), forecasts=True),
+    Option("retrain_every", 21, Int(1, MAX_BARS), "bars between refits", ("schedule",), forecasts=True),
     Option("train_window", 504, Int(1, MAX_BARS, none_words=("none", "expanding")),
-           "bars of history per fold, or 'none' for an expanding window", ("schedule",)),
-    Option("min_train", 252, Int(1, MAX_BARS), "bars before the first fold", ("schedule",)),
-    Option("epochs", 10, Int(1, MAX_EPOCHS), "epochs of the first fold (and of every cold refit)", ("fit",)),
+           "bars of history per fold, or 'none' for an expanding window", ("schedule",), forecasts=True),
+    Option("min_train", 252, Int(1, MAX_BARS), "bars before the first fold", ("schedule",), forecasts=True),
+    Option("epochs", 10, Int(1, MAX_EPOCHS), "epochs of the first fold (and of every cold refit)", ("fit",), forecasts=True),
     Option("refit_epochs", 1, Int(1, MAX_EPOCHS, none_words=("none", "cold")),
            "epochs of later folds, warm-started from the previous fold; 'none' = cold refit with --epochs",
-           ("fit",)),
-    Option("hidden_dim", 64, Int(1, MAX_HIDDEN), "hidden units per recurrent layer", ("model",)),
-    Option("num_layers", 2, Int(1, MAX_LAYERS), "recurrent layers", ("model",)),
-    Option("dropout", 0.2, Float(0.0, 1.0, max_inclusive=False), "dropout rate", ("model",)),
-    Option("lr", 1e-3, Float(0.0, 10.0, min_inclusive=False), "Adam learning rate", ("model",)),
-    Option("batch_size", 32, Int(1, MAX_BATCH_SIZE), "mini-batch size", ("model",)),
-    Option("weight_decay", 0.0, Float(0.0, 1.0), "Adam weight decay (L2)", ("model",)),
+           ("fit",), forecasts=True),
+    Option("hidden_dim", 64, Int(1, MAX_HIDDEN), "hidden units per recurrent layer", ("model",), forecasts=True),
+    Option("num_layers", 2, Int(1, MAX_LAYERS), "recurrent layers", ("model",), forecasts=True),
+    Option("dropout", 0.2, Float(0.0, 1.0, max_inclusive=False), "dropout rate", ("model",), forecasts=True),
+    Option("lr", 1e-3, Float(0.0, 10.0, min_inclusive=False), "Adam learning rate", ("model",), forecasts=True),
+    Option("batch_size", 32, Int(1, MAX_BATCH_SIZE), "mini-batch size", ("model",), forecasts=True),
+    Option("weight_decay", 0.0, Float(0.0, 1.0), "Adam weight decay (L2)", ("model",), forecasts=True),
     Option("noise_level", 0.0, Float(0.0, 10.0),
-           "std of Gaussian noise added to the scaled training inputs (augmentation)", ("model",)),
+           "std of Gaussian noise added to the scaled training inputs (augmentation)", ("model",), forecasts=True),
     Option("validation_split", 0.2, Float(0.0, 0.9),
-           "share of each fold's samples (its chronological tail) held out for early stopping", ("model", "schedule")),
+           "share of each fold's samples (its chronological tail) held out for early stopping", ("model", "schedule"), forecasts=True),
     Option("patience", 5, Int(1, MAX_EPOCHS, none_words=("none",)),
            "epochs without a better validation loss before a fold stops (best weights restored); 'none' = off",
-           ("model",)),
-    Option("horizon", 1, Int(1, MAX_HORIZON), "bars ahead the forecast is about", ("model", "schedule")),
-    Option("seed", 0, Int(0, MAX_SEED), "random seed (fold k uses seed + k)", ("model",)),
+           ("model",), forecasts=True),
+    Option("horizon", 1, Int(1, MAX_HORIZON), "bars ahead the forecast is about", ("model", "schedule"), forecasts=True),
+    Option("seed", 0, Int(0, MAX_SEED), "random seed (fold k uses seed + k)", ("model",), forecasts=True),
     Option("features", (), Features(),
            f"input features besides the returns, computed from each ticker's own bars: {describe_features()}",
-           ("model",)),
+           ("model",), forecasts=True),
     Option("ensemble", 1, Int(1, 64),
            "models per fold, independently seeded and trained together; pred_return is their mean, pred_std their "
-           "spread", ("model",)),
+           "spread", ("model",), forecasts=True),
     Option("interval", None, Float(0.0, 1.0, min_inclusive=False, max_inclusive=False, allow_none=True),
            "coverage of a conformal prediction interval (pred_lo, pred_hi) from each fold's validation residuals, "
-           "e.g. 0.8 ('none': off)", ("uncertainty",)),
+           "e.g. 0.8 ('none': off)", ("uncertainty",), forecasts=True),
     Option("interval_method", "split", Choice(("split", "aci")),
            "split: each fold's residual quantile; aci: adaptive conformal inference, the level moved online by the "
-           "errors already realised", ("uncertainty",)),
+           "errors already realised", ("uncertainty",), forecasts=True),
     Option("aci_gamma", 0.005, Float(0.0, 0.5, min_inclusive=False),
-           "adaptive conformal inference's step size", ("uncertainty",)),
+           "adaptive conformal inference's step size", ("uncertainty",), forecasts=True),
     Option("device", "auto", Text(), "auto (GPU if present), cpu, cuda, cuda:N or mps", ("fit",)),
     Option("threads", 1, Threads(1, none_words=("none",)),
            "torch intra-op threads while training/forecasting (1: fastest for these small nets, and robust when "
@@ -386,6 +391,12 @@ def names(*groups: str) -> tuple[str, ...]:
     """Option names read by any of ``groups`` (``forecast`` = model + schedule + fit), in registry order."""
     wanted = {g for group in groups for g in GROUPS.get(group, (group,))}
     return tuple(o.name for o in _ALL if wanted & set(o.groups))
+
+
+def keyed_names() -> tuple[str, ...]:
+    """The options that change forecasts (``Option.forecasts``), in registry order: what the forecast store's
+    fingerprint and the grouping of tickers walked forward together hash, besides the model family."""
+    return tuple(o.name for o in _ALL if o.forecasts)
 
 
 def defaults(*groups: str) -> dict:
@@ -518,7 +529,18 @@ def _rebuild(cls, values: dict):
     return cls(**values)
 
 
-CELLS = ("lstm", "gru")
+DEFAULT_CELL = "lstm"
+
+
+def _families() -> tuple[str, ...]:
+    """The model families: one module per family in ``puffin_bt/models/`` (``_``-prefixed modules are helpers),
+    the default first. Read from the folder, not imported: the families build on layers above this one."""
+    folder = Path(__file__).with_name("models")
+    found = sorted(m.name for m in pkgutil.iter_modules([str(folder)]) if not m.name.startswith("_"))
+    return tuple(sorted(found, key=lambda name: name != DEFAULT_CELL))
+
+
+CELLS = _families()
 
 
 class ModelConfig(OptionSet):
@@ -535,12 +557,12 @@ class ModelConfig(OptionSet):
              "weight_decay", "noise_level", "validation_split", "patience", "seed", "features", "ensemble")
 
     def _default(self, name: str):
-        return "lstm" if name == "cell" else OPTIONS[name].default
+        return DEFAULT_CELL if name == "cell" else OPTIONS[name].default
 
     def _check_one(self, name: str, value):
         if name == "cell":
             if not isinstance(value, str) or value.lower() not in CELLS:
-                raise ConfigError(f"cell={value!r} is not a known recurrent cell; use one of {list(CELLS)}")
+                raise ConfigError(f"cell={value!r} is not a known model family; use one of {list(CELLS)}")
             return value.lower()
         if name == "features":  # the names of every input besides the returns: built-in specs, lines, columns
             names = (value,) if isinstance(value, str) else tuple(value)
@@ -557,7 +579,24 @@ class ModelConfig(OptionSet):
 
 
 
-# The estimators (TradingLSTM/TradingGRU) take the model options plus these; the chapter fits
+class FitConfig(OptionSet):
+    """How a walk-forward trains (the ``fit`` options: epochs, refit_epochs, device, threads, fold_workers);
+    ``WalkForward`` and ``GlobalWalkForward`` take it as it is.
+
+    >>> FitConfig(epochs=3).refit_epochs
+    1
+    """
+
+    NAMES = names("fit")
+
+
+class IntervalConfig(OptionSet):
+    """The conformal prediction interval (the ``uncertainty`` options); ``interval=None``: off."""
+
+    NAMES = names("uncertainty")
+
+
+# The estimators (TradingLSTM, ...) take the model options plus these; the chapter fits
 # one model for 50 epochs where a walk-forward's first fold trains 10.
 ESTIMATOR_NAMES = tuple(n for n in ModelConfig.NAMES if n not in ("cell", "features", "ensemble")) + ("epochs", "device")
 ESTIMATOR_DEFAULTS = {**{name: OPTIONS[name].default for name in ESTIMATOR_NAMES}, "epochs": 50}

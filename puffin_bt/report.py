@@ -65,7 +65,7 @@ def compare_models(results: dict, out_dir=None) -> str:
                 shown.loc[row, col] = f"{int(v)}"
             else:
                 shown.loc[row, col] = f"{v:.4g}"
-    return "LSTM vs GRU, same data and schedule\n" + shown.to_string()
+    return f"{' vs '.join(name.upper() for name in results)}, same data and schedule\n" + shown.to_string()
 
 
 def require_quantstats():

@@ -22,6 +22,7 @@ from ._version import __version__
 from .errors import ConfigError
 from .files import atomic_write_bytes, default_cache_dir
 from .intervals import LINES
+from .options import keyed_names
 from .walkforward import FoldRecord, WalkForward
 
 # Bump when a change to puffin_bt changes the forecasts themselves: entries made by other code
@@ -29,13 +30,14 @@ from .walkforward import FoldRecord, WalkForward
 STORE_VERSION = 4  # 3: flat input windows forecast a zero return; 4: entries hold the forecast lines
 
 
-def fingerprint(walk: WalkForward, closes: np.ndarray, dates: np.ndarray | None = None,
+def fingerprint(walk, closes: np.ndarray, dates: np.ndarray | None = None,
                 features: np.ndarray | None = None, device: str | None = None) -> str:
-    """SHA-256 over the closes (and bar dates, and feature values), the model config (feature names
-    included), the schedule, epochs and device type, and the versions of the store format,
-    puffin_bt and torch (a new release of either may compute different numbers, so its forecasts
-    are computed afresh, not read from an old run's). ``device``: the device type that computes the
-    forecasts (default: the one ``walk`` resolved; a worker elsewhere may have used another)."""
+    """SHA-256 over the closes (and bar dates, and feature values), the model family and every option that
+    changes forecasts (``keyed_options``: exactly those flagged in the registry), the device type and the
+    versions of the store format, puffin_bt and torch (a new release of either may compute different numbers,
+    so its forecasts are computed afresh, not read from an old run's). ``walk``: a ``WalkForward`` or
+    ``GlobalWalkForward``. ``device``: the device type that computes the forecasts (default: the one ``walk``
+    resolved; a worker elsewhere may have used another)."""
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(closes, dtype=np.float64).tobytes())
     if dates is not None:
@@ -44,17 +46,21 @@ def fingerprint(walk: WalkForward, closes: np.ndarray, dates: np.ndarray | None 
         h.update(np.ascontiguousarray(features, dtype=np.float64).tobytes())
     spec = {
         "version": STORE_VERSION,
-        "config": walk.config.to_dict(),
-        "schedule": walk.schedule.to_dict(),
-        "epochs": walk.epochs,
-        "refit_epochs": walk.refit_epochs,
+        "options": keyed_options(walk),
         "device": device or walk.device.type,
-        "uncertainty": {name: getattr(walk, name, None) for name in ("interval", "interval_method", "aci_gamma")},
         "puffin_bt": __version__,
         "torch": torch.__version__,
     }
     h.update(json.dumps(spec, sort_keys=True).encode())
     return h.hexdigest()
+
+
+def keyed_options(walk) -> dict:
+    """The walk-forward's model family and the values of the options that change forecasts
+    (``options.keyed_names``), read from its option sets; the features with the names of the caller's inputs."""
+    sets = [walk.config, walk.schedule, walk.fit, walk.uncertainty]
+    values = {name: value for option_set in sets for name, value in option_set.to_dict().items()}
+    return {"cell": walk.config.cell, **{name: values[name] for name in keyed_names()}}
 
 
 DEVICE_TYPES = ("cuda", "mps", "cpu")

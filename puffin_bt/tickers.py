@@ -29,15 +29,20 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ._sizing import cold_batch
 from .checks import check_int
 from .dates import date_numbers_of, num2date
 from .errors import ConfigError, PuffinError
-from .options import OPTIONS
+from .options import OPTIONS, keyed_names, resolve
 from .processes import available_cpus, available_memory, mark_worker, quiet_fork_warning, start_method, worker_initargs
 from .store import ForecastStore, fingerprint
 from .training import resolve_device
 from .universe import forecast_together
 from .walkforward import FoldRecord, WalkForward, feature_matrix, make_walk_forward, require_history
+
+__all__ = ["ForecastTask", "ParallelReport", "TickerResult", "check_ray_address", "cuda_devices", "device_of",
+           "one_process_options", "plan_groups", "precompute_forecasts", "precompute_jobs", "reason",
+           "resolve_workers", "run_group"]
 
 EXECUTORS = ("local", "ray", "serial")
 RAY_RETRIES = 3  # attempts after the first when a task's worker or node dies (Ray's default, said out loud)
@@ -255,7 +260,7 @@ def precompute_jobs(
 def plan_groups(tasks: list[ForecastTask], model: str, n_workers: int, tickers_per_task: int | None = None,
                 walks: Mapping | None = None) -> list[list[ForecastTask]]:
     """Tasks of equal options in groups walked forward together. ``tickers_per_task`` None: as many as fill one
-    batch of the engine (``WalkForward.batch_size_and_bytes``, over the ensemble's members), fewer when
+    batch of the engine (``_sizing.cold_batch``, over the ensemble's members), fewer when
     ``n_workers`` would otherwise wait for work; the longest series together, so batches stay full longer."""
     by_options: dict[str, list[ForecastTask]] = {}
     for task in tasks:
@@ -265,7 +270,7 @@ def plan_groups(tasks: list[ForecastTask], model: str, n_workers: int, tickers_p
         size = tickers_per_task
         if size is None:
             walk = _walk_for(members[0], walks)
-            batch = max(1, walk.batch_size_and_bytes()[0] // walk.config.ensemble)
+            batch = max(1, cold_batch(walk.config)[0] // walk.config.ensemble)
             size = max(1, min(batch, -(-len(tasks) // max(1, n_workers))))
         members = sorted(members, key=lambda t: -len(t.closes))
         groups += [members[i:i + size] for i in range(0, len(members), size)]
@@ -273,7 +278,11 @@ def plan_groups(tasks: list[ForecastTask], model: str, n_workers: int, tickers_p
 
 
 def _signature(model: str, options: dict) -> str:
-    return repr((model, sorted(options.items())))
+    """Tasks of equal signatures compute their forecasts alike, so they are walked forward together: the same
+    family, device and options that change forecasts (``options.keyed_names``, defaults filled in); the others
+    (threads, fold_workers) may differ, each task still runs with its own."""
+    values = resolve(options, ["forecast"], "forecast options")
+    return repr((model, values["device"], [(name, values[name]) for name in keyed_names()]))
 
 
 def _walk_for(task: ForecastTask, walks: Mapping | None) -> WalkForward:
@@ -290,7 +299,7 @@ def _workers_memory_allows(groups: list[list[ForecastTask]], walks: Mapping) -> 
     need = 0
     for group in groups:
         walk = _walk_for(group[0], walks)
-        max_batch, per_model = walk.batch_size_and_bytes()
+        max_batch, per_model = cold_batch(walk.config)
         need = max(need, min(max_batch, len(group) * walk.config.ensemble) * per_model + 64 * 2**20)
     return max(1, int(free * MEMORY_SHARE) // need)
 

@@ -4,7 +4,7 @@ Walk-forwards with the same options retrain at the same bar positions (fold k at
 ``min_train - 1 + k * retrain_every`` of each series, whatever its first date), so fold k has tensors of one
 shape for every ticker long enough to reach it. ``forecast_together`` steps such walk-forwards fold by fold:
 the folds that train on the batched engine (cold folds, ensembles, warm GRUs: ``WalkForward.on_engine``)
-train together, at most ``batch_size_and_bytes()`` models at a time, each continuing its own weights; then
+train together, at most ``_sizing.cold_batch`` models at a time, each continuing its own weights; then
 each walk-forward forecasts its own bars of those folds. A model's result on the engine does not depend on
 the models it trains with, so every ticker's forecasts are bit for bit those of its own walk-forward
 (tested); a warm refit of one LSTM trains on nn.LSTM alone, as it does there.
@@ -18,9 +18,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import fitting
+from ._sizing import cold_batch
 from .training import torch_threads
 from .walkforward import WalkForward
 from .windows import bad_prices, check_prices
+
+__all__ = ["forecast_together"]
 
 
 @dataclass
@@ -73,7 +76,7 @@ def forecast_together(walks: list[WalkForward], closes: list[np.ndarray], dates:
     members = [_Member(walk, np.asarray(c, dtype=np.float64), None if dates is None else dates[i],
                        None if features is None or features[i] is None else np.asarray(features[i], dtype=np.float64))
                for i, (walk, c) in enumerate(zip(walks, closes))]
-    with torch_threads(walks[0].threads if walks else 1):
+    with torch_threads(walks[0].fit.threads if walks else 1):
         while True:
             active = [m for m in members if m.active]
             if not active:
@@ -96,11 +99,11 @@ def _train_round(members: list[_Member]) -> None:
         if not walk.on_engine():
             continue
         next_k = len(walk.folds)
-        ahead = cold_ahead if walk.refit_epochs is None else 1
+        ahead = cold_ahead if walk.fit.refit_epochs is None else 1
         try:
             jobs.append((m, walk.fold_job(m.history(next_k), m.rows(next_k))))
             for k in range(next_k + 1, min(m.n_folds, next_k + ahead)):
-                jobs.append((m, fitting.cold_job(walk.config, walk.schedule, walk.epochs, walk.device, k,
+                jobs.append((m, fitting.cold_job(walk.config, walk.schedule, walk.fit.epochs, walk.device, k,
                                                  m.history(k), m.rows(k))))
         except Exception as exc:  # noqa: BLE001 - this ticker's data; the others go on
             m.error = exc
@@ -143,4 +146,4 @@ def _forecast(m: _Member) -> None:
 
 
 def _max_models(walk: WalkForward) -> int:
-    return walk.batch_size_and_bytes()[0]
+    return cold_batch(walk.config)[0]

@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import fitting, foldpool
-from .batched import ENGINES, bytes_per_model, require_memory
+from . import fitting, foldpool, models
+from ._sizing import MAX_BATCH, cold_batch, worker_bytes
 from .errors import ConfigError, DataError
 from .features import check_feature_columns, frame_features
 from .fitting import fold_data, predict_windows, train_prepared
 from .foldpool import FoldPool, resolve_fold_workers
 from .intervals import LINES, AdaptiveLevel, combine, conformal_half_width, half_width, min_residuals
-from .options import OPTIONS, ModelConfig, resolve
+from .options import OPTIONS, FitConfig, IntervalConfig, ModelConfig, resolve
 from .schedule import FoldSchedule
 from .training import resolve_device, torch_threads
 from .windows import (
@@ -38,6 +38,9 @@ from .windows import (
     window_features,
     window_inputs,
 )
+
+__all__ = ["FoldRecord", "WalkForward", "WalkForwardResult", "feature_matrix", "make_walk_forward", "option_sets",
+           "require_history", "walk_forward"]
 
 
 @dataclass
@@ -97,53 +100,37 @@ class WalkForward:
 
     Feed it growing histories (``advance``) or a whole array (``forecast_range``);
     both call ``train_fold`` with exactly ``closes[:t+1]`` for each fold bar t,
-    so nothing after t can reach the fold. ``refit_epochs`` continues training
-    from the previous fold's weights (warm start); None retrains from scratch.
-    ``threads``: torch intra-op threads; ``fold_workers``: processes that train cold
-    folds side by side in ``forecast_range`` (``"auto"``: one per core on Linux CPU,
-    see ``foldpool``; 1 or None: this process only). Results do not depend on it.
+    so nothing after t can reach the fold. It takes the option sets as they are: the network
+    (``ModelConfig``), the schedule (``FoldSchedule``), the training (``FitConfig``: ``refit_epochs``
+    continues from the previous fold's weights, a warm start, None retrains from scratch; ``threads``;
+    ``fold_workers``, processes that train cold folds side by side in ``forecast_range``, ``"auto"``:
+    one per core on Linux CPU, see ``foldpool``; results do not depend on it) and the interval
+    (``IntervalConfig``). ``make_walk_forward`` builds all four from flat options.
 
     >>> import numpy as np
     >>> closes = 100 * np.exp(np.cumsum(np.random.default_rng(1).normal(0, 0.01, 160)))
     >>> wf = WalkForward(ModelConfig(hidden_dim=4, num_layers=1, lookback=10),
-    ...                  FoldSchedule(lookback=10, min_train=60, retrain_every=50), epochs=1)
+    ...                  FoldSchedule(lookback=10, min_train=60, retrain_every=50), FitConfig(epochs=1))
     >>> res = wf.run(closes)
     >>> len(res.folds), int(np.isnan(res.pred_log_return).sum())
     (3, 59)
     """
 
-    def __init__(
-        self,
-        config: ModelConfig,
-        schedule: FoldSchedule,
-        epochs: int = 10,
-        refit_epochs: int | None = None,
-        device: str | torch.device = "auto",
-        on_fold: Callable[[FoldRecord], None] | None = None,
-        threads: int | None = 1,
-        fold_workers: int | str | None = "auto",
-        interval: float | None = None,
-        interval_method: str = "split",
-        aci_gamma: float = 0.005,
-    ) -> None:
+    def __init__(self, config: ModelConfig, schedule: FoldSchedule, fit: FitConfig | None = None,
+                 uncertainty: IntervalConfig | None = None, on_fold: Callable[[FoldRecord], None] | None = None) -> None:
         if schedule.lookback != config.lookback or schedule.horizon != config.horizon:
             raise ConfigError(
                 f"schedule (lookback={schedule.lookback}, horizon={schedule.horizon}) and model config "
                 f"(lookback={config.lookback}, horizon={config.horizon}) disagree; build both from the same values"
             )
-        self.config = config
-        self.schedule = schedule
-        self.epochs = OPTIONS["epochs"].check(epochs)
-        self.refit_epochs = OPTIONS["refit_epochs"].check(refit_epochs)
-        self.device = resolve_device(device)
-        self.auto_device = device is None or (isinstance(device, str) and device.lower() == "auto")
-        self.threads = OPTIONS["threads"].check(threads)
-        require_memory(config, self.device, schedule.train_window)  # before any fold allocates it
-        self.fold_workers = OPTIONS["fold_workers"].check(fold_workers)
+        self.config, self.schedule = config, schedule
+        self.fit = FitConfig() if fit is None else fit
+        self.uncertainty = IntervalConfig() if uncertainty is None else uncertainty
+        self.device = resolve_device(self.fit.device)
+        self.auto_device = self.fit.device.lower() == "auto"
+        models.require_memory(config, self.device, schedule.train_window)  # before any fold allocates it
         self.on_fold = on_fold
-        self.interval = OPTIONS["interval"].check(interval)
-        self.interval_method = OPTIONS["interval_method"].check(interval_method)
-        self.aci_gamma = OPTIONS["aci_gamma"].check(aci_gamma)
+        self.interval = self.uncertainty.interval  # the coverage, None when off
         if self.interval is not None and config.validation_split == 0:
             raise ConfigError(f"interval={self.interval} is fitted on each fold's validation residuals; "
                               "validation_split=0 leaves none: use validation_split > 0")
@@ -151,12 +138,11 @@ class WalkForward:
         self.scaler = None
         self.half_width: float | None = None  # the current fold's split-conformal half-width (log return)
         self.scores: np.ndarray | None = None  # its validation residuals' magnitudes
-        self._aci = None if self.interval is None else AdaptiveLevel(1.0 - self.interval, self.aci_gamma)
+        self._aci = None if self.interval is None else AdaptiveLevel(1.0 - self.interval, self.uncertainty.aci_gamma)
         self.folds: list[FoldRecord] = []
-        # Folds trained from scratch are independent models: they are trained with the batched
-        # engine (together when several are due at once, e.g. in ``forecast_range``) and wait
-        # here until their turn. A fold's result does not depend on its batch.
-        self.batched = config.cell in ENGINES
+        # Folds trained from scratch are independent models: they are trained together when several are due at
+        # once, e.g. in ``forecast_range`` (on the family's batched engine, or one by one with autograd when it
+        # has none) and wait here until their turn. A fold's result does not depend on its batch.
         self._ready: dict[int, tuple] = {}
         self._pool: FoldPool | None = None
         self.pooled_batches = 0  # cold batches trained in worker processes (diagnostics, tests)
@@ -186,7 +172,7 @@ class WalkForward:
         """Train the fold at bar ``len(history) - 1`` on ``history`` (closes up to that bar) and
         ``features`` (the feature rows up to that bar, when the model has features)."""
         features = self._features(features, len(history))
-        with torch_threads(self.threads):
+        with torch_threads(self.fit.threads):
             return self._train_fold(history, date, features)
 
     def _features(self, features, n_bars: int) -> np.ndarray | None:
@@ -204,7 +190,7 @@ class WalkForward:
 
     def _warm(self) -> bool:
         """Whether the next fold continues from the current fold's weights."""
-        return self.refit_epochs is not None and bool(self.nets)
+        return self.fit.refit_epochs is not None and bool(self.nets)
 
     def _fold_in_order(self, bar: int) -> int:
         k = self.schedule.fold_index(bar)
@@ -216,9 +202,10 @@ class WalkForward:
         return k
 
     def on_engine(self) -> bool:
-        """Whether the next fold trains on the batched engine: a cold fold, an ensemble's members, a warm GRU.
-        A warm refit of one LSTM trains on nn.LSTM's fused kernel (``WARM_ON_ENGINE``, bench/README.md)."""
-        return not self._warm() or len(self.nets) > 1 or self.config.cell in WARM_ON_ENGINE
+        """Whether the next fold trains as a job (``fold_job``, on the family's batched engine if it has one): a
+        cold fold, an ensemble's members, a warm refit of a ``warm_on_engine`` family (GRU). A warm refit of one
+        LSTM trains on nn.LSTM's fused kernel (``models.lstm``, bench/README.md)."""
+        return not self._warm() or len(self.nets) > 1 or models.family(self.config.cell).warm_on_engine
 
     def fold_job(self, history: np.ndarray, features: np.ndarray | None = None) -> fitting.FoldJob:
         """The next fold (at bar ``len(history) - 1``, on ``history`` and its feature rows) as work for the batched
@@ -227,10 +214,10 @@ class WalkForward:
         bar = len(history) - 1
         k = self._fold_in_order(bar)
         if not self._warm():
-            return fitting.cold_job(self.config, self.schedule, self.epochs, self.device, k, history, features)
+            return fitting.cold_job(self.config, self.schedule, self.fit.epochs, self.device, k, history, features)
         t0 = time.perf_counter()
         data = fold_data(self.config, history, self.schedule.sample_bars(bar), self.device, features)
-        return fitting.FoldJob(k, self.nets, data, self.refit_epochs, time.perf_counter() - t0)
+        return fitting.FoldJob(k, self.nets, data, self.fit.refit_epochs, time.perf_counter() - t0)
 
     def adopt(self, job: fitting.FoldJob, histories: list[dict], seconds: float, scores: np.ndarray | None) -> None:
         """A trained ``fold_job``: the fold's ``train_fold`` (or ``forecast_range``) uses it instead of training."""
@@ -268,9 +255,9 @@ class WalkForward:
             self.nets, self.scaler, hists, extra, scores = self._ready.pop(k)
             hist = hists[0]
             started = time.perf_counter()
-        else:  # a warm refit of one LSTM: nn.LSTM's fused kernel
+        else:  # a warm refit of one model off the engine (an LSTM: nn.LSTM's fused kernel)
             data = fold_data(cfg, history, self.schedule.sample_bars(bar), self.device, fold_features)
-            hist = train_prepared(self.nets[0], cfg, data, self.refit_epochs, self.device, cfg.seed + k)
+            hist = train_prepared(self.nets[0], cfg, data, self.fit.refit_epochs, self.device, cfg.seed + k)
             self.scaler = data.scaler
             if self.interval is not None:
                 scores = fitting.validation_residuals(self.nets, data, self.device)
@@ -306,8 +293,8 @@ class WalkForward:
         """Train from scratch the folds given as (index, closes up to the fold bar, features up to it or
         None), together.
 
-        Folds with equal sample counts share batches of up to ``MAX_BATCH`` models (fewer
-        when their scratch memory would pass ``BATCH_MEMORY``). Inside ``forecast_range`` the
+        Folds with equal sample counts share batches of up to ``_sizing.MAX_BATCH`` models (fewer
+        when their scratch memory would pass ``_sizing.BATCH_MEMORY``). Inside ``forecast_range`` the
         batches go to a process pool of ``fold_workers`` when there are several (a fold's
         result does not depend on its batch or its process); each fold's seconds are its own
         preparation plus its share of its batch's training.
@@ -317,7 +304,7 @@ class WalkForward:
         groups: dict[int, list[tuple]] = {}
         for k, history, features in folds:  # equal sample counts give equal tensor shapes
             groups.setdefault(len(self._samples(len(history) - 1, features)), []).append((k, history, features))
-        max_batch, _ = self.batch_size_and_bytes()
+        max_batch, _ = cold_batch(cfg)
         max_batch = max(1, max_batch // cfg.ensemble)  # folds per batch: each brings its ensemble's members
         pool = self._pool
         spread = 1 if pool is None else pool.workers
@@ -326,10 +313,10 @@ class WalkForward:
             batches += fitting.even_batches(members, max(-(-len(members) // max_batch), min(spread, len(members))))
         residuals = self.interval is not None
         if pool is not None and len(batches) > 1:
-            results = pool.train(cfg, s, self.epochs, batches, residuals)
+            results = pool.train(cfg, s, self.fit.epochs, batches, residuals)
             self.pooled_batches += len(batches)
         else:
-            results = [fitting.train_cold_batch(cfg, s, self.epochs, self.device, batch, residuals)
+            results = [fitting.train_cold_batch(cfg, s, self.fit.epochs, self.device, batch, residuals)
                        for batch in batches]
         for batch in results:
             for k, nets, scaler, hists, seconds, scores in batch:
@@ -354,19 +341,20 @@ class WalkForward:
         predicted log return (an ensemble's mean), the members' spread and the interval's bounds (simple
         returns; NaN when off)."""
         features = self._features(features, len(closes))
-        with torch_threads(self.threads), self._fold_pool():
+        with torch_threads(self.fit.threads), self._fold_pool():
             return self._forecast_range(closes, start, end, dates, ahead, features)
 
     @contextlib.contextmanager
     def _fold_pool(self):
         """The shared process pool for this ``forecast_range`` call's cold batches (``foldpool``)."""
         workers = 1
-        if self.batched and self.refit_epochs is None and self._pool is None:
-            workers = resolve_fold_workers(self.fold_workers, self.device, self.threads, self._worker_bytes())
+        if self.fit.refit_epochs is None and self._pool is None:
+            workers = resolve_fold_workers(self.fit.fold_workers, self.device, self.fit.threads,
+                                           worker_bytes(self.config))
         if workers <= 1:
             yield
             return
-        self._pool = foldpool.acquire(workers, self.threads)
+        self._pool = foldpool.acquire(workers, self.fit.threads)
         try:
             yield
         except BaseException:  # an error or Ctrl-C may leave batches running: start afresh next time
@@ -375,19 +363,6 @@ class WalkForward:
             raise
         pool, self._pool = self._pool, None
         foldpool.release(pool)
-
-    def batch_size_and_bytes(self) -> tuple[int, int]:
-        """Most cold folds trained together (``MAX_BATCH``, fewer when their training scratch
-        would pass ``BATCH_MEMORY``) and one model's scratch bytes."""
-        cfg = self.config
-        per_model = bytes_per_model(cfg.hidden_dim, cfg.num_layers, cfg.lookback, cfg.batch_size)
-        return max(1, min(MAX_BATCH, BATCH_MEMORY // per_model)), per_model
-
-    def _worker_bytes(self) -> int:
-        """A fold worker's memory beyond what it shares with this process: one full batch's
-        training scratch plus 64 MiB of its own (measured: bench/README.md, "Design measurements")."""
-        max_batch, per_model = self.batch_size_and_bytes()
-        return max_batch * per_model + 64 * 2**20
 
     def _forecast_range(self, closes: np.ndarray, start: int, end: int, dates=None,
                         ahead: int | None = None, features: np.ndarray | None = None) -> np.ndarray:
@@ -424,7 +399,7 @@ class WalkForward:
             fold_bar = s.fold_bar(k)
             while len(self.folds) <= k:
                 nxt = len(self.folds)
-                if self.batched and self.refit_epochs is None and nxt not in self._ready:
+                if self.fit.refit_epochs is None and nxt not in self._ready:
                     # Every fold up to last_due is known now: train the next PREFETCH of them
                     # together (each on its own history), so progress still moves every few batches.
                     prefetch = PREFETCH if self._pool is None else max(PREFETCH, self._pool.workers * MAX_BATCH // 2)
@@ -465,7 +440,7 @@ class WalkForward:
         return out
 
     def _half_widths(self, bars: np.ndarray, log_return: np.ndarray, closes: np.ndarray, offset: int) -> np.ndarray:
-        if self.interval_method == "split":
+        if self.uncertainty.interval_method == "split":
             return np.full(len(bars), self.half_width)
         aci, horizon, widths = self._aci, self.schedule.horizon, np.empty(len(bars))
         for i, bar in enumerate(bars):
@@ -535,7 +510,7 @@ class WalkForward:
         if feature_tail is not None:
             windows = self._complete(feature_tail[-lookback:][None], bar)
         t0 = time.perf_counter()
-        with torch_threads(self.threads):
+        with torch_threads(self.fit.threads):
             x = window_inputs(returns_of(tail[-(lookback + 1):]), np.array([lookback]), lookback)
             at = len(tail) - 1 if bar is None else bar
             lines = self._lines(x, windows, np.array([at]), tail, offset=at - len(tail) + 1)[0]
@@ -549,32 +524,29 @@ class WalkForward:
         return WalkForwardResult(lines[:, 0], list(self.folds), lines)
 
 
-# Cold folds trained together at most: past ~8 the working set leaves the caches (bench/README.md,
-# "Design measurements"). Results do not depend on it (the batched engine is exact per model).
-MAX_BATCH = 8
-# Warm refits of one model: on the batched engine where it beats the nn module at M = 1 (GRU; many tickers'
-# refits then batch together, ``universe``), on nn.LSTM's fused oneDNN kernel otherwise: it beats the engine
-# per model for the default LSTM even in batches of 8 (bench/README.md, "Design measurements").
-WARM_ON_ENGINE = {"gru"}
 PREFETCH = 2 * MAX_BATCH  # cold folds trained ahead at a time in forecast_range (progress granularity)
-BATCH_MEMORY = 512 * 2**20  # and at most this much training scratch memory per batch (big nets train fewer at once)
+
+
+def option_sets(cell: str = "lstm", inputs: tuple[str, ...] = (), **options) -> tuple:
+    """``(ModelConfig, FoldSchedule, FitConfig, IntervalConfig)`` from flat walk-forward options
+    (``options.forecast_defaults()`` fill the gaps); unknown names and bad values raise ConfigError naming them.
+    ``inputs``: names of further feature columns (lines, the caller's arrays) after the built-in ``features``."""
+    p = resolve(options, ["forecast"], "walk-forward")
+    p["features"] = tuple(p["features"]) + tuple(inputs)
+    config = ModelConfig(cell=cell, **{name: p[name] for name in ModelConfig.NAMES if name != "cell"})
+    return (config, *(kind(**{name: p[name] for name in kind.NAMES}) for kind in (FoldSchedule, FitConfig,
+                                                                                  IntervalConfig)))
 
 
 def make_walk_forward(cell: str = "lstm", on_fold: Callable[[FoldRecord], None] | None = None,
                       inputs: tuple[str, ...] = (), **options) -> WalkForward:
-    """A ``WalkForward`` from flat walk-forward options (``options.forecast_defaults()`` fill the gaps);
-    unknown names and bad values raise ConfigError naming them. ``inputs``: names of further feature
-    columns (lines, the caller's arrays) after the built-in ``features``.
+    """A ``WalkForward`` from flat walk-forward options (``option_sets``).
 
     >>> make_walk_forward("gru", hidden_dim=8, retrain_every=5).schedule.retrain_every
     5
     """
-    p = resolve(options, ["forecast"], "walk-forward")
-    p["features"] = tuple(p["features"]) + tuple(inputs)
-    config = ModelConfig(cell=cell, **{name: p[name] for name in ModelConfig.NAMES if name != "cell"})
-    schedule = FoldSchedule(**{name: p[name] for name in FoldSchedule.NAMES})
-    return WalkForward(config, schedule, p["epochs"], p["refit_epochs"], p["device"], on_fold, p["threads"],
-                       p["fold_workers"], p["interval"], p["interval_method"], p["aci_gamma"])
+    config, schedule, fit, uncertainty = option_sets(cell, inputs, **options)
+    return WalkForward(config, schedule, fit, uncertainty, on_fold)
 
 
 def require_history(name: str, n_bars: int, min_train: int) -> None:

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from puffin_bt import ConfigError, PuffinError, foldpool, processes
+from puffin_bt._sizing import worker_bytes
 from puffin_bt.adapters.indicators import LSTMForecast
 from puffin_bt.foldpool import available_cpus, resolve_fold_workers
 from puffin_bt.walkforward import make_walk_forward
@@ -170,7 +171,7 @@ def test_a_walk_forward_sizes_its_workers_from_its_own_model():
     big = make_walk_forward("lstm", **{**COLD, "hidden_dim": 256, "num_layers": 3, "lookback": 60, "batch_size": 64,
                                        "min_train": 200, "train_window": 200})
     # 256x3, lookback 60, batch 64: 315 MiB of scratch a model, so one model per batch (BATCH_MEMORY)
-    assert small._worker_bytes() < 100 * 2**20 < 300 * 2**20 < big._worker_bytes() < 512 * 2**20
+    assert worker_bytes(small.config) < 100 * 2**20 < 300 * 2**20 < worker_bytes(big.config) < 512 * 2**20
 
 
 def test_inside_a_worker_process_folds_stay_in_process(monkeypatch):

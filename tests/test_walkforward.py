@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from puffin_bt import ConfigError, DataError, ModelConfig
+from puffin_bt.options import FitConfig
 from puffin_bt.walkforward import FoldSchedule, WalkForward, walk_forward
 
 from .conftest import TINY, assert_differ, assert_same_forecasts, synthetic_closes
@@ -20,7 +21,8 @@ MODEL = {k: TINY[k] for k in ("hidden_dim", "num_layers", "batch_size", "patienc
 def make_runner(refit_epochs=1, horizon=1, train_window=80, fold_workers="auto", **overrides) -> WalkForward:
     cfg = ModelConfig(lookback=5, horizon=horizon, **{**MODEL, **overrides})
     schedule = FoldSchedule(5, 60, 40, train_window, horizon, cfg.validation_split)
-    return WalkForward(cfg, schedule, epochs=1, refit_epochs=refit_epochs, device="cpu", fold_workers=fold_workers)
+    return WalkForward(cfg, schedule, FitConfig(epochs=1, refit_epochs=refit_epochs, device="cpu",
+                                                fold_workers=fold_workers))
 
 
 def test_schedule_retrains_every_n_bars_from_min_train():
@@ -53,7 +55,8 @@ def test_each_fold_is_trained_on_exactly_the_closes_up_to_its_bar():
 
     closes = synthetic_closes(230)
     cfg = ModelConfig(lookback=5, **MODEL)
-    walk = Recording(cfg, FoldSchedule(5, 60, 40, 80, 1, cfg.validation_split), epochs=1, device="cpu")
+    walk = Recording(cfg, FoldSchedule(5, 60, 40, 80, 1, cfg.validation_split),
+                     FitConfig(epochs=1, refit_epochs=None, device="cpu"))
     walk.run(closes)
     assert seen == [59, 99, 139, 179, 219]
 
@@ -201,8 +204,7 @@ def test_warm_refits_train_one_at_a_time_and_cold_folds_in_batches(monkeypatch, 
 
 
 def test_big_cold_nets_train_in_smaller_batches_within_the_memory_budget(monkeypatch):
-    from puffin_bt import fitting
-    from puffin_bt import walkforward as wf_mod
+    from puffin_bt import _sizing, fitting
     from puffin_bt.batched import bytes_per_model
 
     batches = []
@@ -211,7 +213,7 @@ def test_big_cold_nets_train_in_smaller_batches_within_the_memory_budget(monkeyp
                         lambda nets, *a, **k: batches.append(len(nets)) or real(nets, *a, **k))
     walk = make_runner(refit_epochs=None, hidden_dim=8, fold_workers=1)
     per_model = bytes_per_model(8, MODEL["num_layers"], 5, MODEL["batch_size"])
-    monkeypatch.setattr(wf_mod, "BATCH_MEMORY", 2 * per_model + 1)  # room for two models
+    monkeypatch.setattr(_sizing, "BATCH_MEMORY", 2 * per_model + 1)  # room for two models
     walk.run(synthetic_closes(300, seed=11))
     assert batches == [1, 2, 2, 2]  # fold 0 alone (shorter history), then folds 1..6 two at a time
 
@@ -226,8 +228,9 @@ def test_batched_cold_folds_report_progress_every_prefetch_window(monkeypatch):
                         lambda nets, *a, **k: trained.append(len(nets)) or real(nets, *a, **k))
     monkeypatch.setattr(wf_mod, "PREFETCH", 3)
     cfg = ModelConfig(lookback=5, **{**MODEL, "hidden_dim": 4})
-    walk = WalkForward(cfg, FoldSchedule(5, 60, 10, 80, 1, cfg.validation_split), epochs=1, device="cpu",
-                         on_fold=lambda rec: seen_at_report.append(sum(trained)), fold_workers=1)
+    walk = WalkForward(cfg, FoldSchedule(5, 60, 10, 80, 1, cfg.validation_split),
+                       FitConfig(epochs=1, refit_epochs=None, device="cpu", fold_workers=1),
+                       on_fold=lambda rec: seen_at_report.append(sum(trained)))
     res = walk.run(synthetic_closes(150, seed=4))
     assert len(res.folds) == 10
     # Folds are trained 3 at a time, and each window is reported before the next one trains.

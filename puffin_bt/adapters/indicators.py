@@ -1,6 +1,7 @@
-"""Backtrader indicators that retrain an LSTM/GRU walk-forward inside the engine.
+"""Backtrader indicators that retrain a model walk-forward inside the engine.
 
-``ForecastIndicator`` (public base class; ``LSTMForecast`` / ``GRUForecast``) is a thin adapter
+``ForecastIndicator`` (public base class; one subclass per model family, ``INDICATORS``: ``LSTMForecast``,
+``GRUForecast``, ``TCNForecast``, derived from ``models.FAMILIES``) is a thin adapter
 over ``walkforward.WalkForward``: ``once()`` (runonce) forecasts each fold with one batched
 forward pass, ``next()`` (event-driven, live feeds, preload=False) follows the same schedule bar
 by bar. Its params are the walk-forward options of ``puffin_bt.options``.
@@ -13,6 +14,7 @@ import datetime
 import hashlib
 import json
 import math
+import types
 from array import array
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from ..errors import ConfigError, DataError
 from ..features import check_feature_columns, compute_features, feature_lag
 from ..globalmodel import Series, make_global_walk_forward
 from ..intervals import LINES
+from ..models import FAMILIES, family
 from ..options import ESTIMATOR_NAMES, forecast_defaults
 from ..store import ForecastStore, as_lines
 from ..walkforward import FoldRecord, make_walk_forward, require_history
@@ -249,7 +252,7 @@ class ForecastIndicator(bt.Indicator):
             return
         lookback = self.config.lookback
         size = lookback + 1
-        if self.walk.interval_method == "aci" and self.walk.interval is not None:  # learns from past outcomes
+        if self.walk.uncertainty.interval_method == "aci" and self.walk.interval is not None:  # learns from past outcomes
             size = max(lookback, self.config.horizon) + 1
         history = np.asarray(self._close.get(size=min(bar + 1, size)), dtype=np.float64)
         features = self._feature_rows(lookback)
@@ -297,11 +300,7 @@ class ForecastIndicator(bt.Indicator):
         if self.walk.folds and not self.walk.nets:
             raise ConfigError(f"{type(self).__name__}: these forecasts came from the forecast store, which keeps "
                               "forecasts, not networks; run with store=False to save the model")
-        try:
-            class_name = {"lstm": "TradingLSTM", "gru": "TradingGRU"}[self.config.cell]
-        except KeyError:
-            raise ConfigError(f"{type(self).__name__}: a {self.config.cell!r} network has no model file class; "
-                              "save_model saves LSTM and GRU models") from None
+        class_name = family(self.config.cell).estimator_name
         params = {name: getattr(self.config, name) for name in ESTIMATOR_NAMES if hasattr(self.config, name)}
         params["epochs"] = self.p.epochs
         return checkpoint.write_fold(path, class_name, self.walk, params)
@@ -409,20 +408,18 @@ class _LazyDates:
         return bt.num2date(self._array[bar + self._skip])
 
 
-class LSTMForecast(ForecastIndicator):
-    """Walk-forward LSTM forecast indicator (lines ``pred_return``, ``pred_price``)."""
+def _indicator(family) -> type[ForecastIndicator]:
+    def body(ns: dict) -> None:
+        ns.update(__doc__=f"Walk-forward {family.label} forecast indicator (lines ``pred_return``, ``pred_price``, ...).",
+                  __module__=__name__, __qualname__=family.indicator_name, cell=family.name)
 
-    cell = "lstm"
-
-
-class GRUForecast(ForecastIndicator):
-    """Walk-forward GRU forecast indicator (lines ``pred_return``, ``pred_price``)."""
-
-    cell = "gru"
+    return types.new_class(family.indicator_name, (ForecastIndicator,), exec_body=body)
 
 
 _ForecastIndicator = ForecastIndicator  # the name before it was public
-INDICATORS = {"lstm": LSTMForecast, "gru": GRUForecast}
+# One indicator class per model family (LSTMForecast, GRUForecast, TCNForecast), as module attributes.
+INDICATORS: dict[str, type[ForecastIndicator]] = {name: _indicator(f) for name, f in FAMILIES.items()}
+globals().update({cls.__name__: cls for cls in INDICATORS.values()})
 
 
 class ForecastGroup:
@@ -560,8 +557,8 @@ def forecast_indicators(datas, model, kwargs: dict, scope: str = "per_ticker") -
     ``GlobalForecast`` indicators sharing one ``ForecastGroup``."""
     if scope == "global":
         if not isinstance(model, str) or model.lower() not in INDICATORS:
-            raise ConfigError(f"scope='global' trains puffin_bt's own LSTM/GRU; model={model!r} must be 'lstm' or "
-                              "'gru'")
+            raise ConfigError(f"scope='global' trains one of puffin_bt's own model families; model={model!r} must be "
+                              f"one of {', '.join(map(repr, INDICATORS))}")
         check_known(kwargs, (*FORECAST_OPTIONS, "store", "on_fold"), "forecast_kwargs")
         group = ForecastGroup(model.lower(), **kwargs)
         if len(datas) < 2:
@@ -576,17 +573,19 @@ def forecast_indicators(datas, model, kwargs: dict, scope: str = "per_ticker") -
 
 
 def forecast_indicator(model) -> type:
-    """The forecast indicator class for ``model``: ``"lstm"``, ``"gru"`` or an indicator class with a
+    """The forecast indicator class for ``model``: a model family's name (``"lstm"``, ...) or an indicator class with a
     ``pred_return`` line (a ``ForecastIndicator`` subclass or your own)."""
     if isinstance(model, str):
         if model.lower() not in INDICATORS:
-            raise ConfigError(f"model={model!r} is not known; use 'lstm', 'gru' or a forecast indicator class")
+            raise ConfigError(f"model={model!r} is not known; use one of {', '.join(map(repr, INDICATORS))} or a "
+                              "forecast indicator class")
         return INDICATORS[model.lower()]
     if isinstance(model, type) and issubclass(model, bt.Indicator):
         if not issubclass(model, ForecastIndicator) and "pred_return" not in model.lines.getlinealiases():
             raise ConfigError(f"model={model.__name__} has no 'pred_return' line; use LSTMForecast/GRUForecast")
         return model
-    raise ConfigError(f"model={model!r} is not 'lstm', 'gru' or an indicator class")
+    raise ConfigError(f"model={model!r} is not a model family ({', '.join(map(repr, INDICATORS))}) or an indicator "
+                      "class")
 
 
 class ForecastPrice(bt.Indicator):

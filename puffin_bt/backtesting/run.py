@@ -94,7 +94,7 @@ def backtest(data=None, model="lstm", *, runonce: bool = True, cache_dir=None, s
 backtest.__doc__ = f"""Backtest ``ForecastThresholdStrategy`` on a portfolio and benchmark it against buy-and-hold.
 
     ``data``: None (the bundled sample), a list of tickers (yfinance, cached) or ``{{ticker: DataFrame}}``.
-    ``model``: ``"lstm"``, ``"gru"`` or a forecast indicator class.
+    ``model``: a model family (``"lstm"``, ``"gru"``, ``"tcn"``: ``puffin_bt.models``) or a forecast indicator class.
 
     The walk-forward options go to every forecast indicator; ``workers`` (``"auto"`` = one per CPU
     core up to one per ticker) / ``executor`` compute the tickers' forecasts in parallel first
@@ -123,7 +123,7 @@ def _prepare(data, model, runonce: bool, cache_dir, store, progress: bool, given
     forecast = {name: opts[name] for name in names("forecast") if name in given}
     cell = model if isinstance(model, str) else getattr(model, "cell", None)
     # Every walk-forward check (the schedule, the device, the memory the model needs) before the data loads.
-    schedule = make_walk_forward(cell if cell in CELLS else "lstm", **forecast).schedule
+    schedule = make_walk_forward(cell if cell in CELLS else CELLS[0], **forecast).schedule
     frames, skipped = resolve_data(data, opts["start"], opts["end"], cache_dir, skip_failed=opts["skip_failed"])
     for name in list(frames):
         try:
