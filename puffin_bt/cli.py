@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "it with its signal (buy above --entry, sell below -exit, else hold) and, with "
                                     "--out, append it to a CSV (a rerun on the same last bar replaces its row).")
     fc.add_argument("--model-file", required=True, metavar="FILE", help="a model file written by save_model/save")
-    fc.add_argument("--model", choices=("lstm", "gru"), help="the network the file must hold (default: either)")
+    fc.add_argument("--model", choices=CELLS, help="the model family the file must hold (default: any)")
     source = fc.add_mutually_exclusive_group(required=True)
     source.add_argument("--csv", metavar="FILE", help="an OHLCV CSV of the ticker, oldest bar first")
     source.add_argument("--sample", metavar="TICKER", help="a bundled ticker (AAPL, GOOG, IBM, MSFT)")
@@ -718,9 +718,9 @@ def _run_forecast(args) -> int:
     import pandas as pd
 
     from .data import load_csv, load_sample
-    from .forecaster import RNNForecaster, TradingGRU, TradingLSTM
+    from .forecaster import ESTIMATORS, RNNForecaster
 
-    loader = {"lstm": TradingLSTM, "gru": TradingGRU, None: RNNForecaster}[args.model]
+    loader = RNNForecaster if args.model is None else ESTIMATORS[args.model]
     model = loader.load(args.model_file, device="cpu")
     if model.config_.features:
         raise ConfigError(f"--model-file {args.model_file!r} takes input features {list(model.config_.features)}; "
