@@ -10,10 +10,24 @@ docs/RELIABILITY.md lists every case with its test under "Round three".
 from __future__ import annotations
 
 import json
+import math
 import re
+import time
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from puffin_bt.errors import ConfigError, DataError
+from puffin_bt.stats import (
+    deflated_sharpe_ratio,
+    probabilistic_sharpe_ratio,
+    probability_of_backtest_overfitting,
+    sharpe_confidence_interval,
+    sharpe_difference_confidence_interval,
+    sharpe_report,
+)
 
 from .browser import render
 from .conftest import ohlcv_frame, synthetic_closes
@@ -78,3 +92,80 @@ def test_hostile_ticker_file_and_column_names_run_no_script_in_the_html_pages(ho
     assert not re.search(r"<b>bold", rendered.dom), "a ticker name became markup"
     for name in names:
         assert name in rendered.text, f"{name!r} is not shown as text"
+
+
+# --------------------------------------------------------------------------- 2. PBO of indistinguishable trials
+
+
+@pytest.mark.parametrize("n_trials", [2, 3, 4, 7])
+def test_pbo_of_identical_trials_is_one_half_not_certain_overfitting(n_trials):
+    # What `tune --space '{"patience": [5, 6, 7, 8]}'` at 2 epochs gives: patience never bites, every trial the same.
+    returns = np.random.default_rng(3).normal(0.0005, 0.01, 400)
+    res = probability_of_backtest_overfitting(np.repeat(returns[:, None], n_trials, axis=1), n_splits=8)
+    assert res.pbo == 0.5
+    np.testing.assert_array_equal(res.logits, 0.0)  # the logits are the paper's: the chosen trial at the median
+
+
+def test_pbo_counts_a_tie_at_the_median_as_half_and_leaves_untied_medians_overfit():
+    rng = np.random.default_rng(4)
+    pair = rng.normal(0.0005, 0.01, 400)
+    # Trials 1 and 2 identical; trial 0 the same shifted down (always worse); trial 3 the same plus noise. Where the
+    # pair is best in sample and trial 3 beats it out of sample, the pair ranks 2nd-3rd of 4: exactly the median.
+    m = np.column_stack([pair - 0.02, pair, pair, pair + rng.normal(0.0, 0.02, 400)])
+    res = probability_of_backtest_overfitting(m, n_splits=8)
+    brute = [0.5 if math.isclose(lg, 0.0, abs_tol=1e-15) else float(lg <= 0) for lg in res.logits]
+    assert res.pbo == pytest.approx(np.mean(brute)) and res.pbo < float(np.mean(res.logits <= 0))
+    # Three different trials: rank 2 of 3 is the median with no tie, overfit as in the paper.
+    by_hand = np.array([[1, 0, -1], [3, 2, 1], [1, 1, 1], [-1, 2, 3]], dtype=float)
+    assert probability_of_backtest_overfitting(by_hand, n_splits=2).pbo == 1.0
+
+
+# --------------------------------------------------------------------------- 9. statistics on degenerate input
+
+
+def _almost_constant(n: int = 300) -> np.ndarray:
+    returns = np.full(n, 0.01)
+    returns[::7] = np.nextafter(0.01, 1.0)  # one float step apart: round-off, not volatility
+    return returns
+
+
+@pytest.mark.parametrize("statistic", [
+    probabilistic_sharpe_ratio,
+    lambda r: deflated_sharpe_ratio(r, [0.1, 0.2, 0.3]),
+    lambda r: sharpe_confidence_interval(r, n_boot=200),
+])
+def test_returns_constant_but_for_round_off_have_no_sharpe_ratio(statistic):
+    with pytest.raises(DataError, match="constant .*differ by round-off only.*volatility is zero"):
+        statistic(_almost_constant())
+
+
+def test_sharpe_report_of_returns_constant_but_for_round_off_is_undefined_not_huge():
+    report = sharpe_report(_almost_constant(), None, periods_per_year=252)
+    assert report["sharpe"] is None and report["psr"] is None and "constant" in report["note"]
+
+
+def test_pbo_refuses_a_trial_constant_but_for_round_off():
+    m = np.random.default_rng(0).normal(0.0, 0.01, size=(160, 3))
+    m[:, 1] = _almost_constant(160)
+    with pytest.raises(DataError, match="column 1 is constant"):
+        probability_of_backtest_overfitting(m, n_splits=4)
+
+
+@pytest.mark.parametrize("call", [
+    lambda r: sharpe_confidence_interval(r, n_boot=10**9),
+    lambda r: sharpe_difference_confidence_interval(r, r[::-1], n_boot=10**9),
+])
+def test_a_bootstrap_of_a_billion_resamples_is_refused_at_once(call):
+    r = np.random.default_rng(1).normal(0.0005, 0.01, 2500)
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"n_boot=1000000000 is too large; it must be <= 100,000"):
+        call(r)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_pbo_of_returns_near_1e306_is_a_data_error_not_an_overflow_warning():
+    m = np.random.default_rng(2).normal(0.0, 1.0, size=(160, 3)) * 1e306
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow warning fails the test
+        with pytest.raises(DataError, match=r"performance\[\d+, \d+\] is .*e\+30[56].*overflow.*as fractions"):
+            probability_of_backtest_overfitting(m, n_splits=4)
