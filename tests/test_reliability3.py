@@ -17,9 +17,13 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from puffin_bt import backtest
+from puffin_bt.data import validate_ohlcv
 from puffin_bt.errors import ConfigError, DataError
+from puffin_bt.features import frame_features
 from puffin_bt.stats import (
     deflated_sharpe_ratio,
     probabilistic_sharpe_ratio,
@@ -30,9 +34,11 @@ from puffin_bt.stats import (
 )
 
 from .browser import render
-from .conftest import ohlcv_frame, synthetic_closes
+from .conftest import TINY, assert_same_forecasts, ohlcv_frame, synthetic_closes
 from .test_reliability import CLI_TINY, _csv
 from .test_reliability2 import Job, _run_round
+
+LIB = {**TINY, "device": "cpu"}
 
 # --------------------------------------------------------------------------- 1. script injection in the HTML pages
 
@@ -169,3 +175,35 @@ def test_pbo_of_returns_near_1e306_is_a_data_error_not_an_overflow_warning():
         warnings.simplefilter("error")  # an overflow warning fails the test
         with pytest.raises(DataError, match=r"performance\[\d+, \d+\] is .*e\+30[56].*overflow.*as fractions"):
             probability_of_backtest_overfitting(m, n_splits=4)
+
+
+# --------------------------------------------------------------------------- 5. a missing volume is a missing feature value
+
+
+def _bars_with_a_missing_volume(n: int = 200, at: int = 150) -> pd.DataFrame:
+    frame = ohlcv_frame(synthetic_closes(n, seed=8))
+    frame["volume"] = np.random.default_rng(8).integers(500_000, 1_500_000, n).astype(float)
+    frame.iloc[at, frame.columns.get_loc("volume")] = np.nan
+    return frame
+
+
+def test_a_missing_volume_makes_the_volume_feature_missing_not_a_spike():
+    frame = validate_ohlcv(_bars_with_a_missing_volume(), name="ACME")
+    assert np.isnan(frame["volume"].iloc[150])  # kept missing, not 0
+    feature = frame_features(("volume",), frame)[:, 0]
+    assert np.isnan(feature[150]) and np.isnan(feature[151])  # the two log changes that need the bar's volume
+    others = np.delete(feature, [0, 150, 151])
+    assert np.isfinite(others).all() and np.abs(others).max() < 2  # no +-15 spike anywhere
+
+
+def test_a_missing_volume_inside_a_forecast_window_is_named_never_a_silently_moved_forecast():
+    # Through backtest(), which validates the bars as a CSV run does (the NaN volume used to become 0 there).
+    with pytest.raises(DataError, match=r"volume.* bar 15[01]"):
+        backtest({"ACME": _bars_with_a_missing_volume()}, features=("volume",), **LIB)
+    # Before the gap reaches a forecast window, the forecasts are those of the same bars without the gap.
+    early = backtest({"ACME": _bars_with_a_missing_volume().iloc[:150]}, features=("volume",), **LIB)
+    clean = _bars_with_a_missing_volume()
+    clean.iloc[150, clean.columns.get_loc("volume")] = 1_000_000.0
+    full = backtest({"ACME": clean}, features=("volume",), **LIB)
+    before = early.forecasts["pred_return"]
+    assert_same_forecasts(before, full.forecasts["pred_return"].iloc[:len(before)], min_finite=80)
