@@ -438,9 +438,17 @@ def add_flags(group, option_names: Iterable[str]) -> None:
             group.add_argument(option.flag, action="store_true", default=argparse.SUPPRESS, help=text)
         elif isinstance(option.kind, Choice):
             group.add_argument(option.flag, choices=option.kind.values, default=argparse.SUPPRESS, help=text)
+        elif isinstance(default, tuple):  # a list option: a repeated flag adds to it (argparse kept only the last)
+            group.add_argument(option.flag, type=_checked_parser(option), metavar=name.upper(),
+                               default=argparse.SUPPRESS, help=text, action=_Extend)
         else:
             group.add_argument(option.flag, type=_checked_parser(option), metavar=name.upper(),
                                default=argparse.SUPPRESS, help=text)
+
+
+class _Extend(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, (*getattr(namespace, self.dest, ()), *values))
 
 
 def _checked_parser(option: Option) -> Callable[[str], object]:

@@ -103,6 +103,18 @@ def global_keys(walk, series) -> dict[str, str]:
     return {s.name: hashlib.sha256((h.hexdigest() + s.name).encode()).hexdigest() for s in series}
 
 
+_UNWRITABLE_STORES: set[str] = set()
+
+
+def _warn_uncached(root: Path, exc: OSError) -> None:
+    """One warning per store folder and process, however many entries fail to be written."""
+    if str(root) in _UNWRITABLE_STORES:
+        return
+    _UNWRITABLE_STORES.add(str(root))
+    warnings.warn(f"forecast store {str(root)!r} cannot be written ({exc.strerror or exc}); carrying on without "
+                  "caching forecasts: free space there or pass another --cache-dir", stacklevel=3)
+
+
 class ForecastStore:
     """Forecasts on disk under ``root/forecasts``; ``ForecastStore(None)`` uses the user cache dir.
     ``ForecastStore(memory=True)`` keeps them in this process only (a run that was asked not to
@@ -171,7 +183,6 @@ class ForecastStore:
         if self.memory:
             self._entries[key] = (preds, list(folds))
             return None
-        self.root.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         np.savez(buf, pred_log_return=preds,
                  folds_json=np.array(json.dumps([f.to_dict() for f in folds])))
@@ -180,7 +191,12 @@ class ForecastStore:
             warnings.warn(f"forecast store entry {str(path)!r} is a folder; these forecasts are not cached until "
                           "it is removed", stacklevel=2)
             return None
-        atomic_write_bytes(path, buf.getvalue())
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, buf.getvalue())
+        except OSError as exc:  # a full disk, a quota: the store is a cache, so the run carries on without it
+            _warn_uncached(self.root, exc)
+            return None
         return path
 
     def forecasts(self, walk: WalkForward, closes: np.ndarray, dates=None, date_numbers=None,

@@ -9,9 +9,13 @@ docs/RELIABILITY.md lists every case with its test under "Round three".
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import re
+import shutil
+import subprocess
 import time
 import warnings
 from pathlib import Path
@@ -20,10 +24,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from puffin_bt import backtest
+from puffin_bt import backtest, load_sample
+from puffin_bt.cli import build_parser
 from puffin_bt.data import validate_ohlcv
 from puffin_bt.errors import ConfigError, DataError
-from puffin_bt.features import frame_features
+from puffin_bt.features import frame_features, parse_features
 from puffin_bt.stats import (
     deflated_sharpe_ratio,
     probabilistic_sharpe_ratio,
@@ -207,3 +212,119 @@ def test_a_missing_volume_inside_a_forecast_window_is_named_never_a_silently_mov
     full = backtest({"ACME": clean}, features=("volume",), **LIB)
     before = early.forecasts["pred_return"]
     assert_same_forecasts(before, full.forecasts["pred_return"].iloc[:len(before)], min_finite=80)
+
+
+# --------------------------------------------------------------------------- 6. a full disk
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A real, full file system: a 256 KiB tmpfs filled to ENOSPC (needs root and mount; skipped elsewhere)."""
+    mount_point = tmp_path / "full"
+    mount_point.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)], capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    try:
+        with open(mount_point / "filler", "wb", buffering=0) as fh, contextlib.suppress(OSError):
+            while fh.write(b"\0" * 4096):
+                pass
+        with pytest.raises(OSError, match="No space left"), open(mount_point / "probe", "wb") as fh:
+            fh.write(b"x" * 8192)
+            fh.flush()
+            os.fsync(fh.fileno())
+        (mount_point / "probe").unlink()
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def _full_disk_run(tmp_path, **where) -> tuple:
+    csv = tmp_path / "acme.csv"
+    csv.write_text(_csv(ohlcv_frame(synthetic_closes(300, seed=5))), encoding="utf-8")
+    args = ["backtest", "--csv", f"ACME={csv}", *CLI_TINY, "--entry", "0", "--exit", "0", "--no-plot", "--quiet",
+            "--out", str(where.get("out", tmp_path / "out")), "--cache-dir", str(where.get("cache", tmp_path / "cache"))]
+    return _run_round({"run": Job(lambda w, r: args)}, tmp_path / "jobs")["run"][0]
+
+
+def test_a_full_cache_disk_warns_once_and_the_run_carries_on_uncached(full_disk, tmp_path):
+    proc = _full_disk_run(tmp_path, cache=full_disk / "cache")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("cannot be written") == 1, proc.stderr
+    assert "No space left on device" in proc.stderr and "--cache-dir" in proc.stderr
+    forecasts = pd.read_csv(tmp_path / "out" / "forecasts.csv")
+    assert forecasts["pred_return"].notna().sum() > 100  # the results are all there
+    assert not list((full_disk / "cache").rglob("*.npz")) and not list((full_disk / "cache").rglob("*.tmp"))
+
+
+def test_a_full_out_disk_is_one_line_exit_2_and_leaves_no_partial_results(full_disk, tmp_path):
+    proc = _full_disk_run(tmp_path, out=full_disk / "out")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "No space left on device" in lines[0] and "--out" in lines[0] and "removed" in lines[0]
+    left = [p for p in full_disk.rglob("*") if p.name != "filler"]
+    assert left == [], f"partial results left behind: {left}"
+
+
+# --------------------------------------------------------------------------- 8. clear errors, lists that add up
+
+
+@pytest.mark.parametrize("command", ["backtest", "evaluate", "tune"])
+@pytest.mark.parametrize("flag, first, second", [
+    ("--csv", ["a.csv"], ["b.csv", "c.csv"]), ("--sample", ["IBM"], ["MSFT"]), ("--tickers", ["IBM"], ["MSFT"]),
+    ("--features", ["volume"], ["rsi:14,range"]),
+])
+def test_a_repeated_list_flag_adds_to_the_list_in_every_command(command, flag, first, second):
+    args = build_parser().parse_args([command, flag, *first, flag, *second])
+    value = getattr(args, flag.removeprefix("--"))
+    expected = ("volume", "rsi:14", "range") if flag == "--features" else [*first, *second]
+    assert tuple(value) == tuple(expected)
+
+
+def test_a_feature_period_written_with_a_superscript_digit_is_a_config_error():
+    for spec in ("rsi:²", "sma_ratio:1²", "volatility:٣"):
+        with pytest.raises(ConfigError, match=re.escape(repr(spec)) + ".*whole number"):
+            parse_features(spec)
+    with pytest.raises(ConfigError, match="whole number"):
+        backtest(load_sample("IBM", start="2012-01-01"), features="rsi:²", **LIB)
+
+
+def _config_naming(path: str):
+    def build(w, root):
+        w.mkdir(parents=True, exist_ok=True)
+        cfg = {"data": {"source": "csv", "files": [{"name": "ACME", "path": path, "sha256": "0" * 64}]}}
+        (w / "config.json").write_text(json.dumps(cfg))
+        return ["backtest", "--config", str(w / "config.json"), "--no-plot", "--quiet", "--out", str(w / "out"),
+                "--cache-dir", str(w / "cache")]
+    return build
+
+
+ERRORS3 = {  # job -> (argv builder, fragments its one stderr line names); exit 2, no traceback, nothing written
+    "interval-method-without-interval": (
+        lambda w, r: ["backtest", "--sample", "IBM", *CLI_TINY, "--interval-method", "aci", "--no-plot", "--out",
+                      str(w / "out"), "--cache-dir", str(w / "cache")],
+        ("--interval-method aci", "no --interval", "--interval 0.8")),
+    "config-data-dev-zero": (_config_naming("/dev/zero"), ("'/dev/zero'", "not a regular file", "--csv")),
+    "features-repeated-twice": (
+        lambda w, r: ["backtest", "--sample", "IBM", *CLI_TINY, "--features", "volume", "--features", "volume",
+                      "--no-plot", "--out", str(w / "out"), "--cache-dir", str(w / "cache")],
+        ("'volume'", "listed twice")),
+}
+
+
+@pytest.fixture(scope="module")
+def cli3(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli3")
+    return _run_round({job: Job(build) for job, (build, _) in ERRORS3.items()}, root)
+
+
+@pytest.mark.parametrize("job", sorted(ERRORS3))
+def test_cli_case_exits_2_with_one_line_naming_value_and_fix(cli3, job):
+    proc, workdir = cli3[job]
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for fragment in ERRORS3[job][1]:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+    assert not (workdir / "out" / "config.json").exists(), "it ran anyway"
