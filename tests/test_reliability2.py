@@ -918,15 +918,19 @@ def _ok(cli, job):
     return proc, workdir
 
 
-@pytest.mark.parametrize("job", sorted(ERRORS))
-def test_cli_case_exits_2_with_one_line_naming_value_and_fix(cli, job):
-    proc, workdir = cli[job]
+def assert_one_line_error(proc, workdir: Path, fragments) -> None:
+    """Exit 2, one stderr line naming every fragment, no traceback, and no results written."""
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    for fragment in ERRORS[job]:
+    for fragment in fragments:
         assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
     assert not (workdir / "out" / "config.json").exists(), "it ran anyway"
+
+
+@pytest.mark.parametrize("job", sorted(ERRORS))
+def test_cli_case_exits_2_with_one_line_naming_value_and_fix(cli, job):
+    assert_one_line_error(*cli[job], ERRORS[job])
 
 
 def _config(workdir: Path, out: str = "out") -> dict:

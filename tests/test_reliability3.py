@@ -41,7 +41,7 @@ from puffin_bt.stats import (
 from .browser import render
 from .conftest import TINY, assert_same_forecasts, ohlcv_frame, synthetic_closes
 from .test_reliability import CLI_TINY, _csv
-from .test_reliability2 import Job, _run_round
+from .test_reliability2 import Job, _run_round, assert_one_line_error
 
 LIB = {**TINY, "device": "cpu"}
 
@@ -321,10 +321,4 @@ def cli3(tmp_path_factory):
 
 @pytest.mark.parametrize("job", sorted(ERRORS3))
 def test_cli_case_exits_2_with_one_line_naming_value_and_fix(cli3, job):
-    proc, workdir = cli3[job]
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    for fragment in ERRORS3[job][1]:
-        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
-    assert not (workdir / "out" / "config.json").exists(), "it ran anyway"
+    assert_one_line_error(*cli3[job], ERRORS3[job][1])
