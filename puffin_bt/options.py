@@ -339,6 +339,9 @@ _ALL: list[Option] = [
     # ---- broker
     Option("cash", 100_000.0, Float(0.0, min_inclusive=False), "starting cash", ("broker",)),
     Option("commission", 0.001, Float(0.0, 0.1), "commission rate per trade", ("broker",)),
+    Option("periods_per_year", None, Float(0.0, 10_000_000.0, min_inclusive=False, allow_none=True),
+           "bars a year that annualise Sharpe and volatility ('none': from the dates: 252 daily, 78 x 252 5-minute)",
+           ("broker",)),
     # ---- where forecasts are computed
     Option("workers", "auto", Processes(),
            "processes computing the tickers' forecasts in parallel: 'auto' = one per CPU core up to one per ticker; "

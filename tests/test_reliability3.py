@@ -322,3 +322,41 @@ def cli3(tmp_path_factory):
 @pytest.mark.parametrize("job", sorted(ERRORS3))
 def test_cli_case_exits_2_with_one_line_naming_value_and_fix(cli3, job):
     assert_one_line_error(*cli3[job], ERRORS3[job][1])
+
+
+# --------------------------------------------------------------------------- 4. intraday bars
+
+
+def _intraday(bars_per_day: int, minutes: int, days: int, tz: str | None = None) -> pd.DataFrame:
+    frame = ohlcv_frame(synthetic_closes(bars_per_day * days, seed=9, vol=0.002))
+    stamps = [day + pd.Timedelta(minutes=570 + minutes * k) for day in pd.bdate_range("2021-03-01", periods=days)
+              for k in range(bars_per_day)]
+    frame.index = pd.DatetimeIndex(stamps, name="date")
+    if tz:
+        frame.index = frame.index.tz_localize(tz)
+    return frame
+
+
+@pytest.mark.parametrize("bars_per_day, minutes, days", [(78, 5, 6), (7, 60, 60)])
+def test_intraday_bars_are_annualised_by_the_bars_a_year_not_as_days(bars_per_day, minutes, days, tmp_path):
+    res = backtest({"ACME": _intraday(bars_per_day, minutes, days)}, entry=0.0, exit=0.0, allow_short=True,
+                   **{**LIB, "min_train": 200, "train_window": 200, "retrain_every": 200})
+    per_year = bars_per_day * 252
+    assert res.metrics["periods_per_year"] == per_year
+    assert f"{bars_per_day} a day" in res.metrics["periods_per_year_basis"]
+    returns = res.returns("strategy")
+    assert len(returns) > 100 and returns.std() > 0
+    expected = returns.mean() / returns.std(ddof=0) * math.sqrt(per_year)
+    assert res.metrics["sharpe"] == pytest.approx(expected, rel=1e-9)
+    assert res.metrics["volatility"] == pytest.approx(returns.std(ddof=0) * math.sqrt(per_year), rel=1e-9)
+    summary = res.summary()
+    assert "daily returns" not in summary and f"{per_year:,} bars a year" in summary
+    res.save(tmp_path)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["portfolio"]["periods_per_year"] == per_year
+    assert "intraday" in saved["portfolio"]["periods_per_year_basis"]
+    # Given, it is used as given.
+    given = backtest({"ACME": _intraday(bars_per_day, minutes, days)}, entry=0.0, exit=0.0, allow_short=True,
+                     periods_per_year=252, **{**LIB, "min_train": 200, "train_window": 200, "retrain_every": 200})
+    assert given.metrics["periods_per_year"] == 252 and given.metrics["sharpe"] == pytest.approx(
+        expected / math.sqrt(bars_per_day), rel=1e-9)

@@ -80,8 +80,13 @@ class BacktestResult:
                 f"{self.equity.index[0]:%Y-%m-%d}..{self.equity.index[-1]:%Y-%m-%d}, "
                 f"{len(self.folds)} folds, {self.seconds:.1f}s")
         if self.period:
-            head += (f"\nCAGR, Sharpe, PSR (probability the true Sharpe > 0), exposure: {self.period['bars']} daily "
-                     f"returns after the first forecast bar {self.period['start']:%Y-%m-%d} (warm-up excluded)")
+            per_year = self.metrics.get("periods_per_year")
+            basis = self.metrics.get("periods_per_year_basis", "")
+            every = "daily " if basis.startswith("daily") else ""
+            stamp = "%Y-%m-%d %H:%M" if basis.startswith("intraday") else "%Y-%m-%d"
+            head += (f"\nCAGR, Sharpe, PSR (probability the true Sharpe > 0), exposure: {self.period['bars']} {every}"
+                     f"returns after the first forecast bar {self.period['start']:{stamp}} (warm-up excluded); "
+                     f"annualised with {per_year:,.6g} bars a year ({basis})" if per_year else "")
         text = head + "\n" + out.to_string()
         if self.skipped:
             shown = list(self.skipped.items())[:SKIPPED_SHOWN]
