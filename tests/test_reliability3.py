@@ -26,7 +26,7 @@ import pytest
 
 from puffin_bt import backtest, load_sample
 from puffin_bt.cli import build_parser
-from puffin_bt.data import validate_ohlcv
+from puffin_bt.data import load_csv, load_csv_symbols, resolve_data, validate_ohlcv
 from puffin_bt.errors import ConfigError, DataError
 from puffin_bt.features import frame_features, parse_features
 from puffin_bt.stats import (
@@ -360,3 +360,36 @@ def test_intraday_bars_are_annualised_by_the_bars_a_year_not_as_days(bars_per_da
                      periods_per_year=252, **{**LIB, "min_train": 200, "train_window": 200, "retrain_every": 200})
     assert given.metrics["periods_per_year"] == 252 and given.metrics["sharpe"] == pytest.approx(
         expected / math.sqrt(bars_per_day), rel=1e-9)
+
+
+# --------------------------------------------------------------------------- 7. long-format CSV files
+
+
+def _long_csv(path: Path) -> dict:
+    frames = {t: ohlcv_frame(synthetic_closes(260, seed=s)) for t, s in (("AAA", 1), ("BBB", 2))}
+    rows = pd.concat([f.reset_index().assign(symbol=t) for t, f in frames.items()])
+    rows[["symbol", "date", "open", "high", "low", "close", "volume"]].to_csv(path, index=False)
+    return frames
+
+
+def test_a_long_format_csv_reads_as_one_ticker_per_symbol(tmp_path):
+    frames = _long_csv(tmp_path / "stacked.csv")
+    read = load_csv_symbols(tmp_path / "stacked.csv")
+    assert list(read) == ["AAA", "BBB"]
+    for ticker, frame in frames.items():
+        np.testing.assert_allclose(read[ticker]["close"], frame["close"], rtol=1e-12)
+        assert (read[ticker].index == frame.index).all()
+    with pytest.raises(DataError, match=r"column 'symbol' holds 2 tickers \('AAA', 'BBB'\).*load_csv_symbols"):
+        load_csv(tmp_path / "stacked.csv")
+    resolved, _ = resolve_data({"stacked": str(tmp_path / "stacked.csv")})
+    assert list(resolved) == ["AAA", "BBB"]
+
+
+def test_cli_csv_of_a_long_format_file_runs_every_symbol(tmp_path):
+    _long_csv(tmp_path / "stacked.csv")
+    args = ["backtest", "--csv", str(tmp_path / "stacked.csv"), *CLI_TINY, "--no-plot", "--quiet", "--out",
+            str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]
+    proc = _run_round({"long": Job(lambda w, r: args)}, tmp_path / "jobs")["long"][0]
+    assert proc.returncode == 0, proc.stderr
+    forecasts = pd.read_csv(tmp_path / "out" / "forecasts.csv")
+    assert sorted(forecasts["ticker"].unique()) == ["AAA", "BBB"]
