@@ -114,7 +114,8 @@ def tearsheet(result, out_path, title: str | None = None, links: dict[str, str] 
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     cfg = result.config
-    title = title or f"puffin_bt {cfg['model'].upper()} threshold strategy: {', '.join(cfg['tickers'])}"
+    rules = "rank" if cfg.get("strategy") == "rank" else "threshold"
+    title = title or f"puffin_bt {cfg['model'].upper()} {rules} strategy: {', '.join(cfg['tickers'])}"
     if links is None and (out.parent / "trades.html").is_file():
         links = {"interactive trade chart": "trades.html"}
     # quantstats writes with a plain open(): into a temp file beside the report, then the page (with the links)

@@ -153,15 +153,32 @@ def ticker_metrics(strat, bench_strat, frames: dict, trades: pd.DataFrame,
     bench_sleeves = bench_strat.analyzers.sleeves.get_analysis()
     helds = strat.analyzers.sleeves.held()
     per_ticker, bench_per_ticker = {}, {}
+    shared_cash = hasattr(strat, "rebalances")  # the rank strategy: one pool of cash, no per-ticker sleeve
     for t in frames:
         start = starts[t]
         still_open = strat.getposition(strat.getdatabyname(t)).size != 0
         held = helds[t]
-        curve = performance(sleeves[t][sleeves.index >= start], held[held.index > start], per_year)
-        per_ticker[t] = {**curve, **sharpe_stats(sleeves[t], bench_sleeves[t], start, per_year),
-                         **trade_stats(trades[trades["ticker"] == t], still_open)}
+        own = trades[trades["ticker"] == t]
+        if shared_cash:
+            per_ticker[t] = {**_capital_used_return(own, held[held.index > start]), **trade_stats(own, still_open)}
+        else:
+            curve = performance(sleeves[t][sleeves.index >= start], held[held.index > start], per_year)
+            per_ticker[t] = {**curve, **sharpe_stats(sleeves[t], bench_sleeves[t], start, per_year),
+                             **trade_stats(own, still_open)}
         bench_per_ticker[t] = benchmark_metrics(bench_sleeves[t], start, per_year)
     return _frame(per_ticker), _frame(bench_per_ticker)
+
+
+def _capital_used_return(trades: pd.DataFrame, held: pd.Series) -> dict:
+    """A ranked book's attribution to one ticker: the net P&L of its closed trades over the capital they used (each
+    trade's entry value), since its cash is the portfolio's, not a sleeve of its own whose curve would mean anything
+    (a sleeve view showed -305% for a long-only name). The curve figures are left blank, with the reason."""
+    capital = float((trades["entry_price"] * trades["size"].abs()).sum()) if len(trades) else 0.0
+    return {"total_return": float(trades["pnl_net"].sum()) / capital if capital > 0 else math.nan,
+            "cagr": math.nan, "volatility": math.nan, "sharpe": None, "psr": None, "max_drawdown": math.nan,
+            "exposure": float(held.mean()) if len(held) else math.nan,
+            "stats_note": "the rank strategy's tickers share one pool of cash: total_return is the net P&L of the "
+                          "ticker's closed trades over the capital they used; no per-ticker curve, Sharpe or drawdown"}
 
 
 def _frame(rows: dict) -> pd.DataFrame:
