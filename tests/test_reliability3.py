@@ -444,3 +444,14 @@ def test_the_rank_strategys_trades_page_is_titled_for_it_with_no_threshold_lines
     assert "rank strategy (top 2)" in rendered.title and "threshold" not in rendered.title
     assert "hold the top 2 by predicted return" in rendered.text
     assert "+0.50%" not in rendered.text and "threshold lines" not in rendered.text
+
+
+def test_time_zone_aware_stamps_are_labelled_as_the_utc_they_are_written_in(tmp_path):
+    bars = _intraday(7, 60, 60, tz="America/New_York")
+    res = backtest({"ACME": bars}, **{**LIB, "min_train": 200, "train_window": 200, "retrain_every": 200})
+    res.save(tmp_path)
+    label = "UTC, converted from America/New_York"
+    assert json.loads((tmp_path / "metrics.json").read_text())["period"]["timestamps"] == {"ACME": label}
+    assert f"times are {label} (ACME)" in res.summary()
+    written = pd.to_datetime(pd.read_csv(tmp_path / "equity.csv")["date"])
+    assert (written.to_numpy() == bars.index.tz_convert("UTC").tz_localize(None).to_numpy()).all()

@@ -87,6 +87,10 @@ class BacktestResult:
             head += (f"\nCAGR, Sharpe, PSR (probability the true Sharpe > 0), exposure: {self.period['bars']} {every}"
                      f"returns after the first forecast bar {self.period['start']:{stamp}} (warm-up excluded); "
                      f"annualised with {per_year:,.6g} bars a year ({basis})" if per_year else "")
+        zones = (self.period or {}).get("timestamps") or {}
+        if zones:  # tz-aware input: every stamp written is UTC, and the reader must know it
+            head += "\ntimes are " + "; ".join(f"{label} ({', '.join(t for t in zones if zones[t] == label)})"
+                                              for label in dict.fromkeys(zones.values()))
         text = head + "\n" + out.to_string()
         if self.skipped:
             shown = list(self.skipped.items())[:SKIPPED_SHOWN]

@@ -277,6 +277,7 @@ def _collect(run: _Run, model, runonce: bool, strat, cerebro, bench_strat, secon
         cerebro=cerebro,
         strategy=strat,
         period={"start": start, "end": equity.index[-1], "bars": metrics["n_periods"], "covers": PERIOD_COVERS,
+                "timestamps": {t: f.attrs["timestamps"] for t, f in run.frames.items() if "timestamps" in f.attrs},
                 "whole_run": {"start": equity.index[0], "end": equity.index[-1], "bars": len(equity),
                               "covers": WHOLE_RUN_COVERS}},
     )

@@ -250,11 +250,15 @@ def _validate(df, label: str) -> pd.DataFrame:
     columns = _check_prices(df, found, label, index)
     o, h, lo, c = _check_bars(columns, label, index)
     volume = _check_volume(df, found, label, index)
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {"open": o, "high": h, "low": lo, "close": c, "volume": volume},
         index=index,
         dtype="float64",
     )
+    zone = getattr(df.index, "tz", None)
+    if zone is not None:  # the stamps are UTC now: say so wherever they are written (metrics.json, the summary)
+        out.attrs["timestamps"] = f"UTC, converted from {zone}"
+    return out
 
 
 def _check_frame(df, label: str) -> None:
@@ -424,7 +428,8 @@ def validate_ohlcv(df: pd.DataFrame, name: str = "data") -> pd.DataFrame:
     Column names are matched case-insensitively (``Open``/``open``/``OPEN``; ``Adj Close``
     and any other column is dropped). ``open, high, low, close`` are required; a missing
     ``volume`` is filled with 0; a NaN volume stays NaN (missing, not zero). A string index is parsed with
-    ``pd.to_datetime``; a tz-aware index is converted to UTC and made tz-naive.
+    ``pd.to_datetime``; a tz-aware index is converted to UTC and made tz-naive, and the frame's
+    ``attrs["timestamps"]`` says so (``"UTC, converted from America/New_York"``).
 
     Returns a new DataFrame with float64 columns ``open, high, low, close, volume`` and a
     sorted, unique, tz-naive ``DatetimeIndex`` named ``"date"`` (ns resolution). Deviations
