@@ -15,7 +15,9 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -40,7 +42,7 @@ from puffin_bt.stats import (
 
 from .browser import render
 from .conftest import TINY, assert_same_forecasts, ohlcv_frame, synthetic_closes
-from .test_reliability import CLI_TINY, _csv
+from .test_reliability import CLI_TINY, _cli_env, _csv
 from .test_reliability2 import Job, _run_round, assert_one_line_error
 
 LIB = {**TINY, "device": "cpu"}
@@ -455,3 +457,16 @@ def test_time_zone_aware_stamps_are_labelled_as_the_utc_they_are_written_in(tmp_
     assert f"times are {label} (ACME)" in res.summary()
     written = pd.to_datetime(pd.read_csv(tmp_path / "equity.csv")["date"])
     assert (written.to_numpy() == bars.index.tz_convert("UTC").tz_localize(None).to_numpy()).all()
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.0])
+def test_ctrl_c_while_the_cli_starts_up_is_one_line_and_exit_130(tmp_path, delay):
+    # Importing torch, pandas and Backtrader takes the CLI's first seconds; Ctrl-C there printed a traceback.
+    proc = subprocess.Popen([sys.executable, "-m", "puffin_bt.cli", "backtest", "--sample", "IBM", "--no-plot",
+                             "--out", str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=tmp_path, env=_cli_env())
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["puffin-bt: interrupted"], err
