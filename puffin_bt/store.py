@@ -20,7 +20,7 @@ import torch
 
 from ._version import __version__
 from .errors import ConfigError
-from .files import atomic_write_bytes, default_cache_dir
+from .files import atomic_write_bytes, default_cache_dir, warn_cache_unwritable
 from .intervals import LINES
 from .walkforward import FoldRecord, WalkForward
 
@@ -103,18 +103,6 @@ def global_keys(walk, series) -> dict[str, str]:
     return {s.name: hashlib.sha256((h.hexdigest() + s.name).encode()).hexdigest() for s in series}
 
 
-_UNWRITABLE_STORES: set[str] = set()
-
-
-def _warn_uncached(root: Path, exc: OSError) -> None:
-    """One warning per store folder and process, however many entries fail to be written."""
-    if str(root) in _UNWRITABLE_STORES:
-        return
-    _UNWRITABLE_STORES.add(str(root))
-    warnings.warn(f"forecast store {str(root)!r} cannot be written ({exc.strerror or exc}); carrying on without "
-                  "caching forecasts: free space there or pass another --cache-dir", stacklevel=3)
-
-
 class ForecastStore:
     """Forecasts on disk under ``root/forecasts``; ``ForecastStore(None)`` uses the user cache dir.
     ``ForecastStore(memory=True)`` keeps them in this process only (a run that was asked not to
@@ -195,7 +183,7 @@ class ForecastStore:
             self.root.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(path, buf.getvalue())
         except OSError as exc:  # a full disk, a quota: the store is a cache, so the run carries on without it
-            _warn_uncached(self.root, exc)
+            warn_cache_unwritable("forecast store", self.root, exc)
             return None
         return path
 

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from puffin_bt import backtest, load_sample
+from puffin_bt import backtest, load_prices, load_sample
 from puffin_bt.cli import build_parser
 from puffin_bt.data import load_csv, load_csv_symbols, resolve_data, validate_ohlcv
 from puffin_bt.errors import ConfigError, DataError
@@ -42,7 +42,7 @@ from puffin_bt.stats import (
 
 from .browser import render
 from .conftest import TINY, assert_same_forecasts, ohlcv_frame, synthetic_closes
-from .test_reliability import CLI_TINY, _cli_env, _csv
+from .test_reliability import CLI_TINY, _cli_env, _csv, _fake_yahoo
 from .test_reliability2 import Job, _run_round, assert_one_line_error
 
 LIB = {**TINY, "device": "cpu"}
@@ -257,6 +257,17 @@ def test_a_full_cache_disk_warns_once_and_the_run_carries_on_uncached(full_disk,
     forecasts = pd.read_csv(tmp_path / "out" / "forecasts.csv")
     assert forecasts["pred_return"].notna().sum() > 100  # the results are all there
     assert not list((full_disk / "cache").rglob("*.npz")) and not list((full_disk / "cache").rglob("*.tmp"))
+
+
+def test_a_full_price_cache_disk_warns_once_and_serves_the_download(full_disk):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for ticker in ("ACME", "BETA"):
+            frame = load_prices(ticker, start="2019-01-01", end="2019-12-31", cache_dir=full_disk / "cache",
+                                fetcher=_fake_yahoo)[ticker]
+            assert len(frame) > 200
+    unwritable = [w for w in caught if "cannot be written" in str(w.message)]
+    assert len(unwritable) == 1 and "price cache" in str(unwritable[0].message), [str(w.message) for w in caught]
 
 
 def test_a_full_out_disk_is_one_line_exit_2_and_leaves_no_partial_results(full_disk, tmp_path):
