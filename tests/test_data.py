@@ -705,8 +705,10 @@ def test_load_prices_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(files_mod.os, "replace", broken_replace)
-    with pytest.raises(OSError, match="disk full"):
-        load_prices("AAPL", start="2020-01-01", end="2020-02-01", cache_dir=tmp_path, fetcher=yahoo_history)
+    # The price cache is a cache (issue 25): a write that fails is a warning, and the download is served.
+    with pytest.warns(UserWarning, match=r"price cache .* cannot be written \(disk full\)"):
+        out = load_prices("AAPL", start="2020-01-01", end="2020-02-01", cache_dir=tmp_path, fetcher=yahoo_history)
+    assert len(out["AAPL"]) > 15
     assert files_under(tmp_path) == ["prices"]
 
 
