@@ -1,5 +1,6 @@
 """puffin_bt: LSTM/GRU walk-forward forecast indicators and a threshold strategy for Backtrader."""
 
+from . import _startup  # first: under the CLI, a Ctrl-C while the libraries below load is one line, exit 130
 from ._version import __version__
 from .adapters import ForecastIndicator, ForecastPrice, FrameData, GRUForecast, LSTMForecast
 from .backtesting import BacktestResult, backtest
@@ -40,3 +41,5 @@ __all__ = [
     "EarlyStopping", "TensorBatches", "resolve_device", "set_seed", "training_loop",
     "FoldSchedule", "WalkForward", "walk_forward",
 ]
+
+_startup.release()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import errno
 import hashlib
 import json
 import logging
@@ -40,9 +41,9 @@ class _Parser(argparse.ArgumentParser):
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data (default: the bundled AAPL, GOOG, IBM, MSFT sample, offline)")
     src = data.add_mutually_exclusive_group()
-    src.add_argument("--tickers", nargs="+", metavar="TICKER", help="download with yfinance (cached on disk)")
-    src.add_argument("--csv", nargs="+", metavar="[NAME=]FILE", help="one OHLCV CSV per ticker")
-    src.add_argument("--sample", nargs="+", metavar="TICKER", help="a subset of the bundled tickers")
+    src.add_argument("--tickers", nargs="+", action="extend", metavar="TICKER", help="download with yfinance (cached on disk)")
+    src.add_argument("--csv", nargs="+", action="extend", metavar="[NAME=]FILE", help="one OHLCV CSV per ticker")
+    src.add_argument("--sample", nargs="+", action="extend", metavar="TICKER", help="a subset of the bundled tickers")
     src.add_argument("--tickers-file", metavar="FILE",
                      help="a universe: one ticker per line (# comments); failed tickers are reported and skipped")
     data.add_argument("--cache-dir", help="download cache and forecast store (default: $PUFFIN_BT_CACHE or "
@@ -275,9 +276,12 @@ def _check_unchanged(record, where: str, flag: str) -> str:
     path = record["path"]
     if record["sha256"] is None:  # the run could not read it either (and skipped it): so does the replay
         return path
-    if not Path(path).is_file():
+    if not Path(path).exists():
         raise ConfigError(f"{where}: the run read {path!r}, which is gone; restore it to replay the run, or pass "
                           f"the data again ({flag} ...)")
+    if not Path(path).is_file():  # a device such as /dev/zero never ends, a FIFO blocks: neither is a run's data
+        raise ConfigError(f"{where}: names {path!r} as the run's data, which is not a regular file; pass the data "
+                          f"again ({flag} ...)")
     now = _sha256(Path(path))
     if now != record["sha256"]:
         raise ConfigError(f"{where}: {path!r} changed since the run (sha256 {record['sha256'][:12]}... then, "
@@ -367,6 +371,9 @@ def _resolve_inputs(args, groups: tuple[str, ...]) -> tuple:
     recorded = {**{k: v for k, v in cfg.items() if k in OPTIONS}, **dict(cfg.get("forecast") or {})}
     options = {k: v for k, v in recorded.items() if k in names(*groups)}
     options.update({name: getattr(args, name) for name in names(*groups) if hasattr(args, name)})
+    if options.get("interval") is None and options.get("interval_method", "split") != "split":
+        raise ConfigError(f"--interval-method {options['interval_method']} adapts a prediction interval, but no "
+                          "--interval is set; add one, e.g. --interval 0.8 (or drop --interval-method)")
     model = getattr(args, "model", None) or cfg.get("model") or CELLS[0]
     if args.tickers:
         data, source = args.tickers, {"source": "yfinance", "tickers": list(args.tickers)}
@@ -440,6 +447,8 @@ def _out_dir(args) -> Path:
                                   f"{entries[0]!r}); pass a new or empty folder, or add --force to write over "
                                   "files of the same names")
         _writable(out, "--out")
+        args.out_before = {p for p in out.rglob("*")} if out.is_dir() else set()
+        args.out_path = out
         return out
     root = Path("puffin-bt-out")
     _writable(root, "the default output folder")
@@ -451,8 +460,36 @@ def _out_dir(args) -> Path:
         except FileExistsError:
             continue
         args.created_out = out
+        args.out_before, args.out_path = set(), out
         return out
     raise ConfigError(f"could not create a new output folder under {str(root)!r}; pass --out")
+
+
+# A full disk or quota (EFBIG: a file-size limit). The forecast store and price cache carry on uncached; results
+# cannot, and must not be left half written where they would look like a run's results.
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def _remove_partial_results(args) -> None:
+    """Remove what this run wrote into its output folder (files the folder held before, under --force, stay)."""
+    out = getattr(args, "out_path", None)
+    if out is None or not out.is_dir():
+        return
+    before = getattr(args, "out_before", set())
+    for path in sorted(set(out.rglob("*")) - before, key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()
+            else:
+                path.unlink()
+
+
+def _disk_full_line(args, exc: OSError) -> str:
+    where = f"writing {exc.filename!r}" if exc.filename else "writing"
+    out = getattr(args, "out_path", None)
+    fix = (f"free space there or pass --out on another disk; this run's partial results in {str(out)!r} were removed"
+           if out is not None else "free some space and run again")
+    return f"puffin-bt: error: {exc.strerror or 'no space left on device'} ({where}); {fix}"
 
 
 def _remove_empty_out(args) -> None:
@@ -785,7 +822,12 @@ def main(argv: list[str] | None = None) -> int:
             raise _UsageError(f"puffin-bt: unknown command {args.command!r}")
         try:
             return runner(args)
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+                _remove_partial_results(args)
+                _remove_empty_out(args)
+                print(_disk_full_line(args, exc), file=sys.stderr)
+                return EXIT_USAGE
             _remove_empty_out(args)
             raise
     except _UsageError as exc:

@@ -133,7 +133,7 @@ def _parse_one(text: str) -> tuple[Feature, int]:
         if period is not None:
             raise ConfigError(f"feature {text!r}: {feature.name} takes no period; write just '{feature.name}'")
         return feature, 0
-    if period is None or not period.strip().isdigit():
+    if period is None or not re.fullmatch(r"[0-9]+", period.strip()):  # not isdigit(): '²' is a digit to it
         raise ConfigError(f"feature {text!r} needs a whole number of bars after the colon, e.g. '{feature.name}:14'")
     n = int(period)
     if not 1 <= n <= MAX_PERIOD or (feature.name in ("rsi", "volatility", "sma_ratio") and n < 2):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 
@@ -71,3 +72,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         pass
     finally:
         os.close(dir_fd)
+
+
+_UNWRITABLE_CACHES: set[tuple[str, str]] = set()
+
+
+def warn_cache_unwritable(what: str, folder: Path, exc: OSError) -> None:
+    """A cache (the forecast store, the price cache) that cannot be written, e.g. on a full disk: warn once per
+    cache folder and process, however many writes fail, and let the caller carry on without caching."""
+    key = (what, str(folder))
+    if key in _UNWRITABLE_CACHES:
+        return
+    _UNWRITABLE_CACHES.add(key)
+    warnings.warn(f"{what} {str(folder)!r} cannot be written ({exc.strerror or exc}); carrying on without caching: "
+                  "free space there or pass another --cache-dir", stacklevel=3)

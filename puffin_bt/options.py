@@ -344,6 +344,9 @@ _ALL: list[Option] = [
     # ---- broker
     Option("cash", 100_000.0, Float(0.0, min_inclusive=False), "starting cash", ("broker",)),
     Option("commission", 0.001, Float(0.0, 0.1), "commission rate per trade", ("broker",)),
+    Option("periods_per_year", None, Float(0.0, 10_000_000.0, min_inclusive=False, allow_none=True),
+           "bars a year that annualise Sharpe and volatility ('none': from the dates: 252 daily, 78 x 252 5-minute)",
+           ("broker",)),
     # ---- where forecasts are computed
     Option("workers", "auto", Processes(),
            "processes computing the tickers' forecasts in parallel: 'auto' = one per CPU core up to one per ticker; "
@@ -454,9 +457,17 @@ def add_flags(group, option_names: Iterable[str]) -> None:
             group.add_argument(option.flag, action="store_true", default=argparse.SUPPRESS, help=text)
         elif isinstance(option.kind, Choice):
             group.add_argument(option.flag, choices=option.kind.values, default=argparse.SUPPRESS, help=text)
+        elif isinstance(default, tuple):  # a list option: a repeated flag adds to it (argparse kept only the last)
+            group.add_argument(option.flag, type=_checked_parser(option), metavar=name.upper(),
+                               default=argparse.SUPPRESS, help=text, action=_Extend)
         else:
             group.add_argument(option.flag, type=_checked_parser(option), metavar=name.upper(),
                                default=argparse.SUPPRESS, help=text)
+
+
+class _Extend(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, (*getattr(namespace, self.dest, ()), *values))
 
 
 def _checked_parser(option: Option) -> Callable[[str], object]:

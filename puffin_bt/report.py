@@ -95,7 +95,9 @@ def tearsheet(result, out_path, title: str | None = None, links: dict[str, str] 
     over the statistics period (after the first forecast bar, like metrics.json's Sharpe ratios).
 
     ``links`` ({label: href}) go in a row at the top; by default a link to the interactive ``trades.html`` when one
-    is beside ``out_path``. Written atomically. Needs the optional extra: ``pip install 'puffin_bt[report]'``.
+    is beside ``out_path``. ``title`` is text, never markup: it is HTML-escaped (quantstats pastes it into the page
+    raw, so a ticker named ``<img onerror=...>`` would run as script). Written atomically. Needs the optional extra:
+    ``pip install 'puffin_bt[report]'``.
     """
     qs = require_quantstats()
     import logging
@@ -112,7 +114,8 @@ def tearsheet(result, out_path, title: str | None = None, links: dict[str, str] 
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     cfg = result.config
-    title = title or f"puffin_bt {cfg['model'].upper()} threshold strategy: {', '.join(cfg['tickers'])}"
+    rules = "rank" if cfg.get("strategy") == "rank" else "threshold"
+    title = title or f"puffin_bt {cfg['model'].upper()} {rules} strategy: {', '.join(cfg['tickers'])}"
     if links is None and (out.parent / "trades.html").is_file():
         links = {"interactive trade chart": "trades.html"}
     # quantstats writes with a plain open(): into a temp file beside the report, then the page (with the links)
@@ -122,7 +125,8 @@ def tearsheet(result, out_path, title: str | None = None, links: dict[str, str] 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            qs.reports.html(returns, benchmark=benchmark, output=tmp, title=title, download_filename=out.name)
+            qs.reports.html(returns, benchmark=benchmark, output=tmp, title=html.escape(title),
+                            download_filename=html.escape(out.name))
         page = Path(tmp).read_text(encoding="utf-8")
         atomic_write_bytes(out, (link_bar(page, links) if links else page).encode("utf-8"))
     finally:

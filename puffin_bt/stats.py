@@ -40,6 +40,11 @@ _COMBO_CHUNK = 20_000
 # Sharpe ratios this close are tied (see _tied).
 _TIE_RTOL = 1e-9
 _TIE_ATOL = 1e-12
+# A series whose values spread less than this fraction of their magnitude is constant up to round-off: a return of
+# 0.01 and one a single float step (1.7e-18) away gave a "Sharpe ratio" of 6.8e16 and a PSR of 1.
+_FLAT_RTOL = 1e-12
+# Resamples of a bootstrap interval: 100,000 pin a 99.9% interval's tails; 10**9 ran for minutes.
+MAX_BOOT = 100_000
 _NORMAL = NormalDist()
 
 
@@ -69,14 +74,22 @@ def _refuse_non_finite(name: str, arr: np.ndarray) -> None:
         )
 
 
+def _flat(arr: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """Whether ``arr`` (along ``axis``) is constant up to round-off: its range is at most ``_FLAT_RTOL`` of its
+    largest magnitude. The range, not the std: the std of a constant like 0.1 rounds to ~1e-17, not 0."""
+    spread = arr.max(axis=axis) - arr.min(axis=axis)
+    return spread <= _FLAT_RTOL * np.abs(arr).max(axis=axis)
+
+
 def _degeneracy(name: str, arr: np.ndarray, purpose: str) -> str | None:
     """Why ``arr`` has no usable Sharpe ratio (too short, constant), or None if it has one."""
     if len(arr) < MIN_PERIODS:
         return f"{name} has {len(arr)} finite values; {purpose} needs at least {MIN_PERIODS}"
-    # max == min, not std == 0: the std of a constant like 0.1 rounds to ~1e-17, not 0.
-    if arr.max() == arr.min():
+    if _flat(arr):
+        every = (f"every value {float(arr[0])!r}" if arr.max() == arr.min() else
+                 f"values {float(arr.min())!r} to {float(arr.max())!r}, which differ by round-off only")
         return (
-            f"{name} is constant (every value {float(arr[0])!r}), so its volatility is zero and its Sharpe ratio undefined "
+            f"{name} is constant ({every}), so its volatility is zero and its Sharpe ratio undefined "
             f"(a strategy that never trades has all-zero returns); {purpose} needs returns that vary"
         )
     return None
@@ -259,7 +272,9 @@ def probability_of_backtest_overfitting(performance, n_splits: int = 16) -> PBOR
 
     Sharpe ratios within round-off of each other (relative 1e-9, absolute 1e-12) count as tied.
 
-    PBO is the share of combinations with λ ≤ 0, i.e. r ≤ (N + 1)/2. Without skill, r is uniform
+    PBO is the share of combinations with λ ≤ 0, i.e. r ≤ (N + 1)/2, except that a combination whose n* ties out
+    of sample with other trials at exactly the median rank (λ = 0 through a tie) counts one half: n* is then as
+    likely above the median as below it, so indistinguishable trials give PBO 1/2, not 1. Without skill, r is uniform
     on 1..N and PBO → ⌈N/2⌉/N (exactly 1/2 for an even N). A subset with zero volatility has
     Sharpe ratio 0 if its returns are all 0, else ±inf with their sign. Non-finite values, fewer
     than 2 trials, a trial constant over the rows used (no Sharpe ratio: drop it), an odd n_splits, or
@@ -304,24 +319,34 @@ def probability_of_backtest_overfitting(performance, n_splits: int = 16) -> PBOR
     half_rows = block * (n_splits // 2)
 
     used = m[n_rows - block * n_splits:]
-    flat_cols = np.flatnonzero(used.max(axis=0) == used.min(axis=0))
+    flat_cols = np.flatnonzero(_flat(used, axis=0))
     if flat_cols.size:
         j = int(flat_cols[0])
         raise DataError(
-            f"performance column {j} is constant over the {len(used)} rows used (every value {used[0, j]!r}): that trial "
-            f"has no Sharpe ratio; drop constant columns ({flat_cols.size} in all) before computing PBO"
+            f"performance column {j} is constant over the {len(used)} rows used (values {used[:, j].min()!r} to "
+            f"{used[:, j].max()!r}): that trial has no Sharpe ratio; drop constant columns ({flat_cols.size} in all) "
+            f"before computing PBO"
         )
     blocks = used.reshape(n_splits, block, n_trials)
     # Sums of deviations from each trial's overall mean: the IS/OOS variances come from sums of
     # squares, and centring first keeps sum(x^2)/n - mean^2 from cancelling away.
-    centre = blocks.mean(axis=(0, 1))
-    dev = blocks - centre
+    with np.errstate(over="ignore", invalid="ignore"):
+        centre = blocks.mean(axis=(0, 1))
+        dev = blocks - centre
+        squares = (dev * dev).sum(axis=1)
+    if not (np.isfinite(centre).all() and np.isfinite(squares.sum(axis=0)).all()):
+        i, j = np.unravel_index(int(np.argmax(np.abs(used))), used.shape)
+        raise DataError(
+            f"performance[{i + n_rows - len(used)}, {j}] is {used[i, j]!r}: values this large overflow the sums of "
+            f"squares behind a Sharpe ratio; pass per-period returns as fractions (0.01 for 1%)"
+        )
     stats = _BlockStats(
-        sums=dev.sum(axis=1), squares=(dev * dev).sum(axis=1), centre=centre,
+        sums=dev.sum(axis=1), squares=squares, centre=centre,
         low=blocks.min(axis=1), high=blocks.max(axis=1), rows=half_rows,
     )
     combos = itertools.combinations(range(n_splits), n_splits // 2)
     logits = np.empty(n_combinations)
+    overfit = np.empty(n_combinations)
     done = 0
     while chunk := list(itertools.islice(combos, _COMBO_CHUNK)):
         chosen = np.array(chunk)
@@ -335,9 +360,11 @@ def probability_of_backtest_overfitting(performance, n_splits: int = 16) -> PBOR
         rank = ((sr_oos < oos_of_best) & ~tied).sum(axis=1) + (tied.sum(axis=1) + 1) / 2
         omega = rank / (n_trials + 1)
         logits[done:done + len(chunk)] = np.log(omega / (1 - omega))
+        median_tie = (2 * rank == n_trials + 1) & (tied.sum(axis=1) > 1)
+        overfit[done:done + len(chunk)] = np.where(median_tie, 0.5, rank <= (n_trials + 1) / 2)
         done += len(chunk)
     logits.flags.writeable = False
-    return PBOResult(pbo=float(np.mean(logits <= 0)), logits=logits, n_combinations=n_combinations)
+    return PBOResult(pbo=float(np.mean(overfit)), logits=logits, n_combinations=n_combinations)
 
 
 def _tied(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -414,6 +441,9 @@ def _bootstrap(series: list[np.ndarray], n_boot, block_size, seed, level, annual
     """Bootstrap Sharpe ratios of each series (same indices for all): array (len(series), n_boot)."""
     _check_level(level)
     n_boot = _check_int("n_boot", n_boot, 100, "pass at least 100 resamples (2000 or more for a 95% interval)")
+    if n_boot > MAX_BOOT:
+        raise ConfigError(f"n_boot={n_boot} is too large; it must be <= {MAX_BOOT:,} (enough for a 99.9% interval; "
+                          f"2000 suit a 95% one)")
     seed = _check_seed(seed)
     _check_annualization(annualization)
     n = len(series[0])
@@ -485,7 +515,7 @@ def sharpe_confidence_interval(
     a resample of all zeros counts as 0, one flat at another value as ±inf, which can make an
     endpoint infinite). The same inputs and ``seed`` give the same interval;
     ``seed=None`` draws fresh entropy. Errors as in :func:`probabilistic_sharpe_ratio`, plus
-    ConfigError for level outside (0, 1), n_boot < 100 or block_size outside [1, T].
+    ConfigError for level outside (0, 1), n_boot outside [100, 100,000] or block_size outside [1, T].
 
     >>> r = np.random.default_rng(1).normal(0.001, 0.01, 500)
     >>> lo, hi = sharpe_confidence_interval(r, annualization=252)

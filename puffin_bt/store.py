@@ -20,7 +20,7 @@ import torch
 
 from ._version import __version__
 from .errors import ConfigError
-from .files import atomic_write_bytes, default_cache_dir
+from .files import atomic_write_bytes, default_cache_dir, warn_cache_unwritable
 from .intervals import LINES
 from .options import keyed_names
 from .walkforward import FoldRecord, WalkForward
@@ -177,7 +177,6 @@ class ForecastStore:
         if self.memory:
             self._entries[key] = (preds, list(folds))
             return None
-        self.root.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         np.savez(buf, pred_log_return=preds,
                  folds_json=np.array(json.dumps([f.to_dict() for f in folds])))
@@ -186,7 +185,12 @@ class ForecastStore:
             warnings.warn(f"forecast store entry {str(path)!r} is a folder; these forecasts are not cached until "
                           "it is removed", stacklevel=2)
             return None
-        atomic_write_bytes(path, buf.getvalue())
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, buf.getvalue())
+        except OSError as exc:  # a full disk, a quota: the store is a cache, so the run carries on without it
+            warn_cache_unwritable("forecast store", self.root, exc)
+            return None
         return path
 
     def forecasts(self, walk: WalkForward, closes: np.ndarray, dates=None, date_numbers=None,

@@ -1,6 +1,7 @@
 """Rank the tickers by predicted return and hold the best: a cross-sectional strategy on forecast indicators.
 
-Every ``rebalance_every`` bars the tickers that have a forecast are ranked by ``pred_return``; the
+From the first bar with a forecast on, every ``rebalance_every`` bars the tickers that have a forecast are ranked
+by ``pred_return``; the
 portfolio holds the ``top_k`` (and shorts the ``bottom_k``), equal weight, and replaces at most
 ``max_drop`` names per rebalance (Qlib's TopkDropout turnover cap). Orders go in at the close and
 fill at the next open.
@@ -56,13 +57,15 @@ class ForecastRankStrategy(TradeLog, bt.Strategy):
     Params:
       - ``model``, ``forecast_kwargs``, ``plot_forecast``: as ``ForecastThresholdStrategy``'s.
       - ``top_k``: names held long (fewer than the tickers); ``bottom_k``: names held short (default 0).
-      - ``rebalance_every``: bars between rebalances (default 5).
+      - ``rebalance_every``: bars between rebalances (default 5); the first is at the first bar with a forecast.
       - ``max_drop``: at most this many names replaced per rebalance and side (None: no cap).
       - ``reserve``: share of the portfolio kept in cash for next-open gaps and commissions.
 
     Sizing, as Qlib's TopkDropout: the names bought at a rebalance share equally the cash there will
-    be after its exits, less the ``reserve`` (at the start: ``(1 - reserve) / (top_k + bottom_k)`` of
-    the capital each); names kept are not resized. Tickers without a
+    be after its exits (net of their commission), less the ``reserve`` (at the start: ``(1 - reserve) /
+    (top_k + bottom_k)`` of the capital each), each order's own commission included; names kept are not resized.
+    A buy the broker still refuses (the next open gapped past the reserve) is sized again from the cash then free
+    and sent at the next bar. Tickers without a
     forecast yet are not ranked; a held ticker whose forecast is gone (its data ended) is closed.
     The forecasts can be per ticker or global (``scope``, through ``forecast_kwargs``' indicator).
 
@@ -87,21 +90,26 @@ class ForecastRankStrategy(TradeLog, bt.Strategy):
                 ForecastPrice(fc, plotmaster=data)
         self.orders_rejected: list[dict] = []
         self.rebalances: list[dict] = []
-        self._bars = 0
+        self._bars = 0  # bars since the first bar with a forecast: the rebalance clock
+        self._retry: list = []  # (side, data) of buys refused for cash, sent again at the next bar
         self._init_trade_log()
 
     def prenext(self) -> None:
         self.next()  # tickers start on different dates: rank those that already have forecasts
 
     def next(self) -> None:
-        self._bars += 1
-        if (self._bars - 1) % self.p.rebalance_every:
-            return
         now = self.datetime.datetime(0)
         scores = {}
         for data, fc in self.forecasts.items():
             if len(data) and len(fc) and data.datetime.datetime(0) == now and not math.isnan(fc.pred_return[0]):
                 scores[data] = fc.pred_return[0]
+        if not scores and not self._bars:
+            return  # the clock starts at the first forecast, not at the first bar of data
+        self._bars += 1
+        if (self._bars - 1) % self.p.rebalance_every:
+            self._send_again()
+            return
+        self._retry = []
         if not scores:
             return
         held_long = [d for d in self.datas if self.getposition(d).size > 0]
@@ -109,10 +117,10 @@ class ForecastRankStrategy(TradeLog, bt.Strategy):
         longs, shorts = rank_targets(scores, held_long, held_short, self.p.top_k, self.p.bottom_k, self.p.max_drop)
         self.rebalances.append({"date": now, "long": [d._name for d in longs], "short": [d._name for d in shorts]})
         cash = self.broker.getcash()
-        for data in self.datas:  # exits first: their cash is there when the entries fill
+        for data in self.datas:  # exits first: their cash, net of their commission, is there when the entries fill
             size = self.getposition(data).size
             if (size > 0 and data not in longs) or (size < 0 and data not in shorts):
-                cash += size * data.close[0]
+                cash += size * data.close[0] - self._commission(data, size)
                 self.order_target_size(data, target=0)
         entries = [(side, d) for side, chosen in ((1, longs), (-1, shorts)) for d in chosen
                    if self.getposition(d).size * side <= 0 and d.close[0] > 0]
@@ -122,9 +130,32 @@ class ForecastRankStrategy(TradeLog, bt.Strategy):
         # the names bought (kept names are not resized, so one that grew never crowds the entries out).
         budget = (1.0 - self.p.reserve) * max(0.0, cash) / len(entries)
         for side, data in entries:
-            self.order_target_size(data, target=side * int(budget / data.close[0]))
+            self.order_target_size(data, target=side * self._affordable(data, budget))
+
+    def _commission(self, data, size: float) -> float:
+        return self.broker.getcommissioninfo(data).getcommission(size, data.close[0])
+
+    def _affordable(self, data, budget: float) -> int:
+        """Whole shares of ``data`` that ``budget`` buys at the close, the order's commission included."""
+        price = data.close[0]
+        size = int(budget / price)
+        while size > 0 and size * price + self._commission(data, size) > budget:
+            size -= 1
+        return size
+
+    def _send_again(self) -> None:
+        """Buys the broker refused for cash at the last open: sized again from the cash free now."""
+        retry, self._retry = self._retry, []
+        retry = [(side, d) for side, d in retry if len(d) and self.getposition(d).size == 0]
+        if not retry:
+            return
+        budget = (1.0 - self.p.reserve) * max(0.0, self.broker.getcash()) / len(retry)
+        for side, data in retry:
+            self.order_target_size(data, target=side * self._affordable(data, budget))
 
     def notify_order(self, order) -> None:
+        if order.status == order.Margin and self.getposition(order.data).size == 0:
+            self._retry.append((1 if order.isbuy() else -1, order.data))
         if order.status in (order.Margin, order.Rejected):
             self.orders_rejected.append({
                 "ticker": order.data._name, "date": str(self.datetime.date(0)), "status": order.getstatusname(),

@@ -8,10 +8,7 @@ import json
 import math
 import os
 import re
-import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,20 +19,9 @@ from puffin_bt import load_sample
 from puffin_bt.errors import ConfigError, DataError
 from puffin_bt.plotting.html import HTML_UNAVAILABLE, html_available, write_trades_html
 
+from .browser import chromium, needs_browser_or_skip
+
 RUN = Path(__file__).parent / "data" / "html_run"  # the real LSTM run sliced to IBM and MSFT, 2007-10..2011-10
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
-def needs_browser_or_skip() -> None:
-    """Skip without a browser, except where PUFFIN_BT_REQUIRE_BROWSER=1 (.ci/run sets it after installing Chromium),
-    where a missing browser fails the test instead of skipping it silently."""
-    if CHROMIUM is not None:
-        return
-    why = "no chromium, chromium-browser or google-chrome on PATH"
-    if os.environ.get("PUFFIN_BT_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{why}, and PUFFIN_BT_REQUIRE_BROWSER=1: install it (apt-get install -y chromium)")
-    pytest.skip(f"{why} (CI installs chromium)")
-
 # Appended to a copy of the page: Bokeh draws inside shadow roots, which --dump-dom does not print, so this walks
 # them once the page has rendered and writes what it found into the light DOM: the tab labels, the active tab, the
 # canvases, and the tooltips and bar readout shown after a pointer move onto the last trade marker in view (found
@@ -142,19 +128,6 @@ def long_run(n: int = 11_500, entry: float = 0.005, exit: float = 0.005) -> dict
     equity = pd.DataFrame({"strategy": value, "buy_hold": 10_000 * close / close[start]}, index=dates).iloc[start:]
     young = load_sample("MSFT", start="2010-06-01")  # a ticker too short for forecasts: prices only
     return dict(prices={"LONG": prices, **young}, trades=pd.DataFrame(trips), forecasts=fc, folds=folds, equity=equity)
-
-
-def chromium(url: str, tmp_path: Path, *args: str) -> tuple[str, list[str], float]:
-    """Run headless Chromium on ``url``; returns stdout, the page's console lines and the wall time."""
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1400,1000",
-           "--virtual-time-budget=5000", "--enable-logging=stderr", "--v=0", *args, url]
-    started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    seconds = time.perf_counter() - started
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout, [line for line in proc.stderr.splitlines() if ":CONSOLE" in line], seconds
 
 
 def probe(page: Path, tmp_path: Path, tab: str, *args: str) -> tuple[dict, list[str], float]:

@@ -575,7 +575,7 @@ EVERY_OPTION = {
     "entry": "0.001", "exit": "0.002", "allow_short": None, "weight": "0.4", "reserve": "0.05",
     "cash": "50000", "commission": "0.002", "skip_failed": None, "start": "2020-01-15", "end": "2020-12-31",
     "features": "range,rsi:5", "ensemble": "2", "interval": "0.2", "interval_method": "aci", "aci_gamma": "0.01",
-    "rule": "interval", "sizing": "volatility",
+    "rule": "interval", "sizing": "volatility", "periods_per_year": "260",
 }
 # The global model and the ranking strategy (a global model has no ensemble or interval yet, and the
 # ranking strategy needs three tickers for top_k=1 and bottom_k=1): a second run, replayed the same way.
@@ -918,15 +918,19 @@ def _ok(cli, job):
     return proc, workdir
 
 
-@pytest.mark.parametrize("job", sorted(ERRORS))
-def test_cli_case_exits_2_with_one_line_naming_value_and_fix(cli, job):
-    proc, workdir = cli[job]
+def assert_one_line_error(proc, workdir: Path, fragments) -> None:
+    """Exit 2, one stderr line naming every fragment, no traceback, and no results written."""
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    for fragment in ERRORS[job]:
+    for fragment in fragments:
         assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
     assert not (workdir / "out" / "config.json").exists(), "it ran anyway"
+
+
+@pytest.mark.parametrize("job", sorted(ERRORS))
+def test_cli_case_exits_2_with_one_line_naming_value_and_fix(cli, job):
+    assert_one_line_error(*cli[job], ERRORS[job])
 
 
 def _config(workdir: Path, out: str = "out") -> dict:

@@ -1,11 +1,13 @@
-"""Performance numbers of a backtest over its statistics period (daily returns from the first forecast
-bar on): equity-curve figures, the probabilistic Sharpe ratio and bootstrap Sharpe intervals (puffin_bt.stats)
-for the portfolio, each ticker's sleeve and buy-and-hold; Backtrader's analyzers add whole-run figures."""
+"""Performance numbers of a backtest over its statistics period (per-bar returns from the first forecast bar on,
+annualised by the bars a year the dates show): equity-curve figures, the probabilistic Sharpe ratio and bootstrap
+Sharpe intervals (puffin_bt.stats) for the portfolio, each ticker's sleeve and buy-and-hold; Backtrader's analyzers
+add whole-run figures."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from ..errors import DataError
@@ -14,10 +16,30 @@ from ..stats import sharpe_report
 TRADING_DAYS = 252
 # What the statistics period is, in metrics.json: said once, there and in the README.
 PERIOD_COVERS = (
-    "sharpe, psr, sharpe_ci, sharpe_benchmark, sharpe_diff, sharpe_diff_ci, cagr, volatility and exposure use the daily "
-    "equity returns after the first forecast bar (start), so the cash warm-up of min_train bars does not dilute them; "
-    "the same dates for buy-and-hold, which buys at the first forecast bar. Per ticker: from that ticker's own first "
-    "forecast bar (period_start). Sharpe ratios are annualised mean/std (population) x sqrt(252), rf = 0")
+    "sharpe, psr, sharpe_ci, sharpe_benchmark, sharpe_diff, sharpe_diff_ci, cagr, volatility and exposure use the "
+    "per-bar equity returns after the first forecast bar (start), so the cash warm-up of min_train bars does not dilute "
+    "them; the same dates for buy-and-hold, which buys at the first forecast bar. Per ticker: from that ticker's own "
+    "first forecast bar (period_start). Sharpe ratios and volatility are annualised by sqrt(periods_per_year) (the "
+    "bars a year: 252 for daily bars, bars per day x 252 intraday; see periods_per_year_basis), rf = 0; cagr uses "
+    "calendar time")
+
+
+def periods_per_year(index: pd.DatetimeIndex) -> tuple[float, str]:
+    """Bars per year of a bar index, and how that was found. Intraday bars (most consecutive bars on one date):
+    the median bars per date x 252 trading days (x 365 when bars fall on weekends, as crypto's do); daily bars: 252
+    (365 with weekend bars); longer bars: 365.25 days over the median spacing (52 weekly, 12 monthly)."""
+    dates = pd.DatetimeIndex(index)
+    if len(dates) < 2:
+        return float(TRADING_DAYS), "too few bars to tell: 252 (daily bars)"
+    days_a_year = 365 if (dates.day_of_week >= 5).mean() > 0.05 else TRADING_DAYS
+    calendar = "calendar days (bars on weekends)" if days_a_year == 365 else "trading days"
+    gap_days = float(np.median(np.diff(dates.values) / np.timedelta64(1, "D")))
+    if gap_days < 0.5:
+        per_day = float(pd.Series(1, index=dates).groupby(dates.normalize()).sum().median())
+        return per_day * days_a_year, f"intraday bars: {per_day:g} a day (median) x {days_a_year} {calendar}"
+    if gap_days < 4.5:
+        return float(days_a_year), f"daily bars: {days_a_year} {calendar} a year"
+    return float(round(365.25 / gap_days)), f"bars {gap_days:g} days apart (median): 365.25 / {gap_days:g}, rounded"
 WHOLE_RUN_COVERS = (
     "annual_return and sharpe_backtrader (Backtrader's Returns and SharpeRatio analyzers) cover the whole run, warm-up "
     "included; total_return and max_drawdown are the same over either period (the warm-up is flat cash)")
@@ -29,8 +51,8 @@ def period_returns(equity: pd.Series, start) -> pd.Series:
     return curve.pct_change().iloc[1:]
 
 
-def performance(equity: pd.Series, held: pd.Series | None = None) -> dict:
-    """Total return, CAGR, annualised volatility and Sharpe (daily, rf=0, population std like
+def performance(equity: pd.Series, held: pd.Series | None = None, per_year: float = TRADING_DAYS) -> dict:
+    """Total return, CAGR, annualised volatility and Sharpe (per bar x sqrt(``per_year``), rf=0, population std like
     ``puffin_bt.stats``), max drawdown and exposure (the mean of ``held``, 1.0 while a position
     is open) of an equity curve. ``backtest()`` passes the curve from the first forecast bar on,
     and ``held`` on the bars after it (those whose returns count)."""
@@ -45,21 +67,21 @@ def performance(equity: pd.Series, held: pd.Series | None = None) -> dict:
     return {
         "total_return": float(total),
         "cagr": float((1 + total) ** (1 / years) - 1) if years > 0 and total > -1 else math.nan,
-        "volatility": float(std * math.sqrt(TRADING_DAYS)),
-        "sharpe": float(rets.mean() / std * math.sqrt(TRADING_DAYS)) if std > 0 else math.nan,
+        "volatility": float(std * math.sqrt(per_year)),
+        "sharpe": float(rets.mean() / std * math.sqrt(per_year)) if std > 0 else math.nan,
         "max_drawdown": float((1 - equity / equity.cummax()).max()),
         "exposure": float(held.mean()) if held is not None and len(held) else math.nan,
     }
 
 
-def sharpe_stats(equity: pd.Series, benchmark: pd.Series | None, start) -> dict:
+def sharpe_stats(equity: pd.Series, benchmark: pd.Series | None, start, per_year: float = TRADING_DAYS) -> dict:
     """``puffin_bt.stats.sharpe_report`` of the returns after ``start`` (and against the benchmark's on the
     same dates), with ``period_start``; None and ``stats_note`` where a value cannot be computed."""
     returns = period_returns(equity, start)
     bench = None if benchmark is None else period_returns(benchmark, start).reindex(returns.index)
     try:
         report = sharpe_report(returns.to_numpy(), None if bench is None else bench.to_numpy(),
-                               periods_per_year=TRADING_DAYS)
+                               periods_per_year=per_year)
     except DataError as exc:  # e.g. a sleeve whose value reached zero: its returns are not all finite
         report = {"n_periods": len(returns), "sharpe": None, "psr": None, "sharpe_ci": None, "note": str(exc)}
         if bench is not None:
@@ -74,9 +96,17 @@ def trade_stats(trades: pd.DataFrame, open_position: bool) -> dict:
             "win_rate": float((trades["pnl_net"] > 0).mean()) if n else math.nan}
 
 
-def portfolio_metrics(strat, equity: pd.DataFrame, cash: float, tickers: list[str], start) -> dict:
+def annualisation(index: pd.DatetimeIndex, given: float | None) -> tuple[float, str]:
+    """``periods_per_year`` given (the option), else inferred from the bars' dates."""
+    return (float(given), "given (periods_per_year)") if given is not None else periods_per_year(index)
+
+
+def portfolio_metrics(strat, equity: pd.DataFrame, cash: float, tickers: list[str], start,
+                      given_per_year: float | None = None) -> dict:
     """The strategy's portfolio line: its equity curve over the statistics period (from ``start``, the first
-    forecast bar) with PSR and Sharpe intervals against buy-and-hold, next to Backtrader's analyzers."""
+    forecast bar) with PSR and Sharpe intervals against buy-and-hold, next to Backtrader's analyzers.
+    Annualised by ``given_per_year`` bars a year, or by what the dates show."""
+    per_year, basis = annualisation(equity.index, given_per_year)
     held_any = (strat.analyzers.sleeves.held()[tickers].sum(axis=1) > 0).astype(float)
     ta = strat.analyzers.tradeanalyzer.get_analysis()
     closed = ta.get("total", {}).get("closed", 0) if ta else 0
@@ -85,7 +115,7 @@ def portfolio_metrics(strat, equity: pd.DataFrame, cash: float, tickers: list[st
     rets = strat.analyzers.returns.get_analysis()
     sharpe_bt = strat.analyzers.sharpe.get_analysis().get("sharperatio")
     final_value = strat.broker.getvalue()
-    curve = performance(equity["strategy"][equity.index >= start], held_any[held_any.index > start])
+    curve = performance(equity["strategy"][equity.index >= start], held_any[held_any.index > start], per_year)
     # The one Sharpe ratio is the statistics' (None when undefined), from the same returns as the PSR.
     return {**{
         "start_value": cash,
@@ -104,31 +134,51 @@ def portfolio_metrics(strat, equity: pd.DataFrame, cash: float, tickers: list[st
         "rejected_orders": len(strat.orders_rejected),
         "rejected": list(strat.orders_rejected),  # each with its ticker, date, status, size, price, cash, reason
         "not_traded": dict(getattr(strat, "not_traded", {})),
-    }, **sharpe_stats(equity["strategy"], equity["buy_hold"], start)}
+        "periods_per_year": per_year,
+        "periods_per_year_basis": basis,
+    }, **sharpe_stats(equity["strategy"], equity["buy_hold"], start, per_year)}
 
 
-def benchmark_metrics(equity: pd.Series, start) -> dict:
+def benchmark_metrics(equity: pd.Series, start, per_year: float = TRADING_DAYS) -> dict:
     """Buy-and-hold's curve figures, PSR and Sharpe interval over the statistics period."""
-    return {**performance(equity[equity.index >= start]), **sharpe_stats(equity, None, start)}
+    return {**performance(equity[equity.index >= start], per_year=per_year), **sharpe_stats(equity, None, start,
+                                                                                             per_year)}
 
 
 def ticker_metrics(strat, bench_strat, frames: dict, trades: pd.DataFrame,
-                   starts: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   starts: dict, per_year: float = TRADING_DAYS) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per ticker: the strategy's sleeve (performance, trades, PSR, Sharpe intervals vs the ticker's
     buy-and-hold) and the benchmark's, from the ticker's first forecast bar ``starts[ticker]`` on."""
     sleeves = strat.analyzers.sleeves.get_analysis()
     bench_sleeves = bench_strat.analyzers.sleeves.get_analysis()
     helds = strat.analyzers.sleeves.held()
     per_ticker, bench_per_ticker = {}, {}
+    shared_cash = hasattr(strat, "rebalances")  # the rank strategy: one pool of cash, no per-ticker sleeve
     for t in frames:
         start = starts[t]
         still_open = strat.getposition(strat.getdatabyname(t)).size != 0
         held = helds[t]
-        curve = performance(sleeves[t][sleeves.index >= start], held[held.index > start])
-        per_ticker[t] = {**curve, **sharpe_stats(sleeves[t], bench_sleeves[t], start),
-                         **trade_stats(trades[trades["ticker"] == t], still_open)}
-        bench_per_ticker[t] = benchmark_metrics(bench_sleeves[t], start)
+        own = trades[trades["ticker"] == t]
+        if shared_cash:
+            per_ticker[t] = {**_capital_used_return(own, held[held.index > start]), **trade_stats(own, still_open)}
+        else:
+            curve = performance(sleeves[t][sleeves.index >= start], held[held.index > start], per_year)
+            per_ticker[t] = {**curve, **sharpe_stats(sleeves[t], bench_sleeves[t], start, per_year),
+                             **trade_stats(own, still_open)}
+        bench_per_ticker[t] = benchmark_metrics(bench_sleeves[t], start, per_year)
     return _frame(per_ticker), _frame(bench_per_ticker)
+
+
+def _capital_used_return(trades: pd.DataFrame, held: pd.Series) -> dict:
+    """A ranked book's attribution to one ticker: the net P&L of its closed trades over the capital they used (each
+    trade's entry value), since its cash is the portfolio's, not a sleeve of its own whose curve would mean anything
+    (a sleeve view showed -305% for a long-only name). The curve figures are left blank, with the reason."""
+    capital = float((trades["entry_price"] * trades["size"].abs()).sum()) if len(trades) else 0.0
+    return {"total_return": float(trades["pnl_net"].sum()) / capital if capital > 0 else math.nan,
+            "cagr": math.nan, "volatility": math.nan, "sharpe": None, "psr": None, "max_drawdown": math.nan,
+            "exposure": float(held.mean()) if len(held) else math.nan,
+            "stats_note": "the rank strategy's tickers share one pool of cash: total_return is the net P&L of the "
+                          "ticker's closed trades over the capital they used; no per-ticker curve, Sharpe or drawdown"}
 
 
 def _frame(rows: dict) -> pd.DataFrame:

@@ -80,8 +80,17 @@ class BacktestResult:
                 f"{self.equity.index[0]:%Y-%m-%d}..{self.equity.index[-1]:%Y-%m-%d}, "
                 f"{len(self.folds)} folds, {self.seconds:.1f}s")
         if self.period:
-            head += (f"\nCAGR, Sharpe, PSR (probability the true Sharpe > 0), exposure: {self.period['bars']} daily "
-                     f"returns after the first forecast bar {self.period['start']:%Y-%m-%d} (warm-up excluded)")
+            per_year = self.metrics.get("periods_per_year")
+            basis = self.metrics.get("periods_per_year_basis", "")
+            every = "daily " if basis.startswith("daily") else ""
+            stamp = "%Y-%m-%d %H:%M" if basis.startswith("intraday") else "%Y-%m-%d"
+            head += (f"\nCAGR, Sharpe, PSR (probability the true Sharpe > 0), exposure: {self.period['bars']} {every}"
+                     f"returns after the first forecast bar {self.period['start']:{stamp}} (warm-up excluded); "
+                     f"annualised with {per_year:,.6g} bars a year ({basis})" if per_year else "")
+        zones = (self.period or {}).get("timestamps") or {}
+        if zones:  # tz-aware input: every stamp written is UTC, and the reader must know it
+            head += "\ntimes are " + "; ".join(f"{label} ({', '.join(t for t in zones if zones[t] == label)})"
+                                              for label in dict.fromkeys(zones.values()))
         text = head + "\n" + out.to_string()
         if self.skipped:
             shown = list(self.skipped.items())[:SKIPPED_SHOWN]
@@ -131,7 +140,7 @@ class BacktestResult:
         from ..plotting import plot_equity, plot_trades
         from ..plotting.common import check_fmt
 
-        title = f"{self.config['model'].upper()} walk-forward threshold strategy"
+        title = f"{self.config['model'].upper()} walk-forward {self._rules()[0]}"
         if check_fmt(fmt) == "html":
             return self._plot_html(out_dir, title)
         figs = plot_trades(self.cerebro, out_dir=out_dir, strategy=self.strategy, fmt=fmt)
@@ -139,6 +148,16 @@ class BacktestResult:
         figs["equity"] = plot_equity(self.equity["strategy"], self.equity["buy_hold"], out_path=out_path,
                                      title=f"{title} vs buy-and-hold")
         return figs
+
+    def _rules(self) -> tuple[str, str | None]:
+        """The strategy in a title's words, and its rule in a sentence where it has no threshold lines (rank)."""
+        cfg = self.config
+        if cfg.get("strategy", "threshold") != "rank":
+            return "threshold strategy", None
+        short = f", short the bottom {cfg['bottom_k']}" if cfg.get("bottom_k") else ""
+        return (f"rank strategy (top {cfg['top_k']})",
+                f"every {cfg['rebalance_every']} bars from the first forecast: hold the top {cfg['top_k']} by "
+                f"predicted return{short}")
 
     def _plot_html(self, out_dir, title: str) -> Path:
         from ..errors import ConfigError
@@ -151,7 +170,11 @@ class BacktestResult:
             raise ConfigError("plot(fmt='html') writes a page: pass out_dir, e.g. res.plot('out', fmt='html')")
         out = Path(out_dir)
         links = {"quantstats report": "report.html"} if (out / "report.html").is_file() else None
-        return write_trades_html(out / "trades.html", **prices_and_rule(self.strategy, list(self.strategy.datas)),
+        inputs = prices_and_rule(self.strategy, list(self.strategy.datas))
+        rule = self._rules()[1]
+        if rule is not None:  # ranked, not thresholded: no entry/exit lines it never used
+            inputs.update(entry=None, exit=None, rule=rule)
+        return write_trades_html(out / "trades.html", **inputs,
                                  trades=self.trades, open_positions=self.open_positions, forecasts=self.forecasts,
                                  folds=self.folds, equity=self.equity, title=title, links=links)
 

@@ -251,15 +251,16 @@ def _collect(run: _Run, model, runonce: bool, strat, cerebro, bench_strat, secon
     # buy-and-hold buys too), for the portfolio from the earliest of them.
     starts = {t: df.index[run.options["min_train"] - 1] for t, df in run.frames.items()}
     start = min(starts.values())
-    per_ticker, bench_per_ticker = ticker_metrics(strat, bench_strat, run.frames, trades, starts)
+    metrics = portfolio_metrics(strat, equity, run.options["cash"], tickers, start, run.options["periods_per_year"])
+    per_year = metrics["periods_per_year"]
+    per_ticker, bench_per_ticker = ticker_metrics(strat, bench_strat, run.frames, trades, starts, per_year)
     forecasts, folds = _forecasts_and_folds(strat)
-    metrics = portfolio_metrics(strat, equity, run.options["cash"], tickers, start)
     # A benchmark that could not buy a ticker is reported as such, never as a 0% return.
     not_held = {t: why for t, why in bench_strat.not_held.items() if t in tickers}
     blank = [c for c in bench_per_ticker.columns if c != "period_start"]
     bench_per_ticker.loc[list(not_held), blank] = np.nan
     benchmark = benchmark_metrics(equity["buy_hold"] if len(not_held) < len(tickers) else equity["buy_hold"].iloc[:0],
-                                  start)
+                                  start, per_year)
     benchmark.update(not_held=not_held, entries=dict(bench_strat.entries))
     return BacktestResult(
         metrics=metrics,
@@ -276,6 +277,7 @@ def _collect(run: _Run, model, runonce: bool, strat, cerebro, bench_strat, secon
         cerebro=cerebro,
         strategy=strat,
         period={"start": start, "end": equity.index[-1], "bars": metrics["n_periods"], "covers": PERIOD_COVERS,
+                "timestamps": {t: f.attrs["timestamps"] for t, f in run.frames.items() if "timestamps" in f.attrs},
                 "whole_run": {"start": equity.index[0], "end": equity.index[-1], "bars": len(equity),
                               "covers": WHOLE_RUN_COVERS}},
     )

@@ -5,7 +5,7 @@ cache), ``validate`` (``validate_ohlcv``) and ``resolve`` (what a run's ``data=`
 """
 
 from ..files import default_cache_dir
-from .csvfiles import load_csv
+from .csvfiles import load_csv, load_csv_symbols
 from .resolve import resolve_data
 from .sample import SAMPLE_TICKERS, load_sample
 from .validate import validate_ohlcv
@@ -16,6 +16,7 @@ __all__ = [
     "check_ticker",
     "default_cache_dir",
     "load_csv",
+    "load_csv_symbols",
     "load_prices",
     "load_sample",
     "resolve_data",

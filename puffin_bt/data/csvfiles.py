@@ -145,6 +145,55 @@ def load_csv(path: str | os.PathLike, name: str | None = None) -> pd.DataFrame:
             "line date,open,high,low,close[,volume] followed by one row per bar"
         )
     _check_duplicate_columns(path, frame, label)
+    symbol = _symbol_column(frame)
+    if symbol is not None:
+        tickers = frame[symbol].dropna().str.strip().unique()
+        if len(tickers) > 1:
+            shown = ", ".join(map(repr, tickers[:5])) + (f" and {len(tickers) - 5} more" if len(tickers) > 5 else "")
+            raise DataError(
+                f"{label}: column {symbol!r} holds {len(tickers)} tickers ({shown}): a long-format file, one row per "
+                f"ticker and bar; read it with load_csv_symbols(path) (one frame per ticker; --csv does so) or give "
+                f"each ticker its own file"
+            )
+        frame = frame.drop(columns=symbol)  # one ticker: the column only repeats its name
+    return _bars_of(frame, label)
+
+
+def load_csv_symbols(path: str | os.PathLike) -> dict[str, pd.DataFrame]:
+    """A long-format CSV (``symbol,date,open,high,low,close,volume``, as pytimetk, Qlib exports and stacked yfinance
+    downloads write) as ``{symbol: validated OHLCV frame}``, in the order the symbols first appear; a file without
+    a ``symbol``/``ticker`` column as ``{file stem: frame}`` (:func:`load_csv`)."""
+    path = Path(os.fspath(path)).expanduser()
+    if not has_symbol_column(path):
+        return {path.name.split(".")[0] or path.name: load_csv(path)}
+    frame = pd.read_csv(path, dtype=str, skipinitialspace=True)
+    symbol = _symbol_column(frame)
+    names = frame[symbol].fillna("").str.strip()
+    out = {}
+    for ticker in dict.fromkeys(names):
+        label = f"'{ticker}' (rows of column {symbol!r} in file '{path.absolute()}')"
+        if not ticker:
+            raise DataError(f"{label}: {int((names == '').sum())} row(s) have no {symbol}; fill or drop them")
+        out[ticker] = _bars_of(frame[names == ticker].drop(columns=symbol).reset_index(drop=True), label)
+    return out
+
+
+def has_symbol_column(path: str | os.PathLike) -> bool:
+    """Whether a CSV file's header names a ``symbol``/``ticker`` column (False for a file that cannot be read: reading
+    it with load_csv says what is wrong)."""
+    try:
+        return _symbol_column(pd.read_csv(path, dtype=str, skipinitialspace=True, nrows=0)) is not None
+    except Exception:  # noqa: BLE001 - any unreadable file is load_csv's to report
+        return False
+
+
+def _symbol_column(frame: pd.DataFrame) -> str | None:
+    found = [c for c in frame.columns if _norm_name(c) in ("symbol", "ticker")]
+    return found[0] if found else None
+
+
+def _bars_of(frame: pd.DataFrame, label: str) -> pd.DataFrame:
+    """The rows of one ticker (text columns, the date among them) as a validated OHLCV frame."""
     named = [c for c in frame.columns if _norm_name(c) in _DATE_COLUMN_NAMES]
     date_col = named[0] if named else frame.columns[0]
     column_text = repr(date_col) if named else (

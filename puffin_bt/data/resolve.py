@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 
 from ..errors import ConfigError, DataError, PuffinError, failures
-from .csvfiles import load_csv
+from .csvfiles import has_symbol_column, load_csv, load_csv_symbols
 from .sample import load_sample
 from .validate import validate_ohlcv
 from .yahoo import load_prices
@@ -29,6 +30,19 @@ def check_ticker_names(names: list) -> None:
         seen[text] = name
 
 
+def _with_long_csvs(data: Mapping) -> dict:
+    """``data`` with every long-format CSV file (a ``symbol`` column naming several tickers) replaced by its
+    tickers' frames, each under its symbol."""
+    out = {}
+    for name, given in data.items():
+        tickers = None
+        if isinstance(given, (str, os.PathLike)) and has_symbol_column(given):
+            with contextlib.suppress(PuffinError):  # a broken file: load_one reports it under its own name
+                tickers = load_csv_symbols(given)
+        out.update(tickers if tickers is not None and len(tickers) > 1 else {name: given})
+    return out
+
+
 def resolve_data(data=None, start=None, end=None, cache_dir=None, skip_failed: bool = False):
     """None -> bundled sample; list of tickers -> yfinance (cached); dict of DataFrames (or of CSV file paths,
     read with ``load_csv``) -> validated.
@@ -43,6 +57,7 @@ def resolve_data(data=None, start=None, end=None, cache_dir=None, skip_failed: b
     if isinstance(data, Mapping):
         if not data:
             raise ConfigError("data is an empty dict; pass {ticker: DataFrame} with at least one entry")
+        data = _with_long_csvs(data)
         check_ticker_names(list(data))
 
         def load_one(name):

@@ -250,11 +250,15 @@ def _validate(df, label: str) -> pd.DataFrame:
     columns = _check_prices(df, found, label, index)
     o, h, lo, c = _check_bars(columns, label, index)
     volume = _check_volume(df, found, label, index)
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {"open": o, "high": h, "low": lo, "close": c, "volume": volume},
         index=index,
         dtype="float64",
     )
+    zone = getattr(df.index, "tz", None)
+    if zone is not None:  # the stamps are UTC now: say so wherever they are written (metrics.json, the summary)
+        out.attrs["timestamps"] = f"UTC, converted from {zone}"
+    return out
 
 
 def _check_frame(df, label: str) -> None:
@@ -397,14 +401,15 @@ def _check_bars(columns: dict, label: str, index: pd.DatetimeIndex) -> tuple[np.
 
 
 def _check_volume(df: pd.DataFrame, found: dict, label: str, index: pd.DatetimeIndex) -> np.ndarray:
-    """Volume >= 0 (NaN becomes 0; a missing column is all zeros)."""
+    """Volume >= 0. A NaN volume stays NaN: a missing value, so the ``volume`` feature is missing there too (as zero
+    it made the feature's log change spike to +-15); a missing column is all zeros (no volume at all)."""
     if "volume" in found:
         volume = _numeric_column(df[found["volume"]], str(found["volume"]), label, index)
         bad = np.isinf(volume)
         if bad.any():
             raise DataError(
                 f"{label}: column '{found['volume']}' has infinite volume at {_list_dates(index, bad)}; "
-                "fix those rows (NaN volume is allowed and becomes 0)"
+                "fix those rows (NaN volume is allowed: a missing value)"
             )
         bad = volume < 0
         if bad.any():
@@ -412,7 +417,6 @@ def _check_volume(df: pd.DataFrame, found: dict, label: str, index: pd.DatetimeI
                 f"{label}: column '{found['volume']}' has {int(bad.sum())} negative volume(s) at "
                 f"{_list_dates(index, bad, volume)}; volume must be >= 0: fix or drop those rows"
             )
-        volume = np.where(np.isnan(volume), 0.0, volume)
     else:
         volume = np.zeros(len(index), dtype="float64")
     return volume
@@ -423,8 +427,9 @@ def validate_ohlcv(df: pd.DataFrame, name: str = "data") -> pd.DataFrame:
 
     Column names are matched case-insensitively (``Open``/``open``/``OPEN``; ``Adj Close``
     and any other column is dropped). ``open, high, low, close`` are required; a missing
-    ``volume`` is filled with 0, as is NaN volume. A string index is parsed with
-    ``pd.to_datetime``; a tz-aware index is converted to UTC and made tz-naive.
+    ``volume`` is filled with 0; a NaN volume stays NaN (missing, not zero). A string index is parsed with
+    ``pd.to_datetime``; a tz-aware index is converted to UTC and made tz-naive, and the frame's
+    ``attrs["timestamps"]`` says so (``"UTC, converted from America/New_York"``).
 
     Returns a new DataFrame with float64 columns ``open, high, low, close, volume`` and a
     sorted, unique, tz-naive ``DatetimeIndex`` named ``"date"`` (ns resolution). Deviations

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, DataError, NetworkError
-from ..files import atomic_write_bytes, default_cache_dir
+from ..files import atomic_write_bytes, default_cache_dir, warn_cache_unwritable
 from .common import _ONE_DAY, _PRICE_COLUMNS, _as_ticker_list, _date_range, _fmt_date, _list_dates, _norm_name, _range_text, _slice_or_raise
 from .validate import _flatten_columns, _local_midnights, _validate
 
@@ -278,7 +278,10 @@ def _load_one(ticker: str, start, end, cache_dir: Path, refresh: bool, fetcher: 
             stacklevel=3,
         )
     covers_to = today if fetch_to is None else min(fetch_to.normalize(), today)
-    _write_cache(path, ticker, frame, fetch_from, covers_to)
+    try:
+        _write_cache(path, ticker, frame, fetch_from, covers_to)
+    except OSError as exc:  # a full disk: the prices were downloaded, so the run goes on without caching them
+        warn_cache_unwritable("price cache", path.parent, exc)
     return _slice_or_raise(frame, start, end, f"ticker '{ticker}'", "pick dates inside that range")
 
 
