@@ -300,9 +300,10 @@ _ALL: list[Option] = [
     Option("interval", None, Float(0.0, 1.0, min_inclusive=False, max_inclusive=False, allow_none=True),
            "coverage of a conformal prediction interval (pred_lo, pred_hi) from each fold's validation residuals, "
            "e.g. 0.8 ('none': off)", ("uncertainty",), forecasts=True),
-    Option("interval_method", "split", Choice(("split", "aci")),
+    Option("interval_method", "split", Choice(("split", "aci", "vol")),
            "split: each fold's residual quantile; aci: adaptive conformal inference, the level moved online by the "
-           "errors already realised", ("uncertainty",), forecasts=True),
+           "errors already realised; vol: residuals over the trailing 60-bar realised volatility, the interval "
+           "scaled by it (wider in stormy spells)", ("uncertainty",), forecasts=True),
     Option("aci_gamma", 0.005, Float(0.0, 0.5, min_inclusive=False),
            "adaptive conformal inference's step size", ("uncertainty",), forecasts=True),
     Option("device", "auto", Text(), "auto (GPU if present), cpu, cuda, cuda:N or mps", ("fit",)),

@@ -24,7 +24,16 @@ from .errors import ConfigError, DataError
 from .features import check_feature_columns, frame_features
 from .fitting import fold_data, predict_windows, train_prepared
 from .foldpool import FoldPool, resolve_fold_workers
-from .intervals import LINES, AdaptiveLevel, combine, conformal_half_width, half_width, min_residuals
+from .intervals import (
+    LINES,
+    VOL_WINDOW,
+    AdaptiveLevel,
+    combine,
+    conformal_half_width,
+    half_width,
+    min_residuals,
+    trailing_volatility,
+)
 from .options import OPTIONS, FitConfig, IntervalConfig, ModelConfig, resolve
 from .schedule import FoldSchedule
 from .training import resolve_device, torch_threads
@@ -136,8 +145,9 @@ class WalkForward:
                               "validation_split=0 leaves none: use validation_split > 0")
         self.nets: list[torch.nn.Module] = []  # the current fold's model(s): config.ensemble of them
         self.scaler = None
-        self.half_width: float | None = None  # the current fold's split-conformal half-width (log return)
-        self.scores: np.ndarray | None = None  # its validation residuals' magnitudes
+        # the current fold's split-conformal half-width (log return; "vol": in units of the trailing volatility)
+        self.half_width: float | None = None
+        self.scores: np.ndarray | None = None  # its validation residuals' magnitudes ("vol": over the volatility)
         self._aci = None if self.interval is None else AdaptiveLevel(1.0 - self.interval, self.uncertainty.aci_gamma)
         self.folds: list[FoldRecord] = []
         # Folds trained from scratch are independent models: they are trained together when several are due at
@@ -263,7 +273,7 @@ class WalkForward:
                 scores = fitting.validation_residuals(self.nets, data, self.device)
             here = time.perf_counter() - started
         if self.interval is not None:
-            self._set_scores(scores, bar)
+            self._set_scores(scores, bar, history, fold_features)
         self.training_seconds += here
         sample_bars = self._samples(bar, fold_features)
         n_val = len(split_train_val(sample_bars, cfg.validation_split)[1])
@@ -442,6 +452,8 @@ class WalkForward:
     def _half_widths(self, bars: np.ndarray, log_return: np.ndarray, closes: np.ndarray, offset: int) -> np.ndarray:
         if self.uncertainty.interval_method == "split":
             return np.full(len(bars), self.half_width)
+        if self.uncertainty.interval_method == "vol":
+            return self.half_width * trailing_volatility(closes, bars, offset)
         aci, horizon, widths = self._aci, self.schedule.horizon, np.empty(len(bars))
         for i, bar in enumerate(bars):
             then, now = int(bar) - horizon - offset, int(bar) - offset
@@ -451,13 +463,22 @@ class WalkForward:
             aci.pending[int(bar)] = (float(log_return[i]), widths[i])
         return widths
 
-    def _set_scores(self, residuals: np.ndarray | None, bar: int) -> None:
+    def _set_scores(self, residuals: np.ndarray | None, bar: int, history: np.ndarray,
+                    features: np.ndarray | None) -> None:
         need = min_residuals(self.interval)
         if residuals is None or len(residuals) < need:
             got = 0 if residuals is None else len(residuals)
             raise ConfigError(f"interval={self.interval} needs at least {need} validation residuals per fold; the "
                               f"fold at bar {bar} has {got}: raise validation_split or train_window, or lower interval")
-        self.scores = np.sort(np.abs(np.asarray(residuals, dtype=np.float64)))
+        scores = np.abs(np.asarray(residuals, dtype=np.float64))
+        if self.uncertainty.interval_method == "vol":  # each residual over the volatility when its forecast was made
+            val_bars = split_train_val(self._samples(bar, features), self.config.validation_split)[1]
+            scores = scores / trailing_volatility(history, val_bars)
+        self._keep_scores(scores)
+
+    def _keep_scores(self, scores: np.ndarray) -> None:
+        """The current fold's conformal scores (computed by ``_set_scores``, or read back from a saved fold)."""
+        self.scores = np.sort(np.asarray(scores, dtype=np.float64))
         self.half_width = conformal_half_width(self.scores, self.interval)
 
     def _complete(self, feature_windows: np.ndarray, first_bar: int | None) -> np.ndarray:
@@ -480,8 +501,8 @@ class WalkForward:
         return float(self.advance_lines(history, date, features)[0])
 
     def advance_lines(self, history: np.ndarray, date=None, features: np.ndarray | None = None) -> np.ndarray:
-        """``advance`` with the uncertainty lines (``intervals.LINES``); the adaptive intervals need the
-        last ``max(lookback, horizon) + 1`` closes."""
+        """``advance`` with the uncertainty lines (``intervals.LINES``); adaptive and volatility-normalised
+        intervals need the last ``tail_bars`` closes."""
         history = np.asarray(history, dtype=np.float64)
         bar = len(history) - 1
         if bar < self.schedule.first_fold_bar:
@@ -489,8 +510,15 @@ class WalkForward:
         if self.schedule.is_fold_bar(bar):
             self.train_fold(check_prices(history, f"closes up to bar {bar}"), date, features)
         lookback = self.config.lookback
-        tail = history[-(max(lookback, self.schedule.horizon) + 1):]
+        tail = history[-self.tail_bars:]
         return self.forecast_tail_lines(tail, None if features is None else features[-lookback:], bar)
+
+    @property
+    def tail_bars(self) -> int:
+        """Closes ``forecast_tail_lines`` needs: the window, and the outcomes adaptive intervals learn from
+        or the trailing volatility volatility-normalised ones scale by."""
+        volatility = VOL_WINDOW if self.uncertainty.interval_method == "vol" else 0
+        return max(self.config.lookback, self.schedule.horizon, volatility) + 1
 
     def forecast_tail(self, tail: np.ndarray, feature_tail: np.ndarray | None = None, bar: int | None = None) -> float:
         """Forecast from the current fold for the bar that ends ``tail`` (its last ``lookback + 1`` closes;

@@ -251,10 +251,9 @@ class ForecastIndicator(bt.Indicator):
         if not self.walk.nets:  # replay: the first fold trains when the bar after it begins
             return
         lookback = self.config.lookback
-        size = lookback + 1
-        if self.walk.uncertainty.interval_method == "aci" and self.walk.interval is not None:  # learns from past outcomes
-            size = max(lookback, self.config.horizon) + 1
-        history = np.asarray(self._close.get(size=min(bar + 1, size)), dtype=np.float64)
+        history = np.asarray(self._close.get(size=min(bar + 1, lookback + 1)), dtype=np.float64)
+        if self.walk.uncertainty.interval_method != "split" and self.walk.interval is not None:  # past outcomes, volatility
+            history = np.asarray(self._close.get(size=min(bar + 1, self.walk.tail_bars)), dtype=np.float64)
         features = self._feature_rows(lookback)
         lines = self.walk.forecast_tail_lines(history, features, bar)
         _write_bar(self, lines)
@@ -274,7 +273,7 @@ class ForecastIndicator(bt.Indicator):
             net, scaler, record, scores = checkpoint.read_fold(path, self.config, self.walk.device)
             self.walk.nets, self.walk.scaler = [net], scaler
             if scores is not None:
-                self.walk._set_scores(scores, bar)
+                self.walk._keep_scores(scores)
             self.walk.folds.append(FoldRecord(**record))
             if self.walk.on_fold is not None:
                 self.walk.on_fold(self.walk.folds[-1])
