@@ -19,6 +19,7 @@ from .errors import ConfigError, DataError
 __all__ = [
     "EULER_GAMMA",
     "PBOResult",
+    "constant_up_to_roundoff",
     "deflated_sharpe_ratio",
     "expected_max_sharpe",
     "probabilistic_sharpe_ratio",
@@ -74,7 +75,7 @@ def _refuse_non_finite(name: str, arr: np.ndarray) -> None:
         )
 
 
-def _flat(arr: np.ndarray, axis: int | None = None) -> np.ndarray:
+def constant_up_to_roundoff(arr: np.ndarray, axis: int | None = None) -> np.ndarray:
     """Whether ``arr`` (along ``axis``) is constant up to round-off: its range is at most ``_FLAT_RTOL`` of its
     largest magnitude. The range, not the std: the std of a constant like 0.1 rounds to ~1e-17, not 0."""
     spread = arr.max(axis=axis) - arr.min(axis=axis)
@@ -85,7 +86,7 @@ def _degeneracy(name: str, arr: np.ndarray, purpose: str) -> str | None:
     """Why ``arr`` has no usable Sharpe ratio (too short, constant), or None if it has one."""
     if len(arr) < MIN_PERIODS:
         return f"{name} has {len(arr)} finite values; {purpose} needs at least {MIN_PERIODS}"
-    if _flat(arr):
+    if constant_up_to_roundoff(arr):
         every = (f"every value {float(arr[0])!r}" if arr.max() == arr.min() else
                  f"values {float(arr.min())!r} to {float(arr.max())!r}, which differ by round-off only")
         return (
@@ -319,7 +320,7 @@ def probability_of_backtest_overfitting(performance, n_splits: int = 16) -> PBOR
     half_rows = block * (n_splits // 2)
 
     used = m[n_rows - block * n_splits:]
-    flat_cols = np.flatnonzero(_flat(used, axis=0))
+    flat_cols = np.flatnonzero(constant_up_to_roundoff(used, axis=0))
     if flat_cols.size:
         j = int(flat_cols[0])
         raise DataError(

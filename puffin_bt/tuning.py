@@ -29,7 +29,13 @@ from .errors import ConfigError, DataError
 from .evaluation import forecast_metrics
 from .files import atomic_write_bytes
 from .options import BACKTEST_GROUPS, OPTIONS, names, options_doc, resolve, signature_parameters
-from .stats import deflated_sharpe_ratio, expected_max_sharpe, probabilistic_sharpe_ratio, probability_of_backtest_overfitting
+from .stats import (
+    constant_up_to_roundoff,
+    deflated_sharpe_ratio,
+    expected_max_sharpe,
+    probabilistic_sharpe_ratio,
+    probability_of_backtest_overfitting,
+)
 from .store import ForecastStore
 from .study import Study, open_storage, shown_url
 from .tickers import resolve_workers
@@ -306,7 +312,7 @@ def selection_stats(returns: pd.DataFrame, chosen: int) -> dict:
         return {"period": period, "dsr": dsr, "pbo": pbo}
     block = n_periods // n_splits
     used = m[n_periods - block * n_splits:]
-    traded = used.max(axis=0) != used.min(axis=0)
+    traded = ~constant_up_to_roundoff(used, axis=0)  # as PBO itself sees it: round-off is not trading
     pbo.update(n_splits=n_splits, block_bars=block, n_trials=int(traded.sum()),
                excluded_trials=[_plain(c) for c, ok in zip(returns.columns, traded) if not ok])
     if traded.sum() < 2:

@@ -142,6 +142,17 @@ def test_selection_stats_leave_out_trials_that_never_traded_and_see_a_dominant_t
     assert alone["dsr"]["value"] is None and "1 trial" in alone["dsr"]["note"] and alone["pbo"]["value"] is None
 
 
+def test_selection_stats_leave_out_a_trial_constant_up_to_round_off():
+    rng = np.random.default_rng(1)
+    dates = pd.bdate_range("2020-01-01", periods=400)
+    returns = pd.DataFrame(rng.normal(0.0, 0.01, (400, 3)), index=dates, columns=[1, 2, 3])
+    returns[3] = 0.01
+    returns.iloc[7, 2] = np.nextafter(0.01, 1.0)  # one float step: round-off, not trading
+    stats = selection_stats(returns, chosen=1)
+    assert stats["pbo"]["excluded_trials"] == [3] and stats["pbo"]["n_trials"] == 2
+    assert stats["pbo"]["value"] is not None
+
+
 def test_each_searched_option_changes_the_trial_results(tmp_path):
     result = tune(frames(), search="grid", space={"hidden_dim": [3, 6], "lookback": [5, 9]}, objective="mse",
                   store=ForecastStore(tmp_path), device="cpu", **FIXED)
