@@ -778,9 +778,13 @@ def test_same_seed_gives_identical_forecasts_and_trades_across_runs(reference_ba
     pd.testing.assert_frame_equal(again.equity, reference_backtest.equity, check_exact=True)
 
 
-def test_runonce_and_event_driven_backtests_are_bit_identical(reference_backtest):
+def test_runonce_and_event_driven_backtests_agree_to_float_rounding_and_trade_identically(reference_backtest):
+    # runonce forecasts a fold's windows in one batched forward pass, runnext one window per bar: on CPUs whose
+    # oneDNN kernels block the batch differently (measured on a Xeon: |diff| <= 1.7e-10 on forecasts of ~1e-3; bit
+    # for bit on the AMD EPYC of earlier sessions) the last bits differ. DESIGN rule 5: to float rounding, and the
+    # same trades.
     nxt = backtest(_small_portfolio(), store=False, runonce=False, entry=0.0005, exit=0.0005, **LIB)
-    pd.testing.assert_frame_equal(nxt.forecasts, reference_backtest.forecasts, check_exact=True)
+    pd.testing.assert_frame_equal(nxt.forecasts, reference_backtest.forecasts, check_exact=False, rtol=1e-6, atol=1e-12)
     pd.testing.assert_frame_equal(nxt.trades, reference_backtest.trades, check_exact=True)
     assert nxt.metrics["final_value"] == reference_backtest.metrics["final_value"]
 
