@@ -45,11 +45,23 @@ def test_a_perfect_ranker_has_rank_ic_one_and_noise_is_near_zero():
     assert abs(noise.loc["rank IC", "mean"]) < 0.05 and abs(noise.loc["IC", "t"]) < 3
 
 
-def test_dates_with_one_ticker_or_equal_forecasts_are_left_out():
+def test_dates_with_too_few_tickers_or_equal_forecasts_are_left_out():
     pred = {"A": [0.01, 0.02, np.nan], "B": [0.01, 0.03, 0.01]}
     real = {"A": [0.02, 0.01, 0.0], "B": [0.03, 0.02, 0.01]}
-    per_date = information_coefficients(cross_section(pred, real))
+    per_date = information_coefficients(cross_section(pred, real), min_tickers=2)
     assert len(per_date) == 1 and per_date["tickers"].iloc[0] == 2  # day 0: equal forecasts; day 2: one ticker
+
+
+def test_ic_with_two_tickers_is_not_computed_by_default():
+    # Two tickers' correlation is +-1 on every date: by default the IC needs three, so there is none here
+    # (and its summary is NaN, not a t-statistic of +-1s).
+    rng = np.random.default_rng(0)
+    pred = {t: rng.normal(0, 0.01, 50) for t in "AB"}
+    real = {t: rng.normal(0, 0.01, 50) for t in "AB"}
+    assert np.allclose(information_coefficients(cross_section(pred, real), min_tickers=2)["ic"].abs(), 1.0)
+    per_date = information_coefficients(cross_section(pred, real))
+    assert len(per_date) == 0
+    assert np.isnan(ic_summary(per_date).loc["IC", "t"])
 
 
 def test_forecast_metrics_count_direction_only_where_the_price_moved():
