@@ -489,15 +489,9 @@ def _run_evaluate(args) -> int:
     models = ("lstm", "gru") if model == "both" else (model,)
     results = []
     for name in models:
-        if results and not no_baselines:  # the baselines do not depend on the family: fitted once
-            result = evaluate(frames, model=name, store=store, no_baselines=True, **options)
-            extra = results[0].forecasts[["ticker", "date", "pred_ridge", "pred_gbm"]]
-            forecasts = result.forecasts.merge(extra, on=["ticker", "date"], how="left")
-            forecasts.attrs = result.forecasts.attrs
-            result.forecasts = forecasts
-            result.table = evaluate_forecasts(forecasts, options.get("interval"), result.horizon)
-        else:
-            result = evaluate(frames, model=name, store=store, no_baselines=no_baselines, **options)
+        # the baselines do not depend on the family: fitted once, the second family reuses them
+        result = evaluate(frames, model=name, store=store, no_baselines=no_baselines,
+                          baselines_from=results[0] if results else None, **options)
         results.append(result)
         target = out_dir / name if len(models) > 1 else out_dir
         result.write(target)

@@ -301,6 +301,15 @@ def add_baseline_forecasts(forecasts: pd.DataFrame, frames: dict, model: str = "
     return out
 
 
+def _copy_baselines(forecasts: pd.DataFrame, source: pd.DataFrame) -> pd.DataFrame:
+    out = forecasts.copy()
+    where = pd.MultiIndex.from_arrays([out["ticker"], out["date"]])
+    for kind in BASELINES:
+        values = source.set_index(["ticker", "date"])[f"pred_{kind}"]
+        out[f"pred_{kind}"] = values.reindex(where).to_numpy()
+    return out
+
+
 # The printed table's columns (evaluation.csv has them all).
 TABLE_COLUMNS = {
     "n": "bars", "mse": "MSE", "mse_1": "MSE 1 model", "mse_zero": "MSE zero", "mse_ridge": "MSE ridge",
@@ -378,16 +387,21 @@ MIN_IC_TICKERS = 3
 
 def evaluate(frames: dict, model: str = "lstm", store=None, on_fold=None, workers: int | str | None = None,
              executor: str | None = None, address: str | None = None, scope: str = "per_ticker",
-             no_baselines: bool = False, **forecast_kwargs) -> EvaluationResult:
+             no_baselines: bool = False, baselines_from: EvaluationResult | None = None,
+             **forecast_kwargs) -> EvaluationResult:
     """Walk-forward forecasts of ``frames`` ({ticker: OHLCV frame}) scored honestly: every metric next to
     the zero-return, always-up and last-return forecasts and (unless ``no_baselines``, and when
     scikit-learn is installed) ridge and gradient boosting fitted on the same folds; Diebold–Mariano and
-    call-mix direction tests; IC over dates with 3+ tickers. Options as ``walk_forward_forecasts``."""
+    call-mix direction tests; IC over dates with 3+ tickers. Options as ``walk_forward_forecasts``;
+    ``baselines_from``: an earlier result on the same data and schedule (another family) whose baseline
+    forecasts are reused instead of refitted."""
     forecasts = walk_forward_forecasts(frames, model, store, on_fold, workers, executor, address, scope,
                                        **forecast_kwargs)
     notes = []
     if no_baselines:
         pass
+    elif baselines_from is not None and "pred_ridge" in baselines_from.forecasts:
+        forecasts = _copy_baselines(forecasts, baselines_from.forecasts)
     elif baselines_available():
         forecasts = add_baseline_forecasts(forecasts, frames, model, scope, **forecast_kwargs)
     else:

@@ -79,3 +79,54 @@ def test_cli_evaluate_prints_and_writes_the_information_coefficient(tmp_path):
     assert "rank IC" in proc.stdout and "IR" in proc.stdout
     per_date = pd.read_csv(tmp_path / "ev" / "ic.csv")
     assert len(per_date) > 400 and per_date["ic"].between(-1, 1).all()
+
+
+def test_forecast_metrics_test_direction_against_the_call_mix_and_keep_the_test_against_50():
+    actual = np.random.default_rng(5).normal(0.003, 0.01, 800)  # up on ~62% of days
+    always_up = forecast_metrics(np.full(800, 0.001), actual)
+    assert always_up["direction_accuracy"] == pytest.approx(always_up["up_rate"]) and always_up["up_rate"] > 0.58
+    assert always_up["direction_accuracy_up"] == always_up["up_rate"]
+    assert always_up["direction_p_value_50"] < 1e-6 and always_up["direction_p_value"] == 1.0
+
+
+def test_evaluate_returns_a_result_whose_summary_gives_a_verdict_per_ticker_and_pooled(tmp_path):
+    from puffin_bt.evaluation import EvaluationResult, evaluate
+    from tests.conftest import TINY, ohlcv_frame, synthetic_closes
+
+    pytest.importorskip("sklearn")
+    frames = {t: ohlcv_frame(synthetic_closes(400, seed=s, drift=0.003, vol=0.01)) for s, t in enumerate("AB")}
+    result = evaluate(frames, model="lstm", **TINY)
+    assert isinstance(result, EvaluationResult)
+    pooled = result.table.loc["POOLED"]
+    assert 0.56 < pooled["up_rate"] < 0.68 and pooled["direction_p_value"] > 0.05  # a drift is not skill
+    assert {"mse_ridge", "mse_gbm", "direction_accuracy_ridge", "direction_accuracy_gbm", "dm_p_value",
+            "dm_p_value_best", "direction_p_value_50"} <= set(result.table.columns)
+    assert result.forecasts[["pred_ridge", "pred_gbm"]].notna().all().all()
+    text = result.summary()
+    for name in ("A", "B", "POOLED"):
+        line = next(line for line in text.splitlines() if line.strip().startswith(name + " ") and "beats" in line)
+        assert "beats the zero forecast: " in line and "beats ridge: " in line and "direction skill beyond drift: no" in line
+    assert len(result.ic) == 0 and any("at least 3 tickers" in note for note in result.notes)
+    result.write(tmp_path)
+    written = pd.read_csv(tmp_path / "evaluation.csv", index_col=0)
+    assert written.loc["POOLED", "dm_p_value"] == pytest.approx(pooled["dm_p_value"])
+    assert not (tmp_path / "ic.csv").exists()
+
+
+def test_cli_evaluate_both_families_beside_the_baselines(tmp_path):
+    pytest.importorskip("sklearn")
+    proc = subprocess.run([sys.executable, "-m", "puffin_bt.cli", "evaluate", "--sample", "IBM", "MSFT", "GOOG",
+                           "--start", "2012-01-01", "--model", "both", "--lookback", "5", "--min-train", "60",
+                           "--retrain-every", "60", "--train-window", "80", "--epochs", "1", "--hidden-dim", "4",
+                           "--num-layers", "1", "--no-plot", "--quiet", "--out", str(tmp_path / "ev"),
+                           "--cache-dir", str(tmp_path / "c")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    comparison = proc.stdout.split("model comparison")[1].splitlines()
+    assert [line.split()[0] for line in comparison[2:8]] == ["lstm", "gru", "ridge", "gbm", "zero", "always"]
+    assert proc.stdout.count("beats ridge: ") == 8  # 3 tickers and pooled, per family
+    for family in ("lstm", "gru"):
+        table = pd.read_csv(tmp_path / "ev" / family / "evaluation.csv", index_col=0)
+        assert table["mse_ridge"].notna().all() and table["direction_p_value"].between(0, 1).all()
+    lstm = pd.read_csv(tmp_path / "ev" / "lstm" / "forecasts.csv")
+    gru = pd.read_csv(tmp_path / "ev" / "gru" / "forecasts.csv")
+    np.testing.assert_array_equal(lstm["pred_ridge"], gru["pred_ridge"])  # same folds, same baseline
