@@ -410,7 +410,7 @@ def evaluate(frames: dict, model: str = "lstm", store=None, on_fold=None, worker
     table = evaluate_forecasts(forecasts, forecast_kwargs.get("interval"), horizon)
     per_date = information_coefficients(forecasts, MIN_IC_TICKERS)
     dates = forecasts.dropna(subset=["pred_return", "realized_return"])["date"].nunique()
-    if len(per_date) < dates:
+    if forecasts["ticker"].nunique() > 1 and len(per_date) < dates:
         notes.append(f"IC and rank IC use the dates with at least {MIN_IC_TICKERS} tickers (with two, a correlation "
                      f"is always +-1): {dates - len(per_date)} of {dates} date(s) left out"
                      + ("; no IC" if not len(per_date) else ""))

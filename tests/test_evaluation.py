@@ -130,3 +130,17 @@ def test_cli_evaluate_both_families_beside_the_baselines(tmp_path):
     lstm = pd.read_csv(tmp_path / "ev" / "lstm" / "forecasts.csv")
     gru = pd.read_csv(tmp_path / "ev" / "gru" / "forecasts.csv")
     np.testing.assert_array_equal(lstm["pred_ridge"], gru["pred_ridge"])  # same folds, same baseline
+
+
+def test_global_scope_baselines_are_pooled_on_the_global_folds_and_the_ic_has_three_tickers():
+    from puffin_bt.evaluation import evaluate
+    from tests.conftest import TINY, ohlcv_frame, synthetic_closes
+
+    pytest.importorskip("sklearn")
+    frames = {t: ohlcv_frame(synthetic_closes(300, seed=s)) for s, t in enumerate("ABC")}
+    result = evaluate(frames, model="gru", scope="global", **TINY)
+    forecasts = result.forecasts
+    assert forecasts["pred_return"].notna().sum() > 600
+    assert forecasts.loc[forecasts["pred_return"].notna(), ["pred_ridge", "pred_gbm"]].notna().all().all()
+    assert len(result.ic) > 200 and (result.ic["tickers"] == 3).all() and not result.notes
+    assert np.isfinite(result.ic_summary.loc["IC", "t"])
