@@ -54,6 +54,14 @@ def new_regressor(kind: str, seed: int):
     raise ConfigError(f"baseline {kind!r} is not known; use one of {list(BASELINES)}")
 
 
+def one_thread():
+    """scikit-learn's OpenMP and BLAS pools limited to one thread, as the nets' default: on these small
+    fits and predictions, spinning threads cost far more than they save (more so on a busy CPU)."""
+    from threadpoolctl import threadpool_limits  # installed with scikit-learn
+
+    return threadpool_limits(1)
+
+
 class FittedRegressor(nn.Module):
     """A fitted regressor behind a network's interface: scaled windows (n, lookback, inputs) in, the
     scaled forecast (n, 1) out, so ``predict_windows`` scales and guards it exactly as a net's."""
@@ -64,7 +72,8 @@ class FittedRegressor(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(len(x), -1).double().numpy()
-        return torch.from_numpy(np.asarray(self.regressor.predict(rows), dtype=np.float64)[:, None])
+        with one_thread():
+            return torch.from_numpy(np.asarray(self.regressor.predict(rows), dtype=np.float64)[:, None])
 
 
 class BaselineWalkForward(GlobalWalkForward):
@@ -88,9 +97,7 @@ class BaselineWalkForward(GlobalWalkForward):
         pooled = pool(list(datas.values()))
         x = pooled.x_train.reshape(len(pooled.x_train), -1).double().numpy()
         y = pooled.y_train[:, 0].double().numpy()
-        from threadpoolctl import threadpool_limits  # installed with scikit-learn
-
-        with threadpool_limits(1):  # one thread, as the nets' default: OpenMP threads fight on a busy CPU
+        with one_thread():
             self.net = FittedRegressor(new_regressor(self.kind, cfg.seed + k).fit(x, y))
         self.scalers = {name: data.scaler for name, data in datas.items()}
         fitted = self.net(pooled.x_train)[:, 0].numpy()
