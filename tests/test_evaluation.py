@@ -144,3 +144,21 @@ def test_global_scope_baselines_are_pooled_on_the_global_folds_and_the_ic_has_th
     assert forecasts.loc[forecasts["pred_return"].notna(), ["pred_ridge", "pred_gbm"]].notna().all().all()
     assert len(result.ic) > 200 and (result.ic["tickers"] == 3).all() and not result.notes
     assert np.isfinite(result.ic_summary.loc["IC", "t"])
+
+
+def test_pooled_diebold_mariano_averages_the_loss_differential_over_tickers_per_date():
+    from puffin_bt.evaluation import evaluate_forecasts
+    from puffin_bt.skill import diebold_mariano
+
+    rng = np.random.default_rng(7)
+    real = {t: rng.normal(0, 0.01, 120) for t in "AB"}
+    pred = {t: 0.3 * v + rng.normal(0, 0.01, 120) for t, v in real.items()}
+    frame = cross_section(pred, real)
+    d = ((pred["A"] - real["A"]) ** 2 - real["A"] ** 2 + (pred["B"] - real["B"]) ** 2 - real["B"] ** 2) / 2
+    for horizon in (1, 3):
+        table = evaluate_forecasts(frame, horizon=horizon)
+        assert table.loc["POOLED", "dm_p_value"] == pytest.approx(diebold_mariano(d, np.zeros(120), horizon)[1])
+        assert table.loc["A", "dm_p_value"] == pytest.approx(
+            diebold_mariano((pred["A"] - real["A"]) ** 2, real["A"] ** 2, horizon)[1])
+    assert evaluate_forecasts(frame, horizon=3).loc["POOLED", "dm_p_value"] != \
+        pytest.approx(evaluate_forecasts(frame, horizon=1).loc["POOLED", "dm_p_value"])
