@@ -25,6 +25,7 @@ from .walkforward import FoldRecord
 from .windows import returns_of, window_features, window_inputs
 
 BASELINES = ("ridge", "gbm")
+RIDGE_ALPHAS = tuple(10.0 ** k for k in range(-2, 6))  # on standardised inputs and targets
 BASELINES_MISSING = ("no ridge/gbm baselines: scikit-learn is not installed "
                      "(pip install 'puffin_bt[baselines]'); the rest of the evaluation runs")
 
@@ -39,13 +40,15 @@ def baselines_available() -> bool:
 
 
 def new_regressor(kind: str, seed: int):
-    """An unfitted scikit-learn regressor: ridge (alpha 1 on the standardised inputs) or histogram
-    gradient boosting (50 rounds of 8-leaf trees on 32 bins: cheap enough to refit on every fold; a fixed
-    number of rounds, as early stopping would hold out samples the net trains on)."""
+    """An unfitted scikit-learn regressor: ridge (its penalty picked from ``RIDGE_ALPHAS`` by efficient
+    leave-one-out on the fold's training windows only, so it shrinks towards the drift when the windows
+    carry nothing, as a fair baseline should) or histogram gradient boosting (50 rounds of 8-leaf trees
+    on 32 bins: cheap enough to refit on every fold; a fixed number of rounds, as early stopping would
+    hold out samples the net trains on)."""
     if kind == "ridge":
-        from sklearn.linear_model import Ridge
+        from sklearn.linear_model import RidgeCV
 
-        return Ridge(alpha=1.0)
+        return RidgeCV(alphas=RIDGE_ALPHAS)  # alpha by leave-one-out over the fold's own training windows
     if kind == "gbm":
         from sklearn.ensemble import HistGradientBoostingRegressor
 
