@@ -130,6 +130,9 @@ def direction_test(pred, actual, groups=None) -> dict:
     so one ticker's drift cannot stand in for skill on another. Always calling "up" in a rising market
     scores the up-rate and gets p = 1.
 
+    The null treats the bars as exchangeable: for overlapping ``h``-bar outcomes (``h`` > 1), which are
+    autocorrelated, the p is optimistic (too small); read it with care there.
+
     Returns ``trials``, ``hits``, ``accuracy``, ``chance_accuracy`` (the null's expected hit rate) and
     ``p_value``.
     """
