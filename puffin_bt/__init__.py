@@ -13,7 +13,7 @@ from .errors import (
     NotFittedError,
     PuffinError,
 )
-from .evaluation import evaluate_forecasts, walk_forward_forecasts
+from .evaluation import EvaluationResult, evaluate, evaluate_forecasts, walk_forward_forecasts
 from .forecaster import RNNForecaster, TradingGRU, TradingLSTM
 from .nets import GRUNet, LSTMNet, RecurrentNet, StackedLSTM
 from .options import OPTIONS, ModelConfig
@@ -33,7 +33,7 @@ __all__ = [
     "GRUNet", "LSTMNet", "RecurrentNet", "StackedLSTM",
     "plot_comparison", "plot_equity", "plot_forecasts", "plot_trades", "write_trades_html",
     "BacktestResult", "backtest",
-    "evaluate_forecasts", "walk_forward_forecasts",
+    "EvaluationResult", "evaluate", "evaluate_forecasts", "walk_forward_forecasts",
     "ForecastStore", "precompute_forecasts",
     "EarlyStopping", "TensorBatches", "resolve_device", "set_seed", "training_loop",
     "FoldSchedule", "WalkForward", "walk_forward",
