@@ -2,7 +2,7 @@
 
 from . import _startup  # first: under the CLI, a Ctrl-C while the libraries below load is one line, exit 130
 from ._version import __version__
-from .adapters import ForecastIndicator, ForecastPrice, FrameData, GRUForecast, LSTMForecast
+from .adapters import INDICATORS, ForecastIndicator, ForecastPrice, FrameData, GRUForecast, LSTMForecast, QueueData
 from .backtesting import BacktestResult, backtest
 from .data import load_csv, load_prices, load_sample, validate_ohlcv
 from .errors import (
@@ -15,8 +15,8 @@ from .errors import (
     PuffinError,
     StudyError,
 )
-from .evaluation import evaluate_forecasts, walk_forward_forecasts
-from .forecaster import RNNForecaster, TradingGRU, TradingLSTM
+from .evaluation import EvaluationResult, evaluate, evaluate_forecasts, walk_forward_forecasts
+from .forecaster import ESTIMATORS, RNNForecaster, TradingGRU, TradingLSTM
 from .nets import GRUNet, LSTMNet, RecurrentNet, StackedLSTM
 from .options import OPTIONS, ModelConfig
 from .plotting import plot_comparison, plot_equity, plot_forecasts, plot_trades, write_trades_html
@@ -36,10 +36,14 @@ __all__ = [
     "GRUNet", "LSTMNet", "RecurrentNet", "StackedLSTM",
     "plot_comparison", "plot_equity", "plot_forecasts", "plot_trades", "write_trades_html",
     "BacktestResult", "backtest",
-    "evaluate_forecasts", "walk_forward_forecasts",
+    "EvaluationResult", "evaluate", "evaluate_forecasts", "walk_forward_forecasts",
     "ForecastStore", "precompute_forecasts",
     "EarlyStopping", "TensorBatches", "resolve_device", "set_seed", "training_loop",
-    "FoldSchedule", "WalkForward", "walk_forward",
+    "FoldSchedule", "WalkForward", "walk_forward", "QueueData",
 ]
+# Every model family's estimator and indicator (TradingTCN, TCNForecast, and any family added to models/ later).
+_FAMILY_CLASSES = {cls.__name__: cls for cls in (*ESTIMATORS.values(), *INDICATORS.values())}
+globals().update(_FAMILY_CLASSES)
+__all__ += sorted(set(_FAMILY_CLASSES) - set(__all__))
 
 _startup.release()

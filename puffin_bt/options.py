@@ -358,6 +358,9 @@ _ALL: list[Option] = [
            ("execution",)),
     Option("skip_failed", False, Flag(),
            "report and skip tickers that cannot be loaded or forecast (default with --tickers-file)", ("execution",)),
+    # ---- evaluate
+    Option("no_baselines", False, Flag(), "skip the ridge and gradient-boosting baselines refitted on every fold",
+           ("evaluation",)),
     # ---- data
     Option("start", None, Date(), "first date, YYYY-MM-DD", ("data",)),
     Option("end", None, Date(), "last date, YYYY-MM-DD", ("data",)),
