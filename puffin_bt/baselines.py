@@ -19,7 +19,7 @@ from torch import nn
 from .errors import ConfigError
 from .fitting import fold_data, pool, predict_windows
 from .globalmodel import GlobalWalkForward, Series
-from .options import ModelConfig
+from .options import FitConfig, ModelConfig
 from .schedule import FoldSchedule
 from .walkforward import FoldRecord
 from .windows import returns_of, window_features, window_inputs
@@ -85,7 +85,7 @@ class BaselineWalkForward(GlobalWalkForward):
     ``forecast_series`` one ticker on the per-ticker schedule."""
 
     def __init__(self, kind: str, config: ModelConfig, schedule: FoldSchedule) -> None:
-        super().__init__(config, schedule, epochs=1, device="cpu")
+        super().__init__(config, schedule, FitConfig(epochs=1, device="cpu"))
         new_regressor(kind, config.seed)  # an unknown kind fails now, not at the first fold
         self.kind = kind
 
