@@ -560,6 +560,9 @@ def option_sets(cell: str = "lstm", inputs: tuple[str, ...] = (), **options) -> 
     (``options.forecast_defaults()`` fill the gaps); unknown names and bad values raise ConfigError naming them.
     ``inputs``: names of further feature columns (lines, the caller's arrays) after the built-in ``features``."""
     p = resolve(options, ["forecast"], "walk-forward")
+    if p["interval"] is None and p["interval_method"] != "split":
+        raise ConfigError(f"interval_method={p['interval_method']!r} adapts a prediction interval, but interval is "
+                          "None; set one, e.g. interval=0.8 (or leave interval_method at 'split')")
     p["features"] = tuple(p["features"]) + tuple(inputs)
     config = ModelConfig(cell=cell, **{name: p[name] for name in ModelConfig.NAMES if name != "cell"})
     return (config, *(kind(**{name: p[name] for name in kind.NAMES}) for kind in (FoldSchedule, FitConfig,

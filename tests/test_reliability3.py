@@ -481,3 +481,12 @@ def test_ctrl_c_while_the_cli_starts_up_is_one_line_and_exit_130(tmp_path, delay
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert err.strip().splitlines() == ["puffin-bt: interrupted"], err
+
+
+def test_an_adaptive_interval_method_without_an_interval_is_a_config_error_in_the_library_too():
+    from puffin_bt.walkforward import make_walk_forward
+
+    for method in ("aci", "vol"):
+        with pytest.raises(ConfigError, match=f"interval_method='{method}'.*interval=0.8"):
+            make_walk_forward("lstm", interval_method=method)
+    assert make_walk_forward("lstm", interval_method="vol", interval=0.8).uncertainty.interval_method == "vol"
