@@ -18,6 +18,7 @@ from puffin_bt.errors import ConfigError
 from puffin_bt.options import OPTIONS, names
 
 from .forecast_threshold import TradeLog
+from .sleeves import affordable_shares, user_sizer
 
 
 def rank_targets(scores: dict, held_long: list, held_short: list, top_k: int, bottom_k: int,
@@ -61,12 +62,13 @@ class ForecastRankStrategy(TradeLog, bt.Strategy):
       - ``max_drop``: at most this many names replaced per rebalance and side (None: no cap).
       - ``reserve``: share of the portfolio kept in cash for next-open gaps and commissions.
 
-    Sizing, as Qlib's TopkDropout: the names bought at a rebalance share equally the cash there will
-    be after its exits (net of their commission), less the ``reserve`` (at the start: ``(1 - reserve) /
-    (top_k + bottom_k)`` of the capital each), each order's own commission included; names kept are not resized.
-    A buy the broker still refuses (the next open gapped past the reserve) is sized again from the cash then free
-    and sent at the next bar. Tickers without a
-    forecast yet are not ranked; a held ticker whose forecast is gone (its data ended) is closed.
+    Sizing: a sizer the user added (``cerebro.addsizer``) sizes every entry. Otherwise, as Qlib's TopkDropout:
+    the names bought at a rebalance share equally the cash there will be after its exits (net of their
+    commission), less the ``reserve`` (at the start: ``(1 - reserve) / (top_k + bottom_k)`` of the capital each),
+    each order's own commission included under any commission scheme; names kept are not resized. A buy the
+    broker still refuses (the next open gapped past the reserve) is sized again from the cash then free and sent
+    at the next bar; rejected orders are counted on stderr at the end of the run. Tickers without a forecast
+    yet are not ranked; a held ticker whose forecast is gone (its data ended) is closed.
     The forecasts can be per ticker or global (``scope``, through ``forecast_kwargs``' indicator).
 
     >>> cerebro.addstrategy(ForecastRankStrategy, top_k=2, rebalance_every=5)  # doctest: +SKIP
@@ -92,6 +94,7 @@ class ForecastRankStrategy(TradeLog, bt.Strategy):
         self.rebalances: list[dict] = []
         self._bars = 0  # bars since the first bar with a forecast: the rebalance clock
         self._retry: list = []  # (side, data) of buys refused for cash, sent again at the next bar
+        self._sized_by_user = user_sizer(self)
         self._init_trade_log()
 
     def prenext(self) -> None:
@@ -130,18 +133,19 @@ class ForecastRankStrategy(TradeLog, bt.Strategy):
         # the names bought (kept names are not resized, so one that grew never crowds the entries out).
         budget = (1.0 - self.p.reserve) * max(0.0, cash) / len(entries)
         for side, data in entries:
-            self.order_target_size(data, target=side * self._affordable(data, budget))
+            self._enter(side, data, budget)
 
     def _commission(self, data, size: float) -> float:
         return self.broker.getcommissioninfo(data).getcommission(size, data.close[0])
 
-    def _affordable(self, data, budget: float) -> int:
-        """Whole shares of ``data`` that ``budget`` buys at the close, the order's commission included."""
-        price = data.close[0]
-        size = int(budget / price)
-        while size > 0 and size * price + self._commission(data, size) > budget:
-            size -= 1
-        return size
+    def _enter(self, side: int, data, budget: float) -> None:
+        """Enter ``data`` long (``side`` 1) or short (-1): sized by the user's sizer when there is one, else the
+        whole shares ``budget`` buys at the close with the order's commission, under any commission scheme."""
+        if self._sized_by_user:  # a held position on the other side was closed with the exits
+            (self.buy if side > 0 else self.sell)(data)
+            return
+        shares = affordable_shares(self.broker.getcommissioninfo(data), budget, data.close[0])
+        self.order_target_size(data, target=side * shares)
 
     def _send_again(self) -> None:
         """Buys the broker refused for cash at the last open: sized again from the cash free now."""
@@ -151,7 +155,7 @@ class ForecastRankStrategy(TradeLog, bt.Strategy):
             return
         budget = (1.0 - self.p.reserve) * max(0.0, self.broker.getcash()) / len(retry)
         for side, data in retry:
-            self.order_target_size(data, target=side * self._affordable(data, budget))
+            self._enter(side, data, budget)
 
     def notify_order(self, order) -> None:
         if order.status == order.Margin and self.getposition(order.data).size == 0:

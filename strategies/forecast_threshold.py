@@ -55,7 +55,14 @@ def interval_target(lo: float, hi: float, position: float, entry: float, exit: f
 
 
 class TradeLog:
-    """A strategy mixin: one row per closed round trip in ``trade_log`` (what trades.csv holds)."""
+    """A strategy mixin: one row per closed round trip in ``trade_log`` (what trades.csv holds), and at the end
+    of the run the orders the broker rejected (``orders_rejected``), counted on stderr with the first reason."""
+
+    def stop(self) -> None:
+        if getattr(self, "orders_rejected", None):  # said where the user looks, not only in metrics.json
+            first = self.orders_rejected[0]
+            print(f"{type(self).__name__}: {len(self.orders_rejected)} order(s) rejected by the broker; the first: "
+                  f"{first['ticker']} on {first['date']} ({first['status']}: {first['reason']})", file=sys.stderr)
 
     def _init_trade_log(self) -> None:
         self.trade_log: list[dict] = []
@@ -214,12 +221,6 @@ class ForecastThresholdStrategy(TradeLog, bt.Strategy):
         if size:
             self.close(data)
         return self.buy(data) if target > 0 else self.sell(data)
-
-    def stop(self) -> None:
-        if self.orders_rejected:  # said where the user looks, not only in metrics.json
-            first = self.orders_rejected[0]
-            print(f"{type(self).__name__}: {len(self.orders_rejected)} order(s) rejected by the broker; the first: "
-                  f"{first['ticker']} on {first['date']} ({first['status']}: {first['reason']})", file=sys.stderr)
 
     def notify_order(self, order) -> None:
         if order.status in (order.Submitted, order.Accepted, order.Partial):

@@ -405,3 +405,37 @@ def test_rejected_entries_are_counted_on_stderr_at_the_end_with_the_first_reason
     assert strat.orders_rejected
     assert (f"{len(strat.orders_rejected)} order(s) rejected by the broker; the first: A on "
             f"{strat.orders_rejected[0]['date']}") in err and "not enough cash" in err
+
+
+def _ranked(scheme, sizer=None, **kwargs):
+    """Three tickers, the rank strategy holding the best one, all of the cash in (no reserve)."""
+    from strategies import ForecastRankStrategy
+
+    cerebro = bt.Cerebro(stdstats=False)
+    for i, seed in enumerate((7, 8, 9)):
+        cerebro.adddata(bt.feeds.PandasData(dataname=ohlcv_frame(regime_closes(seed=seed))), name="ABC"[i])
+    cerebro.broker.setcash(10_000)
+    SCHEMES[scheme](cerebro.broker)
+    if sizer is not None:
+        cerebro.addsizer(sizer[0], **sizer[1])
+    cerebro.addstrategy(ForecastRankStrategy, top_k=1, rebalance_every=3, forecast_kwargs=KWARGS, **kwargs)
+    return cerebro.run()[0]
+
+
+@pytest.mark.parametrize("scheme", list(SCHEMES))
+def test_the_rank_strategys_entries_fit_price_plus_commission_under_every_scheme(scheme, capsys):
+    strat = _ranked(scheme, reserve=0.0)
+    assert strat.trade_log and strat.orders_rejected == []
+    assert "rejected" not in capsys.readouterr().err
+
+
+def test_a_sizer_the_user_added_sizes_the_rank_strategys_entries(capsys):
+    strat = _ranked("percentage", (bt.sizers.FixedSize, dict(stake=3)))
+    assert strat.trade_log and {t["size"] for t in strat.trade_log} == {3}
+
+
+def test_the_rank_strategy_counts_rejected_entries_on_stderr_at_the_end(capsys):
+    strat = _ranked("percentage", (bt.sizers.FixedSize, dict(stake=10_000)))  # never affordable
+    err = capsys.readouterr().err
+    assert strat.orders_rejected and not strat.trade_log
+    assert f"ForecastRankStrategy: {len(strat.orders_rejected)} order(s) rejected by the broker; the first:" in err
