@@ -1,5 +1,5 @@
-"""Warm re-runs without torch: ``import puffin_bt`` and a backtest whose forecasts all come from the store never
-import torch (each checked in a fresh interpreter), and give what the cold run gave."""
+"""Warm re-runs without torch (issue 29): ``import puffin_bt`` and a backtest whose forecasts all come from the store
+never import torch (each checked in a fresh interpreter), and give what the cold run gave."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from puffin_bt import load_sample
 from puffin_bt.store import fingerprint
@@ -55,6 +56,16 @@ def test_a_warm_store_backtest_never_imports_torch_and_gives_the_cold_runs_resul
     metrics = [json.loads((run / "metrics.json").read_text()) for run in (cold, warm)]
     assert metrics[0]["portfolio"] == metrics[1]["portfolio"]
     assert (tmp_path / "thresholds" / "trades.csv").read_bytes() != (cold / "trades.csv").read_bytes()
+
+
+@pytest.mark.parametrize("extra", [("--model", "tcn"), ("--scope", "global", "--sample", "IBM", "AAPL")], ids=["tcn", "global"])
+def test_a_warm_store_backtest_of_another_family_or_a_global_model_never_imports_torch(tmp_path, extra):
+    cache = tmp_path / "cache"
+    assert backtest_in_fresh_python(cache, tmp_path / "cold", *extra)
+    assert not backtest_in_fresh_python(cache, tmp_path / "warm", *extra)
+    cold, warm = tmp_path / "cold", tmp_path / "warm"
+    assert (warm / "forecasts.csv").read_bytes() == (cold / "forecasts.csv").read_bytes()
+    assert len((cold / "forecasts.csv").read_text().splitlines()) > 100
 
 
 def test_store_keys_are_the_same_with_torch_imported_and_without():
