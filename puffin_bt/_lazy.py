@@ -58,6 +58,9 @@ def cuda_impossible() -> bool:
     return sys.platform != "darwin" and torch_version().endswith("+cpu")
 
 
+_resolve_device, = lazy_functions("puffin_bt.training", "resolve_device")
+
+
 class LazyDevice:
     """Mixin of the fold runners: ``device`` (a torch.device) named by a string, resolved when first used where it
     is the CPU, so that a runner whose forecasts all come from the store never imports torch; any other device is
@@ -81,5 +84,3 @@ class LazyDevice:
         """``device.type`` without importing torch for the CPU (store keys are made of it)."""
         return "cpu" if self._device is None else self._device.type
 
-
-_resolve_device, = lazy_functions("puffin_bt.training", "resolve_device")

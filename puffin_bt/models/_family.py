@@ -28,8 +28,8 @@ class Family:
     workers and the memory check). ``engine_name``: the class in ``puffin_bt.batched`` of a batched engine
     (``batched.BatchedRNN``) training many networks of one shape as one computation (``engine``, imported when
     asked), or None: each network trains alone with autograd (``fitting.train_prepared``), wherever the others
-    would batch. ``warm_on_engine``: a warm refit of one
-    network also goes to the engine (else to autograd, e.g. nn.LSTM's fused kernel is faster there).
+    would batch. ``warm_on_engine``: a warm refit of one network also goes to the engine (else to autograd, e.g.
+    nn.LSTM's fused kernel is faster there).
     """
 
     name: str
