@@ -10,14 +10,12 @@ scope reuses ``GlobalWalkForward``'s calendar: one regressor per fold on every t
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
-import torch
-from torch import nn
 
 from .errors import ConfigError
-from .fitting import fold_data, pool, predict_windows
 from .globalmodel import GlobalWalkForward, Series
 from .options import FitConfig, ModelConfig
 from .schedule import FoldSchedule
@@ -65,18 +63,25 @@ def one_thread():
     return threadpool_limits(1)
 
 
-class FittedRegressor(nn.Module):
-    """A fitted regressor behind a network's interface: scaled windows (n, lookback, inputs) in, the
-    scaled forecast (n, 1) out, so ``predict_windows`` scales and guards it exactly as a net's."""
+@functools.cache
+def _regressor_module() -> type:
+    """``FittedRegressor``: a fitted regressor behind a network's interface, scaled windows (n, lookback, inputs)
+    in, the scaled forecast (n, 1) out, so ``predict_windows`` scales and guards it exactly as a net's. Defined on
+    first use: a warm evaluation whose forecasts come from the store never imports torch."""
+    import torch
+    from torch import nn
 
-    def __init__(self, regressor) -> None:
-        super().__init__()
-        self.regressor = regressor
+    class FittedRegressor(nn.Module):
+        def __init__(self, regressor) -> None:
+            super().__init__()
+            self.regressor = regressor
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(len(x), -1).double().numpy()
-        with one_thread():
-            return torch.from_numpy(np.asarray(self.regressor.predict(rows), dtype=np.float64)[:, None])
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            rows = x.reshape(len(x), -1).double().numpy()
+            with one_thread():
+                return torch.from_numpy(np.asarray(self.regressor.predict(rows), dtype=np.float64)[:, None])
+
+    return FittedRegressor
 
 
 class BaselineWalkForward(GlobalWalkForward):
@@ -95,13 +100,15 @@ class BaselineWalkForward(GlobalWalkForward):
         if not s.is_fold_bar(position) or k != len(self.folds):
             raise ConfigError(f"baseline fold at position {position} is out of order (next expected fold "
                               f"{len(self.folds)})")
+        from .fitting import fold_data, pool  # torch: on first use
+
         datas = {name: fold_data(cfg, closes, s.sample_bars(len(closes) - 1), self.device, features)
                  for name, (closes, features) in histories.items() if len(closes) >= s.min_train}
         pooled = pool(list(datas.values()))
         x = pooled.x_train.reshape(len(pooled.x_train), -1).double().numpy()
         y = pooled.y_train[:, 0].double().numpy()
         with one_thread():
-            self.net = FittedRegressor(new_regressor(self.kind, cfg.seed + k).fit(x, y))
+            self.net = _regressor_module()(new_regressor(self.kind, cfg.seed + k).fit(x, y))
         self.scalers = {name: data.scaler for name, data in datas.items()}
         fitted = self.net(pooled.x_train)[:, 0].numpy()
         record = FoldRecord(index=k, bar=position, train_start=s.train_start(position), n_train=len(y),
@@ -123,6 +130,8 @@ class BaselineWalkForward(GlobalWalkForward):
         feature_windows = None if features is None else window_features(features, bars, lookback)
         ok = np.ones(len(bars), bool) if feature_windows is None else np.isfinite(feature_windows).all(axis=(1, 2))
         if ok.any():
+            from .fitting import predict_windows
+
             out[ok] = predict_windows(self.net, scaler, windows[ok], self.device,
                                       None if feature_windows is None else feature_windows[ok])
         return out

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
+from .memory import ALIGN, bytes_per_model, free_memory, padded_hidden  # re-exported: their home before memory.py
 from .nets import RecurrentNet
-from .processes import available_memory
 from .training import Patience, adam_step
 
 __all__ = ["BatchedGRU", "BatchedLSTM", "BatchedRNN", "bytes_per_model", "engine_for", "free_memory",
@@ -34,32 +34,6 @@ __all__ = ["BatchedGRU", "BatchedLSTM", "BatchedRNN", "bytes_per_model", "engine
 VAL_CHUNK = 256  # samples per inference pass (bounds memory for long validation tails)
 # 0-dim operands: an in-place op with a Python number first converts it to a tensor (~3 us a call).
 TWO, MINUS_ONE = torch.tensor(2.0), torch.tensor(-1.0)
-ALIGN = 32  # two AVX-512 float32 vectors: torch's vectorised loops step by 2 vectors, the rest runs scalar
-
-
-def padded_hidden(hidden: int) -> int:
-    return -(-hidden // ALIGN) * ALIGN
-
-
-def bytes_per_model(hidden: int, layers: int, seq_len: int, batch: int, input_dim: int = 1) -> int:
-    """Training scratch memory of one model (float32), per layer about five (T, B, 4H) buffers
-    (input product, gates, their coefficients, gate gradients, a copy) and eight (T, B, H) ones
-    (checked against measured memory: bench/README.md, "Design measurements")."""
-    h = padded_hidden(hidden)
-    per_layer = seq_len * batch * (5 * 4 * h + 8 * h + input_dim)
-    return 4 * layers * per_layer
-
-
-def free_memory(device: torch.device | str = "cpu") -> int | None:
-    """Bytes still free where the tensors live: the GPU's for CUDA, else this process's
-    (``processes.available_memory``, a container's limit included); None where unknown."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        try:
-            return int(torch.cuda.mem_get_info(device)[0])
-        except (RuntimeError, AssertionError):
-            return None
-    return available_memory() if device.type == "cpu" else None
 
 
 def supports(net: torch.nn.Module) -> bool:

@@ -17,18 +17,26 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from . import fitting, models
+from . import models
+from ._lazy import LazyDevice, LazyModule, lazy_functions
 from .errors import ConfigError, DataError
-from .fitting import fold_data, new_fold_net, pool, predict_windows, train_prepared
 from .options import FitConfig, IntervalConfig, ModelConfig
 from .schedule import FoldSchedule
-from .training import resolve_device, torch_threads
 from .walkforward import FoldRecord, option_sets
 from .windows import returns_of, window_features, window_inputs
+
+if TYPE_CHECKING:
+    import torch
+
+# Imported on first use (``_lazy``): a global model whose forecasts all come from the store trains nothing.
+fitting = LazyModule("puffin_bt.fitting")
+fold_data, new_fold_net, pool, predict_windows, train_prepared = lazy_functions(
+    "puffin_bt.fitting", "fold_data", "new_fold_net", "pool", "predict_windows", "train_prepared")
+torch_threads, = lazy_functions("puffin_bt.training", "torch_threads")
 
 __all__ = ["GlobalWalkForward", "Series", "check_panel", "make_global_walk_forward", "union_calendar"]
 
@@ -49,7 +57,7 @@ def union_calendar(series: list[Series]) -> np.ndarray:
     return np.unique(np.concatenate([s.dates for s in series])) if series else np.empty(0)
 
 
-class GlobalWalkForward:
+class GlobalWalkForward(LazyDevice):
     """The fold runner of a global model: ``train_fold`` at each fold date on every ticker's history up to
     it, ``forecast`` one ticker's windows with the current fold; ``forecast_all`` runs a whole panel.
 
@@ -61,8 +69,8 @@ class GlobalWalkForward:
         self.config, self.schedule = config, schedule
         self.fit = FitConfig() if fit is None else fit
         self.uncertainty = IntervalConfig()  # no interval for a global model (yet)
-        self.device = resolve_device(self.fit.device)
-        models.require_memory(config, self.device, schedule.train_window)  # before any fold allocates it
+        self._name_device(self.fit.device)  # the CPU resolved when first used: no torch for a run from the store
+        models.require_memory(config, self._device or "cpu", schedule.train_window)  # before any fold allocates it
         self.on_fold = on_fold
         self.net: torch.nn.Module | None = None
         self.scalers: dict = {}  # ticker -> its scaler in the current fold (tickers in the fold only)

@@ -16,8 +16,8 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from ._lazy import torch_version
 from ._version import __version__
 from .errors import ConfigError
 from .files import atomic_write_bytes, default_cache_dir, warn_cache_unwritable
@@ -47,9 +47,9 @@ def fingerprint(walk, closes: np.ndarray, dates: np.ndarray | None = None,
     spec = {
         "version": STORE_VERSION,
         "options": keyed_options(walk),
-        "device": device or walk.device.type,
+        "device": device or walk.device_type,
         "puffin_bt": __version__,
-        "torch": torch.__version__,
+        "torch": torch_version(),
     }
     h.update(json.dumps(spec, sort_keys=True).encode())
     return h.hexdigest()
@@ -70,7 +70,7 @@ def readable_devices(walk: WalkForward) -> list[str]:
     """The device types whose stored forecasts ``walk`` takes: its own; with ``device="auto"`` any of them, its
     own first ("auto" asks for whatever device there is: a run on a machine without a GPU reads the forecasts a
     GPU worker of the cluster stored, under its CUDA key). An explicit device reads only its own entries."""
-    own = walk.device.type
+    own = walk.device_type
     if not walk.auto_device:
         return [own]
     return [own] + [d for d in DEVICE_TYPES if d != own]

@@ -27,8 +27,8 @@ from multiprocessing.managers import SyncManager
 
 import numpy as np
 import pandas as pd
-import torch
 
+from ._lazy import LazyModule, cuda_impossible, lazy_functions
 from ._sizing import cold_batch
 from .checks import check_int
 from .dates import date_numbers_of, num2date
@@ -36,9 +36,12 @@ from .errors import ConfigError, PuffinError
 from .options import OPTIONS, keyed_names, resolve
 from .processes import available_cpus, available_memory, mark_worker, quiet_fork_warning, start_method, worker_initargs
 from .store import ForecastStore, fingerprint
-from .training import resolve_device
 from .universe import forecast_together
 from .walkforward import FoldRecord, WalkForward, feature_matrix, make_walk_forward, require_history
+
+# Imported on first use (``_lazy``): tickers whose forecasts all come from the store need no torch.
+torch = LazyModule("torch")
+resolve_device, = lazy_functions("puffin_bt.training", "resolve_device")
 
 __all__ = ["ForecastTask", "ParallelReport", "TickerResult", "check_ray_address", "cuda_devices", "device_of",
            "one_process_options", "plan_groups", "precompute_forecasts", "precompute_jobs", "reason",
@@ -100,7 +103,7 @@ def reason(exc: BaseException) -> str:
 
 def device_of(walk: WalkForward) -> str:
     """The device type a worker's walk-forward computed on (what its forecasts are stored under)."""
-    return walk.device.type
+    return walk.device_type
 
 
 def run_group(tasks: list[ForecastTask]) -> list[TickerResult]:
@@ -165,7 +168,10 @@ def resolve_workers(workers, n_tasks: int, device="auto") -> int | None:
 
 
 def cuda_devices(device) -> int:
-    """How many CUDA GPUs work with ``device`` would use here: 0 unless it resolves to CUDA."""
+    """How many CUDA GPUs work with ``device`` would use here: 0 unless it resolves to CUDA (without importing
+    torch where it has none: a CPU-only wheel)."""
+    if str(device).lower() == "cpu" or (device is None or str(device).lower() == "auto") and cuda_impossible():
+        return 0
     try:
         on_cuda = resolve_device(device).type == "cuda"
     except PuffinError:  # an unavailable device fails later, where the walk-forward is built

@@ -17,10 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import fitting
 from ._sizing import cold_batch
-from .training import torch_threads
-from .walkforward import WalkForward
+from .walkforward import WalkForward, fitting, torch_threads
 from .windows import bad_prices, check_prices
 
 __all__ = ["forecast_together"]

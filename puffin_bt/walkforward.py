@@ -14,16 +14,15 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from . import fitting, foldpool, models
+from . import models
+from ._lazy import LazyDevice, LazyModule, lazy_functions
 from ._sizing import MAX_BATCH, cold_batch, worker_bytes
 from .errors import ConfigError, DataError
 from .features import check_feature_columns, frame_features
-from .fitting import fold_data, predict_windows, train_prepared
-from .foldpool import FoldPool, resolve_fold_workers
 from .intervals import (
     LINES,
     VOL_WINDOW,
@@ -36,7 +35,6 @@ from .intervals import (
 )
 from .options import OPTIONS, FitConfig, IntervalConfig, ModelConfig, resolve
 from .schedule import FoldSchedule
-from .training import resolve_device, torch_threads
 from .windows import (
     as_prices,
     bad_prices,
@@ -47,6 +45,19 @@ from .windows import (
     window_features,
     window_inputs,
 )
+
+if TYPE_CHECKING:
+    import torch
+
+    from .foldpool import FoldPool
+
+# Imported on first use (``_lazy``): a walk-forward whose forecasts all come from the store trains nothing, and
+# never imports torch.
+fitting, foldpool = LazyModule("puffin_bt.fitting"), LazyModule("puffin_bt.foldpool")
+fold_data, predict_windows, train_prepared = lazy_functions("puffin_bt.fitting", "fold_data", "predict_windows",
+                                                            "train_prepared")
+resolve_fold_workers, = lazy_functions("puffin_bt.foldpool", "resolve_fold_workers")
+torch_threads, = lazy_functions("puffin_bt.training", "torch_threads")
 
 __all__ = ["FoldRecord", "WalkForward", "WalkForwardResult", "feature_matrix", "make_walk_forward", "option_sets",
            "require_history", "walk_forward"]
@@ -104,7 +115,7 @@ class WalkForwardResult:
         return self.lines[:, 3]
 
 
-class WalkForward:
+class WalkForward(LazyDevice):
     """Stateful fold runner: trains folds in order and forecasts with the current one.
 
     Feed it growing histories (``advance``) or a whole array (``forecast_range``);
@@ -135,9 +146,9 @@ class WalkForward:
         self.config, self.schedule = config, schedule
         self.fit = FitConfig() if fit is None else fit
         self.uncertainty = IntervalConfig() if uncertainty is None else uncertainty
-        self.device = resolve_device(self.fit.device)
         self.auto_device = self.fit.device.lower() == "auto"
-        models.require_memory(config, self.device, schedule.train_window)  # before any fold allocates it
+        self._name_device(self.fit.device)  # the CPU resolved when first used: no torch for a run from the store
+        models.require_memory(config, self._device or "cpu", schedule.train_window)  # before any fold allocates it
         self.on_fold = on_fold
         self.interval = self.uncertainty.interval  # the coverage, None when off
         if self.interval is not None and config.validation_split == 0:

@@ -16,7 +16,8 @@ from puffin_bt.adapters.indicators import TCNForecast
 from puffin_bt.forecaster import TradingTCN
 from puffin_bt.globalmodel import Series, make_global_walk_forward
 from puffin_bt.models import FAMILIES, build, state_shapes
-from puffin_bt.models.tcn import TCNNet, levels_for, receptive_field
+from puffin_bt.models import tcn as tcn_family
+from puffin_bt.models.tcn import KERNEL_SIZE, TCNNet, levels_for, receptive_field
 from puffin_bt.options import ModelConfig
 from puffin_bt.tuning import tune
 from puffin_bt.universe import forecast_together
@@ -42,6 +43,11 @@ def test_a_tcn_output_at_step_t_reads_inputs_up_to_t_only_and_the_last_sees_the_
     (grad,) = torch.autograd.grad(net(x).sum(), x)
     assert (grad.abs().sum(dim=(0, 2)) > 0).all(), "the forecast does not see every step of the lookback"
     assert receptive_field(levels_for(lookback, 1)) >= lookback > receptive_field(levels_for(lookback, 1) - 1)
+
+
+def test_the_tcn_networks_default_kernel_is_the_familys_and_declaring_the_family_needs_no_network_module():
+    assert TCNNet().kernel_size == KERNEL_SIZE
+    assert "_tcn_net" in TCNNet.__module__ and "torch" not in vars(tcn_family)
 
 
 @pytest.mark.parametrize("features", [(), ("a", "b")])

@@ -26,7 +26,7 @@ except ImportError:  # Windows: optstrategy's workers may then train the same fo
 import backtrader as bt
 import numpy as np
 
-from .. import checkpoint
+from .._lazy import LazyModule
 from ..checks import check_known
 from ..errors import ConfigError, DataError
 from ..features import check_feature_columns, compute_features, feature_lag
@@ -37,6 +37,9 @@ from ..options import ESTIMATOR_NAMES, forecast_defaults
 from ..store import ForecastStore, as_lines
 from ..walkforward import FoldRecord, make_walk_forward, require_history
 from ..windows import check_prices
+
+# Imported on first use (``_lazy``): model files are read and written with torch, a run from the store needs none.
+checkpoint = LazyModule("puffin_bt.checkpoint")
 
 # Indicator params: the walk-forward options plus where results go.
 FORECAST_PARAMS = (*forecast_defaults().items(), ("store", None), ("on_fold", None), ("model_dir", None))

@@ -2,20 +2,23 @@
 and everything that lists families derives from ``FAMILIES``: the ``cell`` option (``options.CELLS``, the
 module names), the CLI's ``--model`` words, the indicator and estimator classes, checkpoints, memory checks
 and which engine trains a fold. Adding a family is adding a module here (README, "Adding a model family").
+The registry and the declarations import no torch: a network's module is imported when it is built.
 """
 
 from __future__ import annotations
 
 import importlib
 import math
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
-from ..batched import free_memory
 from ..errors import ConfigError
+from ..memory import free_memory
 from ..options import CELLS, ModelConfig
 from ._family import Family
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 __all__ = ["FAMILIES", "Family", "build", "family", "model_list", "require_memory", "scratch_bytes",
            "state_shapes", "training_bytes", "weight_bytes"]

@@ -3,15 +3,21 @@ state shapes, and the batched engine's training scratch."""
 
 from __future__ import annotations
 
-from ..batched import bytes_per_model
-from ..nets import RecurrentNet
+from typing import TYPE_CHECKING
+
+from ..memory import bytes_per_model
 from ..options import ModelConfig
 from ._family import Family
+
+if TYPE_CHECKING:
+    from ..nets import RecurrentNet
 
 
 def build(config: ModelConfig) -> RecurrentNet:
     """The network a ``ModelConfig`` describes (inputs: the scaled return and each feature), freshly
-    initialised from torch's current random state."""
+    initialised from torch's current random state (``nets``, and torch, imported here: declaring needs neither)."""
+    from ..nets import RecurrentNet
+
     return RecurrentNet(config.cell, config.n_inputs, config.hidden_dim, config.num_layers, 1, config.dropout)
 
 
@@ -31,12 +37,13 @@ def state_shapes(config: ModelConfig, gates: int) -> dict[str, tuple[int, ...]]:
 
 
 def scratch_bytes(config: ModelConfig, batch: int) -> int:
-    """The batched engine's scratch for one model (``batched.bytes_per_model``; the LSTM's four gates bound the
+    """The batched engine's scratch for one model (``memory.bytes_per_model``; the LSTM's four gates bound the
     GRU's three)."""
     return bytes_per_model(config.hidden_dim, config.num_layers, config.lookback, batch)
 
 
-def family(name: str, label: str, gates: int, engine: type, warm_on_engine: bool) -> Family:
-    """A recurrent family: ``RecurrentNet`` over the torch cell called ``name``, ``gates`` gates per unit."""
+def family(name: str, label: str, gates: int, engine_name: str, warm_on_engine: bool) -> Family:
+    """A recurrent family: ``RecurrentNet`` over the torch cell called ``name``, ``gates`` gates per unit, trained on
+    the batched engine ``batched.<engine_name>``."""
     return Family(name=name, label=label, build=build, state_shapes=lambda config: state_shapes(config, gates),
-                  scratch_bytes=scratch_bytes, engine=engine, warm_on_engine=warm_on_engine)
+                  scratch_bytes=scratch_bytes, engine_name=engine_name, warm_on_engine=warm_on_engine)

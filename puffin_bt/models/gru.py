@@ -4,9 +4,8 @@ warm refits of one model too (it beats nn.GRU at M = 1, and many tickers' refits
 
 from __future__ import annotations
 
-from ..batched import BatchedGRU
 from . import _recurrent
 
 __all__ = ["FAMILY"]
 
-FAMILY = _recurrent.family("gru", "GRU", gates=3, engine=BatchedGRU, warm_on_engine=True)
+FAMILY = _recurrent.family("gru", "GRU", gates=3, engine_name="BatchedGRU", warm_on_engine=True)

@@ -4,9 +4,8 @@ the engine per model for the default LSTM even in batches of 8 (bench/README.md,
 
 from __future__ import annotations
 
-from ..batched import BatchedLSTM
 from . import _recurrent
 
 __all__ = ["FAMILY"]
 
-FAMILY = _recurrent.family("lstm", "LSTM", gates=4, engine=BatchedLSTM, warm_on_engine=False)
+FAMILY = _recurrent.family("lstm", "LSTM", gates=4, engine_name="BatchedLSTM", warm_on_engine=False)

@@ -1,18 +1,20 @@
 """The TCN family: a temporal convolutional network (Bai, Kolter & Koltun 2018, "An Empirical Evaluation of
 Generic Convolutional and Recurrent Networks for Sequence Modeling"): residual blocks of two dilated causal
 convolutions, dilation doubling per block, enough blocks that the last time step sees the whole lookback.
-No batched engine: each network trains with plain autograd (``fitting.train_prepared``).
+No batched engine: each network trains with plain autograd (``fitting.train_prepared``). The network classes live
+in ``_tcn_net.py``, imported when a network is built (``TCNNet`` here too, on first read): declaring the family
+needs no torch.
 """
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-from torch.nn import functional as F
+from typing import TYPE_CHECKING
 
-from ..checks import check_float, check_int
 from ..options import ModelConfig
 from ._family import Family
+
+if TYPE_CHECKING:
+    from ._tcn_net import TCNNet
 
 __all__ = ["FAMILY", "KERNEL_SIZE", "TCNNet", "levels_for"]
 
@@ -36,53 +38,19 @@ def levels_for(lookback: int, num_layers: int = 1, kernel_size: int = KERNEL_SIZ
     return levels
 
 
-class _Block(nn.Module):
-    """conv -> ReLU -> dropout, twice, each convolution causal (padded on the left only), plus the input
-    (through a 1x1 convolution where the channel counts differ), then ReLU."""
+def __getattr__(name: str):
+    if name == "TCNNet":  # the network class, imported on first read (it imports torch)
+        from ._tcn_net import TCNNet
 
-    def __init__(self, inputs: int, channels: int, dilation: int, kernel_size: int, dropout: float) -> None:
-        super().__init__()
-        self.pad = (kernel_size - 1) * dilation
-        self.conv1 = nn.Conv1d(inputs, channels, kernel_size, dilation=dilation)
-        self.conv2 = nn.Conv1d(channels, channels, kernel_size, dilation=dilation)
-        self.dropout = nn.Dropout(dropout)
-        self.downsample = nn.Conv1d(inputs, channels, 1) if inputs != channels else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.dropout(F.relu(self.conv1(F.pad(x, (self.pad, 0)))))
-        out = self.dropout(F.relu(self.conv2(F.pad(out, (self.pad, 0)))))
-        return F.relu(out + (x if self.downsample is None else self.downsample(x)))
-
-
-class TCNNet(nn.Module):
-    """A TCN regressor with the recurrent nets' interface: ``(batch, seq, features)`` to ``(batch, output_dim)``,
-    read from the last time step; ``hidden_dim`` channels per block, ``levels`` blocks (dilations 1, 2, 4, ...).
-
-    >>> TCNNet(input_dim=1, hidden_dim=8, levels=3)(torch.randn(4, 20, 1)).shape
-    torch.Size([4, 1])
-    """
-
-    def __init__(self, input_dim: int = 1, hidden_dim: int = 64, levels: int = 3, output_dim: int = 1,
-                 dropout: float = 0.2, kernel_size: int = KERNEL_SIZE) -> None:
-        super().__init__()
-        self.input_dim = check_int("input_dim", input_dim)
-        self.hidden_dim = check_int("hidden_dim", hidden_dim)
-        self.levels = check_int("levels", levels)
-        self.kernel_size = check_int("kernel_size", kernel_size, 2)
-        dropout = check_float("dropout", dropout, 0.0, 1.0, max_inclusive=False)
-        self.blocks = nn.Sequential(*(
-            _Block(self.input_dim if i == 0 else self.hidden_dim, self.hidden_dim, 2**i, self.kernel_size, dropout)
-            for i in range(self.levels)))
-        self.fc = nn.Linear(self.hidden_dim, check_int("output_dim", output_dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.blocks(x.transpose(1, 2))  # convolutions run over (batch, channels, time)
-        return self.fc(out[:, :, -1])
+        return TCNNet
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _build(config: ModelConfig) -> TCNNet:
+    from ._tcn_net import TCNNet
+
     return TCNNet(config.n_inputs, config.hidden_dim, levels_for(config.lookback, config.num_layers), 1,
-                  config.dropout)
+                  config.dropout, KERNEL_SIZE)
 
 
 def _state_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -116,5 +84,4 @@ FAMILY = Family(
     build=_build,
     state_shapes=_state_shapes,
     scratch_bytes=_scratch_bytes,
-    engine=None,
 )
