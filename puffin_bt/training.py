@@ -141,10 +141,11 @@ class EarlyStopping:
     back into the model when it triggers, and ``restore(model)`` does the same when
     the epochs run out first (``training_loop`` calls it for you).
 
-    >>> model = nn.Linear(1, 1)
-    >>> early_stop = EarlyStopping(patience=2)
-    >>> [early_stop(v, model) for v in (1.0, 0.9, 0.95, 0.97)]
-    [False, False, False, True]
+    Examples:
+        >>> model = nn.Linear(1, 1)
+        >>> early_stop = EarlyStopping(patience=2)
+        >>> [early_stop(v, model) for v in (1.0, 0.9, 0.95, 0.97)]
+        [False, False, False, True]
     """
 
     def __init__(self, patience: int = OPTIONS["patience"].default, min_delta: float = 0.0, restore_best_weights: bool = True) -> None:
