@@ -229,14 +229,15 @@ class ForecastStore:
         return {name: as_lines(p) for name, p in preds.items()}
 
     def clear(self) -> int:
-        """Delete every stored entry, and the temp files killed writers left behind
-        (``.<key>.npz.<random>.tmp``); returns how many entries were removed."""
+        """Delete every stored entry, the temp files killed writers left behind (``.<key>.npz.<random>.tmp``)
+        and the entries' lock files (``.<key>.lock``, from optimisations); returns how many entries were removed."""
         removed = len(self._entries)
         self._entries.clear()
         if self.root is not None and self.root.is_dir():
             for path in self.root.glob("*.npz"):
                 path.unlink(missing_ok=True)
                 removed += 1
-            for path in self.root.glob(".*.tmp"):
-                path.unlink(missing_ok=True)
+            for pattern in (".*.tmp", ".*.lock"):
+                for path in self.root.glob(pattern):
+                    path.unlink(missing_ok=True)
         return removed

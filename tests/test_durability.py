@@ -286,8 +286,10 @@ def test_store_clear_removes_stray_temp_files(tmp_path):
     store.save(STORE_KEY, preds[:10], folds)
     stray = store.root / f".{STORE_KEY}.npz.k1ll3d.tmp"
     stray.write_bytes(b"PK\x03\x04 half an npz")
+    lock = store.root / f".{STORE_KEY}.lock"  # what an optimisation's workers wait on
+    lock.touch()
     store.clear()
-    assert not stray.exists()
+    assert not stray.exists() and not lock.exists() and not list(store.root.iterdir())
 
 
 # --------------------------------------------------------------------------- concurrent writers
