@@ -96,14 +96,9 @@ class BaselineWalkForward(GlobalWalkForward):
 
     def train_fold(self, position: int, histories, date=None) -> FoldRecord:
         s, cfg = self.schedule, self.config
-        k = s.fold_index(position)
-        if not s.is_fold_bar(position) or k != len(self.folds):
-            raise ConfigError(f"baseline fold at position {position} is out of order (next expected fold "
-                              f"{len(self.folds)})")
-        from .fitting import fold_data, pool  # torch: on first use
+        from .fitting import pool  # torch: on first use
 
-        datas = {name: fold_data(cfg, closes, s.sample_bars(len(closes) - 1), self.device, features)
-                 for name, (closes, features) in histories.items() if len(closes) >= s.min_train}
+        k, datas = self._fold_data(position, histories)  # the nets' own fold data, exactly
         pooled = pool(list(datas.values()))
         x = pooled.x_train.reshape(len(pooled.x_train), -1).double().numpy()
         y = pooled.y_train[:, 0].double().numpy()

@@ -84,23 +84,29 @@ class GlobalWalkForward(LazyDevice):
             for record in self.folds:
                 self.on_fold(record)
 
-    def train_fold(self, position: int, histories: Mapping[str, tuple], date=None) -> FoldRecord:
-        """Train the fold at calendar ``position`` on each ticker's history up to its date:
-        ``{ticker: (closes, features or None)}``; tickers with fewer than ``min_train`` bars sit out."""
-        s, cfg = self.schedule, self.config
+    def _fold_data(self, position: int, histories: Mapping[str, tuple]) -> tuple[int, dict]:
+        """The index of the fold at calendar ``position`` (folds come in schedule order) and each ticker's fold
+        data (``fitting.fold_data``: windows, targets, per-fold scaler); tickers with fewer than ``min_train``
+        bars sit out, and a fold that no ticker reaches is a DataError."""
+        s = self.schedule
         k = s.fold_index(position)
         if not s.is_fold_bar(position) or k != len(self.folds):
             raise ConfigError(f"global fold at calendar position {position} is out of order (next expected fold "
                               f"{len(self.folds)}); folds must be trained in schedule order")
+        datas = {name: fold_data(self.config, closes, s.sample_bars(len(closes) - 1), self.device, features)
+                 for name, (closes, features) in histories.items() if len(closes) >= s.min_train}
+        if not datas:
+            raise DataError(f"no ticker has min_train={s.min_train} bars at the global fold at calendar position "
+                            f"{position}; lower min_train or load more history")
+        return k, datas
+
+    def train_fold(self, position: int, histories: Mapping[str, tuple], date=None) -> FoldRecord:
+        """Train the fold at calendar ``position`` on each ticker's history up to its date:
+        ``{ticker: (closes, features or None)}``; tickers with fewer than ``min_train`` bars sit out."""
+        cfg = self.config
         started = time.perf_counter()
-        datas = {}
         with torch_threads(self.fit.threads):
-            for name, (closes, features) in histories.items():
-                if len(closes) >= s.min_train:
-                    datas[name] = fold_data(cfg, closes, s.sample_bars(len(closes) - 1), self.device, features)
-            if not datas:
-                raise DataError(f"no ticker has min_train={s.min_train} bars at the global fold at calendar position "
-                                f"{position}; lower min_train or load more history")
+            k, datas = self._fold_data(position, histories)
             pooled = pool(list(datas.values()))
             warm = self.fit.refit_epochs is not None and self.net is not None
             if not warm:
