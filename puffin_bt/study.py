@@ -11,6 +11,7 @@ import json
 import math
 import os
 import socket
+import sys
 import threading
 import time
 import warnings
@@ -92,8 +93,11 @@ def open_storage(url):
         try:
             for attempt in itertools.count(1):
                 try:
-                    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
-                                                      heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+                    storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
+                                                         heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+                    if parsed.get_backend_name() == "sqlite":
+                        _serialised(storage.engine)
+                    return storage
                 except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as exc:
                     # Two processes opening a new database create its tables at once: one of them loses the race
                     # (a duplicate schema version, or a table that "already exists"); the tables are there when it
@@ -107,6 +111,27 @@ def open_storage(url):
                              "pip install it (e.g. psycopg2-binary for PostgreSQL, pymysql for MySQL)") from None
         except sqlalchemy.exc.ArgumentError as exc:
             raise StudyError(f"storage={shown_url(url)} is not usable ({exc}); use e.g. {example}") from None
+
+
+def _serialised(engine) -> None:
+    """Make every transaction on a SQLite ``engine`` take the database's write lock when it begins.
+
+    Python's sqlite3 starts a transaction only at the first write, so Optuna's "read the trial, then mark it
+    running if it is still waiting" (SELECT ... FOR UPDATE, which SQLite ignores) lets two processes both read
+    *waiting* and both pop the same queued trial: both then run it and the second to finish fails. With
+    BEGIN IMMEDIATE the read and the write happen under one lock; other processes wait (up to the busy timeout).
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _manual_transactions(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None  # sqlite3 emits no BEGIN of its own; the "begin" event does
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened while creating the tables predate the listeners
 
 
 class Study:
@@ -193,13 +218,20 @@ class Study:
         return claimed
 
     def _finish(self, trial, value: float, row: dict, returns) -> None:
-        trial.set_user_attr("row", _jsonable(row))
-        trial.set_user_attr("returns", {"dates": [d.isoformat() for d in returns.index],
-                                        "values": [float(v) for v in returns.to_numpy()]})
         sign = 1.0 if self.study.direction.name == "MAXIMIZE" else -1.0
-        self.study.tell(trial, value if math.isfinite(value) else -sign * math.inf)
-        with self._lock:
-            self.mine.discard(trial._trial_id)
+        try:
+            trial.set_user_attr("row", _jsonable(row))
+            trial.set_user_attr("returns", {"dates": [d.isoformat() for d in returns.index],
+                                            "values": [float(v) for v in returns.to_numpy()]})
+            self.study.tell(trial, value if math.isfinite(value) else -sign * math.inf)
+        except self.optuna.exceptions.UpdateFinishedTrialError:
+            # Another process failed it as stale (no heartbeat for GRACE_S): its parameters run again there or
+            # here, so this result is dropped rather than counted twice.
+            print(f"puffin-bt: trial {trial.number + 1} was marked failed by another process (no heartbeat for "
+                  f"{GRACE_S} s); its result is dropped and its parameters run again", file=sys.stderr)
+        finally:
+            with self._lock:
+                self.mine.discard(trial._trial_id)
 
     def _drop(self, trial) -> None:
         self.study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
