@@ -256,6 +256,9 @@ class Option:
     # Changes the forecasts: the forecast store's fingerprint and the grouping of tickers walked forward
     # together hash exactly these (``keyed_names``); any other option must leave every forecast as it is.
     forecasts: bool = False
+    # Left out of those keys while at its default, so that forecasts stored before the option existed (which are
+    # the default's) are still found: an option added later that the existing forecasts do not depend on.
+    keyed_at_default: bool = True
 
     def check(self, value):
         return self.kind.check(self.name, value)
@@ -290,6 +293,11 @@ _ALL: list[Option] = [
            "epochs without a better validation loss before a fold stops (best weights restored); 'none' = off",
            ("model",), forecasts=True),
     Option("horizon", 1, Int(1, MAX_HORIZON), "bars ahead the forecast is about", ("model", "schedule"), forecasts=True),
+    Option("target", "return", Choice(("return", "volatility")),
+           "what the nets forecast: return, the log return over the next horizon bars (pred_return); volatility, the "
+           "realised variance over the next horizon bars (mean squared log return), trained with the QLIKE loss "
+           "(pred_vol: its square root, per bar, not annualised; horizon 5 recommended)",
+           ("model",), forecasts=True, keyed_at_default=False),
     Option("seed", 0, Int(0, MAX_SEED), "random seed (fold k uses seed + k)", ("model",), forecasts=True),
     Option("features", (), Features(),
            f"input features besides the returns, computed from each ticker's own bars: {describe_features()}",
@@ -404,6 +412,13 @@ def keyed_names() -> tuple[str, ...]:
     """The options that change forecasts (``Option.forecasts``), in registry order: what the forecast store's
     fingerprint and the grouping of tickers walked forward together hash, besides the model family."""
     return tuple(o.name for o in _ALL if o.forecasts)
+
+
+def keyed_values(values: Mapping) -> dict:
+    """The values of the options that change forecasts (``keyed_names``), from ``values`` (every one of them given),
+    less those at their default that are keyed only away from it (``Option.keyed_at_default``)."""
+    return {name: values[name] for name in keyed_names()
+            if OPTIONS[name].keyed_at_default or values[name] != OPTIONS[name].default}
 
 
 def defaults(*groups: str) -> dict:
@@ -569,7 +584,7 @@ class ModelConfig(OptionSet):
     """
 
     NAMES = ("cell", "hidden_dim", "num_layers", "dropout", "lookback", "horizon", "lr", "batch_size",
-             "weight_decay", "noise_level", "validation_split", "patience", "seed", "features", "ensemble")
+             "weight_decay", "noise_level", "validation_split", "patience", "seed", "features", "ensemble", "target")
 
     def _default(self, name: str):
         return DEFAULT_CELL if name == "cell" else OPTIONS[name].default
@@ -588,8 +603,9 @@ class ModelConfig(OptionSet):
 
     @property
     def n_inputs(self) -> int:
-        """Values per time step of an input window: the return, then each feature."""
-        return 1 + len(self.features)
+        """Values per time step of an input window: the return (a volatility target: and its magnitude), then each
+        feature."""
+        return 1 + (self.target == "volatility") + len(self.features)
 
 
 
@@ -613,5 +629,5 @@ class IntervalConfig(OptionSet):
 
 # The estimators (TradingLSTM, ...) take the model options plus these; the chapter fits
 # one model for 50 epochs where a walk-forward's first fold trains 10.
-ESTIMATOR_NAMES = tuple(n for n in ModelConfig.NAMES if n not in ("cell", "features", "ensemble")) + ("epochs", "device")
+ESTIMATOR_NAMES = tuple(n for n in ModelConfig.NAMES if n not in ("cell", "features", "ensemble", "target")) + ("epochs", "device")
 ESTIMATOR_DEFAULTS = {**{name: OPTIONS[name].default for name in ESTIMATOR_NAMES}, "epochs": 50}

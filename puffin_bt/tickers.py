@@ -33,7 +33,7 @@ from ._sizing import cold_batch
 from .checks import check_int
 from .dates import date_numbers_of, num2date
 from .errors import ConfigError, PuffinError
-from .options import OPTIONS, keyed_names, resolve
+from .options import OPTIONS, keyed_values, resolve
 from .processes import available_cpus, available_memory, mark_worker, quiet_fork_warning, start_method, worker_initargs
 from .store import ForecastStore, fingerprint
 from .universe import forecast_together
@@ -288,7 +288,7 @@ def _signature(model: str, options: dict) -> str:
     family, device and options that change forecasts (``options.keyed_names``, defaults filled in); the others
     (threads, fold_workers) may differ, each task still runs with its own."""
     values = resolve(options, ["forecast"], "forecast options")
-    return repr((model, values["device"], [(name, values[name]) for name in keyed_names()]))
+    return repr((model, values["device"], list(keyed_values(values).items())))
 
 
 def _walk_for(task: ForecastTask, walks: Mapping | None) -> WalkForward:

@@ -28,6 +28,7 @@ from .intervals import (
     VOL_WINDOW,
     AdaptiveLevel,
     combine,
+    combine_variances,
     conformal_half_width,
     half_width,
     min_residuals,
@@ -91,14 +92,27 @@ class FoldRecord:
 class WalkForwardResult:
     """Forecasts for every bar of a series (NaN where no fold had been trained yet)."""
 
-    pred_log_return: np.ndarray
+    pred_log_return: np.ndarray  # target="volatility": the forecast per-bar variance
     folds: list[FoldRecord] = field(default_factory=list)
     lines: np.ndarray | None = None  # (bars, 4): intervals.LINES
+    target: str = "return"
 
     @property
     def pred_return(self) -> np.ndarray:
-        """Predicted simple return over the next ``horizon`` bars (an ensemble's: of its mean log return)."""
+        """Predicted simple return over the next ``horizon`` bars (an ensemble's: of its mean log return); NaN for
+        a volatility target."""
+        if self.target == "volatility":
+            return np.full(len(self.pred_log_return), np.nan)
         return np.expm1(self.pred_log_return)
+
+    @property
+    def pred_vol(self) -> np.ndarray:
+        """Forecast volatility (``target="volatility"``): the square root of the mean squared log return per bar
+        over the next ``horizon`` bars, not annualised (times ``sqrt(252)`` for daily bars); NaN for a return
+        target."""
+        if self.target != "volatility":
+            return np.full(len(self.pred_log_return), np.nan)
+        return np.sqrt(self.pred_log_return)
 
     @property
     def pred_std(self) -> np.ndarray:
@@ -151,6 +165,10 @@ class WalkForward(LazyDevice):
         models.require_memory(config, self._device or "cpu", schedule.train_window)  # before any fold allocates it
         self.on_fold = on_fold
         self.interval = self.uncertainty.interval  # the coverage, None when off
+        if self.interval is not None and config.target == "volatility":
+            raise ConfigError(f"interval={self.interval} is a conformal interval of the return; target='volatility' "
+                              "forecasts a variance and has none: use interval=None (pred_std is an ensemble's "
+                              "spread of volatility forecasts)")
         if self.interval is not None and config.validation_split == 0:
             raise ConfigError(f"interval={self.interval} is fitted on each fold's validation residuals; "
                               "validation_split=0 leaves none: use validation_split > 0")
@@ -452,7 +470,7 @@ class WalkForward(LazyDevice):
         and the interval (``closes[i]`` is bar ``offset + i``: the outcomes adaptive intervals learn from)."""
         members = np.stack([predict_windows(net, self.scaler, windows, self.device, feature_windows)
                             for net in self.nets])
-        log_return, spread = combine(members)
+        log_return, spread = (combine_variances if self.config.target == "volatility" else combine)(members)
         out = np.full((len(bars), len(LINES)), np.nan)
         out[:, 0], out[:, 1] = log_return, spread
         if self.interval is not None:
@@ -560,7 +578,7 @@ class WalkForward(LazyDevice):
         """Walk forward over a whole series of closes (oldest first), with its feature rows if any."""
         closes = as_prices(closes, name="closes", min_length=self.schedule.min_train)
         lines = self.forecast_lines(closes, 0, len(closes), dates, features=features)
-        return WalkForwardResult(lines[:, 0], list(self.folds), lines)
+        return WalkForwardResult(lines[:, 0], list(self.folds), lines, self.config.target)
 
 
 PREFETCH = 2 * MAX_BATCH  # cold folds trained ahead at a time in forecast_range (progress granularity)
