@@ -327,10 +327,16 @@ _ALL: list[Option] = [
     Option("rule", "threshold", Choice(("threshold", "interval")),
            "threshold: long when pred_return > entry, flat when < -exit; interval: long when pred_lo > entry, flat "
            "when pred_hi < -exit (needs --interval)", ("strategy",)),
-    Option("sizing", "equal", Choice(("equal", "volatility", "confidence")),
+    Option("sizing", "equal", Choice(("equal", "volatility", "confidence", "vol_target")),
            "equal: weight x sleeve; volatility: less when the predicted volatility is above its median so far; "
-           "confidence: scaled by |pred_return| / interval width (needs --interval); never above equal",
-           ("strategy",)),
+           "confidence: scaled by |pred_return| / interval width (needs --interval); never above equal; vol_target: "
+           "min(max_leverage, target_vol / predicted annualised volatility) x sleeve, resized when it moves > 10% "
+           "(rank: equal or vol_target)", ("strategy", "rank")),
+    Option("target_vol", 0.15, Float(0.0, 10.0, min_inclusive=False),
+           "annualised volatility a position aims at with sizing vol_target", ("strategy", "rank")),
+    Option("max_leverage", 1.0, Float(0.0, 100.0, min_inclusive=False),
+           "largest position with sizing vol_target, in sleeves (1: all of it; above 1 needs the broker's spare "
+           "cash, else the order is rejected)", ("strategy", "rank")),
     Option("weight", None, Float(0.0, 1.0, min_inclusive=False, allow_none=True),
            "share of its ticker's sleeve (1/n of the capital plus its own P&L) a position takes (default 1 - reserve)",
            ("strategy",)),
@@ -355,7 +361,7 @@ _ALL: list[Option] = [
     Option("commission", 0.001, Float(0.0, 0.1), "commission rate per trade", ("broker",)),
     Option("periods_per_year", None, Float(0.0, 10_000_000.0, min_inclusive=False, allow_none=True),
            "bars a year that annualise Sharpe and volatility ('none': from the dates: 252 daily, 78 x 252 5-minute)",
-           ("broker",)),
+           ("broker", "strategy", "rank")),
     # ---- where forecasts are computed
     Option("workers", "auto", Processes(),
            "processes computing the tickers' forecasts in parallel: 'auto' = one per CPU core up to one per ticker; "

@@ -1,0 +1,178 @@
+"""Volatility-targeted sizing (sizing="vol_target", strategies/voltarget.py): a position of known volatility is
+held at target_vol, each volatility source is used in its order, the no-trade band keeps turnover down, bad
+input is a clear error."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+import pytest
+
+from puffin_bt.errors import ConfigError
+from strategies import BuyAndHold, ForecastRankStrategy, ForecastThresholdStrategy
+from strategies.voltarget import interval_vol, outside_band, trailing_vol
+
+from .conftest import ohlcv_frame
+
+DAILY_VOL = 0.02  # 0.317 a year: a target of 0.15 holds about half the sleeve
+
+
+def constant_vol_closes(n: int, seed: int, vol: float = DAILY_VOL) -> np.ndarray:
+    return 100 * np.exp(np.cumsum(np.random.default_rng(seed).normal(0, vol, n)))
+
+
+class KnownVolatility(bt.Indicator):
+    """A forecast indicator with known lines: pred_return and pred_vol planned per data name (a stand-in for a
+    trained net, so the sizing can be checked exactly)."""
+
+    lines = ("pred_return", "pred_price", "pred_vol")
+    params = (("returns", None), ("vols", None))
+
+    def __init__(self):
+        self.addminperiod(1)
+
+    def next(self):
+        bar = len(self) - 1
+        self.lines.pred_return[0] = self.p.returns[self.data._name][bar] if self.p.returns else 0.01
+        self.lines.pred_price[0] = self.data.close[0] * (1 + self.lines.pred_return[0])
+        self.lines.pred_vol[0] = self.p.vols[self.data._name][bar] if self.p.vols else math.nan
+
+
+def run(strategy, frames: dict, cash: float = 1_000_000.0, **params):
+    cerebro = bt.Cerebro(stdstats=False)
+    for name, df in frames.items():
+        cerebro.adddata(bt.feeds.PandasData(dataname=df), name=name)
+    cerebro.broker.setcash(cash)
+    cerebro.broker.setcommission(commission=0.001)
+    cerebro.addstrategy(strategy, **params)
+    cerebro.addanalyzer(bt.analyzers.TimeReturn, _name="returns", timeframe=bt.TimeFrame.Days)
+    strat = cerebro.run()[0]
+    returns = pd.Series(strat.analyzers.returns.get_analysis())
+    return strat, returns
+
+
+def annualised_vol(returns: pd.Series, start: int) -> float:
+    return float(returns.iloc[start:].std(ddof=0) * np.sqrt(252))
+
+
+@pytest.mark.parametrize("target_vol", [0.10, 0.15])
+def test_vol_target_buy_and_hold_realises_the_target_on_a_series_of_constant_volatility(target_vol):
+    frames = {"A": ohlcv_frame(constant_vol_closes(1200, seed=1))}
+    strat, returns = run(BuyAndHold, frames, sizing="vol_target", target_vol=target_vol, start_bar=50)
+    realised = annualised_vol(returns, 60)
+    assert abs(realised / target_vol - 1) < 0.2, realised
+    plain = annualised_vol(run(BuyAndHold, frames, start_bar=50)[1], 60)
+    assert plain > 1.8 * realised  # the plain one holds ~all of the sleeve: ~0.31 a year
+    assert strat.vol_sources["A"] == {"trailing_20": len(frames["A"]) - 50}
+
+
+def test_vol_target_holds_several_tickers_of_different_volatility_at_the_same_target():
+    frames = {"calm": ohlcv_frame(constant_vol_closes(1000, seed=2, vol=0.008)),
+              "wild": ohlcv_frame(constant_vol_closes(1000, seed=3, vol=0.03))}
+    strat, _ = run(BuyAndHold, frames, sizing="vol_target", target_vol=0.15, start_bar=50)
+    values = {d._name: strat.getposition(d).size * d.close[0] / strat.sleeves.value(d, strat.getposition(d).size)
+              for d in strat.datas}
+    # calm: 0.127 a year -> capped at 1 - reserve; wild: 0.476 a year -> ~0.32 of its sleeve
+    assert values["calm"] == pytest.approx(0.98, abs=0.1)
+    assert values["wild"] == pytest.approx(0.15 / (0.03 * np.sqrt(252)), rel=0.25)
+
+
+def test_the_volatility_model_comes_first_and_its_pred_vol_sizes_the_position():
+    n = 400
+    frames = {"A": ohlcv_frame(constant_vol_closes(n, seed=4))}
+    vols = {"A": np.where(np.arange(n) < 200, 0.01, 0.04)}  # planned: 0.159 then 0.635 a year
+    strat, _ = run(BuyAndHold, frames, sizing="vol_target", target_vol=0.15, start_bar=30, vol_model=KnownVolatility,
+                   vol_kwargs={"vols": vols})
+    assert strat.vol_sources["A"] == {"vol_model": n - 30}
+    position = strat.getposition(strat.datas[0]).size
+    share = position * strat.datas[0].close[0] / strat.sleeves.value(strat.datas[0], position)
+    assert share == pytest.approx(0.15 / (0.04 * np.sqrt(252)), rel=0.12)  # within the 10% band and one bar's move
+
+
+def test_sources_in_order_vol_model_then_pred_vol_then_interval_then_trailing():
+    n = 300
+    frames = {"A": ohlcv_frame(constant_vol_closes(n, seed=5))}
+    vols = {"A": np.where(np.arange(n) < 150, math.nan, 0.01)}  # the strategy's forecast has pred_vol from bar 150
+    strat, _ = run(ForecastThresholdStrategy, frames, model=KnownVolatility, forecast_kwargs={"vols": vols},
+                   sizing="vol_target", plot_forecast=False)
+    assert strat.vol_sources["A"] == {"trailing_20": 150 - 20, "pred_vol": n - 150}
+    assert interval_vol(-0.02, 0.02, 0.8, 1) == pytest.approx(0.02 / 1.2816, rel=1e-4)
+    assert interval_vol(-0.04, 0.04, 0.8, 4) == pytest.approx(0.04 / 1.2816 / 2, rel=1e-4)
+
+
+def test_the_no_trade_band_keeps_turnover_down():
+    frames = {"A": ohlcv_frame(constant_vol_closes(1000, seed=6))}
+    strat, _ = run(BuyAndHold, frames, sizing="vol_target", start_bar=50)
+    equity = 1_000_000.0
+    years = (1000 - 50) / 252
+    turnover = strat.traded_value / equity / years  # a year, of the capital
+    assert 0 < turnover < 5  # resizing a ~0.5 position by > 10% of it, a few times a month at most
+    assert not outside_band(100, 109) and outside_band(100, 111) and outside_band(0, 1) and outside_band(5, 0)
+
+
+def test_the_threshold_strategy_sizes_its_long_by_the_target_and_exits_on_its_signal():
+    n = 300
+    frames = {"A": ohlcv_frame(constant_vol_closes(n, seed=7))}
+    returns = {"A": np.where(np.arange(n) < 200, 0.01, -0.01)}
+    vols = {"A": np.full(n, 0.02)}
+    strat, _ = run(ForecastThresholdStrategy, frames, model=KnownVolatility,
+                   forecast_kwargs={"returns": returns, "vols": vols}, sizing="vol_target", target_vol=0.15,
+                   plot_forecast=False)
+    assert len(strat.trade_log) == 1  # one long (resized as its sleeve's value moved), closed by the signal
+    trade = strat.trade_log[0]
+    assert trade["exit_date"] == frames["A"].index[201]  # the signal turned at bar 200, the order filled next open
+    first_order = trade["size"] * frames["A"]["close"].iloc[0]  # sized at bar 0's close
+    assert first_order == pytest.approx(0.15 / (0.02 * np.sqrt(252)) * 1_000_000, rel=0.01)
+
+
+def test_trailing_vol_is_the_rms_log_return_of_20_bars():
+    closes = constant_vol_closes(30, seed=8)
+    assert trailing_vol(closes) == pytest.approx(np.sqrt(np.mean(np.diff(np.log(closes[-21:])) ** 2)))
+    assert math.isnan(trailing_vol(closes[:20]))
+
+
+@pytest.mark.parametrize("params, named", [
+    (dict(target_vol=0.0), "target_vol=0.0"),
+    (dict(target_vol=math.nan), "target_vol=nan"),
+    (dict(max_leverage=0.0), "max_leverage=0.0"),
+    (dict(max_leverage=-1.0), "max_leverage=-1.0"),
+    (dict(sizing="confidence"), "sizing='confidence'"),
+])
+def test_bad_vol_target_input_is_a_config_error_naming_the_value(params, named):
+    frames = {"A": ohlcv_frame(constant_vol_closes(100, seed=9))}
+    with pytest.raises(ConfigError, match=named):
+        run(BuyAndHold, frames, **{"sizing": "vol_target", **params})
+
+
+def test_the_rank_strategy_holds_each_name_at_its_vol_target_share_of_a_slot():
+    n = 400
+    daily = {"A": 0.01, "B": 0.03, "C": 0.02, "D": 0.02}
+    frames = {t: ohlcv_frame(constant_vol_closes(n, seed=10 + i, vol=v)) for i, (t, v) in enumerate(daily.items())}
+    returns = {"A": np.full(n, 0.03), "B": np.full(n, 0.02), "C": np.full(n, -0.01), "D": np.full(n, 0.0)}
+    strat, _ = run(ForecastRankStrategy, frames, model=KnownVolatility, forecast_kwargs={"returns": returns},
+                   top_k=2, rebalance_every=20, sizing="vol_target", target_vol=0.15, plot_forecast=False)
+    slot = strat.broker.getvalue() / 2
+    held = {d._name: strat.getposition(d).size * d.close[0] / slot for d in strat.datas}
+    assert held["C"] == 0 and held["D"] == 0
+    for name in "AB":  # at the trailing-20 estimate the last bar saw, within the 10% band and one bar's move
+        expected = min(0.98, 0.15 / (trailing_vol(frames[name]["close"].to_numpy()) * np.sqrt(252)))
+        assert held[name] == pytest.approx(expected, rel=0.13), name
+    assert strat.orders_rejected == [] and set(strat.vol_sources) == {"A", "B"}
+
+
+@pytest.mark.parametrize("strategy", [ForecastRankStrategy, BuyAndHold])
+def test_sizings_a_strategy_does_not_have_are_config_errors(strategy):
+    frames = {t: ohlcv_frame(constant_vol_closes(100, seed=i)) for i, t in enumerate("ABC")}
+    with pytest.raises(ConfigError, match="sizing='volatility'"):
+        run(strategy, frames, sizing="volatility", **({"model": KnownVolatility} if strategy is not BuyAndHold else {}))
+
+
+def test_the_cli_rejects_a_target_vol_of_zero_in_one_line_with_exit_2():
+    out = subprocess.run([sys.executable, "-m", "puffin_bt.cli", "backtest", "--sizing", "vol_target",
+                          "--target-vol", "0"], capture_output=True, text=True)
+    assert out.returncode == 2 and "target_vol=0.0" in out.stderr and len(out.stderr.strip().splitlines()) == 1
