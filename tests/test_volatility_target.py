@@ -5,22 +5,27 @@ and bad input."""
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import backtrader as bt
 import numpy as np
 import pytest
 
-from puffin_bt import ConfigError
+from puffin_bt import ConfigError, backtest
 from puffin_bt.adapters.indicators import ForecastIndicator, GRUForecast, LSTMForecast
+from puffin_bt.data import load_sample
+from puffin_bt.evaluation import evaluate
 from puffin_bt.fitting import predict_windows
 from puffin_bt.globalmodel import Series, make_global_walk_forward
 from puffin_bt.store import ForecastStore
 from puffin_bt.volatility import qlike, realised_variance_target
+from puffin_bt.volbaselines import baseline_variances
 from puffin_bt.walkforward import make_walk_forward, walk_forward
 from puffin_bt.windows import returns_of, window_inputs
 
 from .conftest import TINY, assert_same_forecasts, ohlcv_frame, synthetic_closes
+from .test_cli import assert_one_line_usage_error, run_cli
 
 VOL = {**TINY, "target": "volatility", "device": "cpu"}
 MODES = {
@@ -211,3 +216,70 @@ def test_a_volatility_target_refuses_an_interval_naming_the_fix():
 def test_an_indicator_with_a_volatility_target_says_what_its_pred_vol_is():
     assert "pred_vol" in GRUForecast.lines.getlinealiases()
     assert "not annualised" in ForecastIndicator.__doc__
+
+
+# ----------------------------------------------------------------------------- evaluation, CLI, backtest
+
+TINY_FLAGS = ["--hidden-dim", "4", "--num-layers", "1", "--epochs", "1", "--refit-epochs", "1", "--lookback", "10",
+              "--min-train", "120", "--train-window", "160", "--retrain-every", "60", "--device", "cpu"]
+SMALL = {"hidden_dim": 4, "num_layers": 1, "epochs": 1, "refit_epochs": 1, "lookback": 10, "min_train": 120,
+         "train_window": 160, "retrain_every": 60, "device": "cpu"}
+
+
+def test_evaluate_scores_the_nets_against_the_baselines_refitted_on_the_same_folds():
+    frames = load_sample(["IBM", "MSFT"], start="2011-01-01", end="2012-12-31")
+    result = evaluate(frames, "gru", target="volatility", horizon=5, **SMALL)
+    table = result.table
+    assert list(table.index) == ["IBM", "MSFT", "POOLED"]
+    for column in ("qlike", "mse_var", "coverage", "qlike_har", "qlike_ewma", "qlike_trailing", "qlike_garch",
+                   "dm_p_value_har"):
+        assert np.isfinite(table[column].astype(float)).all(), column
+    assert (table["n"].loc[["IBM", "MSFT"]].sum() == table.loc["POOLED", "n"]) and table.loc["POOLED", "n"] > 300
+    ibm = frames["IBM"]["close"].to_numpy(np.float64)
+    walk = make_walk_forward("gru", target="volatility", horizon=5, **SMALL)
+    har = baseline_variances(ibm, 5, walk.schedule.fold_bars(len(ibm)), ["har"])["har"]
+    rows = result.forecasts[result.forecasts["ticker"] == "IBM"]
+    at = np.searchsorted(frames["IBM"].index, rows["date"])
+    np.testing.assert_array_equal(rows["var_har"].to_numpy(), har[at])  # the nets' fold bars are HAR's refit bars
+    scored = rows.dropna(subset=["pred_var", "realized_var", "var_har", "var_garch"])
+    assert table.loc["IBM", "qlike"] == pytest.approx(np.mean(qlike(scored["pred_var"], scored["realized_var"])))
+    assert "beats har" in result.summary() and "POOLED" in result.summary()
+
+
+def test_cli_evaluate_target_volatility_writes_the_qlike_columns_and_a_chart_per_ticker(tmp_path):
+    out = tmp_path / "ev"
+    proc = run_cli("evaluate", "--sample", "IBM", "AAPL", "--start", "2011-06-01", "--end", "2012-12-31",
+                   "--target", "volatility", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), *TINY_FLAGS)
+    assert proc.returncode == 0, proc.stderr
+    assert "volatility evaluation" in proc.stdout and "QLIKE har" in proc.stdout
+    header = (out / "evaluation.csv").read_text().splitlines()[0].split(",")
+    for column in ("qlike", "qlike_har", "qlike_ewma", "qlike_trailing", "qlike_garch", "dm_p_value_har", "mse_var"):
+        assert column in header, column
+    for ticker in ("IBM", "AAPL"):
+        assert (out / f"volatility_{ticker}.png").stat().st_size > 10_000
+
+
+def test_a_config_file_replays_the_volatility_target(tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"forecast": {**SMALL, "target": "volatility"}}))
+    proc = run_cli("evaluate", "--config", str(config), "--sample", "IBM", "--start", "2011-06-01", "--end",
+                   "2012-12-31", "--no-plot", "--out", str(tmp_path / "ev"), "--cache-dir", str(tmp_path / "cache"))
+    assert proc.returncode == 0, proc.stderr
+    assert "qlike_har" in (tmp_path / "ev" / "evaluation.csv").read_text().splitlines()[0]
+
+
+def test_cli_backtest_of_a_volatility_model_is_a_one_line_error_naming_the_fix(tmp_path):
+    proc = run_cli("backtest", "--sample", "IBM", "--target", "volatility", "--out", str(tmp_path / "o"),
+                   "--cache-dir", str(tmp_path / "cache"), *TINY_FLAGS)
+    assert_one_line_usage_error(proc, "target='volatility'", "pred_return", "target='return'")
+
+
+def test_cli_refuses_an_unknown_target_in_one_line():
+    proc = run_cli("evaluate", "--target", "variance")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--target" in proc.stderr and "'variance'" in proc.stderr
+
+
+def test_backtest_refuses_a_volatility_model_before_any_training():
+    with pytest.raises(ConfigError, match=r"target='volatility'.*threshold strategy.*sizing='vol_target'"):
+        backtest(load_sample(["IBM"], start="2012-01-01"), target="volatility", **SMALL)

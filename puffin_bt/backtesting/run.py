@@ -120,6 +120,12 @@ backtest.__signature__ = inspect.Signature([
 def _prepare(data, model, runonce: bool, cache_dir, store, progress: bool, given: Mapping) -> _Run:
     """Check the options, load the data and, when it pays, precompute the forecasts in parallel."""
     opts = resolve(given, GROUPS, "backtest()")
+    if opts["target"] == "volatility":
+        raise ConfigError(f"target='volatility' forecasts a variance, not a return: the {opts['strategy']} strategy "
+                          "trades pred_return, which a volatility model leaves NaN; backtest with target='return' "
+                          "(the default) and size by the volatility forecast with sizing='vol_target', or score a "
+                          "volatility model with evaluate(..., target='volatility') (CLI: puffin-bt evaluate "
+                          "--target volatility)")
     forecast = {name: opts[name] for name in names("forecast") if name in given}
     cell = model if isinstance(model, str) else getattr(model, "cell", None)
     # Every walk-forward check (the schedule, the device, the memory the model needs) before the data loads.
