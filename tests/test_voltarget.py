@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from puffin_bt.adapters.analyzers import SleeveValue
 from puffin_bt.errors import ConfigError
 from strategies import BuyAndHold, ForecastRankStrategy, ForecastThresholdStrategy
 from strategies.voltarget import interval_vol, outside_band, trailing_vol
@@ -176,3 +177,20 @@ def test_the_cli_rejects_a_target_vol_of_zero_in_one_line_with_exit_2():
     out = subprocess.run([sys.executable, "-m", "puffin_bt.cli", "backtest", "--sizing", "vol_target",
                           "--target-vol", "0"], capture_output=True, text=True)
     assert out.returncode == 2 and "target_vol=0.0" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_sleeve_values_count_what_a_resized_positions_partial_exits_realised():
+    """The SleeveValue analyzer (backtest()'s equity curve) of a position resized up and down: one data, so its
+    sleeve is the broker's whole value, bar by bar."""
+    frames = {"A": ohlcv_frame(constant_vol_closes(500, seed=12, vol=0.03))}
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(bt.feeds.PandasData(dataname=frames["A"]), name="A")
+    cerebro.broker.setcash(1_000_000.0)
+    cerebro.broker.setcommission(commission=0.001)
+    cerebro.addstrategy(BuyAndHold, sizing="vol_target", start_bar=30)
+    cerebro.addanalyzer(SleeveValue, _name="sleeves")
+    cerebro.addobserver(bt.observers.Broker)
+    strat = cerebro.run()[0]
+    assert strat.traded_value > 3 * 1_000_000  # resized many times, both ways
+    broker_value = np.asarray(strat.observers.broker.lines.value.array[:500])
+    np.testing.assert_allclose(strat.analyzers.sleeves.get_analysis()["A"].to_numpy(), broker_value, rtol=1e-9)
