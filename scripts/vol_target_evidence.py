@@ -7,8 +7,8 @@ max drawdown, exposure and turnover over the same period, and the Sharpe differe
     python scripts/vol_target_evidence.py [--target-vol 0.15] [--max-leverage 1.0]    # ~30 s on 2 CPU cores
 
 Both start at bar 251 (the default walk-forward's first forecast bar, where ``backtest()``'s benchmark buys), with
-the same cash and a 0.1% commission. The baselines refit on the default walk-forward's refit bars; their
-forecasts at bar t use closes up to t only (tests/test_volbaselines.py).
+the same cash and a 0.1% commission. The baselines refit on the default walk-forward's refit bars and training
+window (504 bars); their forecasts at bar t use closes up to t only (tests/test_volbaselines.py).
 """
 
 from __future__ import annotations
@@ -113,7 +113,8 @@ def main() -> None:
         if method != "trailing":
             sized[method] = {"vol_model": PlannedVolatility, "vol_kwargs": {"vols": {
                 t: np.sqrt(baseline_variances(df["close"].to_numpy(), HORIZON, schedule.fold_bars(len(df)),
-                                              methods=[method])[method]) for t, df in frames.items()}}}
+                                              methods=[method], train_window=schedule.train_window)[method])
+                for t, df in frames.items()}}}
     for source, extra in sized.items():
         strat, sleeves = run(frames, start_bar=start_bar, sizing="vol_target", target_vol=args.target_vol,
                              max_leverage=args.max_leverage, **extra)
