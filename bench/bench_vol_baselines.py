@@ -29,8 +29,10 @@ from puffin_bt.volatility import qlike, realised_variance_target  # noqa: E402
 from puffin_bt.volbaselines import available_methods, baseline_variances  # noqa: E402
 
 
-def all_tickers(closes: dict[str, np.ndarray], horizon: int, refits: dict[str, list[int]], method: str) -> dict:
-    return {t: baseline_variances(c, horizon, refits[t], methods=[method])[method] for t, c in closes.items()}
+def all_tickers(closes: dict[str, np.ndarray], horizon: int, refits: dict[str, list[int]], window: int | None,
+                method: str) -> dict:
+    return {t: baseline_variances(c, horizon, refits[t], methods=[method], train_window=window)[method]
+            for t, c in closes.items()}
 
 
 def main() -> None:
@@ -43,13 +45,15 @@ def main() -> None:
     schedule = FoldSchedule(**{name: defaults[name] for name in FoldSchedule.NAMES} | {"horizon": args.horizon})
     refits = {t: schedule.fold_bars(len(c)) for t, c in closes.items()}
     methods = available_methods()
-    all_tickers(closes, args.horizon, refits, "trailing")  # warm-up: imports, caches
-    times, results = time_interleaved({m: partial(all_tickers, closes, args.horizon, refits, m) for m in methods},
-                                      args.repeat)
+    window = schedule.train_window  # HAR and GARCH fit on the nets' training window (DESIGN rule 12)
+    all_tickers(closes, args.horizon, refits, window, "trailing")  # warm-up: imports, caches
+    times, results = time_interleaved({m: partial(all_tickers, closes, args.horizon, refits, window, m)
+                                       for m in methods}, args.repeat)
     print(machine_line())
     print(f"work: {len(closes)} bundled tickers ({', '.join(closes)}), {sum(map(len, closes.values()))} bars, "
           f"refit every {schedule.retrain_every} bars from bar {schedule.first_fold_bar} "
-          f"({sum(map(len, refits.values()))} refits in all), horizon {args.horizon}; best of {args.repeat} [median]")
+          f"({sum(map(len, refits.values()))} refits in all) on the last {window} bars, horizon {args.horizon}; best of "
+          f"{args.repeat} [median]")
     if "garch" not in methods:
         print("  garch: skipped (pip install 'puffin_bt[garch]')")
     for method in methods:

@@ -37,7 +37,7 @@ def walk_all(closes: dict[str, np.ndarray], model: str, options: dict) -> dict:
     for ticker, c in closes.items():
         walk = make_walk_forward(model, **options)
         lines = walk.forecast_lines(c, 0, len(c))
-        out[ticker] = (lines, [f.bar for f in walk.folds], walk.training_seconds)
+        out[ticker] = (lines, [f.bar for f in walk.folds], walk.training_seconds, walk.schedule.train_window)
     return out
 
 
@@ -55,17 +55,17 @@ def main() -> None:
              for target in ("return", "volatility")}
     times, results = time_interleaved(cases, args.repeat)
     print(machine_line())
-    folds = sum(len(bars) for _, bars, _ in results["return"].values())
+    folds = sum(len(bars) for _, bars, _, _ in results["return"].values())
     print(f"work: {args.model} default model ({', '.join(closes)}: {sum(map(len, closes.values()))} bars, {folds} folds "
           f"in all), horizon {args.horizon}, one process, 1 thread; best of {args.repeat} [median]")
     for target in cases:
         wall = min(times[target])
-        training = sum(seconds for _, _, seconds in results[target].values())
+        training = sum(seconds for _, _, seconds, _ in results[target].values())
         ratio = wall / min(times["return"])
         print(f"  target={target:<10} {wall:7.2f} s [{np.median(times[target]):.2f} s]  "
               f"{1e3 * wall / folds:6.1f} ms a fold (training {1e3 * training / folds:.1f} ms)  x{ratio:.2f} the return model")
-    parts = [volatility_frame(t, frames[t].index, closes[t], lines, args.horizon, bars)
-             for t, (lines, bars, _) in results["volatility"].items()]
+    parts = [volatility_frame(t, frames[t].index, closes[t], lines, args.horizon, bars, train_window=window)
+             for t, (lines, bars, _, window) in results["volatility"].items()]
     table = evaluate_volatility(pd.concat(parts, ignore_index=True), args.horizon)
     print(f"QLIKE of the realised variance over the next {args.horizon} bar(s), same bars for all (lower is better):")
     print(format_volatility_table(table))

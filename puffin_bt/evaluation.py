@@ -223,10 +223,11 @@ def forecast_frame(ticker: str, dates, closes: np.ndarray, pred_return: np.ndarr
 def _frame(ticker: str, dates, closes: np.ndarray, lines: np.ndarray, schedule, target: str,
            vol_methods: tuple[str, ...] | None) -> pd.DataFrame:
     """One ticker's forecasts next to what happened: ``forecast_frame``'s, or a volatility model's
-    (``voleval.volatility_frame``, with the baselines ``vol_methods`` refitted at the schedule's fold bars)."""
+    (``voleval.volatility_frame``, with the baselines ``vol_methods`` refitted at the schedule's fold bars on its
+    training window)."""
     if target == "volatility":
         return volatility_frame(ticker, dates, closes, lines, schedule.horizon, schedule.fold_bars(len(closes)),
-                                vol_methods)
+                                vol_methods, schedule.train_window)
     return forecast_frame(ticker, dates, closes, np.expm1(lines[:, 0]), schedule.horizon, lines)
 
 

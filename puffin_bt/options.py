@@ -436,6 +436,17 @@ def forecast_defaults() -> dict:
     return defaults("forecast")
 
 
+# The sizings each shipped strategy knows (the threshold strategy: all of the ``sizing`` option's choices).
+SIZINGS = {"rank": ("equal", "vol_target"), "buy-and-hold": ("equal", "vol_target")}
+
+
+def check_sizing(strategy: str, sizing: str) -> None:
+    """ConfigError unless ``strategy`` (``"rank"`` or ``"buy-and-hold"``) sizes by ``sizing``."""
+    if sizing not in SIZINGS[strategy]:
+        raise ConfigError(f"sizing={sizing!r} is not one of the {strategy} strategy's; use one of "
+                          f"{', '.join(map(repr, SIZINGS[strategy]))}")
+
+
 def resolve(given: Mapping, groups: Iterable[str], where: str, fill: bool = True) -> dict:
     """Check ``given`` against the options of ``groups``: unknown names and bad values raise
     ConfigError naming them; with ``fill`` the missing ones get their defaults.

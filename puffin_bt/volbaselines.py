@@ -36,12 +36,14 @@ def available_methods() -> tuple[str, ...]:
 
 
 def baseline_variances(closes: np.ndarray, horizon: int, refit_bars: Sequence[int],
-                       methods: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+                       methods: Sequence[str] | None = None, *, train_window: int | None = None) -> dict[str, np.ndarray]:
     """Per-bar forecasts of ``rv[t] = mean(r[t+1..t+horizon]**2)`` by each baseline in ``methods``.
 
     Each array has the length of ``closes`` and is NaN before the first refit bar (and where a baseline lacks the
     history it needs). ``methods=None`` computes every available one (without ``arch``, GARCH is skipped with a
-    one-line warning, said once); naming ``"garch"`` without ``arch`` is a ``ConfigError``.
+    one-line warning, said once); naming ``"garch"`` without ``arch`` is a ``ConfigError``. ``train_window``: HAR
+    and GARCH fit at refit bar ``T`` on the bars ``T - train_window + 1 .. T`` only (the nets' ``train_window``, so a
+    baseline never sees more data than the net it is compared with); None: every bar up to ``T`` (expanding).
 
     - ``"har"``: HAR-RV (Corsi 2009), fitted by OLS on levels at each refit bar (all targets ending by then):
       ``rv[t] ~ 1 + r[t]**2 + mean(r[t-4..t]**2) + mean(r[t-21..t]**2)``. Levels, not logs: the forecast is of
@@ -62,19 +64,23 @@ def baseline_variances(closes: np.ndarray, horizon: int, refit_bars: Sequence[in
     closes = _checked_closes(closes)
     horizon = _checked_horizon(horizon, len(closes))
     refits = _checked_refit_bars(refit_bars, len(closes))
+    if train_window is not None and (isinstance(train_window, bool) or not isinstance(train_window, int | np.integer)
+                                     or train_window < 2):
+        raise ConfigError(f"train_window={train_window!r} must be an integer >= 2 (bars) or None (expanding)")
+    starts = {int(t): 0 if train_window is None else max(0, int(t) - int(train_window) + 1) for t in refits}
     wanted = _checked_methods(methods)
     squared = _squared_returns(closes)
     fold_of_bar = np.searchsorted(refits, np.arange(len(closes)), side="right") - 1  # -1 before the first refit
     forecasts = {}
     for method in wanted:
         if method == "har":
-            forecast = _har_forecasts(closes, squared, horizon, refits, fold_of_bar)
+            forecast = _har_forecasts(closes, squared, horizon, refits, fold_of_bar, starts)
         elif method == "ewma":
             forecast = _ewma_variance(squared)
         elif method == "trailing":
             forecast = _trailing_mean(squared, TRAILING_BARS)
         else:
-            forecast = _garch_forecasts(closes, horizon, refits)
+            forecast = _garch_forecasts(closes, horizon, refits, starts)
         forecast[fold_of_bar < 0] = np.nan
         forecasts[method] = forecast
     return forecasts
@@ -167,10 +173,11 @@ def _har_regressors(squared: np.ndarray) -> np.ndarray:
                             _trailing_mean(squared, HAR_MONTH)])
 
 
-def _har_coefficients(closes: np.ndarray, squared: np.ndarray, horizon: int, refit_bar: int) -> np.ndarray:
-    """OLS coefficients (constant, daily, weekly, monthly) fitted at ``refit_bar`` on the targets that end by it;
-    NaN with fewer than ``HAR_MIN_ROWS`` rows."""
-    rows = np.arange(HAR_MONTH, refit_bar - horizon + 1)
+def _har_coefficients(closes: np.ndarray, squared: np.ndarray, horizon: int, refit_bar: int,
+                      train_start: int = 0) -> np.ndarray:
+    """OLS coefficients (constant, daily, weekly, monthly) fitted at ``refit_bar`` on the targets that end by it,
+    each row's regressors inside the bars ``train_start .. refit_bar``; NaN with fewer than ``HAR_MIN_ROWS`` rows."""
+    rows = np.arange(train_start + HAR_MONTH, refit_bar - horizon + 1)
     if len(rows) < HAR_MIN_ROWS:
         return np.full(4, np.nan)
     x = _har_regressors(squared)[rows]
@@ -179,8 +186,8 @@ def _har_coefficients(closes: np.ndarray, squared: np.ndarray, horizon: int, ref
     return coefficients
 
 
-def _har_forecasts(closes, squared, horizon, refits, fold_of_bar) -> np.ndarray:
-    coefficients = np.array([_har_coefficients(closes, squared, horizon, int(t)) for t in refits])
+def _har_forecasts(closes, squared, horizon, refits, fold_of_bar, starts) -> np.ndarray:
+    coefficients = np.array([_har_coefficients(closes, squared, horizon, int(t), starts[int(t)]) for t in refits])
     regressors = _har_regressors(squared)
     forecast = np.full(len(closes), np.nan)
     fitted = np.flatnonzero(fold_of_bar >= 0)
@@ -191,12 +198,13 @@ def _har_forecasts(closes, squared, horizon, refits, fold_of_bar) -> np.ndarray:
     return forecast
 
 
-def _garch_parameters(closes: np.ndarray, refit_bar: int) -> tuple[float, float, float, float] | None:
-    """``(omega, alpha, beta, variance at refit_bar)`` of a zero-mean GARCH(1,1) fitted on the returns up to
-    ``refit_bar``, per-bar fractions (not percent); None with fewer than ``GARCH_MIN_RETURNS`` returns."""
+def _garch_parameters(closes: np.ndarray, refit_bar: int,
+                      train_start: int = 0) -> tuple[float, float, float, float] | None:
+    """``(omega, alpha, beta, variance at refit_bar)`` of a zero-mean GARCH(1,1) fitted on the returns of the bars
+    ``train_start .. refit_bar``, per-bar fractions (not percent); None with fewer than ``GARCH_MIN_RETURNS``."""
     from arch import arch_model
 
-    returns = GARCH_SCALE * np.diff(np.log(closes[:refit_bar + 1]))
+    returns = GARCH_SCALE * np.diff(np.log(closes[train_start:refit_bar + 1]))
     if len(returns) < GARCH_MIN_RETURNS:
         return None
     with warnings.catch_warnings():  # arch's convergence chatter; a failed fit is handled below
@@ -209,7 +217,7 @@ def _garch_parameters(closes: np.ndarray, refit_bar: int) -> tuple[float, float,
     return omega / scale2, alpha, beta, float(result.conditional_volatility[-1]) ** 2 / scale2
 
 
-def _garch_forecasts(closes, horizon, refits) -> np.ndarray:
+def _garch_forecasts(closes, horizon, refits, starts) -> np.ndarray:
     """At each bar ``t`` of a fold: the one-step variance ``s[t+1] = omega + alpha r[t]**2 + beta s[t]`` from the
     recursion started at the fold's refit bar, then the mean over ``k = 1..horizon`` of
     ``s[t+k] = omega (1 + p + ... + p**(k-2)) + p**(k-1) s[t+1]`` with ``p = alpha + beta``."""
@@ -217,7 +225,7 @@ def _garch_forecasts(closes, horizon, refits) -> np.ndarray:
     forecast = np.full(len(closes), np.nan)
     parameters, variance = None, np.nan  # variance: s[t], the conditional variance of r[t]
     for k, refit in enumerate(refits):
-        fit = _garch_parameters(closes, int(refit))
+        fit = _garch_parameters(closes, int(refit), starts[int(refit)])
         if fit is not None:
             *parameters, variance = fit
         elif parameters is None:  # no good fit yet; a failed refit later keeps the last good one's recursion

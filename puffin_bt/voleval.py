@@ -25,11 +25,13 @@ SIGNIFICANT = 0.05  # the level at which a verdict says "yes"
 
 
 def volatility_frame(ticker: str, dates, closes: np.ndarray, lines: np.ndarray, horizon: int,
-                     refit_bars: Sequence[int], methods: Sequence[str] | None = None) -> pd.DataFrame:
+                     refit_bars: Sequence[int], methods: Sequence[str] | None = None,
+                     train_window: int | None = None) -> pd.DataFrame:
     """A volatility model's forecasts next to what happened, one row per bar with a forecast: ``pred_var`` (the
     nets' per-bar variance, ``intervals.LINES``' first column), ``pred_vol`` (its square root), ``realized_var``
     (``volatility.realised_variance_target``: NaN for the last ``horizon`` bars) and ``var_<method>`` for each
-    baseline of ``methods`` (None: every one installed; ``()``: none), refitted at ``refit_bars``."""
+    baseline of ``methods`` (None: every one installed; ``()``: none), refitted at ``refit_bars`` on the nets'
+    ``train_window`` (None: expanding)."""
     closes = np.asarray(closes, dtype=np.float64)
     n = len(closes)
     realised = np.full(n, np.nan)
@@ -40,7 +42,8 @@ def volatility_frame(ticker: str, dates, closes: np.ndarray, lines: np.ndarray, 
     if np.isfinite(lines[:, 1]).any():
         columns["pred_vol_std"] = lines[:, 1]  # an ensemble's spread of volatility forecasts
     if methods is None or len(methods):
-        for method, values in baseline_variances(closes, horizon, refit_bars, methods).items():
+        for method, values in baseline_variances(closes, horizon, refit_bars, methods,
+                                                 train_window=train_window).items():
             columns[f"var_{method}"] = values
     return pd.DataFrame(columns).dropna(subset=["pred_var"])
 

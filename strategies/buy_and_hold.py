@@ -7,7 +7,7 @@ import math
 
 import backtrader as bt
 
-from puffin_bt.errors import ConfigError
+from puffin_bt.options import check_sizing
 
 from .sleeves import Sleeves, affordable_shares, user_sizer
 from .voltarget import VOL_TARGET_PARAMS, VolTargetSizing, outside_band
@@ -36,8 +36,7 @@ class BuyAndHold(VolTargetSizing, bt.Strategy):
     params = (("reserve", 0.02), ("start_bar", 0), ("sizing", "equal"), *VOL_TARGET_PARAMS)
 
     def __init__(self) -> None:
-        if self.p.sizing not in ("equal", "vol_target"):
-            raise ConfigError(f"sizing={self.p.sizing!r} is not one of buy-and-hold's; use 'equal' or 'vol_target'")
+        check_sizing("buy-and-hold", self.p.sizing)
         self.weight = (1.0 - self.p.reserve) / max(1, len(self.datas))
         self._init_vol_target()
         self.sleeves = Sleeves(self.datas)

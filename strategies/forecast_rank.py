@@ -15,7 +15,7 @@ import backtrader as bt
 
 from puffin_bt.adapters.indicators import ForecastPrice, forecast_indicators
 from puffin_bt.errors import ConfigError
-from puffin_bt.options import OPTIONS, names
+from puffin_bt.options import OPTIONS, check_sizing, names
 
 from .forecast_threshold import TradeLog
 from .sleeves import affordable_shares, user_sizer
@@ -87,8 +87,7 @@ class ForecastRankStrategy(VolTargetSizing, TradeLog, bt.Strategy):
         p = self.p
         for name in names("rank"):
             OPTIONS[name].check(getattr(p, name))
-        if p.sizing not in ("equal", "vol_target"):
-            raise ConfigError(f"sizing={p.sizing!r} is not one of the rank strategy's; use 'equal' or 'vol_target'")
+        check_sizing("rank", p.sizing)
         if p.top_k + p.bottom_k >= len(self.datas):
             raise ConfigError(f"top_k={p.top_k} and bottom_k={p.bottom_k} leave nothing to choose from among "
                               f"{len(self.datas)} ticker(s); hold fewer names than there are tickers")

@@ -581,6 +581,7 @@ EVERY_OPTION = {
 # ranking strategy needs three tickers for top_k=1 and bottom_k=1): a second run, replayed the same way.
 EVERY_GLOBAL_OPTION = {
     "scope": "global", "strategy": "rank", "top_k": "1", "bottom_k": "1", "rebalance_every": "3", "max_drop": "1",
+    "sizing": "vol_target", "target_vol": "0.2", "max_leverage": "0.9",
 }
 NOT_RECORDED = {"workers", "executor", "address"}
 

@@ -237,10 +237,11 @@ def test_evaluate_scores_the_nets_against_the_baselines_refitted_on_the_same_fol
     assert (table["n"].loc[["IBM", "MSFT"]].sum() == table.loc["POOLED", "n"]) and table.loc["POOLED", "n"] > 300
     ibm = frames["IBM"]["close"].to_numpy(np.float64)
     walk = make_walk_forward("gru", target="volatility", horizon=5, **SMALL)
-    har = baseline_variances(ibm, 5, walk.schedule.fold_bars(len(ibm)), ["har"])["har"]
+    har = baseline_variances(ibm, 5, walk.schedule.fold_bars(len(ibm)), ["har"], train_window=160)["har"]
     rows = result.forecasts[result.forecasts["ticker"] == "IBM"]
     at = np.searchsorted(frames["IBM"].index, rows["date"])
-    np.testing.assert_array_equal(rows["var_har"].to_numpy(), har[at])  # the nets' fold bars are HAR's refit bars
+    # the nets' fold bars are HAR's refit bars, their training window its
+    np.testing.assert_array_equal(rows["var_har"].to_numpy(), har[at])
     scored = rows.dropna(subset=["pred_var", "realized_var", "var_har", "var_garch"])
     assert table.loc["IBM", "qlike"] == pytest.approx(np.mean(qlike(scored["pred_var"], scored["realized_var"])))
     assert "beats har" in result.summary() and "POOLED" in result.summary()

@@ -184,3 +184,18 @@ def test_the_baselines_never_import_torch():
             "baseline_variances(closes, 5, [299])\nprint('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("method", ["har", "garch"])
+def test_with_a_train_window_a_fit_ignores_the_bars_before_it(method):
+    if method not in available_methods():
+        pytest.skip("the garch extra (arch) is not installed")
+    closes, _ = garch_closes(700, seed=4)
+    shaken = closes.copy()
+    shaken[:200] *= np.exp(np.random.default_rng(1).normal(0, 0.05, 200))  # only bars before 599 - 400 + 1 = 200
+    window = baseline_variances(closes, 5, [599], [method], train_window=400)[method]
+    shaken_window = baseline_variances(shaken, 5, [599], [method], train_window=400)[method]
+    np.testing.assert_allclose(window[599:], shaken_window[599:], rtol=1e-9)  # cumulative sums: rounding only
+    expanding = baseline_variances(closes, 5, [599], [method])[method]
+    assert np.all(np.isfinite(window[599:])) and not np.array_equal(window[599:], expanding[599:])
+    assert not np.allclose(expanding[599:], baseline_variances(shaken, 5, [599], [method])[method][599:], rtol=1e-6)

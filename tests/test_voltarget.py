@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from puffin_bt.adapters.analyzers import SleeveValue
 from puffin_bt.errors import ConfigError
 from strategies import BuyAndHold, ForecastRankStrategy, ForecastThresholdStrategy
 from strategies.voltarget import interval_vol, outside_band, trailing_vol
 
-from .conftest import ohlcv_frame
+from .conftest import TINY, ohlcv_frame
 
 DAILY_VOL = 0.02  # 0.317 a year: a target of 0.15 holds about half the sleeve
 
@@ -176,3 +177,64 @@ def test_the_cli_rejects_a_target_vol_of_zero_in_one_line_with_exit_2():
     out = subprocess.run([sys.executable, "-m", "puffin_bt.cli", "backtest", "--sizing", "vol_target",
                           "--target-vol", "0"], capture_output=True, text=True)
     assert out.returncode == 2 and "target_vol=0.0" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_sleeve_values_count_what_a_resized_positions_partial_exits_realised():
+    """The SleeveValue analyzer (backtest()'s equity curve) of a position resized up and down: one data, so its
+    sleeve is the broker's whole value, bar by bar."""
+    frames = {"A": ohlcv_frame(constant_vol_closes(500, seed=12, vol=0.03))}
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(bt.feeds.PandasData(dataname=frames["A"]), name="A")
+    cerebro.broker.setcash(1_000_000.0)
+    cerebro.broker.setcommission(commission=0.001)
+    cerebro.addstrategy(BuyAndHold, sizing="vol_target", start_bar=30)
+    cerebro.addanalyzer(SleeveValue, _name="sleeves")
+    cerebro.addobserver(bt.observers.Broker)
+    strat = cerebro.run()[0]
+    assert strat.traded_value > 3 * 1_000_000  # resized many times, both ways
+    broker_value = np.asarray(strat.observers.broker.lines.value.array[:500])
+    np.testing.assert_allclose(strat.analyzers.sleeves.get_analysis()["A"].to_numpy(), broker_value, rtol=1e-9)
+
+
+def test_a_volatility_model_beside_the_return_forecast_wins_over_the_forecasts_own_pred_vol():
+    n = 300
+    frames = {"A": ohlcv_frame(constant_vol_closes(n, seed=13))}
+    strat, _ = run(ForecastThresholdStrategy, frames, model=KnownVolatility,
+                   forecast_kwargs={"vols": {"A": np.full(n, 0.05)}}, sizing="vol_target", plot_forecast=False,
+                   vol_model=KnownVolatility, vol_kwargs={"vols": {"A": np.full(n, 0.01)}})
+    assert strat.vol_sources["A"] == {"vol_model": n}
+    trade_size = strat.getposition(strat.datas[0]).size or strat.trade_log[0]["size"]
+    assert trade_size * frames["A"]["close"].iloc[0] == pytest.approx(0.15 / (0.01 * np.sqrt(252)) * 1_000_000,
+                                                                       rel=0.01)  # sized on 0.01, not 0.05
+
+
+def test_backtest_with_an_interval_sizes_on_it_after_the_trailing_warm_up(tmp_path):
+    from puffin_bt import backtest
+
+    frames = {"A": ohlcv_frame(constant_vol_closes(160, seed=14))}
+    result = backtest(frames, model="lstm", **{**TINY, "min_train": 60}, interval=0.8, sizing="vol_target",
+                      entry=0.0, exit=0.0, allow_short=True, cache_dir=tmp_path, workers=1)  # always in
+    sources = result.strategy.vol_sources["A"]
+    assert set(sources) <= {"interval", "trailing_20"} and sources.get("interval", 0) > 50
+    assert result.strategy.traded_value > 0
+
+
+def test_rank_backtest_with_a_sizing_it_does_not_have_fails_before_loading_anything():
+    from puffin_bt import backtest
+
+    with pytest.raises(ConfigError, match="sizing='confidence'"):
+        backtest(data={"nothing": None}, strategy="rank", sizing="confidence")
+
+
+def test_leverage_above_one_borrows_free_cash_of_other_sleeves_and_is_rejected_without_it():
+    n = 200
+    calm = ohlcv_frame(constant_vol_closes(n, seed=15, vol=0.004))  # 0.063 a year: wants 2.4 sleeves at 0.15
+    flat = {"A": np.full(n, 0.01), "B": np.full(n, -0.01)}  # B never trades: its sleeve's cash is free
+    two = {"A": calm, "B": ohlcv_frame(constant_vol_closes(n, seed=16))}
+    strat, _ = run(ForecastThresholdStrategy, two, model=KnownVolatility, forecast_kwargs={"returns": flat},
+                   sizing="vol_target", max_leverage=1.5, plot_forecast=False)
+    first = strat.trade_log[0]["size"] if strat.trade_log else strat.getposition(strat.datas[0]).size
+    assert first * calm["close"].iloc[0] > 1.4 * 500_000 and strat.orders_rejected == []
+    alone, _ = run(ForecastThresholdStrategy, {"A": calm}, model=KnownVolatility, forecast_kwargs={"returns": flat},
+                   sizing="vol_target", max_leverage=1.5, plot_forecast=False)
+    assert alone.orders_rejected and alone.orders_rejected[0]["status"] == "Margin"

@@ -27,7 +27,7 @@ from ..adapters.positions import open_positions
 from ..data import resolve_data
 from ..errors import ConfigError, DataError, failures
 from ..evaluation import forecast_frame
-from ..options import BACKTEST_GROUPS, CELLS, names, options_doc, resolve, signature_parameters
+from ..options import BACKTEST_GROUPS, CELLS, check_sizing, names, options_doc, resolve, signature_parameters
 from ..store import ForecastStore
 from ..tickers import cuda_devices, one_process_options, precompute_forecasts, resolve_workers
 from ..walkforward import make_walk_forward, require_history
@@ -126,6 +126,8 @@ def _prepare(data, model, runonce: bool, cache_dir, store, progress: bool, given
                           "(the default) and size by the volatility forecast with sizing='vol_target', or score a "
                           "volatility model with evaluate(..., target='volatility') (CLI: puffin-bt evaluate "
                           "--target volatility)")
+    if opts["strategy"] == "rank":
+        check_sizing("rank", opts["sizing"])
     forecast = {name: opts[name] for name in names("forecast") if name in given}
     cell = model if isinstance(model, str) else getattr(model, "cell", None)
     # Every walk-forward check (the schedule, the device, the memory the model needs) before the data loads.
