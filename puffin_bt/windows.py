@@ -89,7 +89,6 @@ def window_targets(closes: np.ndarray, bars: np.ndarray, horizon: int) -> np.nda
 FLAT_STD = 1e-12
 # A volatility target's anchor (``Scaler.anchor``) is at least this share of the fold's mean variance.
 ANCHOR_FLOOR = 0.01
-ANCHOR_DECAY = None
 
 
 def flat_windows(windows: np.ndarray) -> np.ndarray:
@@ -169,13 +168,7 @@ class Scaler:
         return (the trailing ``lookback``-bar estimate, from bars <= t), floored at ``ANCHOR_FLOOR`` of the fold's
         mean training variance (a calm window). The net learns the log of the ratio to it: at its start (an
         output near 0) it forecasts the trailing estimate, and training moves it from there."""
-        squared = np.asarray(windows) ** 2
-        if ANCHOR_DECAY is None:
-            level = np.mean(squared, axis=1)
-        else:
-            weights = ANCHOR_DECAY ** np.arange(squared.shape[1])[::-1]
-            level = squared @ (weights / weights.sum())
-        return np.maximum(level, ANCHOR_FLOOR * self.variance)
+        return np.maximum(np.mean(np.asarray(windows) ** 2, axis=1), ANCHOR_FLOOR * self.variance)
 
     def y(self, targets: np.ndarray, windows: np.ndarray | None = None) -> np.ndarray:
         """Scaled targets; a volatility target needs the samples' input ``windows`` (unscaled returns)."""
