@@ -447,6 +447,16 @@ def check_sizing(strategy: str, sizing: str) -> None:
                           f"{', '.join(map(repr, SIZINGS[strategy]))}")
 
 
+def require_return_target(target: str, what: str) -> None:
+    """ConfigError when ``what`` (a backtest, a tuning search) would trade a volatility model's forecasts: they are
+    variances, and its ``pred_return`` is NaN."""
+    if target == "volatility":
+        raise ConfigError(f"target='volatility' forecasts a variance, not a return: {what} trades pred_return, which "
+                          "a volatility model leaves NaN; use target='return' (the default) and size by the volatility "
+                          "forecast with sizing='vol_target', or score a volatility model with evaluate(..., "
+                          "target='volatility') (CLI: puffin-bt evaluate --target volatility)")
+
+
 def resolve(given: Mapping, groups: Iterable[str], where: str, fill: bool = True) -> dict:
     """Check ``given`` against the options of ``groups``: unknown names and bad values raise
     ConfigError naming them; with ``fill`` the missing ones get their defaults.

@@ -19,6 +19,7 @@ from puffin_bt.evaluation import evaluate
 from puffin_bt.fitting import predict_windows
 from puffin_bt.globalmodel import Series, make_global_walk_forward
 from puffin_bt.store import ForecastStore
+from puffin_bt.tuning import tune
 from puffin_bt.volatility import qlike, realised_variance_target
 from puffin_bt.volbaselines import baseline_variances
 from puffin_bt.walkforward import make_walk_forward, walk_forward
@@ -281,6 +282,9 @@ def test_cli_refuses_an_unknown_target_in_one_line():
     assert "--target" in proc.stderr and "'variance'" in proc.stderr
 
 
-def test_backtest_refuses_a_volatility_model_before_any_training():
+def test_backtest_and_tune_refuse_a_volatility_model_before_any_training():
+    frames = load_sample(["IBM"], start="2012-01-01")
     with pytest.raises(ConfigError, match=r"target='volatility'.*threshold strategy.*sizing='vol_target'"):
-        backtest(load_sample(["IBM"], start="2012-01-01"), target="volatility", **SMALL)
+        backtest(frames, target="volatility", **SMALL)
+    with pytest.raises(ConfigError, match=r"target='volatility'.*every trial's backtest.*target='return'"):
+        tune(frames, target="volatility", trials=1, **SMALL)
