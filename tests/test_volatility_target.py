@@ -12,11 +12,12 @@ import backtrader as bt
 import numpy as np
 import pytest
 
-from puffin_bt import ConfigError, backtest
+from puffin_bt import CheckpointError, ConfigError, backtest
 from puffin_bt.adapters.indicators import ForecastIndicator, GRUForecast, LSTMForecast
 from puffin_bt.data import load_sample
 from puffin_bt.evaluation import evaluate
 from puffin_bt.fitting import predict_windows
+from puffin_bt.forecaster import RNNForecaster
 from puffin_bt.globalmodel import Series, make_global_walk_forward
 from puffin_bt.store import ForecastStore
 from puffin_bt.tuning import tune
@@ -27,6 +28,7 @@ from puffin_bt.windows import returns_of, window_inputs
 
 from .conftest import TINY, assert_same_forecasts, ohlcv_frame, synthetic_closes
 from .test_cli import assert_one_line_usage_error, run_cli
+from .test_paper_trading import live_feed, run_one
 
 VOL = {**TINY, "target": "volatility", "device": "cpu"}
 MODES = {
@@ -288,3 +290,21 @@ def test_backtest_and_tune_refuse_a_volatility_model_before_any_training():
         backtest(frames, target="volatility", **SMALL)
     with pytest.raises(ConfigError, match=r"target='volatility'.*every trial's backtest.*target='return'"):
         tune(frames, target="volatility", trials=1, **SMALL)
+
+
+def test_a_restarted_live_volatility_run_reads_its_saved_folds_back_and_forecasts_as_an_uninterrupted_one(tmp_path):
+    frame = ohlcv_frame(synthetic_closes(190, seed=24))
+    whole = run_one(live_feed(frame), kwargs={**VOL, "model_dir": tmp_path / "a"})
+    expected = np.array(whole.pred_vol.array[:190])
+    run_one(live_feed(frame, last=120), kwargs={**VOL, "model_dir": tmp_path / "b"})  # killed at bar 120
+    assert len(list((tmp_path / "b").glob("fold-*.pt"))) == 2
+    after = run_one(live_feed(frame), kwargs={**VOL, "model_dir": tmp_path / "b"})
+    assert [f.bar for f in after.folds] == [59, 99, 139, 179]
+    assert_same_forecasts(np.array(after.pred_vol.array[:190]), expected, min_finite=190 - 59, atol=0)
+
+
+def test_a_volatility_models_file_is_not_loaded_as_a_return_estimator(tmp_path):
+    fc = run_one(live_feed(ohlcv_frame(synthetic_closes(120, seed=3))), kwargs=VOL)
+    path = fc.save_model(tmp_path / "vol.pt")
+    with pytest.raises(CheckpointError, match="volatility"):
+        RNNForecaster.load(path)
