@@ -7,11 +7,14 @@ against HAR.
 
     python bench/bench_vol_model.py                      # 4 bundled tickers, default model, horizon 5, 3 repeats
     python bench/bench_vol_model.py --horizon 1 --repeat 1 --model gru
+    python bench/bench_vol_model.py --options '{"hidden_dim": 16, "num_layers": 1, "dropout": 0, "lookback": 60,
+        "epochs": 30, "patience": 5, "refit_epochs": null, "retrain_every": 63}'   # docs/volatility.md's recipe
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from functools import partial
 from pathlib import Path
@@ -46,17 +49,18 @@ def main() -> None:
     ap.add_argument("--model", default="lstm")
     ap.add_argument("--horizon", type=int, default=5)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--options", default="{}", help="JSON of walk-forward options for both models (default: defaults)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     frames = load_sample()
     closes = {t: df["close"].to_numpy(np.float64) for t, df in frames.items()}
-    common = {"horizon": args.horizon, "device": "cpu", "fold_workers": 1}
+    common = {**json.loads(args.options), "horizon": args.horizon, "device": "cpu", "fold_workers": 1}
     cases = {target: partial(walk_all, closes, args.model, {**common, "target": target})
              for target in ("return", "volatility")}
     times, results = time_interleaved(cases, args.repeat)
     print(machine_line())
     folds = sum(len(bars) for _, bars, _, _ in results["return"].values())
-    print(f"work: {args.model} default model ({', '.join(closes)}: {sum(map(len, closes.values()))} bars, {folds} folds "
+    print(f"work: {args.model} {args.options} ({', '.join(closes)}: {sum(map(len, closes.values()))} bars, {folds} folds "
           f"in all), horizon {args.horizon}, one process, 1 thread; best of {args.repeat} [median]")
     for target in cases:
         wall = min(times[target])

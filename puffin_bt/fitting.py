@@ -74,7 +74,7 @@ def fold_data(cfg: ModelConfig, closes: np.ndarray, sample_bars: np.ndarray, dev
     scaler = Scaler.fit(returns[rows], cfg.horizon, None if features is None else features[rows])
     targets = realised_variance_target if cfg.target == "volatility" else window_targets
     y_train = targets(closes, train_bars, cfg.horizon)
-    if cfg.target == "volatility":  # scaled by the fold's own mean training variance, like the returns
+    if cfg.target == "volatility":  # each target over its window's anchor, floored by the fold's mean variance
         scaler = scaler.for_variance(y_train)
 
     def inputs(bars):
