@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from puffin_bt import CheckpointError, ConfigError, backtest
-from puffin_bt.adapters.indicators import ForecastIndicator, GRUForecast, LSTMForecast
+from puffin_bt.adapters.indicators import ForecastIndicator, GRUForecast, LSTMForecast, forecast_indicators
 from puffin_bt.data import load_sample
 from puffin_bt.evaluation import evaluate
 from puffin_bt.fitting import predict_windows
@@ -308,3 +308,32 @@ def test_a_volatility_models_file_is_not_loaded_as_a_return_estimator(tmp_path):
     path = fc.save_model(tmp_path / "vol.pt")
     with pytest.raises(CheckpointError, match="volatility"):
         RNNForecaster.load(path)
+
+
+class GlobalVolRecorder(bt.Strategy):
+    """One global volatility model over every data (``scope="global"``), its pred_vol recorded per data."""
+
+    def __init__(self):
+        self.fcs = forecast_indicators(self.datas, "gru", dict(VOL), "global")
+        self.seen = {d._name: [] for d in self.datas}
+
+    def next(self):
+        for data, fc in self.fcs.items():
+            self.seen[data._name].append(fc.pred_vol[0])
+
+
+def test_a_global_volatility_indicator_writes_the_global_models_pred_vol():
+    closes = {"calm": synthetic_closes(160, seed=1, vol=0.005), "wild": synthetic_closes(160, seed=2, vol=0.03)}
+    cerebro = bt.Cerebro(stdstats=False)
+    for name, c in closes.items():
+        cerebro.adddata(bt.feeds.PandasData(dataname=ohlcv_frame(c)), name=name)
+    cerebro.addstrategy(GlobalVolRecorder)
+    strat = cerebro.run()[0]
+    frame = ohlcv_frame(closes["calm"])
+    numbers = np.array([bt.date2num(d) for d in frame.index.to_pydatetime()])
+    expected = make_global_walk_forward("gru", **VOL).forecast_all(
+        [Series(name, numbers, c) for name, c in closes.items()])
+    for name in closes:
+        seen = np.array(strat.seen[name])
+        assert_same_forecasts(seen, np.sqrt(expected[name][-len(seen):]), min_finite=len(seen) - TINY["min_train"])
+        assert np.isnan(np.asarray(strat.fcs[strat.getdatabyname(name)].pred_return.array)).all()
