@@ -334,3 +334,17 @@ def test_a_global_volatility_indicator_writes_the_global_models_pred_vol():
         seen = np.array(strat.seen[name])
         assert_same_forecasts(seen, np.sqrt(expected[name][-len(seen):]), min_finite=len(seen) - TINY["min_train"])
         assert np.isnan(np.asarray(strat.fcs[strat.getdatabyname(name)].pred_return.array)).all()
+
+
+def test_evaluate_scores_a_global_volatility_model_and_compares_families_in_the_cli(tmp_path):
+    frames = load_sample(["IBM", "MSFT"], start="2011-01-01", end="2012-12-31")
+    result = evaluate(frames, "gru", scope="global", target="volatility", horizon=5, no_baselines=True, **SMALL)
+    assert list(result.table.index) == ["IBM", "MSFT", "POOLED"] and "qlike_har" not in result.table
+    assert np.isfinite(result.table["qlike"].astype(float)).all() and result.table.loc["POOLED", "n"] > 300
+    proc = run_cli("evaluate", "--sample", "IBM", "--start", "2011-06-01", "--end", "2012-12-31", "--model",
+                   "lstm,gru", "--target", "volatility", "--no-plot", "--out", str(tmp_path / "ev"), "--cache-dir",
+                   str(tmp_path / "cache"), *TINY_FLAGS)
+    assert proc.returncode == 0, proc.stderr
+    comparison = proc.stdout.split("model comparison")[1]
+    assert all(name in comparison for name in ("lstm", "gru", "har", "ewma", "QLIKE"))
+    assert (tmp_path / "ev" / "gru" / "evaluation.csv").is_file()
