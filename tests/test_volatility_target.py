@@ -25,6 +25,7 @@ from puffin_bt.volatility import qlike, realised_variance_target
 from puffin_bt.volbaselines import baseline_variances
 from puffin_bt.walkforward import make_walk_forward, walk_forward
 from puffin_bt.windows import returns_of, window_inputs
+from strategies import BuyAndHold
 
 from .conftest import TINY, assert_same_forecasts, ohlcv_frame, synthetic_closes
 from .test_cli import assert_one_line_usage_error, run_cli
@@ -348,3 +349,14 @@ def test_evaluate_scores_a_global_volatility_model_and_compares_families_in_the_
     comparison = proc.stdout.split("model comparison")[1]
     assert all(name in comparison for name in ("lstm", "gru", "har", "ewma", "QLIKE"))
     assert (tmp_path / "ev" / "gru" / "evaluation.csv").is_file()
+
+
+def test_a_vol_targeted_buy_and_hold_sizes_on_the_nets_pred_vol_from_the_first_fold_on():
+    """The nets' volatility forecast as the shipped strategies' ``vol_model`` (sizing="vol_target"): it is the
+    source of every bar's volatility from the first fold bar on, the trailing estimate only before."""
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(bt.feeds.PandasData(dataname=ohlcv_frame(synthetic_closes(300, seed=3))), name="A")
+    cerebro.addstrategy(BuyAndHold, sizing="vol_target", target_vol=0.15, vol_model="gru",
+                        vol_kwargs={**TINY, "device": "cpu", "horizon": 5})
+    strat = cerebro.run()[0]
+    assert strat.vol_sources["A"]["vol_model"] == 300 - (TINY["min_train"] - 1)
