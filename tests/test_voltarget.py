@@ -218,7 +218,8 @@ def test_backtest_with_an_interval_sizes_on_it_after_the_trailing_warm_up(tmp_pa
                       entry=0.0, exit=0.0, allow_short=True, cache_dir=tmp_path, workers=1)  # always in
     sources = result.strategy.vol_sources["A"]
     assert set(sources) <= {"interval", "trailing_20"} and sources.get("interval", 0) > 50
-    assert result.strategy.traded_value > 0
+    assert result.metrics["vol_sources"] == {"A": sources} and result.metrics["traded_value"] > 0
+    assert f"vol_target sized on (bars): A: interval {sources['interval']}" in result.summary()
 
 
 def test_rank_backtest_with_a_sizing_it_does_not_have_fails_before_loading_anything():
