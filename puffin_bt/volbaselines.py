@@ -53,8 +53,8 @@ def baseline_variances(closes: np.ndarray, horizon: int, refit_bars: Sequence[in
       squared returns; no fit, and flat over the horizon (a random-walk variance).
     - ``"trailing"``: the mean squared return of the last 20 bars, flat over the horizon.
     - ``"garch"``: GARCH(1,1) with zero mean and normal errors (``arch``), refitted at each refit bar on the
-      returns up to it (within ``train_window``); at each bar its recursion runs on the returns up to that bar and the forecast is the
-      mean of the next ``horizon`` conditional variances.
+      returns up to it (within ``train_window``); at each bar its recursion runs on the returns up to that bar
+      and the forecast is the mean of the next ``horizon`` conditional variances.
 
     >>> closes = 100 * np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.01, 300)))
     >>> fc = baseline_variances(closes, horizon=5, refit_bars=[149, 199, 249], methods=["trailing", "ewma"])
