@@ -45,7 +45,7 @@ def baseline_variances(closes: np.ndarray, horizon: int, refit_bars: Sequence[in
     and GARCH fit at refit bar ``T`` on the bars ``T - train_window + 1 .. T`` only (the nets' ``train_window``, so a
     baseline never sees more data than the net it is compared with); None: every bar up to ``T`` (expanding).
 
-    - ``"har"``: HAR-RV (Corsi 2009), fitted by OLS on levels at each refit bar (all targets ending by then):
+    - ``"har"``: HAR-RV (Corsi 2009), fitted by OLS on levels at each refit bar (the targets ending by then):
       ``rv[t] ~ 1 + r[t]**2 + mean(r[t-4..t]**2) + mean(r[t-21..t]**2)``. Levels, not logs: the forecast is of
       the variance's mean, which QLIKE and the MSE reward, and a log of one squared daily return is -inf at a
       zero return. Where the fitted line goes to a variance <= 0, the forecast is the monthly component.
@@ -53,8 +53,8 @@ def baseline_variances(closes: np.ndarray, horizon: int, refit_bars: Sequence[in
       squared returns; no fit, and flat over the horizon (a random-walk variance).
     - ``"trailing"``: the mean squared return of the last 20 bars, flat over the horizon.
     - ``"garch"``: GARCH(1,1) with zero mean and normal errors (``arch``), refitted at each refit bar on the
-      returns up to it; at each bar its recursion runs on the returns up to that bar and the forecast is the
-      mean of the next ``horizon`` conditional variances.
+      returns up to it (within ``train_window``); at each bar its recursion runs on the returns up to that bar
+      and the forecast is the mean of the next ``horizon`` conditional variances.
 
     >>> closes = 100 * np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.01, 300)))
     >>> fc = baseline_variances(closes, horizon=5, refit_bars=[149, 199, 249], methods=["trailing", "ewma"])

@@ -4,7 +4,8 @@ buy-and-hold (``sizing="vol_target"``) sized on the trailing 20-bar volatility a
 baselines' forecasts (``puffin_bt.volbaselines``), with realised volatility, Sharpe (and its 95% interval), PSR,
 max drawdown, exposure and turnover over the same period, and the Sharpe difference to buy-and-hold.
 
-    python scripts/vol_target_evidence.py [--target-vol 0.15] [--max-leverage 1.0]    # ~30 s on 2 CPU cores
+    python scripts/vol_target_evidence.py [--target-vol 0.15] [--max-leverage 1.0]    # ~15 s on 2 CPU cores
+    python scripts/vol_target_evidence.py --band 0      # what the no-trade band saves: resize on every move
 
 Both start at bar 251 (the default walk-forward's first forecast bar, where ``backtest()``'s benchmark buys), with
 the same cash and a 0.1% commission. The baselines refit on the default walk-forward's refit bars and training
@@ -26,7 +27,7 @@ from puffin_bt.options import forecast_defaults
 from puffin_bt.schedule import FoldSchedule
 from puffin_bt.stats import sharpe_report
 from puffin_bt.volbaselines import available_methods, baseline_variances
-from strategies import BuyAndHold
+from strategies import BuyAndHold, voltarget
 
 HORIZON = 5  # the variance of the next week: what a position held for days should follow
 CASH = 1_000_000.0
@@ -97,7 +98,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target-vol", type=float, default=0.15)
     ap.add_argument("--max-leverage", type=float, default=1.0)
+    ap.add_argument("--band", type=float, default=voltarget.RESIZE_BAND,
+                    help="the no-trade band to measure (the strategies' is fixed at 0.1)")
     args = ap.parse_args()
+    voltarget.RESIZE_BAND = args.band  # a what-if for this measurement only
     frames = load_sample()
     defaults = forecast_defaults()
     schedule = FoldSchedule(**{name: defaults[name] for name in FoldSchedule.NAMES} | {"horizon": HORIZON})
@@ -125,7 +129,8 @@ def main() -> None:
         print(f"{source}: sizing sources used {strat.vol_sources}")
     table = pd.DataFrame(rows).set_index("sizing")
     print(f"bundled data: {', '.join(frames)}, from {start.date()} to {plain.index[-1].date()}, target_vol "
-          f"{args.target_vol}, max_leverage {args.max_leverage}, horizon of the baselines {HORIZON}")
+          f"{args.target_vol}, max_leverage {args.max_leverage}, no-trade band {args.band}, horizon of the baselines "
+          f"{HORIZON}")
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 3):
         print(table)
         print("\nrealised volatility of each ticker's sleeve (annualised):")

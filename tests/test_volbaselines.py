@@ -151,6 +151,7 @@ def test_har_falls_back_to_the_monthly_mean_where_its_line_goes_below_zero():
     (dict(refit_bars=[]), ConfigError, "refit_bars=[]"),
     (dict(refit_bars=[500]), ConfigError, "refit bar 500"),
     (dict(methods=["garchy"]), ConfigError, "'garchy'"),
+    (dict(train_window=1), ConfigError, "train_window=1"),
 ])
 def test_bad_arguments_are_config_errors_naming_the_value(kwargs, error, named):
     arguments = dict(closes=synthetic_closes(300), horizon=5, refit_bars=[200]) | kwargs

@@ -12,6 +12,8 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from puffin_bt.adapters.analyzers import SleeveValue
 from puffin_bt.errors import ConfigError
@@ -216,7 +218,8 @@ def test_backtest_with_an_interval_sizes_on_it_after_the_trailing_warm_up(tmp_pa
                       entry=0.0, exit=0.0, allow_short=True, cache_dir=tmp_path, workers=1)  # always in
     sources = result.strategy.vol_sources["A"]
     assert set(sources) <= {"interval", "trailing_20"} and sources.get("interval", 0) > 50
-    assert result.strategy.traded_value > 0
+    assert result.metrics["vol_sources"] == {"A": sources} and result.metrics["traded_value"] > 0
+    assert f"vol_target sized on (bars): A: interval {sources['interval']}" in result.summary()
 
 
 def test_rank_backtest_with_a_sizing_it_does_not_have_fails_before_loading_anything():
@@ -238,3 +241,36 @@ def test_leverage_above_one_borrows_free_cash_of_other_sleeves_and_is_rejected_w
     alone, _ = run(ForecastThresholdStrategy, {"A": calm}, model=KnownVolatility, forecast_kwargs={"returns": flat},
                    sizing="vol_target", max_leverage=1.5, plot_forecast=False)
     assert alone.orders_rejected and alone.orders_rejected[0]["status"] == "Margin"
+
+
+class LoggedBuyAndHold(BuyAndHold):
+    """Records every order it decides: (bar, target shares)."""
+
+    def __init__(self):
+        super().__init__()
+        self.decided = []
+
+    def order_target_size(self, data=None, target=0, **kwargs):
+        self.decided.append((len(data), target))
+        return super().order_target_size(data=data, target=target, **kwargs)
+
+
+@settings(max_examples=5, deadline=None)
+@given(cut=st.integers(min_value=80, max_value=280), seed=st.integers(0, 1000))
+def test_vol_target_orders_up_to_bar_t_ignore_later_closes_in_every_engine_mode(cut, seed):
+    closes = constant_vol_closes(300, seed=17)
+    shaken = closes.copy()
+    shaken[cut + 1:] *= np.exp(np.cumsum(np.random.default_rng(seed).normal(0, 0.05, 300 - cut - 1)))
+    decided = {}
+    for mode, flags in {"runonce": {}, "runnext": {"runonce": False}, "no preload": {"preload": False}}.items():
+        for name, series in (("original", closes), ("shaken", shaken)):
+            cerebro = bt.Cerebro(stdstats=False, **flags)
+            cerebro.adddata(bt.feeds.PandasData(dataname=ohlcv_frame(series)), name="A")
+            cerebro.broker.setcash(1_000_000.0)
+            cerebro.addstrategy(LoggedBuyAndHold, sizing="vol_target", start_bar=30)
+            decided[mode, name] = cerebro.run()[0].decided
+    for mode in ("runonce", "runnext", "no preload"):
+        before = [d for d in decided[mode, "original"] if d[0] <= cut + 1]  # len(data) = bar + 1
+        assert before == [d for d in decided[mode, "shaken"] if d[0] <= cut + 1], mode
+        assert before and decided[mode, "original"] == decided["runonce", "original"], mode
+        assert decided[mode, "original"] != decided[mode, "shaken"], mode  # later bars did move: the test can fail

@@ -117,6 +117,9 @@ def portfolio_metrics(strat, equity: pd.DataFrame, cash: float, tickers: list[st
         "rejected_orders": len(strat.orders_rejected),
         "rejected": list(strat.orders_rejected),  # each with its ticker, date, status, size, price, cash, reason
         "not_traded": dict(getattr(strat, "not_traded", {})),
+        # sizing="vol_target": per ticker, the bars each volatility source sized (strategies.voltarget's order)
+        "vol_sources": {t: dict(counts) for t, counts in getattr(strat, "vol_sources", {}).items()},
+        "traded_value": float(getattr(strat, "traded_value", math.nan)),
         "periods_per_year": per_year,
         "periods_per_year_basis": basis,
     }, **sharpe_stats(equity["strategy"], equity["buy_hold"], start, per_year)}
