@@ -135,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(scikit-learn); Diebold-Mariano tests, direction tested against the model's "
                                     "own up/down mix (drift is not skill), IC over dates with 3+ tickers, a verdict "
                                     "line each; writes evaluation.csv, forecasts.csv and predicted-vs-actual plots "
-                                    "to --out.")
+                                    "to --out. --target volatility scores a volatility model instead: QLIKE and the "
+                                    "MSE of variance against HAR-RV, EWMA, the trailing 20-bar estimate and "
+                                    "GARCH(1,1) refitted on the same folds, and a volatility chart per ticker.")
     _add_data_args(ev)
     _add_model_args(ev)
     _add_scope_arg(ev)
