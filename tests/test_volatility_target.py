@@ -25,7 +25,7 @@ from puffin_bt.volatility import qlike, realised_variance_target
 from puffin_bt.volbaselines import baseline_variances
 from puffin_bt.walkforward import make_walk_forward, walk_forward
 from puffin_bt.windows import returns_of, window_inputs
-from strategies import BuyAndHold
+from strategies import BuyAndHold, ForecastRankStrategy, ForecastThresholdStrategy
 
 from .conftest import TINY, assert_same_forecasts, ohlcv_frame, synthetic_closes
 from .test_cli import assert_one_line_usage_error, run_cli
@@ -360,3 +360,13 @@ def test_a_vol_targeted_buy_and_hold_sizes_on_the_nets_pred_vol_from_the_first_f
                         vol_kwargs={**TINY, "device": "cpu", "horizon": 5})
     strat = cerebro.run()[0]
     assert strat.vol_sources["A"]["vol_model"] == 300 - (TINY["min_train"] - 1)
+
+
+@pytest.mark.parametrize("strategy", [ForecastThresholdStrategy, ForecastRankStrategy])
+def test_a_shipped_strategy_given_a_volatility_model_to_trade_is_a_config_error_naming_the_fix(strategy):
+    cerebro = bt.Cerebro(stdstats=False)
+    for seed, name in enumerate("ABC"):
+        cerebro.adddata(bt.feeds.PandasData(dataname=ohlcv_frame(synthetic_closes(120, seed=seed))), name=name)
+    cerebro.addstrategy(strategy, forecast_kwargs=dict(VOL), **({"top_k": 1} if strategy is ForecastRankStrategy else {}))
+    with pytest.raises(ConfigError, match=r"target='volatility'.*strategy's forecast.*target='return'.*vol_target"):
+        cerebro.run()

@@ -33,7 +33,7 @@ from ..features import check_feature_columns, compute_features, feature_lag
 from ..globalmodel import Series, make_global_walk_forward
 from ..intervals import LINES
 from ..models import FAMILIES, family
-from ..options import ESTIMATOR_NAMES, forecast_defaults
+from ..options import ESTIMATOR_NAMES, forecast_defaults, require_return_target
 from ..store import ForecastStore, as_lines
 from ..walkforward import FoldRecord, make_walk_forward, require_history
 from ..windows import check_prices
@@ -616,7 +616,8 @@ class ForecastPrice(bt.Indicator):
     """Draws a forecast indicator's ``pred_price`` on its data's price panel.
 
     ``ForecastPrice(forecast, plotmaster=data)`` is what ``ForecastThresholdStrategy``
-    adds for its trade charts; it computes nothing new.
+    adds for its trade charts; it computes nothing new. The forecast the strategies trade and draw must be one of
+    the return: a volatility model's (``target="volatility"``) is a ConfigError naming the fix.
     """
 
     lines = ("forecast_price",)
@@ -625,6 +626,8 @@ class ForecastPrice(bt.Indicator):
     plotlines = dict(forecast_price=dict(color="tab:orange", ls="--", lw=1.0))
 
     def __init__(self) -> None:
+        config = getattr(self.data, "config", None)
+        require_return_target(getattr(config, "target", "return"), "the strategy's forecast (model, forecast_kwargs)")
         self.lines.forecast_price = self.data.pred_price
         if self.p.plotmaster is not None:
             self.plotinfo.plotmaster = self.p.plotmaster
