@@ -117,6 +117,28 @@ class WalkForwardResult:
         return self.lines[:, 3]
 
 
+class FoldModel:
+    """A fold's model in an ``ensemble_method="folds"`` ensemble: its network and scaler, never trained again (a warm
+    refit continues from a copy), and the forecasts it has made, by input window. Successive folds' validation
+    windows and forecast bars overlap, so each window is forecast once by each model, not once per fold."""
+
+    def __init__(self, net: torch.nn.Module, scaler) -> None:
+        self.net, self.scaler = net, scaler
+        self._seen: dict[bytes, float] = {}
+
+    def forecast(self, windows: np.ndarray, feature_windows: np.ndarray | None, device) -> np.ndarray:
+        """``predict_windows`` of this model, each window computed the first time it is asked for."""
+        keys = [row.tobytes() for row in np.ascontiguousarray(windows)]
+        if feature_windows is not None:
+            keys = [key + rows.tobytes() for key, rows in zip(keys, np.ascontiguousarray(feature_windows))]
+        new = [i for i, key in enumerate(keys) if key not in self._seen]
+        if new:
+            values = predict_windows(self.net, self.scaler, windows[new], device,
+                                     None if feature_windows is None else feature_windows[new])
+            self._seen.update(zip((keys[i] for i in new), values.tolist()))
+        return np.array([self._seen[key] for key in keys])
+
+
 class WalkForward(LazyDevice):
     """Stateful fold runner: trains folds in order and forecasts with the current one.
 
@@ -158,8 +180,8 @@ class WalkForward(LazyDevice):
                               "validation_split=0 leaves none: use validation_split > 0")
         self.nets: list[torch.nn.Module] = []  # the current fold's model(s): config.trained_members of them
         self.scaler = None
-        # ensemble_method="folds": the earlier folds' (network, scaler), oldest first, up to ensemble - 1 of them
-        self._past: list[tuple] = []
+        # ensemble_method="folds": the current fold's model and up to ensemble - 1 earlier ones, oldest first
+        self._fold_models: list[FoldModel] = []
         self._masks: torch.Tensor | None = None  # ensemble_method="dropout": the current fold's members' masks
         # the current fold's split-conformal half-width (log return; "vol": in units of the trailing volatility)
         self.half_width: float | None = None
@@ -256,9 +278,9 @@ class WalkForward(LazyDevice):
         """Make fold ``k``'s trained ``nets`` and ``scaler`` the current ones (``"folds"``: the ones they replace
         join the earlier folds' members; ``"dropout"``: the fold's members' masks are drawn)."""
         cfg = self.config
-        if cfg.ensemble_method == "folds" and self.nets:
-            self._past = [*self._past, (self.nets[0], self.scaler)][-(cfg.ensemble - 1):]
         self.nets, self.scaler = nets, scaler
+        if cfg.ensemble_method == "folds":
+            self._fold_models = [*self._fold_models, FoldModel(nets[0], scaler)][-cfg.ensemble:]
         if cfg.ensemble_method == "dropout":
             self._masks = fitting.dropout_masks(cfg, k, nets[0])
 
@@ -487,14 +509,13 @@ class WalkForward(LazyDevice):
     def _member_forecasts(self, windows: np.ndarray, feature_windows: np.ndarray | None) -> np.ndarray:
         """Each ensemble member's forecast pass over ``windows``, members along axis 0 (``ensemble_method``:
         the seeded nets; the current and up to ``ensemble - 1`` earlier folds' models, each with its own fold's
-        scaler, fewer in the first folds; the current model under each dropout mask)."""
+        scaler, fewer in the first folds (``FoldModel``); the current model under each dropout mask)."""
         method = self.config.ensemble_method
         if method == "dropout":
             return predict_masked(self.nets[0], self.scaler, windows, self.device, feature_windows, self._masks)
-        members = [*self._past, (self.nets[0], self.scaler)] if method == "folds" else \
-            [(net, self.scaler) for net in self.nets]
-        return np.stack([predict_windows(net, scaler, windows, self.device, feature_windows)
-                         for net, scaler in members])
+        if method == "folds":
+            return np.stack([model.forecast(windows, feature_windows, self.device) for model in self._fold_models])
+        return np.stack([predict_windows(net, self.scaler, windows, self.device, feature_windows) for net in self.nets])
 
     def _member_residuals(self, bar: int, history: np.ndarray, features: np.ndarray | None) -> np.ndarray | None:
         """Realised minus forecast (the members' mean, as ``_lines`` forecasts it) log return on the fold's
