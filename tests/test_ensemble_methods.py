@@ -175,3 +175,13 @@ def test_a_warm_rerun_serves_the_stored_ensemble_and_the_config_records_its_meth
     assert first.config["forecast"]["ensemble_method"] == "folds"
     backtest(frames, store=store, **{**kw, "ensemble_method": "dropout"})
     assert store.misses == 2  # another method: other forecasts, computed, not read back
+
+
+def test_cli_evaluate_sets_a_cheap_ensemble_beside_one_model(tmp_path):
+    proc = run_cli("evaluate", "--sample", "IBM", "--start", "2012-01-01", "--lookback", "5", "--min-train", "60",
+                   "--retrain-every", "60", "--train-window", "80", "--epochs", "1", "--hidden-dim", "4",
+                   "--num-layers", "1", "--device", "cpu", "--ensemble", "3", "--ensemble-method", "folds",
+                   "--interval", "0.8", "--interval-method", "aci", "--no-baselines", "--no-plot", "--quiet",
+                   "--out", str(tmp_path / "ev"), "--cache-dir", str(tmp_path / "c"))
+    assert proc.returncode == 0, proc.stderr
+    assert "ensemble of 3 (folds) vs one model, same bars:" in proc.stdout
