@@ -4,7 +4,7 @@ one model next to ensembles of K members made by each method, in one run: cost, 
 ranks the errors.
 
     python bench/bench_ensemble.py                      # 4 tickers x 2,148 bars, K=8, 1 round (~6 min on 2 cores)
-    python bench/bench_ensemble.py --tickers AAPL --bars 800 --methods folds dropout   # a smoke run (~20 s)
+    python bench/bench_ensemble.py --tickers AAPL --bars 800 --methods folds   # a smoke run (~10 s)
 
 Every run has a split-conformal 80% interval (``interval=0.8``), so each method's own conformal interval is
 scored too. Scored on the bars where every run has every line (from the second fold on: the "folds" ensemble has
@@ -37,7 +37,7 @@ from puffin_bt import load_sample, walk_forward  # noqa: E402
 from puffin_bt.intervals import trailing_volatility  # noqa: E402
 
 Z80 = 1.2815515655446004  # the standard normal's 0.9 quantile
-METHODS = ("seeds", "folds", "dropout")
+METHODS = ("seeds", "folds")
 
 
 def pinball(y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:

@@ -31,9 +31,9 @@ from .windows import (
     window_targets,
 )
 
-__all__ = ["FoldData", "FoldJob", "cold_job", "dropout_masks", "even_batches", "fold_data", "fold_seeds",
-           "member_seed", "new_fold_net", "new_fold_nets", "new_net", "pool", "predict_log_returns", "predict_masked",
-           "predict_one", "predict_windows", "train_cold_batch", "train_jobs", "train_network", "train_networks_together",
+__all__ = ["FoldData", "FoldJob", "cold_job", "even_batches", "fold_data", "fold_seeds", "member_seed",
+           "new_fold_net", "new_fold_nets", "new_net", "pool", "predict_log_returns", "predict_one",
+           "predict_windows", "train_cold_batch", "train_jobs", "train_network", "train_networks_together",
            "train_prepared", "validation_residuals"]
 
 
@@ -127,43 +127,6 @@ def new_fold_nets(config: ModelConfig, k: int) -> list[nn.Module]:
 
 def fold_seeds(config: ModelConfig, k: int) -> list[int]:
     return [member_seed(config.seed + k, m) for m in range(config.trained_members)]
-
-
-def dropout_masks(config: ModelConfig, k: int, net: nn.Module) -> torch.Tensor:
-    """Fold ``k``'s ``config.ensemble`` dropout masks (members, width) over the input of ``net``'s linear head
-    ``fc``: each unit kept with probability ``1 - dropout`` and scaled by ``1 / (1 - dropout)``, as in training,
-    drawn from the member's own seed. A member's mask is fixed for the fold, so its forecast of a window does not
-    depend on the other windows forecast with it (``once`` and ``next`` agree)."""
-    head = getattr(net, "fc", None)
-    if not isinstance(head, nn.Linear):
-        raise ConfigError(f"ensemble_method='dropout' masks the input of a network's linear head 'fc'; the "
-                          f"{config.cell!r} network has none: use ensemble_method='folds' or 'seeds'")
-    keep = 1.0 - config.dropout
-    masks = [torch.bernoulli(torch.full((head.in_features,), keep),
-                             generator=torch.Generator().manual_seed(member_seed(config.seed + k, m)))
-             for m in range(config.ensemble)]
-    return torch.stack(masks) / keep
-
-
-def predict_masked(net: nn.Module, scaler: Scaler, windows: np.ndarray, device: torch.device,
-                   feature_windows: np.ndarray | None, masks: torch.Tensor) -> np.ndarray:
-    """``predict_windows`` once per dropout mask (``dropout_masks``): one pass through the network up to its head,
-    then the head on the masked features; (members, n) predicted log returns."""
-    if scaler.flat:
-        return np.zeros((len(masks), len(windows)))
-    x = _to_tensor(scaler.inputs(windows, feature_windows), device)
-    seen: list[torch.Tensor] = []
-    net.eval()
-    handle = net.fc.register_forward_pre_hook(lambda _module, args: seen.append(args[0]))
-    try:
-        with torch.inference_mode():
-            net(x)
-            out = torch.stack([net.fc(seen[0] * mask.to(device))[:, 0] for mask in masks]).cpu().double().numpy()
-    finally:
-        handle.remove()
-    pred = np.stack([scaler.y_inverse(row) for row in out])
-    pred[:, flat_windows(windows)] = 0.0
-    return pred
 
 
 def validation_residuals(nets: list[nn.Module], data: FoldData, device: torch.device) -> np.ndarray | None:

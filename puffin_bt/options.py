@@ -297,10 +297,10 @@ _ALL: list[Option] = [
     Option("ensemble", 1, Int(1, 64),
            "models per fold, independently seeded and trained together; pred_return is their mean, pred_std their "
            "spread", ("model",), forecasts=True),
-    Option("ensemble_method", "seeds", Choice(("seeds", "folds", "dropout")),
+    Option("ensemble_method", "seeds", Choice(("seeds", "folds")),
            "how the ensemble's members are made: seeds: independently seeded nets trained together (ensemble x the "
            "training); folds: the models of the last ENSEMBLE folds, each trained at its own date (one model's "
-           "training); dropout: one model, each member a fixed dropout mask on its head's input (needs dropout > 0)",
+           "training; fewer members in the first folds)",
            ("model",), forecasts=True),
     Option("interval", None, Float(0.0, 1.0, min_inclusive=False, max_inclusive=False, allow_none=True),
            "coverage of a conformal prediction interval (pred_lo, pred_hi) from each fold's validation residuals, "
@@ -596,9 +596,6 @@ class ModelConfig(OptionSet):
         if self.ensemble_method != "seeds" and self.ensemble == 1:
             raise ConfigError(f"ensemble_method={self.ensemble_method!r} makes an ensemble's members, but ensemble=1 "
                               "is one model; set ensemble >= 2, e.g. ensemble=8 (or leave ensemble_method at 'seeds')")
-        if self.ensemble_method == "dropout" and self.dropout == 0:
-            raise ConfigError("ensemble_method='dropout' draws its members as dropout masks, but dropout=0 drops "
-                              "nothing; set dropout > 0, e.g. dropout=0.2 (or use ensemble_method='folds')")
 
     @property
     def n_inputs(self) -> int:
@@ -607,8 +604,8 @@ class ModelConfig(OptionSet):
 
     @property
     def trained_members(self) -> int:
-        """Networks each fold trains: the ensemble's for ``"seeds"``; one for ``"folds"`` and ``"dropout"``, whose
-        members are earlier folds' models or dropout masks of that one."""
+        """Networks each fold trains: the ensemble's for ``"seeds"``; one for ``"folds"``, whose other members are
+        earlier folds' models."""
         return self.ensemble if self.ensemble_method == "seeds" else 1
 
 

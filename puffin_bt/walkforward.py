@@ -56,8 +56,8 @@ if TYPE_CHECKING:
 # Imported on first use (``_lazy``): a walk-forward whose forecasts all come from the store trains nothing, and
 # never imports torch.
 fitting, foldpool = LazyModule("puffin_bt.fitting"), LazyModule("puffin_bt.foldpool")
-fold_data, predict_masked, predict_windows, train_prepared = lazy_functions(
-    "puffin_bt.fitting", "fold_data", "predict_masked", "predict_windows", "train_prepared")
+fold_data, predict_windows, train_prepared = lazy_functions("puffin_bt.fitting", "fold_data", "predict_windows",
+                                                            "train_prepared")
 resolve_fold_workers, = lazy_functions("puffin_bt.foldpool", "resolve_fold_workers")
 torch_threads, = lazy_functions("puffin_bt.training", "torch_threads")
 
@@ -182,7 +182,6 @@ class WalkForward(LazyDevice):
         self.scaler = None
         # ensemble_method="folds": the current fold's model and up to ensemble - 1 earlier ones, oldest first
         self._fold_models: list[FoldModel] = []
-        self._masks: torch.Tensor | None = None  # ensemble_method="dropout": the current fold's members' masks
         # the current fold's split-conformal half-width (log return; "vol": in units of the trailing volatility)
         self.half_width: float | None = None
         self.scores: np.ndarray | None = None  # its validation residuals' magnitudes ("vol": over the volatility)
@@ -274,15 +273,12 @@ class WalkForward(LazyDevice):
             return [copy.deepcopy(net) for net in self.nets]
         return self.nets
 
-    def _take(self, nets: list[torch.nn.Module], scaler, k: int) -> None:
-        """Make fold ``k``'s trained ``nets`` and ``scaler`` the current ones (``"folds"``: the ones they replace
-        join the earlier folds' members; ``"dropout"``: the fold's members' masks are drawn)."""
-        cfg = self.config
+    def _take(self, nets: list[torch.nn.Module], scaler) -> None:
+        """Make a fold's trained ``nets`` and ``scaler`` the current ones (``"folds"``: its model joins the
+        ensemble's fold models, the oldest beyond ``ensemble`` leaves)."""
         self.nets, self.scaler = nets, scaler
-        if cfg.ensemble_method == "folds":
-            self._fold_models = [*self._fold_models, FoldModel(nets[0], scaler)][-cfg.ensemble:]
-        if cfg.ensemble_method == "dropout":
-            self._masks = fitting.dropout_masks(cfg, k, nets[0])
+        if self.config.ensemble_method == "folds":
+            self._fold_models = [*self._fold_models, FoldModel(nets[0], scaler)][-self.config.ensemble:]
 
     def adopt(self, job: fitting.FoldJob, histories: list[dict], seconds: float, scores: np.ndarray | None) -> None:
         """A trained ``fold_job``: the fold's ``train_fold`` (or ``forecast_range``) uses it instead of training."""
@@ -318,14 +314,14 @@ class WalkForward(LazyDevice):
                 self._train_cold([(k, history, fold_features)])
         if k in self._ready:  # trained together with other folds (cold ones, or other tickers' in ``universe``)
             nets, scaler, hists, extra, scores = self._ready.pop(k)
-            self._take(nets, scaler, k)
+            self._take(nets, scaler)
             hist = hists[0]
             started = time.perf_counter()
         else:  # a warm refit of one model off the engine (an LSTM: nn.LSTM's fused kernel)
             data = fold_data(cfg, history, self.schedule.sample_bars(bar), self.device, fold_features)
             nets = self._continued()
             hist = train_prepared(nets[0], cfg, data, self.fit.refit_epochs, self.device, cfg.seed + k)
-            self._take(nets, data.scaler, k)
+            self._take(nets, data.scaler)
             if self.interval is not None and cfg.ensemble_method == "seeds":
                 scores = fitting.validation_residuals(self.nets, data, self.device)
             here = time.perf_counter() - started
@@ -509,11 +505,8 @@ class WalkForward(LazyDevice):
     def _member_forecasts(self, windows: np.ndarray, feature_windows: np.ndarray | None) -> np.ndarray:
         """Each ensemble member's forecast pass over ``windows``, members along axis 0 (``ensemble_method``:
         the seeded nets; the current and up to ``ensemble - 1`` earlier folds' models, each with its own fold's
-        scaler, fewer in the first folds (``FoldModel``); the current model under each dropout mask)."""
-        method = self.config.ensemble_method
-        if method == "dropout":
-            return predict_masked(self.nets[0], self.scaler, windows, self.device, feature_windows, self._masks)
-        if method == "folds":
+        scaler, fewer in the first folds (``FoldModel``))."""
+        if self.config.ensemble_method == "folds":
             return np.stack([model.forecast(windows, feature_windows, self.device) for model in self._fold_models])
         return np.stack([predict_windows(net, self.scaler, windows, self.device, feature_windows) for net in self.nets])
 

@@ -1,6 +1,6 @@
-"""Cheap ensembles (``ensemble_method``): the last folds' models ("folds") and fixed dropout masks of one model
-("dropout") as ensemble members that stay causal, agree across engine modes, train no more than one model, and
-feed the same lines, store and config as the seed ensemble."""
+"""Cheap ensembles (``ensemble_method="folds"``): the last folds' models as ensemble members that stay causal,
+agree across engine modes, train no more than one model, and feed the same lines, store and config as the seed
+ensemble."""
 
 from __future__ import annotations
 
@@ -16,40 +16,36 @@ from .conftest import TINY, assert_same_forecasts, ohlcv_frame, synthetic_closes
 from .test_cli import run_cli
 from .test_uncertainty import LINES, run_lines
 
-CHEAP = ("folds", "dropout")
 WARM_UP = 59  # bars before the first fold of TINY (min_train=60)
-# 16 hidden units: TINY's 4 have 16 dropout masks in all, so members of "dropout" could coincide
-CHEAP_KW = {"ensemble": 3, "hidden_dim": 16}
+FOLDS = {"ensemble": 3, "ensemble_method": "folds"}
 
 
-@pytest.mark.parametrize("method", CHEAP)
-def test_lines_agree_in_every_engine_mode(method):
+def test_folds_lines_agree_in_every_engine_mode():
     frame = ohlcv_frame(synthetic_closes(230, seed=4))
-    base = run_lines(frame, "runonce", **CHEAP_KW, ensemble_method=method)
+    base = run_lines(frame, "runonce", **FOLDS)
     ok = np.isfinite(base[0])
     assert ok.sum() == len(frame) - WARM_UP
     assert np.all(base[2][ok] <= base[0][ok]) and np.all(base[0][ok] <= base[3][ok])
     assert np.nanmin(base[1]) > 0 and np.isfinite(base[1]).sum() >= len(frame) - WARM_UP - 40
     for mode in ("runnext", "unpreloaded"):
-        other = run_lines(frame, mode, **CHEAP_KW, ensemble_method=method)
+        other = run_lines(frame, mode, **FOLDS)
         for j, line in enumerate(LINES):
             assert_same_forecasts(other[j], base[j], min_finite=len(frame) - WARM_UP - 40, atol=1e-8,
-                                  err_msg=f"{method} {mode} {line}")
+                                  err_msg=f"{mode} {line}")
 
 
-@pytest.mark.parametrize("method", CHEAP)
 @pytest.mark.parametrize("cut", [99, 150])  # a fold bar, and mid-fold
-def test_no_member_line_at_or_before_bar_t_moves_when_later_bars_change(method, cut):
+def test_no_folds_line_at_or_before_bar_t_moves_when_later_bars_change(cut):
     closes = synthetic_closes(210, seed=2)
     changed = closes.copy()
     changed[cut + 1:] *= np.exp(np.random.default_rng(cut).normal(0, 0.2, len(closes) - cut - 1))
     for mode in ("runonce", "runnext"):
-        base = run_lines(ohlcv_frame(closes), mode, **CHEAP_KW, ensemble_method=method)
-        other = run_lines(ohlcv_frame(changed), mode, **CHEAP_KW, ensemble_method=method)
+        base = run_lines(ohlcv_frame(closes), mode, **FOLDS)
+        other = run_lines(ohlcv_frame(changed), mode, **FOLDS)
         assert not np.allclose(other[0][cut + 1:], base[0][cut + 1:])  # the perturbation reaches the model
         for j, line in enumerate(LINES):
             assert_same_forecasts(other[j][: cut + 1], base[j][: cut + 1], min_finite=cut + 1 - WARM_UP - 40,
-                                  err_msg=f"{method} {mode} {line}")
+                                  err_msg=f"{mode} {line}")
 
 
 def _trained_model_epochs(monkeypatch) -> list[int]:
@@ -72,19 +68,18 @@ def _trained_model_epochs(monkeypatch) -> list[int]:
 
 
 @pytest.mark.parametrize("refit", [1, None])
-def test_folds_and_dropout_train_exactly_what_one_model_trains(monkeypatch, refit):
+def test_folds_trains_exactly_what_one_model_trains(monkeypatch, refit):
     closes = synthetic_closes(260, seed=3)
     opts = {**TINY, "device": "cpu", "fold_workers": 1, "refit_epochs": refit, "epochs": 2}
     count = _trained_model_epochs(monkeypatch)
     trained = {}
-    for name, extra in {"one": {}, "seeds": {"ensemble": 4}, "folds": {"ensemble": 4, "ensemble_method": "folds"},
-                        "dropout": {"ensemble": 4, "ensemble_method": "dropout"}}.items():
+    for name, extra in {"one": {}, "seeds": {"ensemble": 4}, "folds": {"ensemble": 4, "ensemble_method": "folds"}}.items():
         before = count[0]
         walk_forward(closes, **opts, **extra)
         trained[name] = count[0] - before
     folds = 6  # fold bars 59, 99, 139, 179, 219, 259
     assert trained["one"] == (2 + (folds - 1) * (1 if refit else 2))
-    assert trained["folds"] == trained["dropout"] == trained["one"]
+    assert trained["folds"] == trained["one"]
     assert trained["seeds"] == 4 * trained["one"]
 
 
@@ -111,30 +106,9 @@ def test_the_folds_ensemble_averages_this_folds_model_and_the_earlier_folds_mode
     assert (spread > 0).all()
 
 
-def test_dropout_members_are_distinct_masks_of_the_one_model():
-    closes = synthetic_closes(230, seed=6)
-    opts = {**TINY, "device": "cpu", "fold_workers": 1, "hidden_dim": 16}
-    walk = make_walk_forward(**opts, ensemble=5, ensemble_method="dropout")
-    walk.forecast_lines(closes, 0, 120)
-    one = make_walk_forward(**opts)
-    one.forecast_lines(closes, 0, 120)
-    for a, b in zip(walk.net.state_dict().values(), one.net.state_dict().values()):
-        assert torch.equal(a, b)  # the same single model, bit for bit
-    windows = np.lib.stride_tricks.sliding_window_view(np.diff(np.log(closes[:120])), TINY["lookback"])[-20:]
-    members = fitting.predict_masked(walk.net, walk.scaler, windows, torch.device("cpu"), None,
-                                     fitting.dropout_masks(walk.config, 1, walk.net))
-    assert members.shape == (5, 20) and len({tuple(m) for m in members.round(12)}) == 5
-    # each member alone, on one window at a time: the same numbers (a member's mask is fixed for its fold)
-    alone = fitting.predict_masked(walk.net, walk.scaler, windows[-1:], torch.device("cpu"), None,
-                                   fitting.dropout_masks(walk.config, 1, walk.net))
-    np.testing.assert_allclose(alone[:, 0], members[:, -1], rtol=0, atol=1e-9)  # float32 rounding of the batch
-
-
 @pytest.mark.parametrize("options, says", [
     ({"ensemble_method": "folds"}, ["ensemble_method='folds'", "ensemble=1", "ensemble >= 2"]),
-    ({"ensemble_method": "dropout", "ensemble": 4, "dropout": 0.0},
-     ["ensemble_method='dropout'", "dropout=0", "dropout > 0"]),
-    ({"ensemble_method": "mimo", "ensemble": 4}, ["ensemble_method='mimo'", "'folds'"]),
+    ({"ensemble_method": "dropout", "ensemble": 4}, ["ensemble_method='dropout'", "'seeds', 'folds'"]),
 ])
 def test_a_bad_ensemble_method_is_a_config_error_naming_the_value_and_the_fix(options, says):
     with pytest.raises(ConfigError) as err:
@@ -150,13 +124,12 @@ def test_the_cli_refuses_an_ensemble_method_without_an_ensemble_in_one_line():
     assert len(lines) == 1 and "ensemble_method='folds'" in lines[0] and "ensemble >= 2" in lines[0]
 
 
-def test_the_global_scope_refuses_the_cheap_ensembles():
-    for method in CHEAP:
-        with pytest.raises(ConfigError, match="global"):
-            make_global_walk_forward(**TINY, ensemble=2, ensemble_method=method)
+def test_the_global_scope_refuses_the_folds_ensemble():
+    with pytest.raises(ConfigError, match="global"):
+        make_global_walk_forward(**TINY, ensemble=2, ensemble_method="folds")
 
 
-def test_a_model_file_is_refused_for_a_cheap_ensemble(tmp_path):
+def test_a_model_file_is_refused_for_a_folds_ensemble(tmp_path):
     walk = make_walk_forward(**TINY, device="cpu", ensemble=2, ensemble_method="folds")
     walk.forecast_lines(synthetic_closes(120), 0, 120)
     with pytest.raises(ConfigError, match="ensemble_method='folds'"):
@@ -173,7 +146,7 @@ def test_a_warm_rerun_serves_the_stored_ensemble_and_the_config_records_its_meth
     assert first.forecasts["pred_std"].notna().sum() >= 230 - WARM_UP - 40
     np.testing.assert_array_equal(first.forecasts["pred_std"].to_numpy(), again.forecasts["pred_std"].to_numpy())
     assert first.config["forecast"]["ensemble_method"] == "folds"
-    backtest(frames, store=store, **{**kw, "ensemble_method": "dropout"})
+    backtest(frames, store=store, **{**kw, "ensemble_method": "seeds"})
     assert store.misses == 2  # another method: other forecasts, computed, not read back
 
 
