@@ -10,7 +10,8 @@ Every run has a split-conformal 80% interval (``interval=0.8``), so each method'
 scored too. Scored on the bars where every run has every line (from the second fold on: the "folds" ensemble has
 one member, hence no spread, in its first fold), against the realised next-bar simple return:
 - ``cost``: the run's wall time over one model's (sums over the tickers, best of ``--repeat`` rounds);
-- ``MSE/one``, ``MSE/zero``: squared error of pred_return over one model's and over the zero forecast's;
+- ``MSE/one``, ``MSE/zero``: squared error of pred_return over one model's (pooled, and min..max over the
+  tickers) and over the zero forecast's;
 - ``rho``: Spearman rank correlation of pred_std (the members' spread) with the absolute error, per ticker
   (mean, and min..max over the tickers; its standard error is about 1/sqrt(bars), 0.02 here);
 - ``spread 80%``: the interval pred_return -/+ z * pred_std (z = 1.2816): coverage and pinball loss (the mean of
@@ -100,13 +101,14 @@ def main() -> None:
     sse_zero = sum(s["sse"] for s in baseline)
     cost_one = sum(min(times[("one model", t)]) for t in args.tickers)
     print(f"scored bars: {sum(s['n'] for s in baseline)}")
-    print(f"{'':<16}{'cost':>7}{'MSE/one':>9}{'MSE/zero':>10}{'rho (min..max)':>22}{'spread 80%: cover':>19}"
+    print(f"{'':<16}{'cost':>7}{'MSE/one (min..max)':>24}{'MSE/zero':>10}{'rho (min..max)':>22}{'spread 80%: cover':>19}"
           f"{'pinball':>9}{'conformal 80%: cover':>22}{'pinball':>9}")
     for name in runs:
         s = per[name]
         cost = sum(min(times[(name, t)]) for t in args.tickers) / cost_one
         sse = sum(x["sse"] for x in s)
-        line = f"{name:<16}{cost:6.2f}x{sse / sse_one:9.3f}{sse / sse_zero:10.3f}"
+        ratios = [x["sse"] / one["sse"] for x, one in zip(s, per["one model"])]
+        line = f"{name:<16}{cost:6.2f}x{sse / sse_one:9.3f} ({min(ratios):.3f}..{max(ratios):.3f}){sse / sse_zero:10.3f}"
         if name == "one model":
             line += f"{'-':>22}{'-':>19}{'-':>9}"
         else:
@@ -115,7 +117,7 @@ def main() -> None:
                      f"{np.mean([x['spread_cover'] for x in s]):19.1%}{np.mean([x['spread_pinball'] for x in s]):9.3f}")
         line += f"{np.mean([x['conf_cover'] for x in s]):22.1%}{np.mean([x['conf_pinball'] for x in s]):9.3f}"
         print(line)
-    print(f"{'zero, +-z*vol60':<16}{'':>7}{sse_zero / sse_one:9.3f}{1.0:10.3f}{'':>22}{'':>19}{'':>9}"
+    print(f"{'zero, +-z*vol60':<16}{'':>7}{sse_zero / sse_one:9.3f}{'':>15}{1.0:10.3f}{'':>22}{'':>19}{'':>9}"
           f"{np.mean([x['conf_cover'] for x in baseline]):22.1%}{np.mean([x['conf_pinball'] for x in baseline]):9.3f}")
     print("seconds per ticker and round: " + "; ".join(
         f"{name}: " + " ".join(f"{min(times[(name, t)]):.1f}" for t in args.tickers) for name in runs))
