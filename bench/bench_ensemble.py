@@ -9,7 +9,9 @@ ranks the errors.
 Every run has a split-conformal 80% interval (``interval=0.8``), so each method's own conformal interval is
 scored too. Scored on the bars where every run has every line (from the second fold on: the "folds" ensemble has
 one member, hence no spread, in its first fold), against the realised next-bar simple return:
-- ``cost``: the run's wall time over one model's (sums over the tickers, best of ``--repeat`` rounds);
+- ``cost``: the run's wall time over one model's, and its CPU time over one model's (sums over the tickers, best
+  of ``--repeat`` rounds; a warm walk-forward runs in this one process, so its CPU time is its work, the figure
+  that other processes on the machine disturb least);
 - ``MSE/one``, ``MSE/zero``: squared error of pred_return over one model's (pooled, and min..max over the
   tickers) and over the zero forecast's;
 - ``rho``: Spearman rank correlation of pred_std (the members' spread) with the absolute error, per ticker
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from functools import partial
 from pathlib import Path
 
@@ -31,7 +34,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-from _interleaved import machine_line, time_interleaved  # noqa: E402
+from _interleaved import machine_line  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 from puffin_bt import load_sample, walk_forward  # noqa: E402
@@ -61,6 +64,20 @@ def scores(y: np.ndarray, pred: np.ndarray, std: np.ndarray | None, lo: np.ndarr
     return out
 
 
+def timed(cases: dict, repeat: int) -> tuple[dict, dict, dict]:
+    """Every case ``repeat`` times, case after case in each round: wall times, CPU times, last results."""
+    wall: dict = {name: [] for name in cases}
+    cpu: dict = {name: [] for name in cases}
+    results = {}
+    for _ in range(repeat):
+        for name, case in cases.items():
+            w, c = time.perf_counter(), time.process_time()
+            results[name] = case()
+            wall[name].append(time.perf_counter() - w)
+            cpu[name].append(time.process_time() - c)
+    return wall, cpu, results
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tickers", nargs="+", default=["AAPL", "GOOG", "IBM", "MSFT"])
@@ -76,7 +93,7 @@ def main() -> None:
     walk_forward(closes[args.tickers[0]][:400], hidden_dim=8, epochs=1, ensemble=2)  # warm-up
     cases = {(name, t): partial(walk_forward, closes[t], device="cpu", interval=0.8, **extra)
              for t in args.tickers for name, extra in runs.items()}
-    times, results = time_interleaved(cases, args.repeat)
+    times, cpu, results = timed(cases, args.repeat)
 
     print(machine_line())
     folds = len(results[("one model", args.tickers[0])].folds)
@@ -100,15 +117,17 @@ def main() -> None:
     sse_one = sum(s["sse"] for s in per["one model"])
     sse_zero = sum(s["sse"] for s in baseline)
     cost_one = sum(min(times[("one model", t)]) for t in args.tickers)
+    cpu_one = sum(min(cpu[("one model", t)]) for t in args.tickers)
     print(f"scored bars: {sum(s['n'] for s in baseline)}")
-    print(f"{'':<16}{'cost':>7}{'MSE/one (min..max)':>24}{'MSE/zero':>10}{'rho (min..max)':>22}{'spread 80%: cover':>19}"
+    print(f"{'':<16}{'cost: wall':>11}{'CPU':>7}{'MSE/one (min..max)':>24}{'MSE/zero':>10}{'rho (min..max)':>22}{'spread 80%: cover':>19}"
           f"{'pinball':>9}{'conformal 80%: cover':>22}{'pinball':>9}")
     for name in runs:
         s = per[name]
         cost = sum(min(times[(name, t)]) for t in args.tickers) / cost_one
+        cost_cpu = sum(min(cpu[(name, t)]) for t in args.tickers) / cpu_one
         sse = sum(x["sse"] for x in s)
         ratios = [x["sse"] / one["sse"] for x, one in zip(s, per["one model"])]
-        line = f"{name:<16}{cost:6.2f}x{sse / sse_one:9.3f} ({min(ratios):.3f}..{max(ratios):.3f}){sse / sse_zero:10.3f}"
+        line = f"{name:<16}{cost:10.2f}x{cost_cpu:6.2f}x{sse / sse_one:9.3f} ({min(ratios):.3f}..{max(ratios):.3f}){sse / sse_zero:10.3f}"
         if name == "one model":
             line += f"{'-':>22}{'-':>19}{'-':>9}"
         else:
@@ -117,9 +136,9 @@ def main() -> None:
                      f"{np.mean([x['spread_cover'] for x in s]):19.1%}{np.mean([x['spread_pinball'] for x in s]):9.3f}")
         line += f"{np.mean([x['conf_cover'] for x in s]):22.1%}{np.mean([x['conf_pinball'] for x in s]):9.3f}"
         print(line)
-    print(f"{'zero, +-z*vol60':<16}{'':>7}{sse_zero / sse_one:9.3f}{'':>15}{1.0:10.3f}{'':>22}{'':>19}{'':>9}"
+    print(f"{'zero, +-z*vol60':<16}{'':>18}{sse_zero / sse_one:9.3f}{'':>15}{1.0:10.3f}{'':>22}{'':>19}{'':>9}"
           f"{np.mean([x['conf_cover'] for x in baseline]):22.1%}{np.mean([x['conf_pinball'] for x in baseline]):9.3f}")
-    print("seconds per ticker and round: " + "; ".join(
+    print("wall seconds per ticker (best round): " + "; ".join(
         f"{name}: " + " ".join(f"{min(times[(name, t)]):.1f}" for t in args.tickers) for name in runs))
 
 
