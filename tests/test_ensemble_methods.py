@@ -10,6 +10,7 @@ import torch
 
 from puffin_bt import ConfigError, ForecastStore, backtest, checkpoint, fitting, walk_forward
 from puffin_bt.globalmodel import make_global_walk_forward
+from puffin_bt.universe import forecast_together
 from puffin_bt.walkforward import make_walk_forward
 
 from .conftest import TINY, assert_same_forecasts, ohlcv_frame, synthetic_closes
@@ -158,3 +159,21 @@ def test_cli_evaluate_sets_a_cheap_ensemble_beside_one_model(tmp_path):
                    "--out", str(tmp_path / "ev"), "--cache-dir", str(tmp_path / "c"))
     assert proc.returncode == 0, proc.stderr
     assert "ensemble of 3 (folds) vs one model, same bars:" in proc.stdout
+
+
+@pytest.mark.parametrize("refit", [1, None])
+def test_folds_ensembles_walked_forward_together_or_in_the_fold_pool_equal_each_alone(refit):
+    """The lockstep universe (warm refits of several tickers as one job) and the fold pool (cold folds in worker
+    processes) hand each walk-forward its trained folds: its fold models must be those it trains alone."""
+    series = [synthetic_closes(230, seed=s) for s in (8, 9)]
+    opts = {**TINY, "device": "cpu", "refit_epochs": refit, "interval": 0.8, **FOLDS}
+    alone = [make_walk_forward(**opts, fold_workers=1).forecast_lines(c, 0, len(c)) for c in series]
+    together = forecast_together([make_walk_forward(**opts, fold_workers=1) for _ in series], series)
+    pooled = [make_walk_forward(**opts, fold_workers=2).forecast_lines(c, 0, len(c)) for c in series]
+    for one, lock, pool in zip(alone, together, pooled):
+        assert np.isfinite(one[:, 1]).sum() >= 230 - WARM_UP - 40
+        for j, line in enumerate(LINES):
+            assert_same_forecasts(lock[:, j], one[:, j], min_finite=230 - WARM_UP - 40, atol=1e-8,
+                                  err_msg=f"together {line}")
+            assert_same_forecasts(pool[:, j], one[:, j], min_finite=230 - WARM_UP - 40, atol=1e-8,
+                                  err_msg=f"fold pool {line}")
