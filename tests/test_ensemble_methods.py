@@ -11,7 +11,7 @@ import torch
 from puffin_bt import ConfigError, ForecastStore, backtest, checkpoint, fitting, walk_forward
 from puffin_bt.globalmodel import make_global_walk_forward
 from puffin_bt.universe import forecast_together
-from puffin_bt.walkforward import make_walk_forward
+from puffin_bt.walkforward import feature_matrix, make_walk_forward
 
 from .conftest import TINY, assert_same_forecasts, ohlcv_frame, synthetic_closes
 from .test_cli import run_cli
@@ -84,26 +84,25 @@ def test_folds_trains_exactly_what_one_model_trains(monkeypatch, refit):
     assert trained["seeds"] == 4 * trained["one"]
 
 
-@pytest.mark.parametrize("refit", [1, None])
-def test_the_folds_ensemble_averages_this_folds_model_and_the_earlier_folds_models_as_they_were(refit):
+@pytest.mark.parametrize("refit, features", [(1, ()), (None, ()), (1, ("rsi:5",))])
+def test_the_folds_ensemble_averages_this_folds_model_and_the_earlier_folds_models_as_they_were(refit, features):
     """K=2: at fold k the members are fold k's model and fold k-1's, each as trained at its own date (a warm refit
     continues from a copy, so the earlier member is not overwritten) with its own fold's scaler."""
-    closes = synthetic_closes(230, seed=5)
-    opts = {**TINY, "device": "cpu", "fold_workers": 1, "refit_epochs": refit}
-    one = walk_forward(closes, **opts)
-    pair = walk_forward(closes, **opts, ensemble=2, ensemble_method="folds")
+    closes, rows, _ = feature_matrix(ohlcv_frame(synthetic_closes(230, seed=5)), features)
+    opts = {**TINY, "device": "cpu", "fold_workers": 1, "refit_epochs": refit, "features": features}
+    one = make_walk_forward(**opts).forecast_lines(closes, 0, 230, features=rows)[:, 0]
+    pair = make_walk_forward(**opts, ensemble=2, ensemble_method="folds").forecast_lines(closes, 0, 230, features=rows)
     first = slice(59, 99)  # the first fold: one member, the one model's forecast and no spread
-    np.testing.assert_array_equal(pair.pred_log_return[first], one.pred_log_return[first])
-    assert np.isnan(pair.pred_std[first]).all()
+    np.testing.assert_array_equal(pair[first, 0], one[first])
+    assert np.isnan(pair[first, 1]).all()
     earlier = make_walk_forward(**opts)
-    earlier.forecast_lines(closes, 0, 139)  # trains folds 0 and 1 (bars 59, 99) on closes up to them
+    earlier.forecast_lines(closes, 0, 139, features=rows)  # trains folds 0 and 1 (bars 59, 99) on data up to them
     net, scaler = earlier.net, earlier.scaler  # fold 1's model as it was at bar 99
     bars = np.arange(139, 179)  # fold 2's bars
-    previous = fitting.predict_log_returns(net, scaler, closes, bars, TINY["lookback"], torch.device("cpu"))
-    expected = (one.pred_log_return[bars] + previous) / 2
-    np.testing.assert_allclose(pair.pred_log_return[bars], expected, rtol=0, atol=1e-12)
-    spread = np.abs(np.expm1(one.pred_log_return[bars]) - np.expm1(previous)) / np.sqrt(2)
-    np.testing.assert_allclose(pair.pred_std[bars], spread, rtol=1e-9)
+    previous = fitting.predict_log_returns(net, scaler, closes, bars, TINY["lookback"], torch.device("cpu"), rows)
+    np.testing.assert_allclose(pair[bars, 0], (one[bars] + previous) / 2, rtol=0, atol=1e-12)
+    spread = np.abs(np.expm1(one[bars]) - np.expm1(previous)) / np.sqrt(2)
+    np.testing.assert_allclose(pair[bars, 1], spread, rtol=1e-9)
     assert (spread > 0).all()
 
 
