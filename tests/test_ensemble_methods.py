@@ -117,6 +117,11 @@ def test_a_bad_ensemble_method_is_a_config_error_naming_the_value_and_the_fix(op
         assert text in str(err.value)
 
 
+def test_the_cli_help_lists_the_ensemble_methods_from_the_registry():
+    out = run_cli("backtest", "--help")
+    assert out.returncode == 0 and "--ensemble-method {seeds,folds}" in out.stdout
+
+
 def test_the_cli_refuses_an_ensemble_method_without_an_ensemble_in_one_line():
     out = run_cli("backtest", "--ensemble-method", "folds", "--tickers", "AAPL")
     assert out.returncode == 2 and "Traceback" not in out.stderr
