@@ -165,9 +165,10 @@ def write_fold(path: str | os.PathLike, class_name: str, walk, params: dict) -> 
     conformal residuals (``read_fold``)."""
     if not walk.nets:
         raise ConfigError("no fold has been trained yet, so there is no model to save; save after the first fold bar")
-    if len(walk.nets) != 1:
-        raise ConfigError(f"a model file holds one network; this walk-forward trains an ensemble of {len(walk.nets)}: "
-                          "use ensemble=1 to save or resume its folds")
+    if walk.config.ensemble != 1:
+        raise ConfigError(f"a model file holds one network; this walk-forward forecasts with an ensemble of "
+                          f"{walk.config.ensemble} (ensemble_method={walk.config.ensemble_method!r}): use ensemble=1 "
+                          "to save or resume its folds")
     resume = {"fold": walk.folds[-1].to_dict(),
               "scores": None if walk.scores is None else [float(v) for v in walk.scores]}
     return write(path, class_name, walk.config, walk.scaler, walk.nets[0].state_dict(),

@@ -583,9 +583,11 @@ def _run_evaluate(args) -> int:
                                    title=f"{name.upper()} walk-forward forecasts: {ticker}")
         print(result.summary())
         if options.get("ensemble", 1) > 1 and not volatility:
-            single = evaluate_forecasts(walk_forward_forecasts(frames, model=name, store=store,
-                                                               **{**options, "ensemble": 1, "interval": None}))
-            print(f"ensemble of {options['ensemble']} vs one model, same bars:")
+            one_model = {**options, "ensemble": 1, "ensemble_method": "seeds", "interval": None,
+                         "interval_method": "split"}
+            single = evaluate_forecasts(walk_forward_forecasts(frames, model=name, store=store, **one_model))
+            method = options.get("ensemble_method", OPTIONS["ensemble_method"].default)
+            print(f"ensemble of {options['ensemble']} ({method}) vs one model, same bars:")
             print(format_table(result.table[["n", "mse", "direction_accuracy"]].join(
                 single[["mse", "direction_accuracy"]].add_suffix("_1"))))
         print()

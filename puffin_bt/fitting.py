@@ -127,12 +127,12 @@ def new_fold_net(config: ModelConfig, k: int, member: int = 0) -> nn.Module:
 
 
 def new_fold_nets(config: ModelConfig, k: int) -> list[nn.Module]:
-    """Fold ``k``'s ``config.ensemble`` freshly initialised networks."""
-    return [new_fold_net(config, k, m) for m in range(config.ensemble)]
+    """Fold ``k``'s freshly initialised networks: ``config.trained_members`` of them."""
+    return [new_fold_net(config, k, m) for m in range(config.trained_members)]
 
 
 def fold_seeds(config: ModelConfig, k: int) -> list[int]:
-    return [member_seed(config.seed + k, m) for m in range(config.ensemble)]
+    return [member_seed(config.seed + k, m) for m in range(config.trained_members)]
 
 
 def validation_residuals(nets: list[nn.Module], data: FoldData, device: torch.device) -> np.ndarray | None:

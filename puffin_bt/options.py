@@ -305,6 +305,11 @@ _ALL: list[Option] = [
     Option("ensemble", 1, Int(1, 64),
            "models per fold, independently seeded and trained together; pred_return is their mean, pred_std their "
            "spread", ("model",), forecasts=True),
+    Option("ensemble_method", "seeds", Choice(("seeds", "folds")),
+           "how the ensemble's members are made: seeds: independently seeded nets trained together (ensemble x the "
+           "training); folds: the models of the last ENSEMBLE folds, each trained at its own date (one model's "
+           "training; fewer members in the first folds)",
+           ("model",), forecasts=True),
     Option("interval", None, Float(0.0, 1.0, min_inclusive=False, max_inclusive=False, allow_none=True),
            "coverage of a conformal prediction interval (pred_lo, pred_hi) from each fold's validation residuals, "
            "e.g. 0.8 ('none': off)", ("uncertainty",), forecasts=True),
@@ -611,7 +616,8 @@ class ModelConfig(OptionSet):
     """
 
     NAMES = ("cell", "hidden_dim", "num_layers", "dropout", "lookback", "horizon", "lr", "batch_size",
-             "weight_decay", "noise_level", "validation_split", "patience", "seed", "features", "ensemble", "target")
+             "weight_decay", "noise_level", "validation_split", "patience", "seed", "features", "ensemble",
+             "ensemble_method", "target")
 
     def _default(self, name: str):
         return DEFAULT_CELL if name == "cell" else OPTIONS[name].default
@@ -628,11 +634,22 @@ class ModelConfig(OptionSet):
             return names
         return OPTIONS[name].check(value)
 
+    def _check(self) -> None:
+        if self.ensemble_method != "seeds" and self.ensemble == 1:
+            raise ConfigError(f"ensemble_method={self.ensemble_method!r} makes an ensemble's members, but ensemble=1 "
+                              "is one model; set ensemble >= 2, e.g. ensemble=8 (or leave ensemble_method at 'seeds')")
+
     @property
     def n_inputs(self) -> int:
         """Values per time step of an input window: the return (a volatility target: and its magnitude), then each
         feature."""
         return 1 + (self.target == "volatility") + len(self.features)
+
+    @property
+    def trained_members(self) -> int:
+        """Networks each fold trains: the ensemble's for ``"seeds"``; one for ``"folds"``, whose other members are
+        earlier folds' models."""
+        return self.ensemble if self.ensemble_method == "seeds" else 1
 
 
 
@@ -656,5 +673,6 @@ class IntervalConfig(OptionSet):
 
 # The estimators (TradingLSTM, ...) take the model options plus these; the chapter fits
 # one model for 50 epochs where a walk-forward's first fold trains 10.
-ESTIMATOR_NAMES = tuple(n for n in ModelConfig.NAMES if n not in ("cell", "features", "ensemble", "target")) + ("epochs", "device")
+ESTIMATOR_NAMES = tuple(n for n in ModelConfig.NAMES
+                        if n not in ("cell", "features", "ensemble", "ensemble_method", "target")) + ("epochs", "device")
 ESTIMATOR_DEFAULTS = {**{name: OPTIONS[name].default for name in ESTIMATOR_NAMES}, "epochs": 50}

@@ -276,7 +276,7 @@ def plan_groups(tasks: list[ForecastTask], model: str, n_workers: int, tickers_p
         size = tickers_per_task
         if size is None:
             walk = _walk_for(members[0], walks)
-            batch = max(1, cold_batch(walk.config)[0] // walk.config.ensemble)
+            batch = max(1, cold_batch(walk.config)[0] // walk.config.trained_members)
             size = max(1, min(batch, -(-len(tasks) // max(1, n_workers))))
         members = sorted(members, key=lambda t: -len(t.closes))
         groups += [members[i:i + size] for i in range(0, len(members), size)]
@@ -306,7 +306,7 @@ def _workers_memory_allows(groups: list[list[ForecastTask]], walks: Mapping) -> 
     for group in groups:
         walk = _walk_for(group[0], walks)
         max_batch, per_model = cold_batch(walk.config)
-        need = max(need, min(max_batch, len(group) * walk.config.ensemble) * per_model + 64 * 2**20)
+        need = max(need, min(max_batch, len(group) * walk.config.trained_members) * per_model + 64 * 2**20)
     return max(1, int(free * MEMORY_SHARE) // need)
 
 

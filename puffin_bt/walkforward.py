@@ -9,6 +9,7 @@ adapters over ``WalkForward``; ``walk_forward`` runs it on a plain array.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
 import time
@@ -45,6 +46,7 @@ from .windows import (
     split_train_val,
     window_features,
     window_inputs,
+    window_targets,
 )
 
 if TYPE_CHECKING:
@@ -129,6 +131,28 @@ class WalkForwardResult:
         return self.lines[:, 3]
 
 
+class FoldModel:
+    """A fold's model in an ``ensemble_method="folds"`` ensemble: its network and scaler, never trained again (a warm
+    refit continues from a copy), and the forecasts it has made, by input window. Successive folds' validation
+    windows and forecast bars overlap, so each window is forecast once by each model, not once per fold."""
+
+    def __init__(self, net: torch.nn.Module, scaler) -> None:
+        self.net, self.scaler = net, scaler
+        self._seen: dict[bytes, float] = {}
+
+    def forecast(self, windows: np.ndarray, feature_windows: np.ndarray | None, device) -> np.ndarray:
+        """``predict_windows`` of this model, each window computed the first time it is asked for."""
+        keys = [row.tobytes() for row in np.ascontiguousarray(windows)]
+        if feature_windows is not None:
+            keys = [key + rows.tobytes() for key, rows in zip(keys, np.ascontiguousarray(feature_windows))]
+        new = [i for i, key in enumerate(keys) if key not in self._seen]
+        if new:
+            values = predict_windows(self.net, self.scaler, windows[new], device,
+                                     None if feature_windows is None else feature_windows[new])
+            self._seen.update(zip((keys[i] for i in new), values.tolist()))
+        return np.array([self._seen[key] for key in keys])
+
+
 class WalkForward(LazyDevice):
     """Stateful fold runner: trains folds in order and forecasts with the current one.
 
@@ -172,8 +196,10 @@ class WalkForward(LazyDevice):
         if self.interval is not None and config.validation_split == 0:
             raise ConfigError(f"interval={self.interval} is fitted on each fold's validation residuals; "
                               "validation_split=0 leaves none: use validation_split > 0")
-        self.nets: list[torch.nn.Module] = []  # the current fold's model(s): config.ensemble of them
+        self.nets: list[torch.nn.Module] = []  # the current fold's model(s): config.trained_members of them
         self.scaler = None
+        # ensemble_method="folds": the current fold's model and up to ensemble - 1 earlier ones, oldest first
+        self._fold_models: list[FoldModel] = []
         # the current fold's split-conformal half-width (log return; "vol": in units of the trailing volatility)
         self.half_width: float | None = None
         self.scores: np.ndarray | None = None  # its validation residuals' magnitudes ("vol": over the volatility)
@@ -256,7 +282,21 @@ class WalkForward(LazyDevice):
             return fitting.cold_job(self.config, self.schedule, self.fit.epochs, self.device, k, history, features)
         t0 = time.perf_counter()
         data = fold_data(self.config, history, self.schedule.sample_bars(bar), self.device, features)
-        return fitting.FoldJob(k, self.nets, data, self.fit.refit_epochs, time.perf_counter() - t0)
+        return fitting.FoldJob(k, self._continued(), data, self.fit.refit_epochs, time.perf_counter() - t0)
+
+    def _continued(self) -> list[torch.nn.Module]:
+        """The networks a warm refit continues: the current ones, in place; copies of them for
+        ``ensemble_method="folds"``, whose members keep each earlier fold's model as it was at its date."""
+        if self.config.ensemble_method == "folds":
+            return [copy.deepcopy(net) for net in self.nets]
+        return self.nets
+
+    def _take(self, nets: list[torch.nn.Module], scaler) -> None:
+        """Make a fold's trained ``nets`` and ``scaler`` the current ones (``"folds"``: its model joins the
+        ensemble's fold models, the oldest beyond ``ensemble`` leaves)."""
+        self.nets, self.scaler = nets, scaler
+        if self.config.ensemble_method == "folds":
+            self._fold_models = [*self._fold_models, FoldModel(nets[0], scaler)][-self.config.ensemble:]
 
     def adopt(self, job: fitting.FoldJob, histories: list[dict], seconds: float, scores: np.ndarray | None) -> None:
         """A trained ``fold_job``: the fold's ``train_fold`` (or ``forecast_range``) uses it instead of training."""
@@ -291,17 +331,21 @@ class WalkForward(LazyDevice):
             else:
                 self._train_cold([(k, history, fold_features)])
         if k in self._ready:  # trained together with other folds (cold ones, or other tickers' in ``universe``)
-            self.nets, self.scaler, hists, extra, scores = self._ready.pop(k)
+            nets, scaler, hists, extra, scores = self._ready.pop(k)
+            self._take(nets, scaler)
             hist = hists[0]
             started = time.perf_counter()
         else:  # a warm refit of one model off the engine (an LSTM: nn.LSTM's fused kernel)
             data = fold_data(cfg, history, self.schedule.sample_bars(bar), self.device, fold_features)
-            hist = train_prepared(self.nets[0], cfg, data, self.fit.refit_epochs, self.device, cfg.seed + k)
-            self.scaler = data.scaler
-            if self.interval is not None:
+            nets = self._continued()
+            hist = train_prepared(nets[0], cfg, data, self.fit.refit_epochs, self.device, cfg.seed + k)
+            self._take(nets, data.scaler)
+            if self.interval is not None and cfg.ensemble_method == "seeds":
                 scores = fitting.validation_residuals(self.nets, data, self.device)
             here = time.perf_counter() - started
         if self.interval is not None:
+            if cfg.ensemble_method != "seeds":  # the residuals of the members' mean, each member as it forecasts
+                scores = self._member_residuals(bar, history, fold_features)
             self._set_scores(scores, bar, history, fold_features)
         self.training_seconds += here
         sample_bars = self._samples(bar, fold_features)
@@ -344,7 +388,7 @@ class WalkForward(LazyDevice):
         for k, history, features in folds:  # equal sample counts give equal tensor shapes
             groups.setdefault(len(self._samples(len(history) - 1, features)), []).append((k, history, features))
         max_batch, _ = cold_batch(cfg)
-        max_batch = max(1, max_batch // cfg.ensemble)  # folds per batch: each brings its ensemble's members
+        max_batch = max(1, max_batch // cfg.trained_members)  # folds per batch: each brings its trained members
         pool = self._pool
         spread = 1 if pool is None else pool.workers
         batches = []
@@ -468,15 +512,35 @@ class WalkForward(LazyDevice):
                closes: np.ndarray, offset: int = 0) -> np.ndarray:
         """The lines of ``bars`` from the current fold: each member's forecast pass, their mean and spread,
         and the interval (``closes[i]`` is bar ``offset + i``: the outcomes adaptive intervals learn from)."""
-        members = np.stack([predict_windows(net, self.scaler, windows, self.device, feature_windows)
-                            for net in self.nets])
-        log_return, spread = (combine_variances if self.config.target == "volatility" else combine)(members)
+        log_return, spread = (combine_variances if self.config.target == "volatility" else combine)(
+            self._member_forecasts(windows, feature_windows))
         out = np.full((len(bars), len(LINES)), np.nan)
         out[:, 0], out[:, 1] = log_return, spread
         if self.interval is not None:
             widths = self._half_widths(bars, log_return, closes, offset)
             out[:, 2], out[:, 3] = np.expm1(log_return - widths), np.expm1(log_return + widths)
         return out
+
+    def _member_forecasts(self, windows: np.ndarray, feature_windows: np.ndarray | None) -> np.ndarray:
+        """Each ensemble member's forecast pass over ``windows``, members along axis 0 (``ensemble_method``:
+        the seeded nets; the current and up to ``ensemble - 1`` earlier folds' models, each with its own fold's
+        scaler, fewer in the first folds (``FoldModel``))."""
+        if self.config.ensemble_method == "folds":
+            return np.stack([model.forecast(windows, feature_windows, self.device) for model in self._fold_models])
+        return np.stack([predict_windows(net, self.scaler, windows, self.device, feature_windows) for net in self.nets])
+
+    def _member_residuals(self, bar: int, history: np.ndarray, features: np.ndarray | None) -> np.ndarray | None:
+        """Realised minus forecast (the members' mean, as ``_lines`` forecasts it) log return on the fold's
+        validation windows (its chronological tail, targets <= ``bar``): the conformal scores of an ensemble
+        whose members are not all trained on this fold. None without a validation tail."""
+        val_bars = split_train_val(self._samples(bar, features), self.config.validation_split)[1]
+        if not len(val_bars):
+            return None
+        lookback = self.config.lookback
+        windows = window_inputs(returns_of(history), val_bars, lookback)
+        feature_windows = None if features is None else window_features(features, val_bars, lookback)
+        forecast = combine(self._member_forecasts(windows, feature_windows))[0]
+        return window_targets(history, val_bars, self.schedule.horizon) - forecast
 
     def _half_widths(self, bars: np.ndarray, log_return: np.ndarray, closes: np.ndarray, offset: int) -> np.ndarray:
         if self.uncertainty.interval_method == "split":

@@ -22,10 +22,13 @@ FLIPS = {
     "lookback": 30, "retrain_every": 10, "train_window": None, "min_train": 300, "epochs": 3, "refit_epochs": None,
     "hidden_dim": 8, "num_layers": 1, "dropout": 0.1, "lr": 0.01, "batch_size": 16, "weight_decay": 0.01,
     "noise_level": 0.1, "validation_split": 0.3, "patience": None, "horizon": 2, "seed": 1, "features": ("volume",),
-    "ensemble": 2, "interval": 0.9, "interval_method": "aci", "aci_gamma": 0.01, "target": "volatility",
+    "ensemble": 2, "ensemble_method": "folds", "interval": 0.9, "interval_method": "aci", "aci_gamma": 0.01,
+    "target": "volatility",
     # not flagged: how the work is spread, never what it computes
     "threads": None, "fold_workers": 1,
 }
+# What a flip needs besides (compared with the same base): an ensemble's method needs an ensemble
+NEEDS = {"ensemble_method": {"ensemble": 2}, "target": {"interval": None}}  # a volatility target has no interval
 CLOSES = synthetic_closes(400, seed=1)
 
 
@@ -44,7 +47,7 @@ def test_every_flagged_option_has_a_flip_and_only_walk_forward_options_are_flagg
 @pytest.mark.parametrize("name", keyed_names())
 def test_flipping_a_flagged_option_changes_the_store_key_and_the_lockstep_group(name):
     assert FLIPS[name] != forecast_defaults()[name]
-    base = {**BASE, "interval": None} if name == "target" else BASE  # a volatility target has no interval
+    base = {**BASE, **NEEDS.get(name, {})}
     store_key, group = _keys("lstm", base)
     flipped = _keys("lstm", {**base, name: FLIPS[name]})
     assert flipped[0] != store_key, f"{name} changes forecasts but not the store key: stale forecasts served"

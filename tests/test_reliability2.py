@@ -574,8 +574,8 @@ EVERY_OPTION = {
     "seed": "7", "device": "cpu", "threads": "none", "fold_workers": "1",
     "entry": "0.001", "exit": "0.002", "allow_short": None, "weight": "0.4", "reserve": "0.05",
     "cash": "50000", "commission": "0.002", "skip_failed": None, "start": "2020-01-15", "end": "2020-12-31",
-    "features": "range,rsi:5", "ensemble": "2", "interval": "0.2", "interval_method": "aci", "aci_gamma": "0.01",
-    "rule": "interval", "sizing": "volatility", "periods_per_year": "260",
+    "features": "range,rsi:5", "ensemble": "2", "ensemble_method": "folds", "interval": "0.2", "interval_method": "aci",
+    "aci_gamma": "0.01", "rule": "interval", "sizing": "volatility", "periods_per_year": "260",
 }
 # The global model and the ranking strategy (a global model has no ensemble or interval yet, and the
 # ranking strategy needs three tickers for top_k=1 and bottom_k=1): a second run, replayed the same way.
