@@ -13,7 +13,7 @@ import math
 
 import backtrader as bt
 
-from puffin_bt.adapters.indicators import ForecastPrice, forecast_indicators
+from puffin_bt.adapters.indicators import ForecastPrice, traded_forecast_indicators
 from puffin_bt.errors import ConfigError
 from puffin_bt.options import OPTIONS, check_sizing, names
 
@@ -92,7 +92,7 @@ class ForecastRankStrategy(VolTargetSizing, TradeLog, bt.Strategy):
             raise ConfigError(f"top_k={p.top_k} and bottom_k={p.bottom_k} leave nothing to choose from among "
                               f"{len(self.datas)} ticker(s); hold fewer names than there are tickers")
         OPTIONS["scope"].check(p.scope)
-        self.forecasts = forecast_indicators(self.datas, p.model, dict(p.forecast_kwargs or {}), p.scope)
+        self.forecasts = traded_forecast_indicators(self.datas, p.model, dict(p.forecast_kwargs or {}), p.scope)
         for data, fc in self.forecasts.items():
             fc.plotinfo.plotname = f"{data._name or 'data'} forecast"
             if p.plot_forecast:

@@ -14,7 +14,7 @@ import sys
 import backtrader as bt
 import numpy as np
 
-from puffin_bt.adapters.indicators import ForecastPrice, forecast_indicators
+from puffin_bt.adapters.indicators import ForecastPrice, traded_forecast_indicators
 from puffin_bt.errors import ConfigError
 from puffin_bt.options import OPTIONS, defaults
 
@@ -146,7 +146,7 @@ class ForecastThresholdStrategy(VolTargetSizing, TradeLog, bt.Strategy):
             what = "rule='interval'" if p.rule == "interval" else "sizing='confidence'"
             raise ConfigError(f"{what} trades on the prediction interval: give the forecasts one, e.g. "
                               "forecast_kwargs={'interval': 0.8} (CLI --interval 0.8)")
-        self.forecasts = forecast_indicators(self.datas, p.model, kwargs, p.scope)
+        self.forecasts = traded_forecast_indicators(self.datas, p.model, kwargs, p.scope)
         for data, fc in self.forecasts.items():
             fc.plotinfo.plothlines = [p.entry, -p.exit]
             fc.plotinfo.plotname = f"{data._name or 'data'} forecast"

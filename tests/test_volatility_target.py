@@ -362,11 +362,13 @@ def test_a_vol_targeted_buy_and_hold_sizes_on_the_nets_pred_vol_from_the_first_f
     assert strat.vol_sources["A"]["vol_model"] == 300 - (TINY["min_train"] - 1)
 
 
+@pytest.mark.parametrize("plot_forecast", [True, False])
 @pytest.mark.parametrize("strategy", [ForecastThresholdStrategy, ForecastRankStrategy])
-def test_a_shipped_strategy_given_a_volatility_model_to_trade_is_a_config_error_naming_the_fix(strategy):
+def test_a_shipped_strategy_given_a_volatility_model_to_trade_is_a_config_error_naming_the_fix(strategy, plot_forecast):
     cerebro = bt.Cerebro(stdstats=False)
     for seed, name in enumerate("ABC"):
         cerebro.adddata(bt.feeds.PandasData(dataname=ohlcv_frame(synthetic_closes(120, seed=seed))), name=name)
-    cerebro.addstrategy(strategy, forecast_kwargs=dict(VOL), **({"top_k": 1} if strategy is ForecastRankStrategy else {}))
+    cerebro.addstrategy(strategy, forecast_kwargs=dict(VOL), plot_forecast=plot_forecast,
+                        **({"top_k": 1} if strategy is ForecastRankStrategy else {}))
     with pytest.raises(ConfigError, match=r"target='volatility'.*strategy's forecast.*target='return'.*vol_target"):
         cerebro.run()

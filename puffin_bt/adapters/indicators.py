@@ -596,6 +596,13 @@ def forecast_indicators(datas, model, kwargs: dict, scope: str = "per_ticker") -
     return {data: indicator(data, **kwargs) for data in datas}
 
 
+def traded_forecast_indicators(datas, model, kwargs: dict, scope: str = "per_ticker") -> dict:
+    """``forecast_indicators`` for a strategy that trades ``pred_return``: a volatility model's forecasts
+    (``target="volatility"``) are refused before anything trains, whatever the strategy plots."""
+    require_return_target(kwargs.get("target", "return"), "the strategy's forecast (model, forecast_kwargs)")
+    return forecast_indicators(datas, model, kwargs, scope)
+
+
 def forecast_indicator(model) -> type:
     """The forecast indicator class for ``model``: a model family's name (``"lstm"``, ...) or an indicator class with a
     ``pred_return`` line (a ``ForecastIndicator`` subclass or your own)."""
