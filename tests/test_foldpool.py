@@ -283,9 +283,11 @@ if __name__ == "__main__":
     r2 = pooled.run(closes)
     r1 = make_walk_forward("lstm", fold_workers=1, **opts).run(closes)
     assert pooled.pooled_batches >= 2 and np.isfinite(r1.pred_log_return).sum() >= 100
-    # With 2 intra-op threads this Xeon's kernels are not bit-reproducible run to run (measured: 1 run in 5
-    # differs by ~2e-9 on forecasts of ~1e-2, in one process too): the same forecasts to float rounding.
-    np.testing.assert_allclose(r1.pred_log_return, r2.pred_log_return, rtol=1e-6, atol=1e-12)
+    # With 2 intra-op threads this Xeon's kernels are not bit-reproducible run to run, in one process too, and
+    # training amplifies the rounding: two serial runs in one process differed by up to 1.2e-6 relative, a pooled
+    # one by 5.7e-6 (6 runs under load). Bit-equality of the pool is pinned with 1 thread (test above); here the
+    # forecasts must agree far below any real difference (a wrong fold or weights moves them by O(1) relative).
+    np.testing.assert_allclose(r1.pred_log_return, r2.pred_log_return, rtol=1e-4, atol=1e-12)
     frames = load_sample(["IBM", "MSFT"], start="2012-06-01")
     report = precompute_forecasts(frames, store=ForecastStore(tempfile.mkdtemp()), workers=2, **opts)
     assert sorted(report.computed) == ["IBM", "MSFT"], report.summary()
