@@ -29,8 +29,9 @@ from .intervals import (
     AdaptiveLevel,
     combine,
     conformal_half_width,
-    half_width,
-    min_residuals,
+    fold_scores,
+    half_widths,
+    lines_of,
     trailing_volatility,
 )
 from .options import OPTIONS, FitConfig, IntervalConfig, ModelConfig, resolve
@@ -453,39 +454,19 @@ class WalkForward(LazyDevice):
         members = np.stack([predict_windows(net, self.scaler, windows, self.device, feature_windows)
                             for net in self.nets])
         log_return, spread = combine(members)
-        out = np.full((len(bars), len(LINES)), np.nan)
-        out[:, 0], out[:, 1] = log_return, spread
+        widths = None
         if self.interval is not None:
-            widths = self._half_widths(bars, log_return, closes, offset)
-            out[:, 2], out[:, 3] = np.expm1(log_return - widths), np.expm1(log_return + widths)
-        return out
-
-    def _half_widths(self, bars: np.ndarray, log_return: np.ndarray, closes: np.ndarray, offset: int) -> np.ndarray:
-        if self.uncertainty.interval_method == "split":
-            return np.full(len(bars), self.half_width)
-        if self.uncertainty.interval_method == "vol":
-            return self.half_width * trailing_volatility(closes, bars, offset)
-        aci, horizon, widths = self._aci, self.schedule.horizon, np.empty(len(bars))
-        for i, bar in enumerate(bars):
-            then, now = int(bar) - horizon - offset, int(bar) - offset
-            if then >= 0:  # the forecast made at bar - horizon is judged now, with the close of this bar
-                aci.learn(int(bar) - horizon, float(np.log(closes[now]) - np.log(closes[then])))
-            widths[i] = half_width(self.scores, aci.alpha)
-            aci.pending[int(bar)] = (float(log_return[i]), widths[i])
-        return widths
+            widths = half_widths(self.uncertainty.interval_method, self.scores, self.half_width, self._aci,
+                                 self.schedule.horizon, bars, log_return, closes, offset)
+        return lines_of(log_return, spread, widths)
 
     def _set_scores(self, residuals: np.ndarray | None, bar: int, history: np.ndarray,
                     features: np.ndarray | None) -> None:
-        need = min_residuals(self.interval)
-        if residuals is None or len(residuals) < need:
-            got = 0 if residuals is None else len(residuals)
-            raise ConfigError(f"interval={self.interval} needs at least {need} validation residuals per fold; the "
-                              f"fold at bar {bar} has {got}: raise validation_split or train_window, or lower interval")
-        scores = np.abs(np.asarray(residuals, dtype=np.float64))
+        volatility = None
         if self.uncertainty.interval_method == "vol":  # each residual over the volatility when its forecast was made
             val_bars = split_train_val(self._samples(bar, features), self.config.validation_split)[1]
-            scores = scores / trailing_volatility(history, val_bars)
-        self._keep_scores(scores)
+            volatility = trailing_volatility(history, val_bars)
+        self._keep_scores(fold_scores(residuals, self.interval, f"the fold at bar {bar}", volatility))
 
     def _keep_scores(self, scores: np.ndarray) -> None:
         """The current fold's conformal scores (computed by ``_set_scores``, or read back from a saved fold)."""

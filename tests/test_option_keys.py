@@ -22,7 +22,7 @@ FLIPS = {
     "lookback": 30, "retrain_every": 10, "train_window": None, "min_train": 300, "epochs": 3, "refit_epochs": None,
     "hidden_dim": 8, "num_layers": 1, "dropout": 0.1, "lr": 0.01, "batch_size": 16, "weight_decay": 0.01,
     "noise_level": 0.1, "validation_split": 0.3, "patience": None, "horizon": 2, "seed": 1, "features": ("volume",),
-    "ensemble": 2, "interval": 0.9, "interval_method": "aci", "aci_gamma": 0.01,
+    "ensemble": 2, "interval": 0.9, "interval_method": "aci", "aci_gamma": 0.01, "global_chains": 1,
     # not flagged: how the work is spread, never what it computes
     "threads": None, "fold_workers": 1,
 }
