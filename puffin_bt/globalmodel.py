@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures.process import BrokenProcessPool
@@ -30,9 +31,12 @@ from ._sizing import worker_bytes
 from .errors import ConfigError, DataError
 from .intervals import LINES, VOL_WINDOW, AdaptiveLevel, lines_of
 from .options import FitConfig, IntervalConfig, ModelConfig
+from .processes import available_memory
 from .schedule import FoldSchedule
 from .walkforward import FoldRecord, option_sets
 from .windows import complete_windows, returns_of, split_train_val, window_features, window_inputs
+
+MEMORY_SHARE = 0.25  # the folds trained ahead (every fold's networks, until forecast) take at most this much
 
 if TYPE_CHECKING:
     import torch
@@ -113,6 +117,7 @@ class GlobalWalkForward(LazyDevice):
         self.folds: list[FoldRecord] = []
         self.training_seconds = 0.0
         self.pooled_chains = 0  # chains trained in fold-pool workers (diagnostics, tests)
+        self.chain_cpu: dict = {}  # chain -> (process id, CPU seconds it took there), from ``_train_ahead``
 
     def restore(self, folds: list[FoldRecord]) -> None:
         """Adopt stored fold records (the forecast store's), reported to ``on_fold`` as if trained now."""
@@ -282,12 +287,15 @@ class GlobalWalkForward(LazyDevice):
     def _train_ahead(self, positions: list[int], histories: Callable[[int], dict]) -> None:
         """Train every fold of a fresh walk-forward now, the chains side by side: the first in this process, the
         others in the fold pool (``fold_workers``); ``train_fold`` then adopts them in order. Stays sequential
-        (``train_fold`` trains each fold) where there is one chain or one worker: the same forecasts."""
+        (``train_fold`` trains each fold) where there is one chain or one worker, or where every fold's networks
+        would not fit in ``MEMORY_SHARE`` of the free memory: the same forecasts."""
         chains = min(self.fit.global_chains, len(positions))
         if chains < 2 or self.folds:
             return
         workers = resolve_fold_workers(self.fit.fold_workers, self.device, self.fit.threads, worker_bytes(self.config))
-        if workers < 2:
+        held = len(positions) * self.config.ensemble * models.weight_bytes(self.config)  # every fold's members, kept
+        free = available_memory()
+        if workers < 2 or (free is not None and held > free * MEMORY_SHARE):
             return
         # each chain's folds with the histories up to their own dates (nothing later reaches a worker)
         work = {c: [(k, positions[k], histories(k)) for k in range(c, len(positions), chains)] for c in range(chains)}
@@ -296,15 +304,18 @@ class GlobalWalkForward(LazyDevice):
         try:
             futures = {c: pool.submit(_train_chain, self.config, self.schedule, self.fit, self.uncertainty, work[c])
                        for c in range(1, chains)}
-            self._ready.update((fold.k, fold) for fold in self._train_here(work[0]))
+            self._ready.update((fold.k, fold) for fold in self._train_here(0, work[0]))
             for c, future in futures.items():
                 try:
+                    pid, cpu, flat_folds = future.result()
+                except BrokenProcessPool:  # a worker died (killed, out of memory): train its chain here instead
+                    folds = self._train_here(c, work[c])
+                else:
+                    self.chain_cpu[c] = pid, cpu
+                    self.pooled_chains += 1
                     folds = [dataclasses.replace(fold, nets=[foldpool.net_from_flat(self.config, fold.k, member, flat)
                                                              for member, flat in enumerate(fold.nets)])
-                             for fold in future.result()]
-                    self.pooled_chains += 1
-                except BrokenProcessPool:  # a worker died (killed, out of memory): train its chain here instead
-                    folds = self._train_here(work[c])
+                             for fold in flat_folds]
                 self._ready.update((fold.k, fold) for fold in folds)
         except BaseException:  # an error or Ctrl-C may leave a chain running: the next run starts a fresh pool
             self._ready.clear()
@@ -314,28 +325,31 @@ class GlobalWalkForward(LazyDevice):
         self._chains.clear()  # train_fold follows each chain again as it adopts the folds
         self.training_seconds += time.perf_counter() - started
 
-    def _train_here(self, folds: list[tuple]) -> list[GlobalFold]:
+    def _train_here(self, chain: int, folds: list[tuple]) -> list[GlobalFold]:
         """One chain's folds ``(k, calendar position, histories)`` trained ahead in this process, each fold's
         members copied: the chain trains its networks on in place, and each fold forecasts with its own."""
-        out = []
+        out, cpu = [], time.process_time()
         with torch_threads(self.fit.threads):
             for k, position, histories in folds:
                 fold = self._train(k, position, histories)
                 out.append(dataclasses.replace(fold, nets=[copy.deepcopy(net) for net in fold.nets]))
+        self.chain_cpu[chain] = os.getpid(), time.process_time() - cpu
         return out
 
 
 def _train_chain(config: ModelConfig, schedule: FoldSchedule, fit: FitConfig, uncertainty: IntervalConfig,
-                 folds: list[tuple]) -> list[GlobalFold]:
+                 folds: list[tuple]) -> tuple[int, float, list[GlobalFold]]:
     """A fold-pool worker: one chain's folds ``(k, calendar position, histories)`` in order, each continuing the
-    one before; the members come back as flat weights."""
+    one before. Returns this process's id, the CPU seconds the chain took and its folds, the members as flat
+    weights."""
+    cpu = time.process_time()
     walk = GlobalWalkForward(config, schedule, fit, None, uncertainty)
     out = []
     with torch_threads(fit.threads or 1):
         for k, position, histories in folds:
             fold = walk._train(k, position, histories)
             out.append(dataclasses.replace(fold, nets=[foldpool.flat_weights(net) for net in fold.nets]))
-    return out
+    return os.getpid(), time.process_time() - cpu, out
 
 
 def check_panel(series: list[Series]) -> None:
@@ -351,6 +365,11 @@ def check_panel(series: list[Series]) -> None:
 
 
 def make_global_walk_forward(cell: str = "lstm", on_fold=None, **options) -> GlobalWalkForward:
-    """A ``GlobalWalkForward`` from flat walk-forward options, as ``make_walk_forward``."""
+    """A ``GlobalWalkForward`` from flat walk-forward options, as ``make_walk_forward``. Its ensembles are seeded
+    members; the cheaper ensemble methods build on the per-ticker walk-forward's folds."""
+    method = options.get("ensemble_method", "seeds")
+    if method != "seeds":
+        raise ConfigError(f"ensemble_method={method!r} is not available with scope='global'; use "
+                          "ensemble_method='seeds' (seeded members), or scope='per_ticker'")
     config, schedule, fit, uncertainty = option_sets(cell, **options)
     return GlobalWalkForward(config, schedule, fit, on_fold, uncertainty)

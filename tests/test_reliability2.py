@@ -577,10 +577,11 @@ EVERY_OPTION = {
     "features": "range,rsi:5", "ensemble": "2", "interval": "0.2", "interval_method": "aci", "aci_gamma": "0.01",
     "rule": "interval", "sizing": "volatility", "periods_per_year": "260",
 }
-# The global model and the ranking strategy (a global model has no ensemble or interval yet, and the
-# ranking strategy needs three tickers for top_k=1 and bottom_k=1): a second run, replayed the same way.
+# The global model and the ranking strategy (the ranking strategy needs three tickers for top_k=1 and
+# bottom_k=1): a second run, replayed the same way.
 EVERY_GLOBAL_OPTION = {
     "scope": "global", "strategy": "rank", "top_k": "1", "bottom_k": "1", "rebalance_every": "3", "max_drop": "1",
+    "global_chains": "3",
 }
 NOT_RECORDED = {"workers", "executor", "address"}
 
