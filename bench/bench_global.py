@@ -41,8 +41,8 @@ def tree_cpu_seconds() -> float:
         except OSError:
             return 0.0
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
-    kids = [int(p) for p in children.read_text().split()] if children.exists() else []
+    kids = {int(pid) for task in Path(f"/proc/{os.getpid()}/task").glob("*/children")
+            for pid in task.read_text().split()}  # children started by any thread (the pools' own included)
     reaped = os.times()
     return of(os.getpid()) + sum(of(pid) for pid in kids) + reaped.children_user + reaped.children_system
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 
-import backtrader as bt
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,24 +14,15 @@ from hypothesis import strategies as st
 
 from puffin_bt import ConfigError, ForecastStore, backtest, load_sample
 from puffin_bt.globalmodel import make_global_walk_forward, union_calendar
-from strategies import ForecastThresholdStrategy
 
 from .conftest import TINY, assert_differ, assert_same_forecasts
-from .test_global import MODES, panel, series_of
+from .test_global import LINES, MODES, panel, run_global_lines, series_of
 
-LINES = ("pred_return", "pred_std", "pred_lo", "pred_hi")
 UNC = {**TINY, "device": "cpu", "ensemble": 2, "interval": 0.8, "validation_split": 0.25}
 
 
 def run_lines(frames: dict, mode: str, **kw) -> dict:
-    """Each ticker's indicator lines (4, bars) from a global model in a Backtrader run."""
-    cerebro = bt.Cerebro(stdstats=False, **MODES[mode])
-    for name, df in frames.items():
-        cerebro.adddata(bt.feeds.PandasData(dataname=df), name=name)
-    cerebro.addstrategy(ForecastThresholdStrategy, forecast_kwargs={**UNC, **kw}, scope="global", plot_forecast=False)
-    strat = cerebro.run()[0]
-    return {d._name: np.array([np.asarray(getattr(fc, line).array[: len(d)]) for line in LINES])
-            for d, fc in strat.forecasts.items()}
+    return run_global_lines(frames, mode, **{**UNC, **kw})
 
 
 @pytest.mark.parametrize("method", ["split", "aci", "vol"])
