@@ -191,8 +191,9 @@ class GlobalWalkForward(LazyDevice):
             if features is not None:
                 samples = samples[complete_windows(features, samples, self.config.lookback)]
             volatility = intervals.trailing_volatility(closes, split_train_val(samples, self.config.validation_split)[1])
-        return intervals.fold_scores(fitting.validation_residuals(nets, data, self.device), self.interval,
-                           f"the global fold at calendar position {position}", volatility)
+        residuals = fitting.validation_residuals(nets, data, self.device)
+        return intervals.fold_scores(residuals, self.interval, f"the global fold at calendar position {position}",
+                                     volatility)
 
     def train_fold(self, position: int, histories: Mapping[str, tuple], date=None) -> FoldRecord:
         """Train the fold at calendar ``position`` on each ticker's history up to its date:
@@ -207,14 +208,15 @@ class GlobalWalkForward(LazyDevice):
         self.nets, self.net, self.scalers, self.scores = fold.nets, fold.nets[0], fold.scalers, fold.scores
         hist = fold.history
         val, best = hist["val_loss"], hist.get("best_epoch")
+        # the record's half-width: the median of the tickers' (each has its own, in its own scale)
+        widths = [intervals.conformal_half_width(scores, self.interval) for scores in self.scores.values()]
         record = FoldRecord(
             index=k, bar=position, train_start=0, n_train=fold.n_train, n_val=fold.n_val,
             epochs_run=len(hist["train_loss"]), warm_start=fold.warm,
             train_loss=float(hist["train_loss"][-1]) if hist["train_loss"] else math.nan,
             val_loss=float(val[best] if best is not None else (val[-1] if val else math.nan)), best_epoch=best,
             seconds=fold.seconds, date=date,
-            half_width=None if self.interval is None else float(np.median([intervals.conformal_half_width(v, self.interval)
-                                                                           for v in self.scores.values()])),
+            half_width=float(np.median(widths)) if widths else None,
         )
         self.folds.append(record)
         if self.on_fold is not None:
@@ -247,10 +249,10 @@ class GlobalWalkForward(LazyDevice):
         log_return, spread = intervals.combine(members)
         widths = None
         if self.interval is not None:
-            scores, method = self.scores[name], self.uncertainty.interval_method
+            scores, split = self.scores[name], intervals.conformal_half_width(self.scores[name], self.interval)
             aci = self._aci.setdefault(name, AdaptiveLevel(1.0 - self.interval, self.uncertainty.aci_gamma))
-            widths = intervals.half_widths(method, scores, intervals.conformal_half_width(scores, self.interval), aci,
-                                 self.schedule.horizon, bars, log_return, closes, offset)
+            widths = intervals.half_widths(self.uncertainty.interval_method, scores, split, aci, self.schedule.horizon,
+                                           bars, log_return, closes, offset)
         return lines_of(log_return, spread, widths)
 
     def forecast_all(self, series: list[Series], dates: Callable[[float], object] | None = None) -> dict:
