@@ -10,7 +10,8 @@ the always-zero forecast's MSE and the up rate as baselines), so that the faster
     python bench/bench_global.py --repeat 3 --model gru
 
 The issue's target: the global run at most 1.2x the per-ticker run's wall time on 2 cores. CPU seconds are
-those of this process and its workers (the ticker and fold pools): what the cores did, whatever else ran.
+those of this process and its workers (the ticker and fold pools): what the cores did, whatever else ran; on a
+machine shared with other work the wall times say little, the split of the CPU between the processes more.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from puffin_bt import backtest, load_sample  # noqa: E402
 from puffin_bt.evaluation import forecast_metrics  # noqa: E402
 
 
-def tree_cpu_seconds() -> float:
-    """User + system CPU seconds of this process, its live children (the pools' workers) and those reaped."""
+def cpu_by_process() -> dict:
+    """User + system CPU seconds of this process (key 0), of each live child (the fold pool's workers, by pid) and
+    of the children already reaped (key -1: the ticker pool's, which exit after each run)."""
     def of(pid: int) -> float:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -44,7 +46,7 @@ def tree_cpu_seconds() -> float:
     kids = {int(pid) for task in Path(f"/proc/{os.getpid()}/task").glob("*/children")
             for pid in task.read_text().split()}  # children started by any thread (the pools' own included)
     reaped = os.times()
-    return of(os.getpid()) + sum(of(pid) for pid in kids) + reaped.children_user + reaped.children_system
+    return {0: of(os.getpid()), -1: reaped.children_user + reaped.children_system, **{pid: of(pid) for pid in kids}}
 
 
 def main() -> None:
@@ -56,12 +58,13 @@ def main() -> None:
     backtest(load_sample(["IBM"], start="2012-01-01"), model=args.model, store=False, hidden_dim=8, epochs=1)  # warm-up
     cases = {"per_ticker": dict(scope="per_ticker"), "global, 1 chain (before)": dict(scope="global", global_chains=1),
              "global, 2 chains (now)": dict(scope="global")}
-    cpu: dict[str, list[float]] = {name: [] for name in cases}
+    cpu: dict[str, list[tuple]] = {name: [] for name in cases}  # (process tree, this process, its workers)
 
     def run(name: str, options: dict):
-        started = tree_cpu_seconds()
+        before = cpu_by_process()
         result = backtest(frames, model=args.model, store=False, **options)
-        cpu[name].append(tree_cpu_seconds() - started)
+        used = {pid: seconds - before.get(pid, 0.0) for pid, seconds in cpu_by_process().items()}
+        cpu[name].append((sum(used.values()), used[0], sum(used.values()) - used[0]))
         return result
 
     times, results = time_interleaved({name: partial(run, name, options) for name, options in cases.items()},
@@ -69,7 +72,7 @@ def main() -> None:
     print(machine_line())
     bars = sum(len(df) for df in frames.values())
     print(f"work: default backtest, {args.model.upper()}, {len(frames)} tickers, {bars} bars, cold, no store; "
-          f"best of {args.repeat} [median]; CPU s: the best run's process tree")
+          f"best of {args.repeat} [median]; CPU s of the best run: this process + its workers")
     base = min(times["per_ticker"])
     for name, values in times.items():
         best = int(np.argmin(values))
@@ -77,7 +80,8 @@ def main() -> None:
         m = forecast_metrics(f["pred_return"].to_numpy(), f["realized_return"].to_numpy(), f["ticker"].to_numpy())
         mse_zero = float(np.nanmean(f["realized_return"].to_numpy() ** 2))
         print(f"  {name:<25} {len(results[name].folds):4d} folds  {best_and_median(values)}  "
-              f"{min(values) / base:5.2f}x  CPU {cpu[name][best]:6.1f} s  | MSE {m['mse']:.4e} (zero {mse_zero:.4e})  "
+              f"{min(values) / base:5.2f}x  CPU {cpu[name][best][0]:5.1f} = {cpu[name][best][1]:4.1f} + "
+              f"{cpu[name][best][2]:4.1f} s  | MSE {m['mse']:.4e} (zero {mse_zero:.4e})  "
               f"dir acc {m['direction_accuracy']:.4f} (up rate {m['up_rate']:.4f}, n {m['n']})")
 
 
