@@ -82,6 +82,7 @@ class GlobalFold:
     n_train: int
     n_val: int
     seconds: float
+    record: FoldRecord | None = None  # made (and reported to ``on_fold``) as it trained ahead
 
 
 class GlobalWalkForward(LazyDevice):
@@ -206,22 +207,24 @@ class GlobalWalkForward(LazyDevice):
             self.training_seconds += fold.seconds
         self._chains[k % self.fit.global_chains] = fold.nets
         self.nets, self.net, self.scalers, self.scores = fold.nets, fold.nets[0], fold.scalers, fold.scores
+        record = fold.record or self._record(fold, position, date)
+        self.folds.append(record)
+        if self.on_fold is not None and fold.record is None:
+            self.on_fold(record)
+        return record
+
+    def _record(self, fold: GlobalFold, position: int, date) -> FoldRecord:
         hist = fold.history
         val, best = hist["val_loss"], hist.get("best_epoch")
         # the record's half-width: the median of the tickers' (each has its own, in its own scale)
-        widths = [intervals.conformal_half_width(scores, self.interval) for scores in self.scores.values()]
-        record = FoldRecord(
-            index=k, bar=position, train_start=0, n_train=fold.n_train, n_val=fold.n_val,
+        widths = [intervals.conformal_half_width(scores, self.interval) for scores in fold.scores.values()]
+        return FoldRecord(
+            index=fold.k, bar=position, train_start=0, n_train=fold.n_train, n_val=fold.n_val,
             epochs_run=len(hist["train_loss"]), warm_start=fold.warm,
             train_loss=float(hist["train_loss"][-1]) if hist["train_loss"] else math.nan,
             val_loss=float(val[best] if best is not None else (val[-1] if val else math.nan)), best_epoch=best,
-            seconds=fold.seconds, date=date,
-            half_width=float(np.median(widths)) if widths else None,
+            seconds=fold.seconds, date=date, half_width=float(np.median(widths)) if widths else None,
         )
-        self.folds.append(record)
-        if self.on_fold is not None:
-            self.on_fold(record)
-        return record
 
     def forecast(self, name: str, closes: np.ndarray, bars: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
         """Predicted log returns for ``bars`` of one ticker (its closes and feature rows up to the last of
@@ -272,11 +275,14 @@ class GlobalWalkForward(LazyDevice):
             return {s.name: (s.closes[:n[s.name]], None if s.features is None else s.features[:n[s.name]])
                     for s in series}
 
-        self._train_ahead(positions, histories)
+        def date_of(k: int):
+            return None if dates is None else dates(calendar[positions[k]])
+
+        self._train_ahead(positions, histories, date_of)
         for k, position in enumerate(positions):
             cutoff = calendar[position]
             until = calendar[positions[k + 1]] if k + 1 < len(positions) else np.inf
-            self.train_fold(position, histories(k), None if dates is None else dates(cutoff))
+            self.train_fold(position, histories(k), date_of(k))
             for s in series:
                 lo = int(np.searchsorted(s.dates, cutoff, side="left"))
                 hi = int(np.searchsorted(s.dates, until, side="left"))
@@ -286,11 +292,13 @@ class GlobalWalkForward(LazyDevice):
                                                             None if s.features is None else s.features[:hi])
         return out
 
-    def _train_ahead(self, positions: list[int], histories: Callable[[int], dict]) -> None:
+    def _train_ahead(self, positions: list[int], histories: Callable[[int], dict], date_of: Callable[[int], object]
+                     ) -> None:
         """Train every fold of a fresh walk-forward now, the chains side by side: the first in this process, the
-        others in the fold pool (``fold_workers``); ``train_fold`` then adopts them in order. Stays sequential
-        (``train_fold`` trains each fold) where there is one chain or one worker, or where every fold's networks
-        would not fit in ``MEMORY_SHARE`` of the free memory: the same forecasts."""
+        others in the fold pool (``fold_workers``); ``train_fold`` then adopts them in order. The first chain's
+        folds are reported to ``on_fold`` as they train (a progress bar moves), the others' as they come back.
+        Stays sequential (``train_fold`` trains each fold) where there is one chain or one worker, or where every
+        fold's networks would not fit in ``MEMORY_SHARE`` of the free memory: the same forecasts."""
         chains = min(self.fit.global_chains, len(positions))
         if chains < 2 or self.folds:
             return
@@ -306,18 +314,20 @@ class GlobalWalkForward(LazyDevice):
         try:
             futures = {c: pool.submit(_train_chain, self.config, self.schedule, self.fit, self.uncertainty, work[c])
                        for c in range(1, chains)}
-            self._ready.update((fold.k, fold) for fold in self._train_here(0, work[0]))
+            self._ready.update((fold.k, fold) for fold in self._train_here(0, work[0], date_of))
             for c, future in futures.items():
                 try:
                     pid, cpu, flat_folds = future.result()
                 except BrokenProcessPool:  # a worker died (killed, out of memory): train its chain here instead
-                    folds = self._train_here(c, work[c])
+                    folds = self._train_here(c, work[c], date_of)
                 else:
                     self.chain_cpu[c] = pid, cpu
                     self.pooled_chains += 1
                     folds = [dataclasses.replace(fold, nets=[foldpool.net_from_flat(self.config, fold.k, member, flat)
                                                              for member, flat in enumerate(fold.nets)])
                              for fold in flat_folds]
+                    for fold in folds:
+                        self._report(fold, positions[fold.k], date_of(fold.k))
                 self._ready.update((fold.k, fold) for fold in folds)
         except BaseException:  # an error or Ctrl-C may leave a chain running: the next run starts a fresh pool
             self._ready.clear()
@@ -327,7 +337,7 @@ class GlobalWalkForward(LazyDevice):
         self._chains.clear()  # train_fold follows each chain again as it adopts the folds
         self.training_seconds += time.perf_counter() - started
 
-    def _train_here(self, chain: int, folds: list[tuple]) -> list[GlobalFold]:
+    def _train_here(self, chain: int, folds: list[tuple], date_of: Callable[[int], object]) -> list[GlobalFold]:
         """One chain's folds ``(k, calendar position, histories)`` trained ahead in this process, each fold's
         members copied: the chain trains its networks on in place, and each fold forecasts with its own."""
         out, cpu = [], time.process_time()
@@ -335,8 +345,15 @@ class GlobalWalkForward(LazyDevice):
             for k, position, histories in folds:
                 fold = self._train(k, position, histories)
                 out.append(dataclasses.replace(fold, nets=[copy.deepcopy(net) for net in fold.nets]))
+                self._report(out[-1], position, date_of(k))
         self.chain_cpu[chain] = os.getpid(), time.process_time() - cpu
         return out
+
+    def _report(self, fold: GlobalFold, position: int, date) -> None:
+        """A fold trained ahead: its record, made and reported to ``on_fold`` now (``train_fold`` keeps it)."""
+        fold.record = self._record(fold, position, date)
+        if self.on_fold is not None:
+            self.on_fold(fold.record)
 
 
 def _train_chain(config: ModelConfig, schedule: FoldSchedule, fit: FitConfig, uncertainty: IntervalConfig,

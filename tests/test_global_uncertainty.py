@@ -88,9 +88,16 @@ def test_the_chains_train_side_by_side_in_two_processes_and_give_the_forecasts_o
     options = {**UNC, "retrain_every": 20, "epochs": 2}
     alone = make_global_walk_forward("lstm", **options, fold_workers=1)
     one = alone.forecast_all_lines(series_of(frames))
-    pooled = make_global_walk_forward("lstm", **options, fold_workers=2)
+    reported = []
+    pooled = make_global_walk_forward("lstm", reported.append, **options, fold_workers=2)
     two = pooled.forecast_all_lines(series_of(frames))
     assert alone.pooled_chains == 0 and pooled.pooled_chains == 1
+    # every fold reported once: this process's chain as it trained (a progress bar moves), the worker's after
+    assert sorted(reported, key=lambda r: r.index) == pooled.folds
+    mine = list(range(0, len(pooled.folds), 2))
+    assert [r.index for r in reported[: len(mine)]] == mine
+    assert [(f.warm_start, f.n_train, f.train_loss, f.half_width) for f in pooled.folds] == \
+        [(f.warm_start, f.n_train, f.train_loss, f.half_width) for f in alone.folds]
     (main_pid, main_cpu), (worker_pid, worker_cpu) = pooled.chain_cpu[0], pooled.chain_cpu[1]
     assert main_pid == os.getpid() and worker_pid != main_pid
     assert main_cpu > 0 and worker_cpu > 0.2 * main_cpu  # the other core trained a chain of its own
