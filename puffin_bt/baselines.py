@@ -137,7 +137,7 @@ class BaselineWalkForward(GlobalWalkForward):
         """``forecast`` as lines (a baseline has no members and no interval: NaN there); ``closes`` from bar 0."""
         return as_lines(self.forecast(name, closes, bars, features))
 
-    def _train_ahead(self, positions, histories) -> None:
+    def _train_ahead(self, positions, histories, date_of) -> None:
         """Nothing ahead: a regressor fits in moments, fold by fold in ``train_fold``."""
 
     def forecast_series(self, closes: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
