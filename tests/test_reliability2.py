@@ -571,7 +571,7 @@ EVERY_OPTION = {
     "lookback": "8", "retrain_every": "50", "train_window": "150", "min_train": "130", "epochs": "2",
     "refit_epochs": "2", "hidden_dim": "6", "num_layers": "1", "dropout": "0.1", "lr": "0.002", "batch_size": "16",
     "weight_decay": "0.0001", "noise_level": "0.01", "validation_split": "0.25", "patience": "3", "horizon": "2",
-    "seed": "7", "device": "cpu", "threads": "none", "fold_workers": "1",
+    "seed": "7", "device": "cpu", "threads": "none", "fold_workers": "1", "global_chains": "3",
     "entry": "0.001", "exit": "0.002", "allow_short": None, "weight": "0.4", "reserve": "0.05",
     "cash": "50000", "commission": "0.002", "skip_failed": None, "start": "2020-01-15", "end": "2020-12-31",
     "features": "range,rsi:5", "ensemble": "2", "interval": "0.2", "interval_method": "aci", "aci_gamma": "0.01",
@@ -581,7 +581,6 @@ EVERY_OPTION = {
 # bottom_k=1): a second run, replayed the same way.
 EVERY_GLOBAL_OPTION = {
     "scope": "global", "strategy": "rank", "top_k": "1", "bottom_k": "1", "rebalance_every": "3", "max_drop": "1",
-    "global_chains": "3",
 }
 NOT_RECORDED = {"workers", "executor", "address"}
 
