@@ -74,13 +74,17 @@ def main() -> None:
     print(f"work: default backtest, {args.model.upper()}, {len(frames)} tickers, {bars} bars, cold, no store; "
           f"best of {args.repeat} [median]; CPU s of the best run: this process + its workers")
     base = min(times["per_ticker"])
+    print("  ratio: best / best per-ticker; round: the median [range] of each round's ratio to that round's "
+          "per-ticker run (robust to a machine whose load drifts)")
     for name, values in times.items():
+        rounds = sorted(v / p for v, p in zip(values, times["per_ticker"]))
         best = int(np.argmin(values))
         f = results[name].forecasts
         m = forecast_metrics(f["pred_return"].to_numpy(), f["realized_return"].to_numpy(), f["ticker"].to_numpy())
         mse_zero = float(np.nanmean(f["realized_return"].to_numpy() ** 2))
         print(f"  {name:<25} {len(results[name].folds):4d} folds  {best_and_median(values)}  "
-              f"{min(values) / base:5.2f}x  CPU {cpu[name][best][0]:5.1f} = {cpu[name][best][1]:4.1f} + "
+              f"{min(values) / base:5.2f}x  round {np.median(rounds):4.2f}x [{rounds[0]:.2f}-{rounds[-1]:.2f}]  "
+              f"CPU {cpu[name][best][0]:5.1f} = {cpu[name][best][1]:4.1f} + "
               f"{cpu[name][best][2]:4.1f} s  | MSE {m['mse']:.4e} (zero {mse_zero:.4e})  "
               f"dir acc {m['direction_accuracy']:.4f} (up rate {m['up_rate']:.4f}, n {m['n']})")
 
