@@ -63,8 +63,10 @@ def main() -> None:
     def run(name: str, options: dict):
         before = cpu_by_process()
         result = backtest(frames, model=args.model, store=False, **options)
-        used = {pid: seconds - before.get(pid, 0.0) for pid, seconds in cpu_by_process().items()}
-        cpu[name].append((sum(used.values()), used[0], sum(used.values()) - used[0]))
+        after = cpu_by_process()
+        # totals, not per pid: a worker that exits moves its CPU from its pid to the reaped children's
+        tree, main = sum(after.values()) - sum(before.values()), after[0] - before[0]
+        cpu[name].append((tree, main, tree - main))
         return result
 
     times, results = time_interleaved({name: partial(run, name, options) for name, options in cases.items()},
