@@ -574,7 +574,8 @@ def _run_evaluate(args) -> int:
         print(result.summary())
         if options.get("ensemble", 1) > 1:
             single = evaluate_forecasts(walk_forward_forecasts(frames, model=name, store=store,
-                                                               **{**options, "ensemble": 1, "interval": None}))
+                                                               **{**options, "ensemble": 1, "interval": None,
+                                                                  "interval_method": "split"}))
             print(f"ensemble of {options['ensemble']} vs one model, same bars:")
             print(format_table(result.table[["n", "mse", "direction_accuracy"]].join(
                 single[["mse", "direction_accuracy"]].add_suffix("_1"))))

@@ -5,6 +5,8 @@ not depend on the process that trained it."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -122,3 +124,17 @@ def test_fold_k_continues_fold_k_minus_global_chains():
 def test_other_ensemble_methods_are_refused_in_global_scope():
     with pytest.raises(ConfigError, match="ensemble_method='snapshot'.*scope='global'.*seeds"):
         make_global_walk_forward("lstm", ensemble=4, ensemble_method="snapshot")
+
+
+def test_cli_evaluate_compares_a_global_ensemble_with_adaptive_intervals_to_one_model(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "puffin_bt.cli", "evaluate", "--sample", "AAPL", "MSFT", "IBM",
+                           "--start", "2011-06-01", "--scope", "global", "--ensemble", "2", "--interval", "0.8",
+                           "--interval-method", "aci", "--hidden-dim", "4", "--num-layers", "1", "--epochs", "1",
+                           "--lookback", "10", "--min-train", "120", "--train-window", "160", "--retrain-every", "60",
+                           "--no-baselines", "--no-plot", "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ensemble of 2 vs one model" in proc.stdout
+    forecasts = pd.read_csv(tmp_path / "out" / "forecasts.csv")
+    assert set(forecasts["ticker"]) == {"AAPL", "MSFT", "IBM"} and len(forecasts) > 300
+    assert forecasts[["pred_std", "pred_lo", "pred_hi"]].notna().all().all()
