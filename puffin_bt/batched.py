@@ -26,7 +26,7 @@ import torch
 from .errors import ConfigError
 from .memory import ALIGN, bytes_per_model, free_memory, padded_hidden  # re-exported: their home before memory.py
 from .nets import RecurrentNet
-from .training import Patience, adam_step
+from .training import Patience, adam_step, qlike_loss
 
 __all__ = ["BatchedGRU", "BatchedLSTM", "BatchedRNN", "bytes_per_model", "engine_for", "free_memory",
            "padded_hidden", "supports"]
@@ -272,18 +272,22 @@ class BatchedRNN:
         with torch.no_grad():
             return torch.cat([self.forward(x[:, i:i + VAL_CHUNK])[0] for i in range(0, x.shape[1], VAL_CHUNK)], dim=1)
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Per-model mean squared error on (M, N, T, I) / (M, N, O), eval mode."""
+    def loss(self, x: torch.Tensor, y: torch.Tensor, qlike: bool = False) -> torch.Tensor:
+        """Per-model mean squared error (``qlike``: mean ``training.qlike_loss``) on (M, N, T, I) / (M, N, O),
+        eval mode."""
         total = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         with torch.no_grad():
             for i in range(0, x.shape[1], VAL_CHUNK):  # chunks fixed by N alone: results do not depend on M
                 out, _ = self.forward(x[:, i:i + VAL_CHUNK])
-                total += (out - y[:, i:i + VAL_CHUNK]).pow(2).flatten(1).sum(dim=1)
+                part = y[:, i:i + VAL_CHUNK]
+                losses = qlike_loss(out, part) if qlike else (out - part).pow(2)
+                total += losses.flatten(1).sum(dim=1)
         return total / (y.shape[1] * y.shape[2])
 
     def fit(self, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor | None, y_val: torch.Tensor | None,
             epochs: int, lr: float, batch_size: int, seeds: list[int], weight_decay: float = 0.0,
-            patience: int | None = None, noise_std: float = 0.0, validate_every_epoch: bool = True) -> list[dict]:
+            patience: int | None = None, noise_std: float = 0.0, validate_every_epoch: bool = True,
+            qlike: bool = False) -> list[dict]:
         """Train all models; returns one ``training_loop``-style history per model.
 
         ``x`` (M, N, T, I), ``y`` (M, N, O) on this engine's device. Each model draws
@@ -292,7 +296,8 @@ class BatchedRNN:
         same seed. With ``patience`` and validation data, a model stops after
         ``patience`` epochs without improvement and keeps its best weights. Without
         ``validate_every_epoch`` (and no early stopping) the validation loss is only
-        computed after the last epoch (NaN before).
+        computed after the last epoch (NaN before). ``qlike``: train on ``training.qlike_loss`` (outputs are log
+        variances, targets scaled variances) instead of the squared error.
         """
         M, N = x.shape[0], x.shape[1]
         if len(seeds) != M:
@@ -317,9 +322,14 @@ class BatchedRNN:
                     noise = torch.stack([torch.randn(xb.shape[1:], generator=g, device="cpu") for g in noise_gens]).to(self.device)
                     xb = xb + noise_std * noise
                 out, cache = self.forward(xb, train=True, gens=noise_gens)
-                diff = out - yb
-                total += diff.pow(2).mean(dim=(1, 2)).detach() * idx.shape[1]
-                self.backward(diff.mul_(2.0 / diff[0].numel()), cache)
+                if qlike:  # d/do (y exp(-o) + o) = 1 - y exp(-o)
+                    scaled = torch.exp(-out).mul_(yb)
+                    total += (scaled + out).mean(dim=(1, 2)).detach() * idx.shape[1]
+                    self.backward(scaled.neg_().add_(1.0).mul_(1.0 / out[0].numel()), cache)
+                else:
+                    diff = out - yb
+                    total += diff.pow(2).mean(dim=(1, 2)).detach() * idx.shape[1]
+                    self.backward(diff.mul_(2.0 / diff[0].numel()), cache)
                 step += 1
                 adam_step(self.params, self.grads, exp_avg, exp_sq, step, lr, weight_decay)
                 if rule is not None and not rule.active.all():  # stopped models keep their best weights
@@ -327,7 +337,7 @@ class BatchedRNN:
                     torch.where(frozen, best_params, self.params, out=self.params)
             train_loss = (total / N).tolist()
             validate = has_val and (rule is not None or validate_every_epoch or epoch == epochs - 1)
-            val_loss = self.loss(x_val, y_val).tolist() if validate else [math.nan] * M
+            val_loss = self.loss(x_val, y_val, qlike).tolist() if validate else [math.nan] * M
             active = rule.active.copy() if rule is not None else np.ones(M, dtype=bool)
             for m in np.flatnonzero(active):
                 history[m]["train_loss"].append(train_loss[m])

@@ -64,7 +64,8 @@ def write(path: str | os.PathLike, class_name: str, config: ModelConfig, scaler:
         "class": class_name,
         "config": config.to_dict(),
         # "flat" only when set: files of models that learned something stay as older versions wrote them
-        "scaler": {k: v for k, v in dataclasses.asdict(scaler).items() if k != "flat" or v},
+        # "flat" only when set, "variance" only for a volatility target: return models' files as before
+        "scaler": {k: v for k, v in dataclasses.asdict(scaler).items() if (k != "flat" or v) and v is not None},
         "params": {k: (str(v) if isinstance(v, torch.device) else v) for k, v in params.items()},
         "history": {k: (history or {}).get(k) for k in ("train_loss", "val_loss", "best_epoch", "stopped_epoch")},
         "versions": {"torch": torch.__version__, "numpy": np.__version__},
@@ -114,9 +115,10 @@ def read(path: str | os.PathLike) -> Checkpoint:
             raise ValueError(f"scaler flag flat={flat!r} is not true or false")
         scaler = Scaler(float(saved["mean"]), float(saved["std"]), int(saved["horizon"]),
                         tuple(float(v) for v in saved.get("feature_mean", ())),
-                        tuple(float(v) for v in saved.get("feature_std", ())), flat)
-        stats = (scaler.mean, scaler.std, *scaler.feature_mean, *scaler.feature_std)
-        if not all(math.isfinite(v) for v in stats) or min((scaler.std, *scaler.feature_std)) <= 0:
+                        tuple(float(v) for v in saved.get("feature_std", ())), flat,
+                        None if saved.get("variance") is None else float(saved["variance"]))
+        stats = (scaler.mean, scaler.std, *scaler.feature_mean, *scaler.feature_std, scaler.variance or 1.0)
+        if not all(math.isfinite(v) for v in stats) or min((scaler.std, *scaler.feature_std, stats[-1])) <= 0:
             raise ValueError(f"scaler statistics {saved} are not finite with std > 0")
         if len(scaler.feature_mean) != len(config.features) or len(scaler.feature_std) != len(config.features):
             raise ValueError(f"scaler has statistics for {len(scaler.feature_mean)} feature(s), the model "
@@ -163,9 +165,10 @@ def write_fold(path: str | os.PathLike, class_name: str, walk, params: dict) -> 
     conformal residuals (``read_fold``)."""
     if not walk.nets:
         raise ConfigError("no fold has been trained yet, so there is no model to save; save after the first fold bar")
-    if len(walk.nets) != 1:
-        raise ConfigError(f"a model file holds one network; this walk-forward trains an ensemble of {len(walk.nets)}: "
-                          "use ensemble=1 to save or resume its folds")
+    if walk.config.ensemble != 1:
+        raise ConfigError(f"a model file holds one network; this walk-forward forecasts with an ensemble of "
+                          f"{walk.config.ensemble} (ensemble_method={walk.config.ensemble_method!r}): use ensemble=1 "
+                          "to save or resume its folds")
     resume = {"fold": walk.folds[-1].to_dict(),
               "scores": None if walk.scores is None else [float(v) for v in walk.scores]}
     return write(path, class_name, walk.config, walk.scaler, walk.nets[0].state_dict(),

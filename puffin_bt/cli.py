@@ -135,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(scikit-learn); Diebold-Mariano tests, direction tested against the model's "
                                     "own up/down mix (drift is not skill), IC over dates with 3+ tickers, a verdict "
                                     "line each; writes evaluation.csv, forecasts.csv and predicted-vs-actual plots "
-                                    "to --out.")
+                                    "to --out. --target volatility scores a volatility model instead: QLIKE and the "
+                                    "MSE of variance against HAR-RV, EWMA, the trailing 20-bar estimate and "
+                                    "GARCH(1,1) refitted on the same folds, and a volatility chart per ticker.")
     _add_data_args(ev)
     _add_model_args(ev)
     _add_scope_arg(ev)
@@ -527,9 +529,11 @@ def _write_csv(path: Path, frame, index: bool = True) -> None:
 def _run_evaluate(args) -> int:
     from .baselines import BASELINES_MISSING, baselines_available
     from .data import resolve_data
+    from .dates import periods_per_year
     from .evaluation import compare_families, evaluate, evaluate_forecasts, format_table, walk_forward_forecasts
-    from .plotting import plot_forecasts, safe_name
+    from .plotting import plot_forecasts, plot_volatility, safe_name
     from .store import ForecastStore
+    from .voleval import compare_volatility
     from .walkforward import make_walk_forward, require_history
 
     out_dir, data, model, options, _ = _prepare_run(args, ("data", "execution", "model_scope", "forecast",
@@ -567,22 +571,29 @@ def _run_evaluate(args) -> int:
         results.append(result)
         target = out_dir / name if len(models) > 1 else out_dir
         result.write(target)
+        volatility = options.get("target") == "volatility"
         if not args.no_plot:
             for ticker, g in result.forecasts.groupby("ticker", sort=False):
-                plot_forecasts(g.set_index("date"), out_path=target / f"forecast_{safe_name(ticker)}.png",
-                               title=f"{name.upper()} walk-forward forecasts: {ticker}")
+                if volatility:
+                    plot_volatility(g.set_index("date"), out_path=target / f"volatility_{safe_name(ticker)}.png",
+                                    title=f"{name.upper()} volatility forecast vs realised: {ticker}",
+                                    periods_per_year=periods_per_year(frames[ticker].index)[0])
+                else:
+                    plot_forecasts(g.set_index("date"), out_path=target / f"forecast_{safe_name(ticker)}.png",
+                                   title=f"{name.upper()} walk-forward forecasts: {ticker}")
         print(result.summary())
-        if options.get("ensemble", 1) > 1:
-            single = evaluate_forecasts(walk_forward_forecasts(frames, model=name, store=store,
-                                                               **{**options, "ensemble": 1, "interval": None,
-                                                                  "interval_method": "split"}))
-            print(f"ensemble of {options['ensemble']} vs one model, same bars:")
+        if options.get("ensemble", 1) > 1 and not volatility:
+            one_model = {**options, "ensemble": 1, "ensemble_method": "seeds", "interval": None,
+                         "interval_method": "split"}
+            single = evaluate_forecasts(walk_forward_forecasts(frames, model=name, store=store, **one_model))
+            method = options.get("ensemble_method", OPTIONS["ensemble_method"].default)
+            print(f"ensemble of {options['ensemble']} ({method}) vs one model, same bars:")
             print(format_table(result.table[["n", "mse", "direction_accuracy"]].join(
                 single[["mse", "direction_accuracy"]].add_suffix("_1"))))
         print()
     if len(results) > 1:
         print("model comparison, pooled, same bars (each family beside the baselines):")
-        print(compare_families(results))
+        print(compare_volatility(results) if options.get("target") == "volatility" else compare_families(results))
         print()
     print(f"wrote {out_dir}")
     return EXIT_OK

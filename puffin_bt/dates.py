@@ -1,4 +1,4 @@
-"""Bar dates as Backtrader's float day numbers, computed without Backtrader.
+"""Bar dates as Backtrader's float day numbers, computed without Backtrader, and the bars a year a date index shows.
 
 The forecast store keys entries by the bar dates, and the engine-free paths (ticker workers,
 evaluation) must compute the same numbers the Backtrader feeds do: these functions follow
@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pandas as pd
 
+TRADING_DAYS = 252  # bars a year of daily data: the annualisation of Sharpe ratios and volatility
 _ORDINAL_1970 = 719163.0  # datetime.date(1970, 1, 1).toordinal()
 
 
@@ -60,3 +61,21 @@ def date_numbers_of(index) -> np.ndarray:
         # Daily bars (all at midnight, UTC): the number is the day's ordinal, here without a Python loop.
         return days.astype(np.int64).astype(np.float64) + _ORDINAL_1970
     return np.array([date2num(ts) for ts in index.to_pydatetime()], dtype=np.float64)
+
+
+def periods_per_year(index: pd.DatetimeIndex) -> tuple[float, str]:
+    """Bars per year of a bar index, and how that was found. Intraday bars (most consecutive bars on one date):
+    the median bars per date x 252 trading days (x 365 when bars fall on weekends, as crypto's do); daily bars: 252
+    (365 with weekend bars); longer bars: 365.25 days over the median spacing (52 weekly, 12 monthly)."""
+    dates = pd.DatetimeIndex(index)
+    if len(dates) < 2:
+        return float(TRADING_DAYS), "too few bars to tell: 252 (daily bars)"
+    days_a_year = 365 if (dates.day_of_week >= 5).mean() > 0.05 else TRADING_DAYS
+    calendar = "calendar days (bars on weekends)" if days_a_year == 365 else "trading days"
+    gap_days = float(np.median(np.diff(dates.values) / np.timedelta64(1, "D")))
+    if gap_days < 0.5:
+        per_day = float(pd.Series(1, index=dates).groupby(dates.normalize()).sum().median())
+        return per_day * days_a_year, f"intraday bars: {per_day:g} a day (median) x {days_a_year} {calendar}"
+    if gap_days < 4.5:
+        return float(days_a_year), f"daily bars: {days_a_year} {calendar} a year"
+    return float(round(365.25 / gap_days)), f"bars {gap_days:g} days apart (median): 365.25 / {gap_days:g}, rounded"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,6 +22,8 @@ from .options import OPTIONS
 from .skill import diebold_mariano, direction_test, newey_west_t
 from .store import as_lines
 from .tickers import one_process_options, precompute_forecasts, resolve_workers
+from .volbaselines import GARCH_MISSING, available_methods
+from .voleval import ScoredForecasts, VolatilityEvaluation, baseline_methods, evaluate_volatility, volatility_frame
 from .walkforward import feature_matrix, make_walk_forward, require_history
 
 
@@ -219,12 +220,25 @@ def forecast_frame(ticker: str, dates, closes: np.ndarray, pred_return: np.ndarr
     return pd.DataFrame(columns).dropna(subset=["pred_return"])
 
 
+def _frame(ticker: str, dates, closes: np.ndarray, lines: np.ndarray, schedule, target: str,
+           vol_methods: tuple[str, ...] | None) -> pd.DataFrame:
+    """One ticker's forecasts next to what happened: ``forecast_frame``'s, or a volatility model's
+    (``voleval.volatility_frame``, with the baselines ``vol_methods`` refitted at the schedule's fold bars on its
+    training window)."""
+    if target == "volatility":
+        return volatility_frame(ticker, dates, closes, lines, schedule.horizon, schedule.fold_bars(len(closes)),
+                                vol_methods, schedule.train_window)
+    return forecast_frame(ticker, dates, closes, np.expm1(lines[:, 0]), schedule.horizon, lines)
+
+
 def walk_forward_forecasts(frames: dict, model: str = "lstm", store=None, on_fold=None, workers: int | str | None = None,
                            executor: str | None = None, address: str | None = None, scope: str = "per_ticker",
-                           **forecast_kwargs) -> pd.DataFrame:
+                           vol_methods: tuple[str, ...] | None = (), **forecast_kwargs) -> pd.DataFrame:
     """Walk-forward forecasts for each ticker's closes, without Backtrader.
 
-    Returns a long frame (ticker, date, close, pred_return, realized_return, last_return).
+    Returns a long frame (ticker, date, close, pred_return, realized_return, last_return); with
+    ``target="volatility"`` ``voleval.volatility_frame``'s (pred_var, pred_vol, realized_var and the volatility
+    baselines ``vol_methods`` fitted on the same folds: ``()`` none, None every one installed).
     With a ``ForecastStore`` the entries are shared with ``backtest()`` runs of the same
     data and configuration (same fingerprint). ``workers`` > 1 (or ``"auto"``) or an ``executor``
     (``"local"``/``"ray"``, as in ``backtest``) computes the tickers in parallel into the
@@ -232,7 +246,7 @@ def walk_forward_forecasts(frames: dict, model: str = "lstm", store=None, on_fol
     (``globalmodel``), its folds on the union of their dates.
     """
     if scope == "global":
-        return _global_forecasts(frames, model, store, on_fold, forecast_kwargs)
+        return _global_forecasts(frames, model, store, on_fold, vol_methods, forecast_kwargs)
     if scope != "per_ticker":
         raise ConfigError(f"scope={scope!r} is not known; use 'per_ticker' or 'global'")
     forecast_kwargs = one_process_options(forecast_kwargs, workers)
@@ -254,14 +268,14 @@ def walk_forward_forecasts(frames: dict, model: str = "lstm", store=None, on_fol
             lines = store.forecast_lines(walk, closes, dates, date_numbers_of(df.index), features)
         else:
             lines = walk.run(closes, dates, features).lines
-        parts.append(forecast_frame(ticker, df.index, closes, np.expm1(lines[:, 0]), walk.schedule.horizon, lines))
+        parts.append(_frame(ticker, df.index, closes, lines, walk.schedule, walk.config.target, vol_methods))
         folds.extend({"ticker": ticker, **f.to_dict()} for f in walk.folds)
     out = pd.concat(parts, ignore_index=True)
     out.attrs["folds"] = pd.DataFrame(folds)
     return out
 
 
-def _global_forecasts(frames: dict, model: str, store, on_fold, forecast_kwargs: dict) -> pd.DataFrame:
+def _global_forecasts(frames: dict, model: str, store, on_fold, vol_methods, forecast_kwargs: dict) -> pd.DataFrame:
     report = None if on_fold is None else (lambda rec: on_fold("global", rec))
     walk = make_global_walk_forward(model, report, **forecast_kwargs)
     series = []
@@ -270,8 +284,8 @@ def _global_forecasts(frames: dict, model: str, store, on_fold, forecast_kwargs:
         series.append(Series(ticker, date_numbers_of(df.index), np.asarray(closes, dtype=np.float64), features))
     preds = store.global_forecasts(walk, series, num2date) if store is not None else \
         walk.forecast_all_lines(series, num2date)
-    parts = [forecast_frame(ticker, df.index, df["close"].to_numpy(dtype=np.float64), np.expm1(as_lines(preds[ticker])[:, 0]),
-                            walk.schedule.horizon, as_lines(preds[ticker])) for ticker, df in frames.items()]
+    parts = [_frame(ticker, df.index, df["close"].to_numpy(dtype=np.float64), as_lines(preds[ticker]), walk.schedule,
+                    walk.config.target, vol_methods) for ticker, df in frames.items()]
     out = pd.concat(parts, ignore_index=True)
     out.attrs["folds"] = pd.DataFrame([{"ticker": "(global)", **f.to_dict()} for f in walk.folds])
     return out
@@ -336,7 +350,7 @@ def format_table(table: pd.DataFrame) -> str:
 
 
 @dataclass
-class EvaluationResult:
+class EvaluationResult(ScoredForecasts):
     """What ``evaluate`` found for one model family: the forecasts next to what happened (``forecasts``,
     with the baselines' columns), the per-ticker and pooled metrics (``table``: evaluation.csv), the
     per-date information coefficients (``ic``) and their summary, and notes on what could not be computed."""
@@ -348,10 +362,6 @@ class EvaluationResult:
     ic_summary: pd.DataFrame
     horizon: int = 1
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def folds(self) -> pd.DataFrame:
-        return self.forecasts.attrs.get("folds", pd.DataFrame())
 
     def verdicts(self) -> dict[str, str]:
         """``{ticker or "POOLED": verdict line}``."""
@@ -366,18 +376,13 @@ class EvaluationResult:
         if len(self.ic):
             lines += [f"cross-sectional, per date across the {tickers} tickers (ic.csv; t with Newey-West errors, "
                       f"{self.horizon - 1} lag(s)):", self.ic_summary.to_string(float_format=lambda v: f"{v:.4f}")]
-        width = max(len(str(t)) for t in self.table.index)
-        lines += ["verdict (one-sided tests at 5%):"]
-        lines += [f"  {str(ticker):<{width}}  {line}" for ticker, line in self.verdicts().items()]
-        lines += [f"note: {note}" for note in self.notes]
+        lines += self.verdict_lines("verdict (one-sided tests at 5%):")
         return "\n".join(lines)
 
     def write(self, folder) -> None:
         """evaluation.csv, forecasts.csv and, when there are IC dates, ic.csv and ic_summary.csv into ``folder``
         (atomically)."""
-        folder = Path(folder)
-        atomic_write_bytes(folder / "evaluation.csv", self.table.to_csv().encode())
-        atomic_write_bytes(folder / "forecasts.csv", self.forecasts.to_csv(index=False).encode())
+        folder = self.write_tables(folder)
         if len(self.ic):
             atomic_write_bytes(folder / "ic.csv", self.ic.to_csv(index_label="date").encode())
             atomic_write_bytes(folder / "ic_summary.csv", self.ic_summary.to_csv().encode())
@@ -389,13 +394,21 @@ MIN_IC_TICKERS = 3
 def evaluate(frames: dict, model: str = "lstm", store=None, on_fold=None, workers: int | str | None = None,
              executor: str | None = None, address: str | None = None, scope: str = "per_ticker",
              no_baselines: bool = False, baselines_from: EvaluationResult | None = None,
-             **forecast_kwargs) -> EvaluationResult:
+             **forecast_kwargs) -> EvaluationResult | VolatilityEvaluation:
     """Walk-forward forecasts of ``frames`` ({ticker: OHLCV frame}) scored honestly: every metric next to
     the zero-return, always-up and last-return forecasts and (unless ``no_baselines``, and when
     scikit-learn is installed) ridge and gradient boosting fitted on the same folds; Diebold–Mariano and
     call-mix direction tests; IC over dates with 3+ tickers. Options as ``walk_forward_forecasts``;
     ``baselines_from``: an earlier result on the same data and schedule (another family) whose baseline
-    forecasts are reused instead of refitted."""
+    forecasts are reused instead of refitted. ``target="volatility"``: a ``voleval.VolatilityEvaluation``, QLIKE
+    and the MSE of variance against HAR-RV, EWMA, the trailing 20-bar estimate and GARCH(1,1) (with ``arch``)
+    refitted on the nets' fold bars (none with ``no_baselines``)."""
+    horizon = OPTIONS["horizon"].check(forecast_kwargs.get("horizon", OPTIONS["horizon"].default))
+    if OPTIONS["target"].check(forecast_kwargs.get("target", OPTIONS["target"].default)) == "volatility":
+        forecasts = walk_forward_forecasts(frames, model, store, on_fold, workers, executor, address, scope,
+                                           baseline_methods(no_baselines), **forecast_kwargs)
+        notes = [] if no_baselines or "garch" in available_methods() else [GARCH_MISSING]
+        return VolatilityEvaluation(model, forecasts, evaluate_volatility(forecasts, horizon), horizon, notes)
     forecasts = walk_forward_forecasts(frames, model, store, on_fold, workers, executor, address, scope,
                                        **forecast_kwargs)
     notes = []
@@ -407,7 +420,6 @@ def evaluate(frames: dict, model: str = "lstm", store=None, on_fold=None, worker
         forecasts = add_baseline_forecasts(forecasts, frames, model, scope, **forecast_kwargs)
     else:
         notes.append(BASELINES_MISSING)
-    horizon = OPTIONS["horizon"].check(forecast_kwargs.get("horizon", OPTIONS["horizon"].default))
     table = evaluate_forecasts(forecasts, forecast_kwargs.get("interval"), horizon)
     per_date = information_coefficients(forecasts, MIN_IC_TICKERS)
     dates = forecasts.dropna(subset=["pred_return", "realized_return"])["date"].nunique()

@@ -18,7 +18,8 @@ from . import models
 from .errors import ConfigError, DataError
 from .options import ModelConfig
 from .schedule import FoldSchedule
-from .training import EarlyStopping, TensorBatches, make_adam, seed_torch, training_loop
+from .training import EarlyStopping, TensorBatches, criterion_for, make_adam, seed_torch, training_loop
+from .volatility import realised_variance_target
 from .windows import (
     Scaler,
     complete_windows,
@@ -71,17 +72,22 @@ def fold_data(cfg: ModelConfig, closes: np.ndarray, sample_bars: np.ndarray, dev
     first_return_bar = int(train_bars[0]) - cfg.lookback + 1
     rows = slice(first_return_bar, int(train_bars[-1]) + 1)
     scaler = Scaler.fit(returns[rows], cfg.horizon, None if features is None else features[rows])
+    targets = realised_variance_target if cfg.target == "volatility" else window_targets
+    y_train = targets(closes, train_bars, cfg.horizon)
+    if cfg.target == "volatility":  # each target over its window's anchor, floored by the fold's mean variance
+        scaler = scaler.for_variance(y_train)
 
     def inputs(bars):
         windows = None if features is None else window_features(features, bars, cfg.lookback)
         return _to_tensor(scaler.inputs(window_inputs(returns, bars, cfg.lookback), windows), device)
 
     x_train = inputs(train_bars)
-    y_train = _to_tensor(scaler.y(window_targets(closes, train_bars, cfg.horizon))[:, None], device)
+    y_train = _to_tensor(scaler.y(y_train, window_inputs(returns, train_bars, cfg.lookback))[:, None], device)
     x_val = y_val = None
     if len(val_bars):
         x_val = inputs(val_bars)
-        y_val = _to_tensor(scaler.y(window_targets(closes, val_bars, cfg.horizon))[:, None], device)
+        y_val = _to_tensor(scaler.y(targets(closes, val_bars, cfg.horizon),
+                                    window_inputs(returns, val_bars, cfg.lookback))[:, None], device)
     return FoldData(scaler, x_train, y_train, x_val, y_val)
 
 
@@ -121,12 +127,12 @@ def new_fold_net(config: ModelConfig, k: int, member: int = 0) -> nn.Module:
 
 
 def new_fold_nets(config: ModelConfig, k: int) -> list[nn.Module]:
-    """Fold ``k``'s ``config.ensemble`` freshly initialised networks."""
-    return [new_fold_net(config, k, m) for m in range(config.ensemble)]
+    """Fold ``k``'s freshly initialised networks: ``config.trained_members`` of them."""
+    return [new_fold_net(config, k, m) for m in range(config.trained_members)]
 
 
 def fold_seeds(config: ModelConfig, k: int) -> list[int]:
-    return [member_seed(config.seed + k, m) for m in range(config.ensemble)]
+    return [member_seed(config.seed + k, m) for m in range(config.trained_members)]
 
 
 def validation_residuals(nets: list[nn.Module], data: FoldData, device: torch.device) -> np.ndarray | None:
@@ -183,7 +189,7 @@ def train_prepared(net: nn.Module, cfg: ModelConfig, data: FoldData, epochs: int
         if cfg.patience is not None and val_loader is not None:
             callbacks.append(EarlyStopping(patience=cfg.patience, restore_best_weights=True))
         history = training_loop(
-            net, train_loader, val_loader, epochs, optimizer, nn.MSELoss(),
+            net, train_loader, val_loader, epochs, optimizer, criterion_for(cfg.target),
             callbacks=callbacks, device=device, noise_std=cfg.noise_level,
             on_epoch_end=on_epoch_end,
         )
@@ -222,6 +228,7 @@ def train_networks_together(nets: list[nn.Module], cfg: ModelConfig, data: list[
         torch.stack([d.y_val for d in data]) if has_val else None,
         epochs=epochs, lr=cfg.lr, batch_size=cfg.batch_size, seeds=seeds, weight_decay=cfg.weight_decay,
         patience=cfg.patience, noise_std=cfg.noise_level, validate_every_epoch=cfg.patience is not None,
+        qlike=cfg.target == "volatility",
     )
     engine.write_back(nets)
     for net in nets:  # built on the CPU (seeded there), trained on the engine's device: forecast there too
@@ -319,8 +326,9 @@ def predict_windows(net: nn.Module, scaler: Scaler, windows: np.ndarray, device:
     net.eval()
     with torch.inference_mode():
         out = net(x)[:, 0].cpu().double().numpy()
-    pred = scaler.y_inverse(out)
-    pred[flat_windows(windows)] = 0.0
+    pred = scaler.y_inverse(out, windows)
+    if scaler.variance is None:  # a variance forecast from a calm window is still the net's (a low one)
+        pred[flat_windows(windows)] = 0.0
     return pred
 
 

@@ -213,6 +213,9 @@ class RNNForecaster:
                 f"checkpoint {str(path)!r} holds a {cfg.cell.upper()} model but {cls.__name__}.load was "
                 f"called; use {ESTIMATORS[cfg.cell].__name__}.load or RNNForecaster.load"
             )
+        if cfg.target == "volatility":  # its output is a variance: an estimator would read it as a log return
+            raise CheckpointError(f"checkpoint {str(path)!r} holds a volatility model (target='volatility'); the "
+                                  "estimators forecast returns: resume it with a forecast indicator's model_dir")
         target = ESTIMATORS[cfg.cell] if cls is RNNForecaster else cls
         params = {k: v for k, v in saved.params.items() if k in ESTIMATOR_NAMES}
         params["device"] = device

@@ -33,7 +33,7 @@ from .intervals import LINES, VOL_WINDOW, AdaptiveLevel, lines_of
 from .options import FitConfig, IntervalConfig, ModelConfig
 from .processes import available_memory
 from .schedule import FoldSchedule
-from .walkforward import FoldRecord, option_sets
+from .walkforward import FoldRecord, check_interval, option_sets
 from .windows import complete_windows, returns_of, split_train_val, window_features, window_inputs
 
 MEMORY_SHARE = 0.25  # the folds trained ahead (every fold's networks, until forecast) take at most this much
@@ -102,9 +102,7 @@ class GlobalWalkForward(LazyDevice):
         self.fit = FitConfig() if fit is None else fit
         self.uncertainty = IntervalConfig() if uncertainty is None else uncertainty
         self.interval = self.uncertainty.interval  # the coverage, None when off
-        if self.interval is not None and config.validation_split == 0:
-            raise ConfigError(f"interval={self.interval} is fitted on each fold's validation residuals; "
-                              "validation_split=0 leaves none: use validation_split > 0")
+        check_interval(config, self.interval)
         self._name_device(self.fit.device)  # the CPU resolved when first used: no torch for a run from the store
         models.require_memory(config, self._device or "cpu", schedule.train_window)  # before any fold allocates it
         self.on_fold = on_fold
@@ -249,7 +247,8 @@ class GlobalWalkForward(LazyDevice):
         with torch_threads(self.fit.threads):
             members = np.stack([predict_windows(net, scaler, windows, self.device, feature_windows)
                                 for net in self.nets])
-        log_return, spread = intervals.combine(members)
+        combine = intervals.combine_variances if self.config.target == "volatility" else intervals.combine
+        log_return, spread = combine(members)
         widths = None
         if self.interval is not None:
             scores, split = self.scores[name], intervals.conformal_half_width(self.scores[name], self.interval)
@@ -387,7 +386,7 @@ def make_global_walk_forward(cell: str = "lstm", on_fold=None, **options) -> Glo
     """A ``GlobalWalkForward`` from flat walk-forward options, as ``make_walk_forward``. Its ensembles are seeded
     members; the cheaper ensemble methods build on the per-ticker walk-forward's folds."""
     method = options.get("ensemble_method", "seeds")
-    if method != "seeds":
+    if method != "seeds" and options.get("ensemble", 1) > 1:
         raise ConfigError(f"ensemble_method={method!r} is not available with scope='global'; use "
                           "ensemble_method='seeds' (seeded members), or scope='per_ticker'")
     config, schedule, fit, uncertainty = option_sets(cell, **options)

@@ -28,6 +28,8 @@ import numpy as np
 
 from .errors import ConfigError
 
+# A volatility target (``target="volatility"``) keeps the same four columns: the forecast per-bar variance, the
+# members' spread of volatilities, and NaN (no interval).
 LINES = ("pred_log_return", "pred_std", "pred_lo", "pred_hi")
 # Log returns in the trailing realised volatility of the "vol" score. 20 bars over-react (a noisy estimate, and
 # volatility reverts): on the bundled stocks the 80% interval then covered 73.5 / 81.8 / 86.7% by tercile of
@@ -123,6 +125,15 @@ def combine(members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if members.shape[0] == 1:
         return members[0], np.full(members.shape[1:], np.nan)
     return members.mean(axis=0), np.expm1(members).std(axis=0, ddof=1)
+
+
+def combine_variances(members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean variance, spread of volatilities) of an ensemble's variance forecasts (``target="volatility"``),
+    members along axis 0: the mean of variances is the mixture's variance, so no member's scale is lost."""
+    members = np.asarray(members, dtype=np.float64)
+    if members.shape[0] == 1:
+        return members[0], np.full(members.shape[1:], np.nan)
+    return members.mean(axis=0), np.sqrt(members).std(axis=0, ddof=1)
 
 
 @dataclass

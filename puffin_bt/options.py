@@ -256,6 +256,9 @@ class Option:
     # Changes the forecasts: the forecast store's fingerprint and the grouping of tickers walked forward
     # together hash exactly these (``keyed_names``); any other option must leave every forecast as it is.
     forecasts: bool = False
+    # Left out of those keys while at its default, so that forecasts stored before the option existed (which are
+    # the default's) are still found: an option added later that the existing forecasts do not depend on.
+    keyed_at_default: bool = True
 
     def check(self, value):
         return self.kind.check(self.name, value)
@@ -290,6 +293,11 @@ _ALL: list[Option] = [
            "epochs without a better validation loss before a fold stops (best weights restored); 'none' = off",
            ("model",), forecasts=True),
     Option("horizon", 1, Int(1, MAX_HORIZON), "bars ahead the forecast is about", ("model", "schedule"), forecasts=True),
+    Option("target", "return", Choice(("return", "volatility")),
+           "what the nets forecast: return, the log return over the next horizon bars (pred_return); volatility, the "
+           "realised variance over the next horizon bars (mean squared log return), trained with the QLIKE loss "
+           "(pred_vol: its square root, per bar, not annualised; horizon 5 recommended)",
+           ("model",), forecasts=True, keyed_at_default=False),
     Option("seed", 0, Int(0, MAX_SEED), "random seed (fold k uses seed + k)", ("model",), forecasts=True),
     Option("features", (), Features(),
            f"input features besides the returns, computed from each ticker's own bars: {describe_features()}",
@@ -297,6 +305,11 @@ _ALL: list[Option] = [
     Option("ensemble", 1, Int(1, 64),
            "models per fold, independently seeded and trained together; pred_return is their mean, pred_std their "
            "spread", ("model",), forecasts=True),
+    Option("ensemble_method", "seeds", Choice(("seeds", "folds")),
+           "how the ensemble's members are made: seeds: independently seeded nets trained together (ensemble x the "
+           "training); folds: the models of the last ENSEMBLE folds, each trained at its own date (one model's "
+           "training; fewer members in the first folds)",
+           ("model",), forecasts=True),
     Option("interval", None, Float(0.0, 1.0, min_inclusive=False, max_inclusive=False, allow_none=True),
            "coverage of a conformal prediction interval (pred_lo, pred_hi) from each fold's validation residuals, "
            "e.g. 0.8 ('none': off)", ("uncertainty",), forecasts=True),
@@ -323,10 +336,16 @@ _ALL: list[Option] = [
     Option("rule", "threshold", Choice(("threshold", "interval")),
            "threshold: long when pred_return > entry, flat when < -exit; interval: long when pred_lo > entry, flat "
            "when pred_hi < -exit (needs --interval)", ("strategy",)),
-    Option("sizing", "equal", Choice(("equal", "volatility", "confidence")),
+    Option("sizing", "equal", Choice(("equal", "volatility", "confidence", "vol_target")),
            "equal: weight x sleeve; volatility: less when the predicted volatility is above its median so far; "
-           "confidence: scaled by |pred_return| / interval width (needs --interval); never above equal",
-           ("strategy",)),
+           "confidence: scaled by |pred_return| / interval width (needs --interval); never above equal; vol_target: "
+           "min(max_leverage, target_vol / predicted annualised volatility) x sleeve, resized when it moves > 10% "
+           "(rank: equal or vol_target)", ("strategy", "rank")),
+    Option("target_vol", 0.15, Float(0.0, 10.0, min_inclusive=False),
+           "annualised volatility a position aims at with sizing vol_target", ("strategy", "rank")),
+    Option("max_leverage", 1.0, Float(0.0, 100.0, min_inclusive=False),
+           "largest position with sizing vol_target, in sleeves (1: all of it; above 1 needs the broker's spare "
+           "cash, else the order is rejected)", ("strategy", "rank")),
     Option("weight", None, Float(0.0, 1.0, min_inclusive=False, allow_none=True),
            "share of its ticker's sleeve (1/n of the capital plus its own P&L) a position takes (default 1 - reserve)",
            ("strategy",)),
@@ -351,7 +370,7 @@ _ALL: list[Option] = [
     Option("commission", 0.001, Float(0.0, 0.1), "commission rate per trade", ("broker",)),
     Option("periods_per_year", None, Float(0.0, 10_000_000.0, min_inclusive=False, allow_none=True),
            "bars a year that annualise Sharpe and volatility ('none': from the dates: 252 daily, 78 x 252 5-minute)",
-           ("broker",)),
+           ("broker", "strategy", "rank")),
     # ---- where forecasts are computed
     Option("workers", "auto", Processes(),
            "processes computing the tickers' forecasts in parallel: 'auto' = one per CPU core up to one per ticker; "
@@ -410,6 +429,13 @@ def keyed_names() -> tuple[str, ...]:
     return tuple(o.name for o in _ALL if o.forecasts)
 
 
+def keyed_values(values: Mapping) -> dict:
+    """The values of the options that change forecasts (``keyed_names``), from ``values`` (every one of them given),
+    less those at their default that are keyed only away from it (``Option.keyed_at_default``)."""
+    return {name: values[name] for name in keyed_names()
+            if OPTIONS[name].keyed_at_default or values[name] != OPTIONS[name].default}
+
+
 def defaults(*groups: str) -> dict:
     return {name: OPTIONS[name].default for name in names(*groups)}
 
@@ -417,6 +443,27 @@ def defaults(*groups: str) -> dict:
 def forecast_defaults() -> dict:
     """Every walk-forward option with its default (the indicators' params, ``walk_forward``'s keywords)."""
     return defaults("forecast")
+
+
+# The sizings each shipped strategy knows (the threshold strategy: all of the ``sizing`` option's choices).
+SIZINGS = {"rank": ("equal", "vol_target"), "buy-and-hold": ("equal", "vol_target")}
+
+
+def check_sizing(strategy: str, sizing: str) -> None:
+    """ConfigError unless ``strategy`` (``"rank"`` or ``"buy-and-hold"``) sizes by ``sizing``."""
+    if sizing not in SIZINGS[strategy]:
+        raise ConfigError(f"sizing={sizing!r} is not one of the {strategy} strategy's; use one of "
+                          f"{', '.join(map(repr, SIZINGS[strategy]))}")
+
+
+def require_return_target(target: str, what: str) -> None:
+    """ConfigError when ``what`` (a backtest, a tuning search) would trade a volatility model's forecasts: they are
+    variances, and its ``pred_return`` is NaN."""
+    if target == "volatility":
+        raise ConfigError(f"target='volatility' forecasts a variance, not a return: {what} trades pred_return, which "
+                          "a volatility model leaves NaN; use target='return' (the default) and size by the volatility "
+                          "forecast with sizing='vol_target', or score a volatility model with evaluate(..., "
+                          "target='volatility') (CLI: puffin-bt evaluate --target volatility)")
 
 
 def resolve(given: Mapping, groups: Iterable[str], where: str, fill: bool = True) -> dict:
@@ -573,7 +620,8 @@ class ModelConfig(OptionSet):
     """
 
     NAMES = ("cell", "hidden_dim", "num_layers", "dropout", "lookback", "horizon", "lr", "batch_size",
-             "weight_decay", "noise_level", "validation_split", "patience", "seed", "features", "ensemble")
+             "weight_decay", "noise_level", "validation_split", "patience", "seed", "features", "ensemble",
+             "ensemble_method", "target")
 
     def _default(self, name: str):
         return DEFAULT_CELL if name == "cell" else OPTIONS[name].default
@@ -590,10 +638,22 @@ class ModelConfig(OptionSet):
             return names
         return OPTIONS[name].check(value)
 
+    def _check(self) -> None:
+        if self.ensemble_method != "seeds" and self.ensemble == 1:
+            raise ConfigError(f"ensemble_method={self.ensemble_method!r} makes an ensemble's members, but ensemble=1 "
+                              "is one model; set ensemble >= 2, e.g. ensemble=8 (or leave ensemble_method at 'seeds')")
+
     @property
     def n_inputs(self) -> int:
-        """Values per time step of an input window: the return, then each feature."""
-        return 1 + len(self.features)
+        """Values per time step of an input window: the return (a volatility target: and its magnitude), then each
+        feature."""
+        return 1 + (self.target == "volatility") + len(self.features)
+
+    @property
+    def trained_members(self) -> int:
+        """Networks each fold trains: the ensemble's for ``"seeds"``; one for ``"folds"``, whose other members are
+        earlier folds' models."""
+        return self.ensemble if self.ensemble_method == "seeds" else 1
 
 
 
@@ -617,5 +677,6 @@ class IntervalConfig(OptionSet):
 
 # The estimators (TradingLSTM, ...) take the model options plus these; the chapter fits
 # one model for 50 epochs where a walk-forward's first fold trains 10.
-ESTIMATOR_NAMES = tuple(n for n in ModelConfig.NAMES if n not in ("cell", "features", "ensemble")) + ("epochs", "device")
+ESTIMATOR_NAMES = tuple(n for n in ModelConfig.NAMES
+                        if n not in ("cell", "features", "ensemble", "ensemble_method", "target")) + ("epochs", "device")
 ESTIMATOR_DEFAULTS = {**{name: OPTIONS[name].default for name in ESTIMATOR_NAMES}, "epochs": 50}

@@ -22,7 +22,7 @@ from ._version import __version__
 from .errors import ConfigError
 from .files import atomic_write_bytes, default_cache_dir, warn_cache_unwritable
 from .intervals import LINES
-from .options import keyed_names
+from .options import keyed_values
 from .walkforward import FoldRecord, WalkForward
 
 # Bump when a change to puffin_bt changes the forecasts themselves: entries made by other code
@@ -60,7 +60,7 @@ def keyed_options(walk) -> dict:
     (``options.keyed_names``), read from its option sets; the features with the names of the caller's inputs."""
     sets = [walk.config, walk.schedule, walk.fit, walk.uncertainty]
     values = {name: value for option_set in sets for name, value in option_set.to_dict().items()}
-    return {"cell": walk.config.cell, **{name: values[name] for name in keyed_names()}}
+    return {"cell": walk.config.cell, **keyed_values(values)}
 
 
 DEVICE_TYPES = ("cuda", "mps", "cpu")

@@ -33,7 +33,7 @@ from ._sizing import cold_batch
 from .checks import check_int
 from .dates import date_numbers_of, num2date
 from .errors import ConfigError, PuffinError
-from .options import OPTIONS, keyed_names, resolve
+from .options import OPTIONS, keyed_values, resolve
 from .processes import available_cpus, available_memory, mark_worker, quiet_fork_warning, start_method, worker_initargs
 from .store import ForecastStore, fingerprint
 from .universe import forecast_together
@@ -276,7 +276,7 @@ def plan_groups(tasks: list[ForecastTask], model: str, n_workers: int, tickers_p
         size = tickers_per_task
         if size is None:
             walk = _walk_for(members[0], walks)
-            batch = max(1, cold_batch(walk.config)[0] // walk.config.ensemble)
+            batch = max(1, cold_batch(walk.config)[0] // walk.config.trained_members)
             size = max(1, min(batch, -(-len(tasks) // max(1, n_workers))))
         members = sorted(members, key=lambda t: -len(t.closes))
         groups += [members[i:i + size] for i in range(0, len(members), size)]
@@ -288,7 +288,7 @@ def _signature(model: str, options: dict) -> str:
     family, device and options that change forecasts (``options.keyed_names``, defaults filled in); the others
     (threads, fold_workers) may differ, each task still runs with its own."""
     values = resolve(options, ["forecast"], "forecast options")
-    return repr((model, values["device"], [(name, values[name]) for name in keyed_names()]))
+    return repr((model, values["device"], list(keyed_values(values).items())))
 
 
 def _walk_for(task: ForecastTask, walks: Mapping | None) -> WalkForward:
@@ -306,7 +306,7 @@ def _workers_memory_allows(groups: list[list[ForecastTask]], walks: Mapping) -> 
     for group in groups:
         walk = _walk_for(group[0], walks)
         max_batch, per_model = cold_batch(walk.config)
-        need = max(need, min(max_batch, len(group) * walk.config.ensemble) * per_model + 64 * 2**20)
+        need = max(need, min(max_batch, len(group) * walk.config.trained_members) * per_model + 64 * 2**20)
     return max(1, int(free * MEMORY_SHARE) // need)
 
 

@@ -233,6 +233,26 @@ class TensorBatches:
 Callback = Callable[[float, nn.Module], bool]
 
 
+def qlike_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Element-wise Gaussian negative log-likelihood of a variance, up to constants: ``y / exp(o) + o`` for a net
+    output ``o`` (a log variance) and a target ``y`` (a realised variance, scaled). Minimised at ``exp(o) = E[y]``:
+    the forecast is the mean variance, not the median that least squares on ``log y`` gives (biased low by
+    Jensen's inequality, which QLIKE punishes). Its gradient in ``o`` is ``1 - y / exp(o)``."""
+    return y * torch.exp(-out) + out
+
+
+class QLikeLoss(nn.Module):
+    """``qlike_loss`` averaged: the training loss of a volatility target (``target="volatility"``)."""
+
+    def forward(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return qlike_loss(out, y).mean()
+
+
+def criterion_for(target: str) -> nn.Module:
+    """The training loss of a forecast target: least squares for returns, QLIKE for volatility."""
+    return QLikeLoss() if target == "volatility" else nn.MSELoss()
+
+
 def _as_2d(t: torch.Tensor) -> torch.Tensor:
     # Predictions are (batch, output_dim); a 1-D target would broadcast an (n, n) loss.
     return t.unsqueeze(-1) if t.dim() == 1 else t

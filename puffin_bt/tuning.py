@@ -28,7 +28,7 @@ from .data import resolve_data
 from .errors import ConfigError, DataError
 from .evaluation import forecast_metrics
 from .files import atomic_write_bytes
-from .options import BACKTEST_GROUPS, OPTIONS, names, options_doc, resolve, signature_parameters
+from .options import BACKTEST_GROUPS, OPTIONS, names, options_doc, require_return_target, resolve, signature_parameters
 from .stats import (
     constant_up_to_roundoff,
     deflated_sharpe_ratio,
@@ -204,6 +204,7 @@ def score(result, objective: str) -> float:
 def tune(data=None, model: str = "lstm", *, space: dict | None = None, cache_dir=None, store=True, on_trial=None,
          **options) -> TuneResult:
     opts = resolve(options, ("tune", *BACKTEST_GROUPS), "tune()")
+    require_return_target(opts["target"], "every trial's backtest")
     space = check_space(CHAPTER_SPACE if space is None else space)
     embargo, minimum = embargo_bars(opts, space)
     # What every trial's backtest gets: the caller's backtest options (the frames are already cut to dates).

@@ -91,7 +91,7 @@ def _train_round(members: list[_Member]) -> None:
     Walk-forwards that refit from scratch take several folds ahead (they are independent), so the batches
     stay full however few tickers there are."""
     jobs = []  # (member, job)
-    cold_ahead = max(1, -(-_max_models(members[0].walk) // (len(members) * members[0].walk.config.ensemble)))
+    cold_ahead = max(1, -(-_max_models(members[0].walk) // (len(members) * members[0].walk.config.trained_members)))
     for m in members:
         walk = m.walk
         if not walk.on_engine():

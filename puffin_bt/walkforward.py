@@ -9,6 +9,7 @@ adapters over ``WalkForward``; ``walk_forward`` runs it on a plain array.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
 import time
@@ -28,6 +29,7 @@ from .intervals import (
     VOL_WINDOW,
     AdaptiveLevel,
     combine,
+    combine_variances,
     conformal_half_width,
     fold_scores,
     half_widths,
@@ -45,6 +47,7 @@ from .windows import (
     split_train_val,
     window_features,
     window_inputs,
+    window_targets,
 )
 
 if TYPE_CHECKING:
@@ -92,14 +95,27 @@ class FoldRecord:
 class WalkForwardResult:
     """Forecasts for every bar of a series (NaN where no fold had been trained yet)."""
 
-    pred_log_return: np.ndarray
+    pred_log_return: np.ndarray  # target="volatility": the forecast per-bar variance
     folds: list[FoldRecord] = field(default_factory=list)
     lines: np.ndarray | None = None  # (bars, 4): intervals.LINES
+    target: str = "return"
 
     @property
     def pred_return(self) -> np.ndarray:
-        """Predicted simple return over the next ``horizon`` bars (an ensemble's: of its mean log return)."""
+        """Predicted simple return over the next ``horizon`` bars (an ensemble's: of its mean log return); NaN for
+        a volatility target."""
+        if self.target == "volatility":
+            return np.full(len(self.pred_log_return), np.nan)
         return np.expm1(self.pred_log_return)
+
+    @property
+    def pred_vol(self) -> np.ndarray:
+        """Forecast volatility (``target="volatility"``): the square root of the mean squared log return per bar
+        over the next ``horizon`` bars, not annualised (times ``sqrt(252)`` for daily bars); NaN for a return
+        target."""
+        if self.target != "volatility":
+            return np.full(len(self.pred_log_return), np.nan)
+        return np.sqrt(self.pred_log_return)
 
     @property
     def pred_std(self) -> np.ndarray:
@@ -114,6 +130,28 @@ class WalkForwardResult:
     @property
     def pred_hi(self) -> np.ndarray:
         return self.lines[:, 3]
+
+
+class FoldModel:
+    """A fold's model in an ``ensemble_method="folds"`` ensemble: its network and scaler, never trained again (a warm
+    refit continues from a copy), and the forecasts it has made, by input window. Successive folds' validation
+    windows and forecast bars overlap, so each window is forecast once by each model, not once per fold."""
+
+    def __init__(self, net: torch.nn.Module, scaler) -> None:
+        self.net, self.scaler = net, scaler
+        self._seen: dict[bytes, float] = {}
+
+    def forecast(self, windows: np.ndarray, feature_windows: np.ndarray | None, device) -> np.ndarray:
+        """``predict_windows`` of this model, each window computed the first time it is asked for."""
+        keys = [row.tobytes() for row in np.ascontiguousarray(windows)]
+        if feature_windows is not None:
+            keys = [key + rows.tobytes() for key, rows in zip(keys, np.ascontiguousarray(feature_windows))]
+        new = [i for i, key in enumerate(keys) if key not in self._seen]
+        if new:
+            values = predict_windows(self.net, self.scaler, windows[new], device,
+                                     None if feature_windows is None else feature_windows[new])
+            self._seen.update(zip((keys[i] for i in new), values.tolist()))
+        return np.array([self._seen[key] for key in keys])
 
 
 class WalkForward(LazyDevice):
@@ -152,11 +190,11 @@ class WalkForward(LazyDevice):
         models.require_memory(config, self._device or "cpu", schedule.train_window)  # before any fold allocates it
         self.on_fold = on_fold
         self.interval = self.uncertainty.interval  # the coverage, None when off
-        if self.interval is not None and config.validation_split == 0:
-            raise ConfigError(f"interval={self.interval} is fitted on each fold's validation residuals; "
-                              "validation_split=0 leaves none: use validation_split > 0")
-        self.nets: list[torch.nn.Module] = []  # the current fold's model(s): config.ensemble of them
+        check_interval(config, self.interval)
+        self.nets: list[torch.nn.Module] = []  # the current fold's model(s): config.trained_members of them
         self.scaler = None
+        # ensemble_method="folds": the current fold's model and up to ensemble - 1 earlier ones, oldest first
+        self._fold_models: list[FoldModel] = []
         # the current fold's split-conformal half-width (log return; "vol": in units of the trailing volatility)
         self.half_width: float | None = None
         self.scores: np.ndarray | None = None  # its validation residuals' magnitudes ("vol": over the volatility)
@@ -239,7 +277,21 @@ class WalkForward(LazyDevice):
             return fitting.cold_job(self.config, self.schedule, self.fit.epochs, self.device, k, history, features)
         t0 = time.perf_counter()
         data = fold_data(self.config, history, self.schedule.sample_bars(bar), self.device, features)
-        return fitting.FoldJob(k, self.nets, data, self.fit.refit_epochs, time.perf_counter() - t0)
+        return fitting.FoldJob(k, self._continued(), data, self.fit.refit_epochs, time.perf_counter() - t0)
+
+    def _continued(self) -> list[torch.nn.Module]:
+        """The networks a warm refit continues: the current ones, in place; copies of them for
+        ``ensemble_method="folds"``, whose members keep each earlier fold's model as it was at its date."""
+        if self.config.ensemble_method == "folds":
+            return [copy.deepcopy(net) for net in self.nets]
+        return self.nets
+
+    def _take(self, nets: list[torch.nn.Module], scaler) -> None:
+        """Make a fold's trained ``nets`` and ``scaler`` the current ones (``"folds"``: its model joins the
+        ensemble's fold models, the oldest beyond ``ensemble`` leaves)."""
+        self.nets, self.scaler = nets, scaler
+        if self.config.ensemble_method == "folds":
+            self._fold_models = [*self._fold_models, FoldModel(nets[0], scaler)][-self.config.ensemble:]
 
     def adopt(self, job: fitting.FoldJob, histories: list[dict], seconds: float, scores: np.ndarray | None) -> None:
         """A trained ``fold_job``: the fold's ``train_fold`` (or ``forecast_range``) uses it instead of training."""
@@ -274,17 +326,21 @@ class WalkForward(LazyDevice):
             else:
                 self._train_cold([(k, history, fold_features)])
         if k in self._ready:  # trained together with other folds (cold ones, or other tickers' in ``universe``)
-            self.nets, self.scaler, hists, extra, scores = self._ready.pop(k)
+            nets, scaler, hists, extra, scores = self._ready.pop(k)
+            self._take(nets, scaler)
             hist = hists[0]
             started = time.perf_counter()
         else:  # a warm refit of one model off the engine (an LSTM: nn.LSTM's fused kernel)
             data = fold_data(cfg, history, self.schedule.sample_bars(bar), self.device, fold_features)
-            hist = train_prepared(self.nets[0], cfg, data, self.fit.refit_epochs, self.device, cfg.seed + k)
-            self.scaler = data.scaler
-            if self.interval is not None:
+            nets = self._continued()
+            hist = train_prepared(nets[0], cfg, data, self.fit.refit_epochs, self.device, cfg.seed + k)
+            self._take(nets, data.scaler)
+            if self.interval is not None and cfg.ensemble_method == "seeds":
                 scores = fitting.validation_residuals(self.nets, data, self.device)
             here = time.perf_counter() - started
         if self.interval is not None:
+            if cfg.ensemble_method != "seeds":  # the residuals of the members' mean, each member as it forecasts
+                scores = self._member_residuals(bar, history, fold_features)
             self._set_scores(scores, bar, history, fold_features)
         self.training_seconds += here
         sample_bars = self._samples(bar, fold_features)
@@ -327,7 +383,7 @@ class WalkForward(LazyDevice):
         for k, history, features in folds:  # equal sample counts give equal tensor shapes
             groups.setdefault(len(self._samples(len(history) - 1, features)), []).append((k, history, features))
         max_batch, _ = cold_batch(cfg)
-        max_batch = max(1, max_batch // cfg.ensemble)  # folds per batch: each brings its ensemble's members
+        max_batch = max(1, max_batch // cfg.trained_members)  # folds per batch: each brings its trained members
         pool = self._pool
         spread = 1 if pool is None else pool.workers
         batches = []
@@ -451,14 +507,34 @@ class WalkForward(LazyDevice):
                closes: np.ndarray, offset: int = 0) -> np.ndarray:
         """The lines of ``bars`` from the current fold: each member's forecast pass, their mean and spread,
         and the interval (``closes[i]`` is bar ``offset + i``: the outcomes adaptive intervals learn from)."""
-        members = np.stack([predict_windows(net, self.scaler, windows, self.device, feature_windows)
-                            for net in self.nets])
-        log_return, spread = combine(members)
+        log_return, spread = (combine_variances if self.config.target == "volatility" else combine)(
+            self._member_forecasts(windows, feature_windows))
         widths = None
         if self.interval is not None:
             widths = half_widths(self.uncertainty.interval_method, self.scores, self.half_width, self._aci,
                                  self.schedule.horizon, bars, log_return, closes, offset)
         return lines_of(log_return, spread, widths)
+
+    def _member_forecasts(self, windows: np.ndarray, feature_windows: np.ndarray | None) -> np.ndarray:
+        """Each ensemble member's forecast pass over ``windows``, members along axis 0 (``ensemble_method``:
+        the seeded nets; the current and up to ``ensemble - 1`` earlier folds' models, each with its own fold's
+        scaler, fewer in the first folds (``FoldModel``))."""
+        if self.config.ensemble_method == "folds":
+            return np.stack([model.forecast(windows, feature_windows, self.device) for model in self._fold_models])
+        return np.stack([predict_windows(net, self.scaler, windows, self.device, feature_windows) for net in self.nets])
+
+    def _member_residuals(self, bar: int, history: np.ndarray, features: np.ndarray | None) -> np.ndarray | None:
+        """Realised minus forecast (the members' mean, as ``_lines`` forecasts it) log return on the fold's
+        validation windows (its chronological tail, targets <= ``bar``): the conformal scores of an ensemble
+        whose members are not all trained on this fold. None without a validation tail."""
+        val_bars = split_train_val(self._samples(bar, features), self.config.validation_split)[1]
+        if not len(val_bars):
+            return None
+        lookback = self.config.lookback
+        windows = window_inputs(returns_of(history), val_bars, lookback)
+        feature_windows = None if features is None else window_features(features, val_bars, lookback)
+        forecast = combine(self._member_forecasts(windows, feature_windows))[0]
+        return window_targets(history, val_bars, self.schedule.horizon) - forecast
 
     def _set_scores(self, residuals: np.ndarray | None, bar: int, history: np.ndarray,
                     features: np.ndarray | None) -> None:
@@ -541,7 +617,7 @@ class WalkForward(LazyDevice):
         """Walk forward over a whole series of closes (oldest first), with its feature rows if any."""
         closes = as_prices(closes, name="closes", min_length=self.schedule.min_train)
         lines = self.forecast_lines(closes, 0, len(closes), dates, features=features)
-        return WalkForwardResult(lines[:, 0], list(self.folds), lines)
+        return WalkForwardResult(lines[:, 0], list(self.folds), lines, self.config.target)
 
 
 PREFETCH = 2 * MAX_BATCH  # cold folds trained ahead at a time in forecast_range (progress granularity)
@@ -559,6 +635,17 @@ def option_sets(cell: str = "lstm", inputs: tuple[str, ...] = (), **options) -> 
     config = ModelConfig(cell=cell, **{name: p[name] for name in ModelConfig.NAMES if name != "cell"})
     return (config, *(kind(**{name: p[name] for name in kind.NAMES}) for kind in (FoldSchedule, FitConfig,
                                                                                   IntervalConfig)))
+
+
+def check_interval(config: ModelConfig, interval: float | None) -> None:
+    """A conformal interval needs a return target and validation residuals to be fitted on."""
+    if interval is not None and config.target == "volatility":
+        raise ConfigError(f"interval={interval} is a conformal interval of the return; target='volatility' "
+                          "forecasts a variance and has none: use interval=None (pred_std is an ensemble's "
+                          "spread of volatility forecasts)")
+    if interval is not None and config.validation_split == 0:
+        raise ConfigError(f"interval={interval} is fitted on each fold's validation residuals; "
+                          "validation_split=0 leaves none: use validation_split > 0")
 
 
 def make_walk_forward(cell: str = "lstm", on_fold: Callable[[FoldRecord], None] | None = None,

@@ -6,6 +6,7 @@ on exactly the same numbers; ``check_prices`` is the one rule for unusable price
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
@@ -86,6 +87,8 @@ def window_targets(closes: np.ndarray, bars: np.ndarray, horizon: int) -> np.nda
 # Returns whose standard deviation is below this are (near) constant: a flat price (e.g. a stretch
 # that df.ffill() filled) carries no move to learn from or to forecast from.
 FLAT_STD = 1e-12
+# A volatility target's anchor (``Scaler.anchor``) is at least this share of the fold's mean variance.
+ANCHOR_FLOOR = 0.01
 
 
 def flat_windows(windows: np.ndarray) -> np.ndarray:
@@ -122,6 +125,10 @@ class Scaler:
     feature_mean: tuple[float, ...] = ()
     feature_std: tuple[float, ...] = ()
     flat: bool = False
+    # A volatility target (``target="volatility"``): the fold's mean realised variance on its training samples
+    # (it floors ``anchor``, the variance each target is divided by; the net outputs the log of that ratio).
+    # None for a return target.
+    variance: float | None = None
 
     @classmethod
     def fit(cls, returns: np.ndarray, horizon: int = 1, features: np.ndarray | None = None) -> Scaler:
@@ -140,17 +147,39 @@ class Scaler:
         return (windows - self.mean) / self.std
 
     def inputs(self, windows: np.ndarray, feature_windows: np.ndarray | None = None) -> np.ndarray:
-        """Scaled network inputs (n, lookback, 1 + F): the return windows, then each feature's."""
+        """Scaled network inputs (n, lookback, 1 + F; a volatility target: 2 + F): the return windows (and their
+        magnitudes), then each feature's."""
         scaled = self.x(windows)[..., None]
+        if self.variance is not None:  # a volatility target: the magnitudes too, which a small net cannot square
+            scaled = np.concatenate([scaled, np.abs(scaled)], axis=-1)
         if feature_windows is None or not self.feature_mean:
             return scaled
         features = (feature_windows - np.asarray(self.feature_mean)) / np.asarray(self.feature_std)
         return np.concatenate([scaled, features], axis=-1)
 
-    def y(self, targets: np.ndarray) -> np.ndarray:
+    def for_variance(self, variances: np.ndarray) -> Scaler:
+        """This scaler for a volatility target whose training targets are ``variances``."""
+        mean = float(np.mean(variances))
+        flat = self.flat or not math.isfinite(mean) or mean <= 0
+        return dataclasses.replace(self, flat=flat, variance=mean if mean > 0 else 1.0)
+
+    def anchor(self, windows: np.ndarray) -> np.ndarray:
+        """The variance a volatility target is measured against, per sample: its input window's mean squared
+        return (the trailing ``lookback``-bar estimate, from bars <= t), floored at ``ANCHOR_FLOOR`` of the fold's
+        mean training variance (a calm window). The net learns the log of the ratio to it: at its start (an
+        output near 0) it forecasts the trailing estimate, and training moves it from there."""
+        return np.maximum(np.mean(np.asarray(windows) ** 2, axis=1), ANCHOR_FLOOR * self.variance)
+
+    def y(self, targets: np.ndarray, windows: np.ndarray | None = None) -> np.ndarray:
+        """Scaled targets; a volatility target needs the samples' input ``windows`` (unscaled returns)."""
+        if self.variance is not None:
+            return targets / self.anchor(windows)
         return (targets - self.horizon * self.mean) / (self.std * math.sqrt(self.horizon))
 
-    def y_inverse(self, scaled: np.ndarray) -> np.ndarray:
+    def y_inverse(self, scaled: np.ndarray, windows: np.ndarray | None = None) -> np.ndarray:
+        """A forecast from a net's output: a log return, or (volatility) a variance from a log variance."""
+        if self.variance is not None:
+            return self.anchor(windows) * np.exp(scaled)
         return scaled * (self.std * math.sqrt(self.horizon)) + self.horizon * self.mean
 
 

@@ -13,12 +13,13 @@ import math
 
 import backtrader as bt
 
-from puffin_bt.adapters.indicators import ForecastPrice, forecast_indicators
+from puffin_bt.adapters.indicators import ForecastPrice, traded_forecast_indicators
 from puffin_bt.errors import ConfigError
-from puffin_bt.options import OPTIONS, names
+from puffin_bt.options import OPTIONS, check_sizing, names
 
 from .forecast_threshold import TradeLog
 from .sleeves import affordable_shares, user_sizer
+from .voltarget import VOL_MODEL_PARAMS, VolTargetSizing, outside_band
 
 
 def rank_targets(scores: dict, held_long: list, held_short: list, top_k: int, bottom_k: int,
@@ -52,7 +53,7 @@ def _side(ranked: list, held: list, k: int, max_drop: int | None, scores: dict, 
     return keep + joining
 
 
-class ForecastRankStrategy(TradeLog, bt.Strategy):
+class ForecastRankStrategy(VolTargetSizing, TradeLog, bt.Strategy):
     """Cross-sectional: hold the ``top_k`` tickers by predicted return (short the ``bottom_k``).
 
     Params:
@@ -71,21 +72,27 @@ class ForecastRankStrategy(TradeLog, bt.Strategy):
     yet are not ranked; a held ticker whose forecast is gone (its data ended) is closed.
     The forecasts can be per ticker or global (``scope``, through ``forecast_kwargs``' indicator).
 
+    ``sizing="vol_target"``: each name held takes ``min(max_leverage x (1 - reserve), target_vol / predicted
+    annualised volatility)`` of its slot, ``1 / (top_k + bottom_k)`` of the portfolio's value, and is resized on
+    any bar when that moves by more than 10% (``strategies.voltarget``: the volatility sources, ``vol_model`` /
+    ``vol_kwargs`` for a volatility forecast beside the return forecast that ranks).
+
     >>> cerebro.addstrategy(ForecastRankStrategy, top_k=2, rebalance_every=5)  # doctest: +SKIP
     """
 
     params = (("model", "lstm"), ("forecast_kwargs", None), ("scope", OPTIONS["scope"].default),
-              *((n, OPTIONS[n].default) for n in names("rank")), ("plot_forecast", True))
+              *((n, OPTIONS[n].default) for n in names("rank")), *VOL_MODEL_PARAMS, ("plot_forecast", True))
 
     def __init__(self) -> None:
         p = self.p
         for name in names("rank"):
             OPTIONS[name].check(getattr(p, name))
+        check_sizing("rank", p.sizing)
         if p.top_k + p.bottom_k >= len(self.datas):
             raise ConfigError(f"top_k={p.top_k} and bottom_k={p.bottom_k} leave nothing to choose from among "
                               f"{len(self.datas)} ticker(s); hold fewer names than there are tickers")
         OPTIONS["scope"].check(p.scope)
-        self.forecasts = forecast_indicators(self.datas, p.model, dict(p.forecast_kwargs or {}), p.scope)
+        self.forecasts = traded_forecast_indicators(self.datas, p.model, dict(p.forecast_kwargs or {}), p.scope)
         for data, fc in self.forecasts.items():
             fc.plotinfo.plotname = f"{data._name or 'data'} forecast"
             if p.plot_forecast:
@@ -96,6 +103,7 @@ class ForecastRankStrategy(TradeLog, bt.Strategy):
         self._retry: list = []  # (side, data) of buys refused for cash, sent again at the next bar
         self._sized_by_user = user_sizer(self)
         self._init_trade_log()
+        self._init_vol_target(self.forecasts, p.scope)
 
     def prenext(self) -> None:
         self.next()  # tickers start on different dates: rank those that already have forecasts
@@ -111,6 +119,7 @@ class ForecastRankStrategy(TradeLog, bt.Strategy):
         self._bars += 1
         if (self._bars - 1) % self.p.rebalance_every:
             self._send_again()
+            self._resize_held()
             return
         self._retry = []
         if not scores:
@@ -127,6 +136,8 @@ class ForecastRankStrategy(TradeLog, bt.Strategy):
                 self.order_target_size(data, target=0)
         entries = [(side, d) for side, chosen in ((1, longs), (-1, shorts)) for d in chosen
                    if self.getposition(d).size * side <= 0 and d.close[0] > 0]
+        self._resize_held([d for side, chosen in ((1, longs), (-1, shorts)) for d in chosen
+                           if self.getposition(d).size * side > 0])
         if not entries:
             return
         # As Qlib's TopkDropout: the cash there will be after the exits, less the reserve, split equally among
@@ -144,8 +155,34 @@ class ForecastRankStrategy(TradeLog, bt.Strategy):
         if self._sized_by_user:  # a held position on the other side was closed with the exits
             (self.buy if side > 0 else self.sell)(data)
             return
+        if self.p.sizing == "vol_target":
+            budget = self._vol_target_budget(data)
+            if math.isnan(budget):  # no volatility yet: the name waits for the next rebalance
+                return
         shares = affordable_shares(self.broker.getcommissioninfo(data), budget, data.close[0])
         self.order_target_size(data, target=side * shares)
+
+    def _vol_target_budget(self, data) -> float:
+        """The value of ``data``'s vol-target position: its share of one slot of the portfolio's value."""
+        weight = self.vol_target_weight_for(data, self.p.max_leverage * (1.0 - self.p.reserve))
+        return weight * self.broker.getvalue() / (self.p.top_k + self.p.bottom_k)
+
+    def _resize_held(self, held: list | None = None) -> None:
+        """vol_target: the held names (all, or ``held``) whose target moved outside the no-trade band, resized."""
+        if self.p.sizing != "vol_target" or self._sized_by_user:
+            return
+        now = self.datetime.datetime(0)
+        for data in held if held is not None else self.datas:
+            size = self.getposition(data).size
+            if not size or not len(data) or data.datetime.datetime(0) != now:
+                continue
+            budget = self._vol_target_budget(data)
+            if math.isnan(budget):
+                continue
+            shares = affordable_shares(self.broker.getcommissioninfo(data), budget, data.close[0])
+            shares = shares if size > 0 else -shares
+            if outside_band(size, shares):
+                self.order_target_size(data, target=shares)
 
     def _send_again(self) -> None:
         """Buys the broker refused for cash at the last open: sized again from the cash free now."""
@@ -158,6 +195,7 @@ class ForecastRankStrategy(TradeLog, bt.Strategy):
             self._enter(side, data, budget)
 
     def notify_order(self, order) -> None:
+        self._count_traded(order)
         if order.status == order.Margin and self.getposition(order.data).size == 0:
             self._retry.append((1 if order.isbuy() else -1, order.data))
         if order.status in (order.Margin, order.Rejected):

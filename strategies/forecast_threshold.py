@@ -14,11 +14,12 @@ import sys
 import backtrader as bt
 import numpy as np
 
-from puffin_bt.adapters.indicators import ForecastPrice, forecast_indicators
+from puffin_bt.adapters.indicators import ForecastPrice, traded_forecast_indicators
 from puffin_bt.errors import ConfigError
 from puffin_bt.options import OPTIONS, defaults
 
 from .sleeves import Sleeves, user_sizer
+from .voltarget import VOL_MODEL_PARAMS, VolTargetSizing, outside_band
 
 
 def threshold_target(pred: float, position: float, entry: float, exit: float, allow_short: bool,
@@ -92,7 +93,7 @@ class TradeLog:
         })
 
 
-class ForecastThresholdStrategy(TradeLog, bt.Strategy):
+class ForecastThresholdStrategy(VolTargetSizing, TradeLog, bt.Strategy):
     """The chapter's +-0.5% threshold strategy, on every data in the Cerebro.
 
     Params:
@@ -104,8 +105,13 @@ class ForecastThresholdStrategy(TradeLog, bt.Strategy):
         ``pred_lo > entry``, flat when ``pred_hi < -exit``: needs the indicators' ``interval``).
       - ``sizing``: ``"equal"`` (``weight`` of the sleeve), ``"volatility"`` (scaled down by the predicted
         volatility over its median so far: the interval's half-width, else the ensemble's spread, else the
-        last 20 returns' standard deviation) or ``"confidence"`` (scaled by ``|pred_return|`` / interval
-        width); never above ``weight``.
+        last 20 returns' standard deviation), ``"confidence"`` (scaled by ``|pred_return|`` / interval
+        width); never above ``weight``; or ``"vol_target"``: ``min(max_leverage x weight, target_vol /
+        predicted annualised volatility)`` of the sleeve, the direction from the rule, resized while held when
+        that moves by more than 10% (``strategies.voltarget``: its volatility sources, first ``vol_model``).
+      - ``vol_model`` / ``vol_kwargs``: a volatility forecast (a model family, built with ``target="volatility"``,
+        or an indicator class with a ``pred_vol`` line) that sizes the positions with ``sizing="vol_target"``
+        while ``model`` gives their direction.
       - ``weight``: the share of its sleeve a position takes; None = ``1 - reserve``.
       - ``reserve``: share of each sleeve kept in cash so next-open gaps and commissions
         don't get orders rejected (default 0.02).
@@ -127,7 +133,7 @@ class ForecastThresholdStrategy(TradeLog, bt.Strategy):
 
     # entry, exit, allow_short, weight, reserve: the registry's trading options (puffin_bt.options)
     params = (("model", "lstm"), ("forecast_kwargs", None), ("scope", OPTIONS["scope"].default),
-              *defaults("strategy").items(), ("plot_forecast", True))
+              *defaults("strategy").items(), *VOL_MODEL_PARAMS, ("plot_forecast", True))
 
     def __init__(self) -> None:
         p = self.p
@@ -140,7 +146,7 @@ class ForecastThresholdStrategy(TradeLog, bt.Strategy):
             what = "rule='interval'" if p.rule == "interval" else "sizing='confidence'"
             raise ConfigError(f"{what} trades on the prediction interval: give the forecasts one, e.g. "
                               "forecast_kwargs={'interval': 0.8} (CLI --interval 0.8)")
-        self.forecasts = forecast_indicators(self.datas, p.model, kwargs, p.scope)
+        self.forecasts = traded_forecast_indicators(self.datas, p.model, kwargs, p.scope)
         for data, fc in self.forecasts.items():
             fc.plotinfo.plothlines = [p.entry, -p.exit]
             fc.plotinfo.plotname = f"{data._name or 'data'} forecast"
@@ -154,6 +160,7 @@ class ForecastThresholdStrategy(TradeLog, bt.Strategy):
         self._pending: dict = {}
         self._sized_by_user = user_sizer(self)
         self._init_trade_log()
+        self._init_vol_target(self.forecasts, p.scope)
 
     def target_for(self, pred: float, position: float, lo: float = math.nan, hi: float = math.nan) -> float:
         """The target weight after seeing ``pred`` (and its interval) with a current position of sign ``position``."""
@@ -197,15 +204,24 @@ class ForecastThresholdStrategy(TradeLog, bt.Strategy):
             if math.isnan(pred):
                 continue
             lo, hi = (fc.pred_lo[0], fc.pred_hi[0]) if hasattr(fc.lines, "pred_lo") else (math.nan, math.nan)
-            scale = self.scale_for(data, fc, pred, lo, hi) if self.p.sizing != "equal" else 1.0
             size = self.getposition(data).size
             target = self.target_for(pred, size, lo, hi)
-            if (target > 0) == (size > 0) and (target < 0) == (size < 0):
+            vol_target = self.p.sizing == "vol_target" and not self._sized_by_user
+            if vol_target and target:
+                scale = self.vol_target_weight_for(data, self.p.max_leverage * self.weight) / self.weight
+                if math.isnan(scale):  # no volatility yet: wait for one
+                    continue
+            else:
+                scale = self.scale_for(data, fc, pred, lo, hi) if self.p.sizing not in ("equal", "vol_target") else 1.0
+            same_side = (target > 0) == (size > 0) and (target < 0) == (size < 0)
+            if same_side and not (vol_target and target):
                 continue
             if self._sized_by_user:
                 order = self._user_sized_order(data, target, size)
             else:
                 shares = self.sleeves.size_for(data, target * scale, size, self.broker.getcommissioninfo(data))
+                if same_side and not outside_band(size, shares):
+                    continue  # vol_target: a held position is resized only outside the no-trade band
                 order = self.order_target_size(data, target=shares)
             if order is not None:
                 self._pending[data] = order
@@ -226,6 +242,7 @@ class ForecastThresholdStrategy(TradeLog, bt.Strategy):
         if order.status in (order.Submitted, order.Accepted, order.Partial):
             return
         self._pending.pop(order.data, None)
+        self._count_traded(order)
         if order.status == order.Completed:
             self.sleeves.filled(order)
         elif order.status in (order.Margin, order.Rejected):

@@ -37,6 +37,8 @@ EXPECTED = {
                                   "TradingLSTM with features ('volume',): next close"]),
     "16_paper_trading.py": ([], ["bars delivered one by one", "killed the paper trader at", "resumed from 3 saved folds",
                                  "forecasts equal to an uninterrupted run: True", "daily job: puffin-bt forecast"]),
+    "17_vol_target.py": ([], ["buy-and-hold:", "vol-target buy-and-hold:", "sized on ['trailing_20']",
+                              "interval size: volatility", "volatility sources used (bars): {'AAPL': {'interval':"]),
 }
 
 

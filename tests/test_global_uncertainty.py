@@ -122,8 +122,8 @@ def test_fold_k_continues_fold_k_minus_global_chains():
 
 
 def test_other_ensemble_methods_are_refused_in_global_scope():
-    with pytest.raises(ConfigError, match="ensemble_method='snapshot'.*scope='global'.*seeds"):
-        make_global_walk_forward("lstm", ensemble=4, ensemble_method="snapshot")
+    with pytest.raises(ConfigError, match="ensemble_method='folds'.*scope='global'.*seeds"):
+        make_global_walk_forward("lstm", ensemble=4, ensemble_method="folds")
 
 
 def test_cli_evaluate_compares_a_global_ensemble_with_adaptive_intervals_to_one_model(tmp_path):
@@ -134,7 +134,7 @@ def test_cli_evaluate_compares_a_global_ensemble_with_adaptive_intervals_to_one_
                            "--no-baselines", "--no-plot", "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "ensemble of 2 vs one model" in proc.stdout
+    assert "ensemble of 2 (seeds) vs one model" in proc.stdout
     forecasts = pd.read_csv(tmp_path / "out" / "forecasts.csv")
     assert set(forecasts["ticker"]) == {"AAPL", "MSFT", "IBM"} and len(forecasts) > 300
     assert forecasts[["pred_std", "pred_lo", "pred_hi"]].notna().all().all()

@@ -10,7 +10,7 @@ import pytest
 from puffin_bt import tickers
 from puffin_bt.globalmodel import make_global_walk_forward
 from puffin_bt.options import OPTIONS, FitConfig, IntervalConfig, forecast_defaults, keyed_names, names
-from puffin_bt.store import fingerprint
+from puffin_bt.store import fingerprint, keyed_options
 from puffin_bt.walkforward import make_walk_forward
 
 from .conftest import synthetic_closes
@@ -22,10 +22,13 @@ FLIPS = {
     "lookback": 30, "retrain_every": 10, "train_window": None, "min_train": 300, "epochs": 3, "refit_epochs": None,
     "hidden_dim": 8, "num_layers": 1, "dropout": 0.1, "lr": 0.01, "batch_size": 16, "weight_decay": 0.01,
     "noise_level": 0.1, "validation_split": 0.3, "patience": None, "horizon": 2, "seed": 1, "features": ("volume",),
-    "ensemble": 2, "interval": 0.9, "interval_method": "aci", "aci_gamma": 0.01, "global_chains": 1,
+    "ensemble": 2, "ensemble_method": "folds", "interval": 0.9, "interval_method": "aci", "aci_gamma": 0.01,
+    "target": "volatility", "global_chains": 1,
     # not flagged: how the work is spread, never what it computes
     "threads": None, "fold_workers": 1,
 }
+# What a flip needs besides (compared with the same base): an ensemble's method needs an ensemble
+NEEDS = {"ensemble_method": {"ensemble": 2}, "target": {"interval": None}}  # a volatility target has no interval
 CLOSES = synthetic_closes(400, seed=1)
 
 
@@ -44,8 +47,9 @@ def test_every_flagged_option_has_a_flip_and_only_walk_forward_options_are_flagg
 @pytest.mark.parametrize("name", keyed_names())
 def test_flipping_a_flagged_option_changes_the_store_key_and_the_lockstep_group(name):
     assert FLIPS[name] != forecast_defaults()[name]
-    store_key, group = _keys("lstm", BASE)
-    flipped = _keys("lstm", {**BASE, name: FLIPS[name]})
+    base = {**BASE, **NEEDS.get(name, {})}
+    store_key, group = _keys("lstm", base)
+    flipped = _keys("lstm", {**base, name: FLIPS[name]})
     assert flipped[0] != store_key, f"{name} changes forecasts but not the store key: stale forecasts served"
     assert flipped[1] != group, f"{name} changes forecasts but not the lockstep group"
 
@@ -69,3 +73,13 @@ def test_walk_forward_and_global_walk_forward_take_the_same_option_sets():
     assert walk.fit == FitConfig(epochs=3, threads=None) and walk.uncertainty == IntervalConfig()
     assert FitConfig.NAMES == names("fit") and IntervalConfig.NAMES == names("uncertainty")
     assert set(OPTIONS) >= set(FitConfig.NAMES)
+
+
+def test_an_option_keyed_only_away_from_its_default_leaves_the_return_models_keys_as_they_were():
+    """``target`` came after forecasts were stored: at its default ("return") it is in neither key, so those
+    entries are still found; away from it, it is in both."""
+    assert "target" not in keyed_options(make_walk_forward("lstm", **BASE))
+    assert "target" not in tickers._signature("lstm", BASE)
+    volatility = {**BASE, "interval": None, "target": "volatility"}
+    assert keyed_options(make_walk_forward("lstm", **volatility))["target"] == "volatility"
+    assert "'target', 'volatility'" in tickers._signature("lstm", volatility)

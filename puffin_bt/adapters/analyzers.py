@@ -9,25 +9,32 @@ import pandas as pd
 class SleeveValue(bt.Analyzer):
     """Mark-to-market value of each data's sleeve (its share of the starting cash plus its
     realised and open P&L net of commissions) and whether it held a position, per bar.
-    The sleeves add up to the portfolio value."""
+    The sleeves add up to the portfolio value.
+
+    Booked from the orders' fills, not from Backtrader's trade notifications: those come only when a trade opens
+    and closes (as copies), so a position resized while open (``sizing="vol_target"``) would be valued at its
+    opening size. Each fill adds its realised P&L net of commission (``order.executed.pnl - comm``, under the
+    data's commission scheme); the open position adds its ``profitandloss`` at the close."""
 
     def start(self) -> None:
         n = max(1, len(self.strategy.datas))
         self.alloc = self.strategy.broker.startingcash / n
         self.realized = {d: 0.0 for d in self.strategy.datas}
-        self.open_trades: dict = {d: {} for d in self.strategy.datas}
+        self._booked: dict = {}  # order ref -> realised P&L net of commission already added (partial fills)
         # Dates, values and held flags apart: a ticker may be named anything ('date', 'X__held').
         self.dates: list = []
         self.values: list = []
         self.helds: list = []
 
-    def notify_trade(self, trade) -> None:
-        book = self.open_trades[trade.data]
-        if trade.isclosed:
-            book.pop(trade.ref, None)
-            self.realized[trade.data] += trade.pnlcomm
+    def notify_order(self, order) -> None:
+        if order.status not in (order.Partial, order.Completed) or order.data not in self.realized:
+            return
+        net = order.executed.pnl - order.executed.comm  # cumulative over the order's fills
+        self.realized[order.data] += net - self._booked.get(order.ref, 0.0)
+        if order.status == order.Completed:
+            self._booked.pop(order.ref, None)
         else:
-            book[trade.ref] = trade
+            self._booked[order.ref] = net
 
     def next(self) -> None:
         values, helds = [], []
@@ -35,9 +42,11 @@ class SleeveValue(bt.Analyzer):
             value = self.alloc + self.realized[d]
             held = 0.0
             if len(d):
-                for trade in self.open_trades[d].values():
-                    value += trade.size * (d.close[0] - trade.price) - trade.commission
-                held = float(self.strategy.getposition(d).size != 0)
+                position = self.strategy.getposition(d)
+                if position.size:
+                    comminfo = self.strategy.broker.getcommissioninfo(d)
+                    value += comminfo.profitandloss(position.size, position.price, d.close[0])
+                held = float(position.size != 0)
             values.append(value)
             helds.append(held)
         self.dates.append(self.strategy.datetime.datetime(0))

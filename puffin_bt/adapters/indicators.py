@@ -33,7 +33,7 @@ from ..features import check_feature_columns, compute_features, feature_lag
 from ..globalmodel import Series, make_global_walk_forward
 from ..intervals import LINES
 from ..models import FAMILIES, family
-from ..options import ESTIMATOR_NAMES, forecast_defaults
+from ..options import ESTIMATOR_NAMES, forecast_defaults, require_return_target
 from ..store import ForecastStore, as_lines
 from ..walkforward import FoldRecord, make_walk_forward, require_history
 from ..windows import check_prices
@@ -55,6 +55,12 @@ class ForecastIndicator(bt.Indicator):
     (``close * (1 + pred_return)``), ``pred_std`` (the ensemble members' spread; NaN for one
     model) and ``pred_lo``/``pred_hi`` (the conformal interval with ``interval=0.8``, say; NaN when
     off). Bars before the first fold (``min_train`` bars) are NaN.
+
+    ``target="volatility"`` forecasts the realised variance over the next ``horizon`` bars instead: ``pred_vol`` is
+    its square root, the forecast standard deviation of one bar's log return (per bar, not annualised: times
+    ``sqrt(252)`` for daily bars), ``pred_std`` the ensemble members' spread of it; ``pred_return``,
+    ``pred_price``, ``pred_lo`` and ``pred_hi`` are NaN, so no return rule can trade a volatility model by
+    mistake. With a return target ``pred_vol`` is NaN.
 
     The first data may be any line: a feed, a feed's line or another indicator
     (``LSTMForecast(bt.ind.SMA(self.data, period=20))``); an indicator's warm-up bars are NaN and folds
@@ -95,7 +101,7 @@ class ForecastIndicator(bt.Indicator):
     """
 
     cell = "lstm"
-    lines = ("pred_return", "pred_price", "pred_std", "pred_lo", "pred_hi")
+    lines = ("pred_return", "pred_price", "pred_std", "pred_lo", "pred_hi", "pred_vol")
     params = FORECAST_PARAMS
     plotinfo = dict(subplot=True, plotname="forecast", plothlines=[0.005, -0.005], plotyhlines=[0.0])
     plotlines = dict(
@@ -104,6 +110,7 @@ class ForecastIndicator(bt.Indicator):
         pred_std=dict(_plotskip=True),
         pred_lo=dict(_name="interval", color="tab:purple", ls=":", lw=0.8, alpha=0.6),
         pred_hi=dict(_name="", color="tab:purple", ls=":", lw=0.8, alpha=0.6),
+        pred_vol=dict(_name="pred vol", color="tab:orange"),
     )
 
     def __init__(self) -> None:
@@ -341,22 +348,37 @@ def _input_names(objects) -> tuple[str, ...]:
 def _write_lines(indicator, lines: np.ndarray, start: int, end: int) -> None:
     """runonce: an indicator's lines for bars start .. end-1 from forecast lines (``intervals.LINES``), written
     slice by slice (Backtrader sized the lines for every bar before calling once)."""
-    pred_return = np.expm1(lines[:, 0])
-    closes = np.asarray(indicator._close.array[start:end], dtype=np.float64)
-    out = indicator.lines
-    out.pred_return.array[start:end] = array("d", pred_return.tobytes())
-    out.pred_price.array[start:end] = array("d", (closes * (1.0 + pred_return)).tobytes())
-    for j, line in ((1, out.pred_std), (2, out.pred_lo), (3, out.pred_hi)):
-        line.array[start:end] = array("d", np.ascontiguousarray(lines[:, j]).tobytes())
+    values = _indicator_lines(lines, np.asarray(indicator._close.array[start:end], dtype=np.float64),
+                              indicator.config.target)
+    for name, column in values.items():
+        getattr(indicator.lines, name).array[start:end] = array("d", np.ascontiguousarray(column).tobytes())
 
 
 def _write_bar(indicator, lines: np.ndarray) -> None:
     """Event-driven: this bar's lines."""
-    pred_return = math.expm1(lines[0])
     out = indicator.lines
+    if indicator.config.target == "volatility":
+        values = _indicator_lines(np.asarray(lines)[None], np.array([indicator._close[0]]), "volatility")
+        for name, column in values.items():
+            getattr(out, name)[0] = float(column[0])
+        return
+    pred_return = math.expm1(lines[0])
     out.pred_return[0] = pred_return
     out.pred_price[0] = indicator._close[0] * (1.0 + pred_return)
     out.pred_std[0], out.pred_lo[0], out.pred_hi[0] = (float(v) for v in lines[1:])
+    out.pred_vol[0] = math.nan
+
+
+def _indicator_lines(lines: np.ndarray, closes: np.ndarray, target: str) -> dict[str, np.ndarray]:
+    """The indicator's lines from forecast lines (bars, 4: ``intervals.LINES``) and the bars' closes: a return
+    target's, or a volatility target's (``pred_vol`` from the forecast variance, the return lines NaN)."""
+    nan = np.full(len(lines), np.nan)
+    if target == "volatility":
+        return {"pred_return": nan, "pred_price": nan, "pred_std": lines[:, 1], "pred_lo": nan, "pred_hi": nan,
+                "pred_vol": np.sqrt(lines[:, 0])}
+    pred_return = np.expm1(lines[:, 0])
+    return {"pred_return": pred_return, "pred_price": closes * (1.0 + pred_return), "pred_std": lines[:, 1],
+            "pred_lo": lines[:, 2], "pred_hi": lines[:, 3], "pred_vol": nan}
 
 
 def _cerebro_of(indicator):
@@ -507,7 +529,7 @@ class GlobalForecast(bt.Indicator):
     """One data's forecast from the strategy's shared global model (``ForecastGroup``): the same lines
     as ``ForecastIndicator`` (``pred_return``, ``pred_price``), NaN until a fold includes the data."""
 
-    lines = ("pred_return", "pred_price", "pred_std", "pred_lo", "pred_hi")
+    lines = ("pred_return", "pred_price", "pred_std", "pred_lo", "pred_hi", "pred_vol")
     params = (("group", None), ("horizon", 1))
     plotinfo = dict(subplot=True, plotname="global forecast", plothlines=[0.005, -0.005], plotyhlines=[0.0])
     plotlines = dict(pred_return=dict(_name="pred return", color="tab:purple"), pred_price=dict(_plotskip=True),
@@ -572,6 +594,13 @@ def forecast_indicators(datas, model, kwargs: dict, scope: str = "per_ticker") -
     return {data: indicator(data, **kwargs) for data in datas}
 
 
+def traded_forecast_indicators(datas, model, kwargs: dict, scope: str = "per_ticker") -> dict:
+    """``forecast_indicators`` for a strategy that trades ``pred_return``: a volatility model's forecasts
+    (``target="volatility"``) are refused before anything trains, whatever the strategy plots."""
+    require_return_target(kwargs.get("target", "return"), "the strategy's forecast (model, forecast_kwargs)")
+    return forecast_indicators(datas, model, kwargs, scope)
+
+
 def forecast_indicator(model) -> type:
     """The forecast indicator class for ``model``: a model family's name (``"lstm"``, ...) or an indicator class with a
     ``pred_return`` line (a ``ForecastIndicator`` subclass or your own)."""
@@ -592,7 +621,8 @@ class ForecastPrice(bt.Indicator):
     """Draws a forecast indicator's ``pred_price`` on its data's price panel.
 
     ``ForecastPrice(forecast, plotmaster=data)`` is what ``ForecastThresholdStrategy``
-    adds for its trade charts; it computes nothing new.
+    adds for its trade charts; it computes nothing new. The forecast the strategies trade and draw must be one of
+    the return: a volatility model's (``target="volatility"``) is a ConfigError naming the fix.
     """
 
     lines = ("forecast_price",)
@@ -601,6 +631,8 @@ class ForecastPrice(bt.Indicator):
     plotlines = dict(forecast_price=dict(color="tab:orange", ls="--", lw=1.0))
 
     def __init__(self) -> None:
+        config = getattr(self.data, "config", None)
+        require_return_target(getattr(config, "target", "return"), "the strategy's forecast (model, forecast_kwargs)")
         self.lines.forecast_price = self.data.pred_price
         if self.p.plotmaster is not None:
             self.plotinfo.plotmaster = self.p.plotmaster

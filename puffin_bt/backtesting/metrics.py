@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 
+from ..dates import TRADING_DAYS, periods_per_year
 from ..errors import DataError
 from ..stats import sharpe_report
 
-TRADING_DAYS = 252
 # What the statistics period is, in metrics.json: said once, there and in the README.
 PERIOD_COVERS = (
     "sharpe, psr, sharpe_ci, sharpe_benchmark, sharpe_diff, sharpe_diff_ci, cagr, volatility and exposure use the "
@@ -24,22 +23,6 @@ PERIOD_COVERS = (
     "calendar time")
 
 
-def periods_per_year(index: pd.DatetimeIndex) -> tuple[float, str]:
-    """Bars per year of a bar index, and how that was found. Intraday bars (most consecutive bars on one date):
-    the median bars per date x 252 trading days (x 365 when bars fall on weekends, as crypto's do); daily bars: 252
-    (365 with weekend bars); longer bars: 365.25 days over the median spacing (52 weekly, 12 monthly)."""
-    dates = pd.DatetimeIndex(index)
-    if len(dates) < 2:
-        return float(TRADING_DAYS), "too few bars to tell: 252 (daily bars)"
-    days_a_year = 365 if (dates.day_of_week >= 5).mean() > 0.05 else TRADING_DAYS
-    calendar = "calendar days (bars on weekends)" if days_a_year == 365 else "trading days"
-    gap_days = float(np.median(np.diff(dates.values) / np.timedelta64(1, "D")))
-    if gap_days < 0.5:
-        per_day = float(pd.Series(1, index=dates).groupby(dates.normalize()).sum().median())
-        return per_day * days_a_year, f"intraday bars: {per_day:g} a day (median) x {days_a_year} {calendar}"
-    if gap_days < 4.5:
-        return float(days_a_year), f"daily bars: {days_a_year} {calendar} a year"
-    return float(round(365.25 / gap_days)), f"bars {gap_days:g} days apart (median): 365.25 / {gap_days:g}, rounded"
 WHOLE_RUN_COVERS = (
     "annual_return and sharpe_backtrader (Backtrader's Returns and SharpeRatio analyzers) cover the whole run, warm-up "
     "included; total_return and max_drawdown are the same over either period (the warm-up is flat cash)")
@@ -134,6 +117,9 @@ def portfolio_metrics(strat, equity: pd.DataFrame, cash: float, tickers: list[st
         "rejected_orders": len(strat.orders_rejected),
         "rejected": list(strat.orders_rejected),  # each with its ticker, date, status, size, price, cash, reason
         "not_traded": dict(getattr(strat, "not_traded", {})),
+        # sizing="vol_target": per ticker, the bars each volatility source sized (strategies.voltarget's order)
+        "vol_sources": {t: dict(counts) for t, counts in getattr(strat, "vol_sources", {}).items()},
+        "traded_value": float(getattr(strat, "traded_value", math.nan)),
         "periods_per_year": per_year,
         "periods_per_year_basis": basis,
     }, **sharpe_stats(equity["strategy"], equity["buy_hold"], start, per_year)}

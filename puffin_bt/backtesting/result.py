@@ -105,6 +105,11 @@ class BacktestResult:
         not_traded = self.metrics.get("not_traded") or {}
         if not_traded:
             text += "\nsignals not traded: " + "; ".join(f"{t}: {why}" for t, why in not_traded.items())
+        vol_sources = self.metrics.get("vol_sources") or {}
+        if vol_sources:
+            text += "\nvol_target sized on (bars): " + "; ".join(
+                f"{t}: " + ", ".join(f"{source} {bars}" for source, bars in counts.items())
+                for t, counts in vol_sources.items())
         not_held = self.benchmark.get("not_held") or {}
         if not_held:
             text += "\nbuy-and-hold not held (B&H left blank): " + "; ".join(f"{t}: {why}" for t, why in not_held.items())

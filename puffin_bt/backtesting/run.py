@@ -27,7 +27,16 @@ from ..adapters.positions import open_positions
 from ..data import resolve_data
 from ..errors import ConfigError, DataError, failures
 from ..evaluation import forecast_frame
-from ..options import BACKTEST_GROUPS, CELLS, names, options_doc, resolve, signature_parameters
+from ..options import (
+    BACKTEST_GROUPS,
+    CELLS,
+    check_sizing,
+    names,
+    options_doc,
+    require_return_target,
+    resolve,
+    signature_parameters,
+)
 from ..store import ForecastStore
 from ..tickers import cuda_devices, one_process_options, precompute_forecasts, resolve_workers
 from ..walkforward import make_walk_forward, require_history
@@ -120,6 +129,9 @@ backtest.__signature__ = inspect.Signature([
 def _prepare(data, model, runonce: bool, cache_dir, store, progress: bool, given: Mapping) -> _Run:
     """Check the options, load the data and, when it pays, precompute the forecasts in parallel."""
     opts = resolve(given, GROUPS, "backtest()")
+    require_return_target(opts["target"], f"the {opts['strategy']} strategy")
+    if opts["strategy"] == "rank":
+        check_sizing("rank", opts["sizing"])
     forecast = {name: opts[name] for name in names("forecast") if name in given}
     cell = model if isinstance(model, str) else getattr(model, "cell", None)
     # Every walk-forward check (the schedule, the device, the memory the model needs) before the data loads.

@@ -1,4 +1,5 @@
-"""Equity curves (strategy vs buy-and-hold, with drawdowns), LSTM vs GRU comparison, forecast quality."""
+"""Equity curves (strategy vs buy-and-hold, with drawdowns), LSTM vs GRU comparison, forecast quality (returns,
+and volatility forecasts against the realised volatility)."""
 
 from __future__ import annotations
 
@@ -72,6 +73,28 @@ def plot_comparison(curves, benchmark=None, out_path=None, title="Equity by mode
     return _equity_figure(curves, benchmark, out_path, title, dpi)
 
 
+def _dated_rows(df, required: tuple[str, str], optional: tuple[str, ...], who: str):
+    """The numeric rows of ``df``'s ``required`` columns (and those of ``optional`` it has) where all have a
+    value, indexed by date: or a ConfigError naming what is missing."""
+    import pandas as pd
+
+    if not isinstance(df, pd.DataFrame):
+        raise ConfigError(f"{who}() needs a DataFrame, got {type(df).__name__}")
+    missing = set(required) - set(df.columns)
+    if missing:
+        raise ConfigError(f"{who}(): missing column(s) {sorted(missing)}; have {list(df.columns)}")
+    columns = [*required, *(c for c in optional if c in df.columns)]
+    frame = df[columns].apply(pd.to_numeric, errors="coerce").dropna()
+    if not isinstance(frame.index, pd.DatetimeIndex):
+        try:
+            frame.index = pd.to_datetime(frame.index)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{who}(): the index must be dates ({exc})") from None
+    if frame.empty:
+        raise ConfigError(f"{who}(): no rows with both {required[0]} and {required[1]}")
+    return frame
+
+
 def plot_forecasts(df, out_path=None, title=None, dpi=110):
     """Predicted vs realised next-bar return for one ticker: scatter (with IC, hit rate) and time series.
 
@@ -79,22 +102,9 @@ def plot_forecasts(df, out_path=None, title=None, dpi=110):
     (rows with NaN are dropped). Returns the Figure; writes it when ``out_path`` is given.
     """
     import numpy as np
-    import pandas as pd
 
     plt = prepare_matplotlib()
-    if not isinstance(df, pd.DataFrame):
-        raise ConfigError(f"plot_forecasts() needs a DataFrame, got {type(df).__name__}")
-    missing = {"pred_return", "realized_return"} - set(df.columns)
-    if missing:
-        raise ConfigError(f"plot_forecasts(): missing column(s) {sorted(missing)}; have {list(df.columns)}")
-    frame = df[["pred_return", "realized_return"]].apply(pd.to_numeric, errors="coerce").dropna()
-    if not isinstance(frame.index, pd.DatetimeIndex):
-        try:
-            frame.index = pd.to_datetime(frame.index)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"plot_forecasts(): the index must be dates ({exc})") from None
-    if frame.empty:
-        raise ConfigError("plot_forecasts(): no rows with both pred_return and realized_return")
+    frame = _dated_rows(df, ("pred_return", "realized_return"), (), "plot_forecasts")
     if title is None:
         title = f"{df.attrs.get('ticker', '')} forecast vs realised next return".strip()
 
@@ -141,3 +151,43 @@ def plot_forecasts(df, out_path=None, title=None, dpi=110):
     release(plt, fig)
     return fig
 
+
+def plot_volatility(df, out_path=None, title=None, periods_per_year: float = 252.0, dpi=110):
+    """Forecast vs realised volatility for one ticker (``target="volatility"``), annualised for the chart only
+    (``sqrt(variance x periods_per_year)``): the realised volatility over each forecast's horizon (grey), the
+    nets' forecast and the HAR-RV baseline's when the frame has it, and below, the running mean QLIKE of each
+    (lower is better) so the gap between them reads at a glance.
+
+    ``df``: rows of ``voleval.volatility_frame`` (``pred_var``, ``realized_var``, optionally ``var_har``) indexed
+    by date. Returns the Figure; writes it when ``out_path`` is given.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from ..volatility import qlike
+
+    plt = prepare_matplotlib()
+    frame = _dated_rows(df, ("pred_var", "realized_var"), ("var_har",), "plot_volatility")
+    annual = np.sqrt(frame.clip(lower=0) * periods_per_year) * 100
+    fig, (ax, axq) = plt.subplots(2, 1, sharex=True, figsize=(12, 7), num=new_fignum(plt),
+                                  gridspec_kw={"height_ratios": [3, 1.2], "hspace": 0.06})
+    ax.plot(annual.index, annual["realized_var"], color="0.65", lw=0.7, label="realised")
+    series = [("pred_var", "nets' forecast", "tab:orange", 1.3), ("var_har", "HAR-RV", "tab:blue", 1.0)]
+    for column, label, color, width in series:
+        if column not in frame:
+            continue
+        losses = qlike(frame[column].to_numpy(), frame["realized_var"].to_numpy())
+        ax.plot(annual.index, annual[column], color=color, lw=width, label=f"{label} (QLIKE {losses.mean():.3f})")
+        running = pd.Series(losses, index=frame.index).expanding(min_periods=20).mean()
+        axq.plot(running.index, running, color=color, lw=1.2, label=label)
+    ax.set_ylabel("annualised volatility %")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(True, alpha=0.3)
+    axq.set_ylabel("mean QLIKE so far")
+    axq.legend(loc="upper right", fontsize=8)
+    axq.grid(True, alpha=0.3)
+    date_axis(axq)
+    ax.set_title(title or "forecast vs realised volatility", loc="left", fontsize=12, fontweight="bold")
+    save(fig, out_path, dpi)
+    release(plt, fig)
+    return fig
