@@ -138,3 +138,18 @@ def test_cli_evaluate_compares_a_global_ensemble_with_adaptive_intervals_to_one_
     forecasts = pd.read_csv(tmp_path / "out" / "forecasts.csv")
     assert set(forecasts["ticker"]) == {"AAPL", "MSFT", "IBM"} and len(forecasts) > 300
     assert forecasts[["pred_std", "pred_lo", "pred_hi"]].notna().all().all()
+
+
+def test_a_global_ensemble_of_volatility_models_combines_variances_and_refuses_an_interval():
+    frames = panel()
+    walk = make_global_walk_forward("lstm", **{**TINY, "device": "cpu"}, target="volatility", ensemble=2)
+    lines = walk.forecast_all_lines(series_of(frames))
+    one = make_global_walk_forward("lstm", **{**TINY, "device": "cpu"}, target="volatility").forecast_all_lines(
+        series_of(frames))
+    for ticker, df in frames.items():
+        variance, spread = lines[ticker][:, 0], lines[ticker][:, 1]
+        ok = np.isfinite(variance)
+        assert ok.sum() >= len(df) - 110 and (variance[ok] > 0).all() and np.isfinite(spread[ok]).all()
+        assert_differ(variance, one[ticker][:, 0], min_finite=len(df) - 110)  # the second member moved the mean
+    with pytest.raises(ConfigError, match="target='volatility'"):
+        make_global_walk_forward("lstm", target="volatility", interval=0.8)
