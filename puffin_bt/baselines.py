@@ -19,6 +19,7 @@ from .errors import ConfigError
 from .globalmodel import GlobalWalkForward, Series
 from .options import FitConfig, ModelConfig
 from .schedule import FoldSchedule
+from .store import as_lines
 from .walkforward import FoldRecord
 from .windows import returns_of, window_features, window_inputs
 
@@ -130,6 +131,14 @@ class BaselineWalkForward(GlobalWalkForward):
             out[ok] = predict_windows(self.net, scaler, windows[ok], self.device,
                                       None if feature_windows is None else feature_windows[ok])
         return out
+
+    def forecast_lines(self, name: str, closes: np.ndarray, bars: np.ndarray, features: np.ndarray | None = None,
+                       offset: int = 0) -> np.ndarray:
+        """``forecast`` as lines (a baseline has no members and no interval: NaN there); ``closes`` from bar 0."""
+        return as_lines(self.forecast(name, closes, bars, features))
+
+    def _train_ahead(self, positions, histories, date_of) -> None:
+        """Nothing ahead: a regressor fits in moments, fold by fold in ``train_fold``."""
 
     def forecast_series(self, closes: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
         """One ticker walked forward on the per-ticker schedule: the fold at bar t fits on ``closes[:t+1]``

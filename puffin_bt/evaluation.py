@@ -282,7 +282,8 @@ def _global_forecasts(frames: dict, model: str, store, on_fold, vol_methods, for
     for ticker, df in frames.items():
         closes, features, _ = feature_matrix(df, forecast_kwargs.get("features", ()))
         series.append(Series(ticker, date_numbers_of(df.index), np.asarray(closes, dtype=np.float64), features))
-    preds = store.global_forecasts(walk, series, num2date) if store is not None else walk.forecast_all(series, num2date)
+    preds = store.global_forecasts(walk, series, num2date) if store is not None else \
+        walk.forecast_all_lines(series, num2date)
     parts = [_frame(ticker, df.index, df["close"].to_numpy(dtype=np.float64), as_lines(preds[ticker]), walk.schedule,
                     walk.config.target, vol_methods) for ticker, df in frames.items()]
     out = pd.concat(parts, ignore_index=True)

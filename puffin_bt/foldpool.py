@@ -27,7 +27,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
@@ -167,25 +167,25 @@ class FoldPool:
         for batch in results:
             trained = []
             for k, flats, scaler, hists, seconds, scores in batch:
-                nets = []
-                for member, flat in enumerate(flats):
-                    net = new_fold_net(config, k, member)
-                    with torch.no_grad():
-                        torch.nn.utils.vector_to_parameters(torch.from_numpy(flat), net.parameters())
-                    nets.append(net.eval())
+                nets = [net_from_flat(config, k, member, flat) for member, flat in enumerate(flats)]
                 trained.append((k, nets, scaler, hists, seconds, scores))
             out.append(trained)
         return out
 
     def _run(self, config, schedule, epochs: int, batches: list[list], residuals: bool) -> list:
+        futures = [self.submit(_train_in_worker, config, schedule, epochs, self.threads, batch, residuals)
+                   for batch in batches]
+        return [future.result() for future in futures]
+
+    def submit(self, fn, *args) -> Future:
+        """Run ``fn(*args)`` in a worker (a module-level function: it is pickled by name); a dead worker shows as
+        ``BrokenProcessPool`` from the future's ``result()``."""
         with quiet_fork_warning():
             if self._executor is None:
                 ctx = multiprocessing.get_context(start_method("cpu", self.threads))
                 self._executor = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=mark_worker,
                                                      initargs=worker_initargs())
-            futures = [self._executor.submit(_train_in_worker, config, schedule, epochs, self.threads, batch,
-                                             residuals) for batch in batches]
-        return [future.result() for future in futures]
+            return self._executor.submit(fn, *args)
 
     def close(self, wait: bool = True) -> None:
         executor, self._executor = self._executor, None
@@ -196,5 +196,18 @@ class FoldPool:
 def _train_in_worker(config, schedule, epochs: int, threads: int | None, batch: list, residuals: bool) -> list[tuple]:
     with torch_threads(threads or 1):
         trained = train_cold_batch(config, schedule, epochs, torch.device("cpu"), batch, residuals)
-    return [(k, [np.ascontiguousarray(torch.nn.utils.parameters_to_vector(net.parameters()).detach().numpy())
-                 for net in nets], scaler, hists, seconds, scores) for k, nets, scaler, hists, seconds, scores in trained]
+    return [(k, [flat_weights(net) for net in nets], scaler, hists, seconds, scores)
+            for k, nets, scaler, hists, seconds, scores in trained]
+
+
+def flat_weights(net: torch.nn.Module) -> np.ndarray:
+    """A trained network's parameters as one flat array: what a worker sends back."""
+    return np.ascontiguousarray(torch.nn.utils.parameters_to_vector(net.parameters()).detach().numpy())
+
+
+def net_from_flat(config, k: int, member: int, flat: np.ndarray) -> torch.nn.Module:
+    """Fold ``k``'s member ``member`` with the weights ``flat_weights`` sent back, ready to forecast."""
+    net = new_fold_net(config, k, member)
+    with torch.no_grad():
+        torch.nn.utils.vector_to_parameters(torch.from_numpy(flat), net.parameters())
+    return net.eval()

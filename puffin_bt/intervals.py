@@ -73,6 +73,52 @@ def trailing_volatility(closes: np.ndarray, bars: np.ndarray, offset: int = 0) -
     return np.maximum(volatility, VOL_FLOOR)
 
 
+def fold_scores(residuals: np.ndarray | None, coverage: float, where: str,
+                volatility: np.ndarray | None = None) -> np.ndarray:
+    """A fold's conformal scores, sorted: the validation residuals' magnitudes, each over the trailing volatility
+    when its forecast was made (``volatility``, the "vol" score); too few for ``coverage`` is a ConfigError naming
+    the fold (``where``)."""
+    need = min_residuals(coverage)
+    if residuals is None or len(residuals) < need:
+        got = 0 if residuals is None else len(residuals)
+        raise ConfigError(f"interval={coverage} needs at least {need} validation residuals per fold; {where} has "
+                          f"{got}: raise validation_split or train_window, or lower interval")
+    scores = np.abs(np.asarray(residuals, dtype=np.float64))
+    if volatility is not None:
+        scores = scores / volatility
+    return np.sort(scores)
+
+
+def half_widths(method: str, scores: np.ndarray, width: float, aci: AdaptiveLevel | None, horizon: int,
+                bars: np.ndarray, log_return: np.ndarray, closes: np.ndarray, offset: int = 0) -> np.ndarray:
+    """The interval's half-width (log return) at each of ``bars``, forecast ``log_return`` there, from a fold's sorted
+    ``scores`` and split half-width ``width``: constant ("split"), scaled by the trailing volatility ("vol"), or at
+    the adaptive level of ``aci``, which learns each outcome as it is realised ("aci"; ``closes[i]`` is bar
+    ``offset + i``)."""
+    if method == "split":
+        return np.full(len(bars), width)
+    if method == "vol":
+        return width * trailing_volatility(closes, bars, offset)
+    widths = np.empty(len(bars))
+    for i, bar in enumerate(bars):
+        then, now = int(bar) - horizon - offset, int(bar) - offset
+        if then >= 0:  # the forecast made at bar - horizon is judged now, with the close of this bar
+            aci.learn(int(bar) - horizon, float(np.log(closes[now]) - np.log(closes[then])))
+        widths[i] = half_width(scores, aci.alpha)
+        aci.pending[int(bar)] = (float(log_return[i]), widths[i])
+    return widths
+
+
+def lines_of(log_return: np.ndarray, spread: np.ndarray, widths: np.ndarray | None) -> np.ndarray:
+    """The forecast lines (bars, 4: ``LINES``) from the members' mean log return and spread (``combine``) and the
+    interval's half-widths (None: no interval, NaN bounds)."""
+    out = np.full((len(log_return), len(LINES)), np.nan)
+    out[:, 0], out[:, 1] = log_return, spread
+    if widths is not None:
+        out[:, 2], out[:, 3] = np.expm1(log_return - widths), np.expm1(log_return + widths)
+    return out
+
+
 def combine(members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(mean log return, spread of simple returns) of an ensemble's forecasts, members along axis 0."""
     members = np.asarray(members, dtype=np.float64)

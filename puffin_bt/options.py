@@ -325,6 +325,10 @@ _ALL: list[Option] = [
            "other processes share the cores)", ("fit",)),
     Option("fold_workers", "auto", Processes(),
            "processes training one walk-forward's cold folds ('auto': one per core on Linux CPU)", ("fit",)),
+    Option("global_chains", 2, Int(1, 64),
+           "scope='global': chains of warm refits trained side by side (one per process, up to fold_workers): "
+           "fold k continues from fold k - N's weights; 1: every fold from the one before, on one core",
+           ("fit",), forecasts=True),
     # ---- trading rules (ForecastThresholdStrategy)
     Option("entry", 0.005, Float(0.0, 1.0), "go long when pred_return > ENTRY", ("strategy",)),
     Option("exit", 0.005, Float(0.0, 1.0), "exit a long when pred_return < -EXIT", ("strategy",)),

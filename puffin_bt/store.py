@@ -223,10 +223,10 @@ class ForecastStore:
             walk.restore(next(iter(hits.values()))[1])
             return {name: hit[0] for name, hit in hits.items()}
         self.misses += len(series)
-        preds = walk.forecast_all(series, dates)
+        preds = walk.forecast_all_lines(series, dates)
         for s in series:
             self.save(keys[s.name], preds[s.name], walk.folds)
-        return {name: as_lines(p) for name, p in preds.items()}
+        return preds
 
     def clear(self) -> int:
         """Delete every stored entry, the temp files killed writers left behind (``.<key>.npz.<random>.tmp``)

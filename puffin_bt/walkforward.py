@@ -31,8 +31,9 @@ from .intervals import (
     combine,
     combine_variances,
     conformal_half_width,
-    half_width,
-    min_residuals,
+    fold_scores,
+    half_widths,
+    lines_of,
     trailing_volatility,
 )
 from .options import OPTIONS, FitConfig, IntervalConfig, ModelConfig, resolve
@@ -189,13 +190,7 @@ class WalkForward(LazyDevice):
         models.require_memory(config, self._device or "cpu", schedule.train_window)  # before any fold allocates it
         self.on_fold = on_fold
         self.interval = self.uncertainty.interval  # the coverage, None when off
-        if self.interval is not None and config.target == "volatility":
-            raise ConfigError(f"interval={self.interval} is a conformal interval of the return; target='volatility' "
-                              "forecasts a variance and has none: use interval=None (pred_std is an ensemble's "
-                              "spread of volatility forecasts)")
-        if self.interval is not None and config.validation_split == 0:
-            raise ConfigError(f"interval={self.interval} is fitted on each fold's validation residuals; "
-                              "validation_split=0 leaves none: use validation_split > 0")
+        check_interval(config, self.interval)
         self.nets: list[torch.nn.Module] = []  # the current fold's model(s): config.trained_members of them
         self.scaler = None
         # ensemble_method="folds": the current fold's model and up to ensemble - 1 earlier ones, oldest first
@@ -514,12 +509,11 @@ class WalkForward(LazyDevice):
         and the interval (``closes[i]`` is bar ``offset + i``: the outcomes adaptive intervals learn from)."""
         log_return, spread = (combine_variances if self.config.target == "volatility" else combine)(
             self._member_forecasts(windows, feature_windows))
-        out = np.full((len(bars), len(LINES)), np.nan)
-        out[:, 0], out[:, 1] = log_return, spread
+        widths = None
         if self.interval is not None:
-            widths = self._half_widths(bars, log_return, closes, offset)
-            out[:, 2], out[:, 3] = np.expm1(log_return - widths), np.expm1(log_return + widths)
-        return out
+            widths = half_widths(self.uncertainty.interval_method, self.scores, self.half_width, self._aci,
+                                 self.schedule.horizon, bars, log_return, closes, offset)
+        return lines_of(log_return, spread, widths)
 
     def _member_forecasts(self, windows: np.ndarray, feature_windows: np.ndarray | None) -> np.ndarray:
         """Each ensemble member's forecast pass over ``windows``, members along axis 0 (``ensemble_method``:
@@ -542,32 +536,13 @@ class WalkForward(LazyDevice):
         forecast = combine(self._member_forecasts(windows, feature_windows))[0]
         return window_targets(history, val_bars, self.schedule.horizon) - forecast
 
-    def _half_widths(self, bars: np.ndarray, log_return: np.ndarray, closes: np.ndarray, offset: int) -> np.ndarray:
-        if self.uncertainty.interval_method == "split":
-            return np.full(len(bars), self.half_width)
-        if self.uncertainty.interval_method == "vol":
-            return self.half_width * trailing_volatility(closes, bars, offset)
-        aci, horizon, widths = self._aci, self.schedule.horizon, np.empty(len(bars))
-        for i, bar in enumerate(bars):
-            then, now = int(bar) - horizon - offset, int(bar) - offset
-            if then >= 0:  # the forecast made at bar - horizon is judged now, with the close of this bar
-                aci.learn(int(bar) - horizon, float(np.log(closes[now]) - np.log(closes[then])))
-            widths[i] = half_width(self.scores, aci.alpha)
-            aci.pending[int(bar)] = (float(log_return[i]), widths[i])
-        return widths
-
     def _set_scores(self, residuals: np.ndarray | None, bar: int, history: np.ndarray,
                     features: np.ndarray | None) -> None:
-        need = min_residuals(self.interval)
-        if residuals is None or len(residuals) < need:
-            got = 0 if residuals is None else len(residuals)
-            raise ConfigError(f"interval={self.interval} needs at least {need} validation residuals per fold; the "
-                              f"fold at bar {bar} has {got}: raise validation_split or train_window, or lower interval")
-        scores = np.abs(np.asarray(residuals, dtype=np.float64))
+        volatility = None
         if self.uncertainty.interval_method == "vol":  # each residual over the volatility when its forecast was made
             val_bars = split_train_val(self._samples(bar, features), self.config.validation_split)[1]
-            scores = scores / trailing_volatility(history, val_bars)
-        self._keep_scores(scores)
+            volatility = trailing_volatility(history, val_bars)
+        self._keep_scores(fold_scores(residuals, self.interval, f"the fold at bar {bar}", volatility))
 
     def _keep_scores(self, scores: np.ndarray) -> None:
         """The current fold's conformal scores (computed by ``_set_scores``, or read back from a saved fold)."""
@@ -660,6 +635,17 @@ def option_sets(cell: str = "lstm", inputs: tuple[str, ...] = (), **options) -> 
     config = ModelConfig(cell=cell, **{name: p[name] for name in ModelConfig.NAMES if name != "cell"})
     return (config, *(kind(**{name: p[name] for name in kind.NAMES}) for kind in (FoldSchedule, FitConfig,
                                                                                   IntervalConfig)))
+
+
+def check_interval(config: ModelConfig, interval: float | None) -> None:
+    """A conformal interval needs a return target and validation residuals to be fitted on."""
+    if interval is not None and config.target == "volatility":
+        raise ConfigError(f"interval={interval} is a conformal interval of the return; target='volatility' "
+                          "forecasts a variance and has none: use interval=None (pred_std is an ensemble's "
+                          "spread of volatility forecasts)")
+    if interval is not None and config.validation_split == 0:
+        raise ConfigError(f"interval={interval} is fitted on each fold's validation residuals; "
+                          "validation_split=0 leaves none: use validation_split > 0")
 
 
 def make_walk_forward(cell: str = "lstm", on_fold: Callable[[FoldRecord], None] | None = None,

@@ -23,6 +23,7 @@ from .conftest import TINY, assert_same_forecasts, ohlcv_frame, synthetic_closes
 MODES = {"runonce": dict(runonce=True), "runnext": dict(runonce=False), "unpreloaded": dict(runonce=False,
                                                                                             preload=False)}
 KW = {**TINY, "device": "cpu"}
+LINES = ("pred_return", "pred_std", "pred_lo", "pred_hi")
 
 
 def panel(n: int = 260, seed: int = 0) -> dict:
@@ -33,13 +34,20 @@ def panel(n: int = 260, seed: int = 0) -> dict:
     return frames
 
 
-def run_global(frames: dict, mode: str, **kw) -> dict:
+def run_global_lines(frames: dict, mode: str, **kw) -> dict:
+    """Each ticker's indicator lines (4, bars: pred_return, pred_std, pred_lo, pred_hi) from a global model in a
+    Backtrader run."""
     cerebro = bt.Cerebro(stdstats=False, **MODES[mode])
     for name, df in frames.items():
         cerebro.adddata(bt.feeds.PandasData(dataname=df), name=name)
     cerebro.addstrategy(ForecastThresholdStrategy, forecast_kwargs={**KW, **kw}, scope="global", plot_forecast=False)
     strat = cerebro.run()[0]
-    return {d._name: np.asarray(fc.pred_return.array[: len(d)]) for d, fc in strat.forecasts.items()}
+    return {d._name: np.array([np.asarray(getattr(fc, line).array[: len(d)]) for line in LINES])
+            for d, fc in strat.forecasts.items()}
+
+
+def run_global(frames: dict, mode: str, **kw) -> dict:
+    return {name: lines[0] for name, lines in run_global_lines(frames, mode, **kw).items()}
 
 
 def series_of(frames: dict) -> list[Series]:

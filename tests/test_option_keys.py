@@ -23,7 +23,7 @@ FLIPS = {
     "hidden_dim": 8, "num_layers": 1, "dropout": 0.1, "lr": 0.01, "batch_size": 16, "weight_decay": 0.01,
     "noise_level": 0.1, "validation_split": 0.3, "patience": None, "horizon": 2, "seed": 1, "features": ("volume",),
     "ensemble": 2, "ensemble_method": "folds", "interval": 0.9, "interval_method": "aci", "aci_gamma": 0.01,
-    "target": "volatility",
+    "target": "volatility", "global_chains": 1,
     # not flagged: how the work is spread, never what it computes
     "threads": None, "fold_workers": 1,
 }

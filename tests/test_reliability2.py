@@ -571,14 +571,14 @@ EVERY_OPTION = {
     "lookback": "8", "retrain_every": "50", "train_window": "150", "min_train": "130", "epochs": "2",
     "refit_epochs": "2", "hidden_dim": "6", "num_layers": "1", "dropout": "0.1", "lr": "0.002", "batch_size": "16",
     "weight_decay": "0.0001", "noise_level": "0.01", "validation_split": "0.25", "patience": "3", "horizon": "2",
-    "seed": "7", "device": "cpu", "threads": "none", "fold_workers": "1",
+    "seed": "7", "device": "cpu", "threads": "none", "fold_workers": "1", "global_chains": "3",
     "entry": "0.001", "exit": "0.002", "allow_short": None, "weight": "0.4", "reserve": "0.05",
     "cash": "50000", "commission": "0.002", "skip_failed": None, "start": "2020-01-15", "end": "2020-12-31",
     "features": "range,rsi:5", "ensemble": "2", "ensemble_method": "folds", "interval": "0.2", "interval_method": "aci",
     "aci_gamma": "0.01", "rule": "interval", "sizing": "volatility", "periods_per_year": "260",
 }
-# The global model and the ranking strategy (a global model has no ensemble or interval yet, and the
-# ranking strategy needs three tickers for top_k=1 and bottom_k=1): a second run, replayed the same way.
+# The global model and the ranking strategy (the ranking strategy needs three tickers for top_k=1 and
+# bottom_k=1): a second run, replayed the same way.
 EVERY_GLOBAL_OPTION = {
     "scope": "global", "strategy": "rank", "top_k": "1", "bottom_k": "1", "rebalance_every": "3", "max_drop": "1",
     "sizing": "vol_target", "target_vol": "0.2", "max_leverage": "0.9",

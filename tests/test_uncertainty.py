@@ -163,8 +163,8 @@ def test_bad_uncertainty_options_are_clear_errors():
     frames = {t: df.iloc[-300:] for t, df in load_sample(["IBM", "MSFT"]).items()}
     with pytest.raises(ConfigError, match="rule='interval'.*interval"):
         backtest(frames, rule="interval", store=False, **TINY)
-    with pytest.raises(ConfigError, match="scope='global'"):
-        backtest(frames, scope="global", ensemble=2, store=False, **TINY)
+    with pytest.raises(ConfigError, match="at least 99 validation residuals per fold; the global fold"):
+        backtest(frames, scope="global", ensemble=2, interval=0.99, store=False, **TINY)
 
 
 def test_backtest_with_intervals_stores_the_lines_and_trades_on_them(tmp_path):

@@ -498,7 +498,7 @@ class ForecastGroup:
             if self.store is not None:
                 self._preds = self.store.global_forecasts(self.walk, series, bt.num2date)
             else:
-                self._preds = self.walk.forecast_all(series, bt.num2date)
+                self._preds = self.walk.forecast_all_lines(series, bt.num2date)
         return as_lines(self._preds[member.name])
 
     def step(self, member) -> np.ndarray | None:
@@ -517,14 +517,12 @@ class ForecastGroup:
         data = member.data
         if not len(data) or float(data.datetime[0]) != now:
             return None
-        lookback = self.config.lookback
-        lines = np.full(len(LINES), np.nan)
-        if not self.walk.folds or len(data) <= lookback:
-            return lines
-        s = self._series(member, min(len(data), lookback + 1 + self.lag))
-        bar = len(s.closes) - 1
-        lines[0] = self.walk.forecast(member.name, s.closes, np.array([bar]), s.features)[0]
-        return lines
+        if not self.walk.folds or len(data) <= self.config.lookback:
+            return np.full(len(LINES), np.nan)
+        size = min(len(data), max(self.config.lookback + 1 + self.lag, self.walk.tail_bars))
+        s = self._series(member, size)
+        return self.walk.forecast_lines(member.name, s.closes, np.array([len(data) - 1]), s.features,
+                                        offset=len(data) - size)[0]
 
 
 class GlobalForecast(bt.Indicator):
