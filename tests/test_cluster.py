@@ -59,12 +59,17 @@ def local(tmp_path_factory) -> dict:
     return entries(store, frames)
 
 
-def _walk_options() -> dict:
-    return {k: v for k, v in OPTIONS.items() if k != "model"} | {"refit_epochs": 1}
+def _walk_options(**changes) -> dict:
+    return {k: v for k, v in OPTIONS.items() if k != "model"} | {"refit_epochs": 1} | changes
 
 
-def entries(store: ForecastStore, frames: dict) -> dict:
-    walk = make_walk_forward(OPTIONS["model"], **_walk_options())
+# The lost-node test's tickers train this long, so the worker node is still computing when it goes: a warm worker
+# computes a ticker of the other tests in a fraction of a second (all six were done before the node was removed).
+SLOW = {"epochs": 30, "refit_epochs": 10}
+
+
+def entries(store: ForecastStore, frames: dict, **changes) -> dict:
+    walk = make_walk_forward(OPTIONS["model"], **_walk_options(**changes))
     out = {}
     for name, df in frames.items():
         hit = store.load(fingerprint(walk, df["close"].to_numpy(dtype=float), date_numbers_of(df.index)))
@@ -72,9 +77,9 @@ def entries(store: ForecastStore, frames: dict) -> dict:
     return out
 
 
-def run_on_cluster(store: ForecastStore, frames: dict, **kwargs):
+def run_on_cluster(store: ForecastStore, frames: dict, changes: dict | None = None, **kwargs):
     return precompute_forecasts(frames, model=OPTIONS["model"], executor="ray", store=store, **kwargs,
-                                **_walk_options())
+                                **_walk_options(**(changes or {})))
 
 
 def test_the_cluster_has_two_nodes_of_one_cpu_on_the_loopback_address(cluster):
@@ -132,19 +137,18 @@ def test_a_worker_node_lost_mid_run_is_survived_with_the_same_forecasts_and_noth
     frames = {f"L{i}": ohlcv_frame(regime_closes(((300, 0.002), (200, -0.002), (100 + 20 * i, 0.001)), seed=10 + i))
               for i in range(6)}  # longer series: the tasks are still running when the node goes
     reference = ForecastStore(tmp_path / "local")
-    precompute_forecasts(frames, model=OPTIONS["model"], executor="local", workers=2, store=reference, **_walk_options())
+    precompute_forecasts(frames, model=OPTIONS["model"], executor="local", workers=2, store=reference,
+                         **_walk_options(**SLOW))
     store = ForecastStore(tmp_path / "cluster")
     done: list[str] = []
-    first_done = threading.Event()
     outcome = {}
 
     def on_done(ticker, status):
         done.append(ticker)
-        first_done.set()
 
     def run():
         try:
-            outcome["report"] = run_on_cluster(store, frames, tickers_per_task=1, on_done=on_done)
+            outcome["report"] = run_on_cluster(store, frames, SLOW, tickers_per_task=1, on_done=on_done)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
             outcome["error"] = exc
 
@@ -162,13 +166,13 @@ def test_a_worker_node_lost_mid_run_is_survived_with_the_same_forecasts_and_noth
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
-        assert first_done.wait(120)  # one ticker done on the worker node: the next one runs there, the rest wait
-        # ... once the driver has handed it over: until then the worker node is idle and losing it retries nothing
-        # (the test failed that way on a loaded machine). The head's CPU is held, so no free CPU = the worker busy.
-        busy_by = time.monotonic() + 60
+        # The worker node takes the first ticker (no free CPU while the head's is held) and is removed while that
+        # task runs (SLOW). Waiting for a first result instead found the node idle: nothing was retried.
+        busy_by = time.monotonic() + 120
         while ray.available_resources().get("CPU", 0) > 0 and time.monotonic() < busy_by:
             time.sleep(0.02)
         assert ray.available_resources().get("CPU", 0) == 0
+        time.sleep(0.5)
         alive_before, done_before = sum(n["Alive"] for n in ray.nodes()), len(done)
         nodes.remove_node(worker)
     finally:
@@ -187,8 +191,8 @@ def test_a_worker_node_lost_mid_run_is_survived_with_the_same_forecasts_and_noth
         time.sleep(0.2)
     assert "will be retried" in said
     assert sorted(report.computed) == sorted(frames) and not report.failed
-    expected = entries(reference, frames)
-    for name, lines in entries(store, frames).items():
+    expected = entries(reference, frames, **SLOW)
+    for name, lines in entries(store, frames, **SLOW).items():
         assert np.isfinite(expected[name][:, 0]).sum() >= 300
         np.testing.assert_array_equal(lines, expected[name])
     assert len(list(store.root.glob("*.npz"))) == len(frames) and not list(store.root.glob(".*.tmp"))
