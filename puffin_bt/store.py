@@ -206,7 +206,7 @@ class ForecastStore:
         if hit is not None:
             self.hits += 1
             lines, folds = hit
-            walk.restore(folds)
+            walk._restore(folds)
             return lines
         self.misses += 1
         lines = walk.forecast_lines(closes, 0, len(closes), dates, features=features)

@@ -89,6 +89,15 @@ def test_strategies_use_public_names_only():
                 assert not any(alias.name.startswith("_") for alias in node.names), (path.name, node.module)
 
 
+def test_walk_forward_keeps_a_small_public_surface():
+    # the methods and properties a user (or an indicator) calls; the fold pool, cold batching and the
+    # universe's job hand-over are underscored machinery
+    from puffin_bt.walkforward import WalkForward
+
+    public = {name for name in vars(WalkForward) if not name.startswith("_")}
+    assert public == {"run", "forecast_lines", "advance_lines", "train_fold", "current_fold"}
+
+
 # --------------------------------------------------------------------------- one options registry
 
 

@@ -263,9 +263,9 @@ class ForecastIndicator(bt.Indicator):
         lookback = self.config.lookback
         history = np.asarray(self._close.get(size=min(bar + 1, lookback + 1)), dtype=np.float64)
         if self.walk.uncertainty.interval_method != "split" and self.walk.interval is not None:  # past outcomes, volatility
-            history = np.asarray(self._close.get(size=min(bar + 1, self.walk.tail_bars)), dtype=np.float64)
+            history = np.asarray(self._close.get(size=min(bar + 1, self.walk._tail_bars)), dtype=np.float64)
         features = self._feature_rows(lookback)
-        lines = self.walk.forecast_tail_lines(history, features, bar)
+        lines = self.walk._forecast_tail(history, features, bar)
         _write_bar(self, lines)
 
     def _train(self, bar: int, ago: int = 0) -> None:
