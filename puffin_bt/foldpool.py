@@ -1,7 +1,7 @@
 """Train the cold folds of one walk-forward on several CPU cores.
 
 Folds retrained from scratch are independent, so their batches (see
-``WalkForward._train_cold``) can train in separate processes. A forked worker
+``_coldfolds.train_cold``) can train in separate processes. A forked worker
 starts in milliseconds with torch already imported; it receives each fold's closes
 up to its fold bar (nothing later, so causality is that of the in-process path),
 trains the batch single-threaded and sends back the flat weights, the scaler and

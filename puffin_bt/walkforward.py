@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import models
+from ._coldfolds import fold_pool, train_cold
 from ._lazy import LazyDevice, LazyModule, lazy_functions
-from ._sizing import MAX_BATCH, cold_batch, worker_bytes
+from ._sizing import MAX_BATCH
 from .errors import ConfigError, DataError
 from .features import check_feature_columns, frame_features
 from .intervals import (
@@ -57,10 +58,9 @@ if TYPE_CHECKING:
 
 # Imported on first use (``_lazy``): a walk-forward whose forecasts all come from the store trains nothing, and
 # never imports torch.
-fitting, foldpool = LazyModule("puffin_bt.fitting"), LazyModule("puffin_bt.foldpool")
+fitting = LazyModule("puffin_bt.fitting")
 fold_data, predict_windows, train_prepared = lazy_functions("puffin_bt.fitting", "fold_data", "predict_windows",
                                                             "train_prepared")
-resolve_fold_workers, = lazy_functions("puffin_bt.foldpool", "resolve_fold_workers")
 torch_threads, = lazy_functions("puffin_bt.training", "torch_threads")
 
 __all__ = ["FoldRecord", "WalkForward", "WalkForwardResult", "feature_matrix", "make_walk_forward", "option_sets",
@@ -364,38 +364,15 @@ class WalkForward(LazyDevice):
         return record
 
     def _train_cold(self, folds: list[tuple]) -> None:
-        """Train from scratch the folds given as (index, closes up to the fold bar, features up to it or
-        None), together.
-
-        Folds with equal sample counts share batches of up to ``_sizing.MAX_BATCH`` models (fewer
-        when their scratch memory would pass ``_sizing.BATCH_MEMORY``). Inside ``forecast_lines`` the
-        batches go to a process pool of ``fold_workers`` when there are several (a fold's
-        result does not depend on its batch or its process); each fold's seconds are its own
-        preparation plus its share of its batch's training.
-        """
-        started = time.perf_counter()
-        cfg, s = self.config, self.schedule
-        groups: dict[int, list[tuple]] = {}
-        for k, history, features in folds:  # equal sample counts give equal tensor shapes
-            groups.setdefault(len(self._samples(len(history) - 1, features)), []).append((k, history, features))
-        max_batch, _ = cold_batch(cfg)
-        max_batch = max(1, max_batch // cfg.trained_members)  # folds per batch: each brings its trained members
-        pool = self._pool
-        spread = 1 if pool is None else pool.workers
-        batches = []
-        for members in groups.values():
-            batches += fitting.even_batches(members, max(-(-len(members) // max_batch), min(spread, len(members))))
-        residuals = self.interval is not None
-        if pool is not None and len(batches) > 1:
-            results = pool.train(cfg, s, self.fit.epochs, batches, residuals)
-            self.pooled_batches += len(batches)
-        else:
-            results = [fitting.train_cold_batch(cfg, s, self.fit.epochs, self.device, batch, residuals)
-                       for batch in batches]
-        for batch in results:
-            for k, nets, scaler, hists, seconds, scores in batch:
-                self._ready[k] = (nets, scaler, hists, seconds, scores)
-        self.training_seconds += time.perf_counter() - started
+        """Train from scratch, together, the folds given as (index, closes up to the fold bar, features up to it
+        or None), in the fold pool inside ``forecast_lines`` (``_coldfolds.train_cold``); each waits in
+        ``_ready`` for its turn."""
+        results, pooled, seconds = train_cold(self.config, self.schedule, self.fit.epochs, self.device, folds,
+                                              self._samples, self.interval is not None, self._pool)
+        for k, nets, scaler, hists, fold_seconds, scores in results:
+            self._ready[k] = (nets, scaler, hists, fold_seconds, scores)
+        self.pooled_batches += pooled
+        self.training_seconds += seconds
 
     def forecast_lines(self, closes: np.ndarray, start: int, end: int, dates=None,
                        ahead: int | None = None, features: np.ndarray | None = None) -> np.ndarray:
@@ -415,23 +392,17 @@ class WalkForward(LazyDevice):
 
     @contextlib.contextmanager
     def _fold_pool(self):
-        """The shared process pool for this ``forecast_lines`` call's cold batches (``foldpool``)."""
-        workers = 1
-        if self.fit.refit_epochs is None and self._pool is None:
-            workers = resolve_fold_workers(self.fit.fold_workers, self.device, self.fit.threads,
-                                           worker_bytes(self.config))
-        if workers <= 1:
+        """The shared process pool for this ``forecast_lines`` call's cold batches (``_coldfolds.fold_pool``);
+        none for warm refits, which train one fold at a time, or inside a call that holds one."""
+        if self.fit.refit_epochs is not None or self._pool is not None:
             yield
             return
-        self._pool = foldpool.acquire(workers, self.fit.threads)
-        try:
-            yield
-        except BaseException:  # an error or Ctrl-C may leave batches running: start afresh next time
-            pool, self._pool = self._pool, None
-            foldpool.discard(pool)
-            raise
-        pool, self._pool = self._pool, None
-        foldpool.release(pool)
+        with fold_pool(self.config, self.fit, self.device) as pool:
+            self._pool = pool
+            try:
+                yield
+            finally:
+                self._pool = None
 
     def _forecast_range(self, closes: np.ndarray, start: int, end: int, dates=None,
                         ahead: int | None = None, features: np.ndarray | None = None) -> np.ndarray:
