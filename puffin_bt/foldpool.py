@@ -39,6 +39,8 @@ from .options import OPTIONS
 from .processes import available_cpus, available_memory, in_worker, mark_worker, quiet_fork_warning, start_method, worker_initargs
 from .training import torch_threads
 
+__all__ = ["FoldPool", "acquire", "discard", "flat_weights", "net_from_flat", "release", "resolve_fold_workers"]
+
 IDLE_SECONDS = 60.0  # an idle shared pool is closed after this long
 _lock = threading.Lock()
 _shared: dict = {"pool": None, "timer": None, "users": 0}

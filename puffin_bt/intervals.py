@@ -28,6 +28,11 @@ import numpy as np
 
 from .errors import ConfigError
 
+__all__ = [
+    "AdaptiveLevel", "LINES", "VOL_WINDOW", "combine", "combine_variances", "conformal_half_width", "fold_scores",
+    "half_widths", "lines_of", "pinball_loss", "trailing_volatility"
+]
+
 # A volatility target (``target="volatility"``) keeps the same four columns: the forecast per-bar variance, the
 # members' spread of volatilities, and NaN (no interval).
 LINES = ("pred_log_return", "pred_std", "pred_lo", "pred_hi")

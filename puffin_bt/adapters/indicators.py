@@ -38,6 +38,11 @@ from ..store import ForecastStore, as_lines
 from ..walkforward import FoldRecord, make_walk_forward, require_history
 from ..windows import check_prices
 
+__all__ = [
+    "ForecastIndicator", "ForecastPrice", "GlobalForecast", "INDICATORS", "forecast_indicator",
+    "forecast_indicators", "traded_forecast_indicators"
+]
+
 # Imported on first use (``_lazy``): model files are read and written with torch, a run from the store needs none.
 checkpoint = LazyModule("puffin_bt.checkpoint")
 
