@@ -28,12 +28,10 @@ from .features import check_feature_columns, frame_features
 from .intervals import (
     LINES,
     VOL_WINDOW,
-    AdaptiveLevel,
+    FoldInterval,
     combine,
     combine_variances,
-    conformal_half_width,
     fold_scores,
-    half_widths,
     lines_of,
     trailing_volatility,
 )
@@ -196,10 +194,10 @@ class WalkForward(LazyDevice):
         self.scaler = None
         # ensemble_method="folds": the current fold's model and up to ensemble - 1 earlier ones, oldest first
         self._fold_models: list[FoldModel] = []
-        # the current fold's split-conformal half-width (log return; "vol": in units of the trailing volatility)
-        self.half_width: float | None = None
-        self.scores: np.ndarray | None = None  # its validation residuals' magnitudes ("vol": over the volatility)
-        self._aci = None if self.interval is None else AdaptiveLevel(1.0 - self.interval, self.uncertainty.aci_gamma)
+        # the current fold's conformal scores and split half-width (log return; "vol": in units of the trailing
+        # volatility) and the adaptive level; None when intervals are off
+        self.interval_state = None if self.interval is None else FoldInterval(
+            self.interval, self.uncertainty.interval_method, self.uncertainty.aci_gamma)
         self.folds: list[FoldRecord] = []
         # Folds trained from scratch are independent models: they are trained together when several are due at
         # once, e.g. in ``forecast_lines`` (on the family's batched engine, or one by one with autograd when it
@@ -356,7 +354,7 @@ class WalkForward(LazyDevice):
             best_epoch=best,
             seconds=extra + time.perf_counter() - started,
             date=date,
-            half_width=self.half_width if self.interval is not None else None,
+            half_width=None if self.interval_state is None else self.interval_state.half_width,
         )
         self.folds.append(record)
         if self.on_fold is not None:
@@ -473,8 +471,7 @@ class WalkForward(LazyDevice):
             self._member_forecasts(windows, feature_windows))
         widths = None
         if self.interval is not None:
-            widths = half_widths(self.uncertainty.interval_method, self.scores, self.half_width, self._aci,
-                                 self.schedule.horizon, bars, log_return, closes, offset)
+            widths = self.interval_state.widths(self.schedule.horizon, bars, log_return, closes, offset)
         return lines_of(log_return, spread, widths)
 
     def _member_forecasts(self, windows: np.ndarray, feature_windows: np.ndarray | None) -> np.ndarray:
@@ -504,12 +501,7 @@ class WalkForward(LazyDevice):
         if self.uncertainty.interval_method == "vol":  # each residual over the volatility when its forecast was made
             val_bars = split_train_val(self._samples(bar, features), self.config.validation_split)[1]
             volatility = trailing_volatility(history, val_bars)
-        self._keep_scores(fold_scores(residuals, self.interval, f"the fold at bar {bar}", volatility))
-
-    def _keep_scores(self, scores: np.ndarray) -> None:
-        """The current fold's conformal scores (computed by ``_set_scores``, or read back from a saved fold)."""
-        self.scores = np.sort(np.asarray(scores, dtype=np.float64))
-        self.half_width = conformal_half_width(self.scores, self.interval)
+        self.interval_state.keep(fold_scores(residuals, self.interval, f"the fold at bar {bar}", volatility))
 
     def _complete(self, feature_windows: np.ndarray, first_bar: int | None) -> np.ndarray:
         """Forecast windows must have every feature value: a gap after the warm-up is a DataError."""

@@ -288,7 +288,7 @@ class ForecastIndicator(bt.Indicator):
             net, scaler, record, scores = checkpoint.read_fold(path, self.config, self.walk.device)
             self.walk.nets, self.walk.scaler = [net], scaler
             if scores is not None:
-                self.walk._keep_scores(scores)
+                self.walk.interval_state.keep(scores)
             self.walk.folds.append(FoldRecord(**record))
             if self.walk.on_fold is not None:
                 self.walk.on_fold(self.walk.folds[-1])
