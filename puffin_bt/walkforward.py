@@ -155,9 +155,9 @@ class FoldModel:
 class WalkForward(LazyDevice):
     """Stateful fold runner: trains folds in order and forecasts with the current one.
 
-    Four public names: ``run`` (a whole series), ``forecast_lines`` (a range of bars of an array),
+    Its public names: ``run`` (a whole series), ``forecast_lines`` (a range of bars of an array),
     ``advance_lines`` (growing histories, one bar at a time), ``train_fold``, and the ``current_fold``
-    index. Each calls ``train_fold`` with exactly ``closes[:t+1]`` for each fold bar t,
+    index. Each trains the fold at bar t on exactly ``closes[:t+1]`` (``train_fold``),
     so nothing after t can reach the fold. It takes the option sets as they are: the network
     (``ModelConfig``), the schedule (``FoldSchedule``), the training (``FitConfig``: ``refit_epochs``
     continues from the previous fold's weights, a warm start, None retrains from scratch; ``threads``;
