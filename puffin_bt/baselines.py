@@ -23,6 +23,8 @@ from .store import as_lines
 from .walkforward import FoldRecord
 from .windows import returns_of, window_features, window_inputs
 
+__all__ = ["BASELINES", "BASELINES_MISSING", "baseline_forecasts", "baselines_available", "global_baseline_forecasts"]
+
 BASELINES = ("ridge", "gbm")
 RIDGE_ALPHAS = tuple(10.0 ** k for k in range(-2, 6))  # on standardised inputs and targets
 BASELINES_MISSING = ("no ridge/gbm baselines: scikit-learn is not installed "

@@ -169,8 +169,8 @@ def write_fold(path: str | os.PathLike, class_name: str, walk, params: dict) -> 
         raise ConfigError(f"a model file holds one network; this walk-forward forecasts with an ensemble of "
                           f"{walk.config.ensemble} (ensemble_method={walk.config.ensemble_method!r}): use ensemble=1 "
                           "to save or resume its folds")
-    resume = {"fold": walk.folds[-1].to_dict(),
-              "scores": None if walk.scores is None else [float(v) for v in walk.scores]}
+    scores = None if walk.interval_state is None else walk.interval_state.scores
+    resume = {"fold": walk.folds[-1].to_dict(), "scores": None if scores is None else [float(v) for v in scores]}
     return write(path, class_name, walk.config, walk.scaler, walk.nets[0].state_dict(),
                  {**params, "walk_forward": resume}, None)
 

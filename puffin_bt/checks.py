@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 
 from .errors import ConfigError
 
+__all__ = ["check_float", "check_int", "check_known"]
+
 
 def check_int(name: str, value, minimum: int = 1, allow_none: bool = False, maximum: int | None = None) -> int | None:
     """Return ``value`` as an int in ``[minimum, maximum]`` or raise ConfigError naming ``name``."""

@@ -24,6 +24,8 @@ from ._version import __version__
 from .errors import ConfigError, DataError, PuffinError
 from .options import BACKTEST_GROUPS, CELLS, OPTIONS, add_flags, names
 
+__all__ = ["main"]
+
 EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE = 0, 1, 2
 
 

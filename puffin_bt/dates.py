@@ -14,6 +14,8 @@ import math
 import numpy as np
 import pandas as pd
 
+__all__ = ["TRADING_DAYS", "date_numbers_of", "num2date", "periods_per_year"]
+
 TRADING_DAYS = 252  # bars a year of daily data: the annualisation of Sharpe ratios and volatility
 _ORDINAL_1970 = 719163.0  # datetime.date(1970, 1, 1).toordinal()
 

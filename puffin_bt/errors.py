@@ -6,6 +6,11 @@ parameter) and how to fix it. Catch ``PuffinError`` to catch them all.
 
 from __future__ import annotations
 
+__all__ = [
+    "CheckpointError", "ConfigError", "DataError", "DeviceError", "NetworkError", "NotFittedError", "PuffinError",
+    "StudyError", "failures"
+]
+
 
 class PuffinError(Exception):
     """Base class of every error puffin_bt raises on purpose."""

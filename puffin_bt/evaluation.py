@@ -26,6 +26,11 @@ from .volbaselines import GARCH_MISSING, available_methods
 from .voleval import ScoredForecasts, VolatilityEvaluation, baseline_methods, evaluate_volatility, volatility_frame
 from .walkforward import feature_matrix, make_walk_forward, require_history
 
+__all__ = [
+    "EvaluationResult", "compare_families", "evaluate", "evaluate_forecasts", "forecast_frame", "forecast_metrics",
+    "format_table", "walk_forward_forecasts"
+]
+
 
 def binomial_p_value(successes: int, trials: int, p: float = 0.5) -> float:
     """One-sided P(X >= successes) for X ~ Binomial(trials, p): is the hit rate better than chance?"""

@@ -24,6 +24,11 @@ import numpy as np
 
 from .errors import ConfigError, DataError
 
+__all__ = [
+    "check_feature_columns", "compute_features", "describe_features", "feature_lag", "frame_features",
+    "parse_features"
+]
+
 MAX_PERIOD = 1000  # longest rolling window a spec may ask for
 
 

@@ -8,6 +8,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
+__all__ = ["atomic_write_bytes", "default_cache_dir", "warn_cache_unwritable"]
+
 
 def default_cache_dir() -> Path:
     """Folder for downloaded prices and the forecast store: ``$PUFFIN_BT_CACHE``, else

@@ -1,7 +1,7 @@
 """Train the cold folds of one walk-forward on several CPU cores.
 
 Folds retrained from scratch are independent, so their batches (see
-``WalkForward._train_cold``) can train in separate processes. A forked worker
+``_coldfolds.train_cold``) can train in separate processes. A forked worker
 starts in milliseconds with torch already imported; it receives each fold's closes
 up to its fold bar (nothing later, so causality is that of the in-process path),
 trains the batch single-threaded and sends back the flat weights, the scaler and
@@ -38,6 +38,8 @@ from .fitting import new_fold_net, train_cold_batch
 from .options import OPTIONS
 from .processes import available_cpus, available_memory, in_worker, mark_worker, quiet_fork_warning, start_method, worker_initargs
 from .training import torch_threads
+
+__all__ = ["FoldPool", "acquire", "discard", "flat_weights", "net_from_flat", "release", "resolve_fold_workers"]
 
 IDLE_SECONDS = 60.0  # an idle shared pool is closed after this long
 _lock = threading.Lock()

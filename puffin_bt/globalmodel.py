@@ -168,7 +168,7 @@ class GlobalWalkForward(LazyDevice):
         warm = self.fit.refit_epochs is not None and chain in self._chains
         nets = self._chains[chain] if warm else fitting.new_fold_nets(cfg, k)
         epochs = self.fit.refit_epochs if warm else self.fit.epochs
-        if not warm or len(nets) > 1 or models.family(cfg.cell).warm_on_engine:  # as WalkForward.on_engine
+        if not warm or len(nets) > 1 or models.family(cfg.cell).warm_on_engine:  # as WalkForward._on_engine
             hist = fitting.train_networks_together(nets, cfg, [pooled] * len(nets), epochs, self.device,
                                                    fitting.fold_seeds(cfg, k))[0]
         else:  # a warm refit of one LSTM: nn.LSTM's fused kernel

@@ -28,6 +28,11 @@ import numpy as np
 
 from .errors import ConfigError
 
+__all__ = [
+    "AdaptiveLevel", "FoldInterval", "LINES", "VOL_WINDOW", "combine", "combine_variances", "conformal_half_width", "fold_scores",
+    "half_widths", "lines_of", "pinball_loss", "trailing_volatility"
+]
+
 # A volatility target (``target="volatility"``) keeps the same four columns: the forecast per-bar variance, the
 # members' spread of volatilities, and NaN (no interval).
 LINES = ("pred_log_return", "pred_std", "pred_lo", "pred_hi")
@@ -107,6 +112,29 @@ def half_widths(method: str, scores: np.ndarray, width: float, aci: AdaptiveLeve
         widths[i] = half_width(scores, aci.alpha)
         aci.pending[int(bar)] = (float(log_return[i]), widths[i])
     return widths
+
+
+class FoldInterval:
+    """A per-ticker walk-forward's interval state: the current fold's sorted conformal ``scores`` (its validation
+    residuals' magnitudes; ``"vol"``: over the volatility) and split ``half_width``, and the adaptive level ``aci``
+    carries across folds (``"aci"``)."""
+
+    def __init__(self, coverage: float, method: str, aci_gamma: float) -> None:
+        self.coverage, self.method = coverage, method
+        self.scores: np.ndarray | None = None
+        self.half_width: float | None = None
+        self.aci = AdaptiveLevel(1.0 - coverage, aci_gamma)
+
+    def keep(self, scores: np.ndarray) -> None:
+        """Make ``scores`` (a fold's, computed now or read back from a saved fold) the current fold's."""
+        self.scores = np.sort(np.asarray(scores, dtype=np.float64))
+        self.half_width = conformal_half_width(self.scores, self.coverage)
+
+    def widths(self, horizon: int, bars: np.ndarray, log_return: np.ndarray, closes: np.ndarray,
+               offset: int = 0) -> np.ndarray:
+        """``half_widths`` of ``bars`` from the current fold's scores."""
+        return half_widths(self.method, self.scores, self.half_width, self.aci, horizon, bars, log_return, closes,
+                           offset)
 
 
 def lines_of(log_return: np.ndarray, spread: np.ndarray, widths: np.ndarray | None) -> np.ndarray:

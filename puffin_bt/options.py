@@ -32,6 +32,12 @@ from .checks import check_float, check_int, check_known
 from .errors import ConfigError
 from .features import describe_features, parse_features
 
+__all__ = [
+    "BACKTEST_GROUPS", "CELLS", "ESTIMATOR_DEFAULTS", "ESTIMATOR_NAMES", "FitConfig", "IntervalConfig",
+    "ModelConfig", "OPTIONS", "OptionSet", "add_flags", "check_sizing", "defaults", "forecast_defaults",
+    "keyed_values", "names", "options_doc", "require_return_target", "resolve", "signature_parameters"
+]
+
 MAX_SEED = 2**32 - 1  # numpy's limit; torch takes up to 2**64 - 1, and fold k uses seed + k
 # Static bounds: generous for any daily or intraday study, finite so that a typo (an extra zero,
 # a pasted number) is refused at once instead of exhausting the machine. The memory a model

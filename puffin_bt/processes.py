@@ -19,6 +19,11 @@ import warnings
 
 from .errors import ConfigError
 
+__all__ = [
+    "available_cpus", "available_memory", "in_worker", "mark_worker", "quiet_fork_warning", "start_method",
+    "worker_initargs"
+]
+
 _IN_WORKER = False  # set in puffin_bt's worker processes
 
 

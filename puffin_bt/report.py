@@ -15,6 +15,8 @@ import pandas as pd
 from .evaluation import forecast_metrics
 from .files import atomic_write_bytes
 
+__all__ = ["compare_models", "require_quantstats", "tearsheet"]
+
 
 def comparison_table(results: dict) -> pd.DataFrame:
     """One column per model: forecast quality, trading results and training cost."""

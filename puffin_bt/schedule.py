@@ -8,6 +8,8 @@ from .errors import ConfigError
 from .options import OptionSet
 from .windows import min_samples
 
+__all__ = ["FoldSchedule"]
+
 
 class FoldSchedule(OptionSet):
     """When folds retrain and which bars each one trains on.

@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+__all__ = ["diebold_mariano", "direction_test", "newey_west_t"]
+
 
 def _betacf(a: float, b: float, x: float) -> float:
     """Continued fraction of the regularised incomplete beta function (modified Lentz; Numerical Recipes 6.4)."""

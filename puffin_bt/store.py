@@ -25,6 +25,8 @@ from .intervals import LINES
 from .options import keyed_values
 from .walkforward import FoldRecord, WalkForward
 
+__all__ = ["ForecastStore", "as_lines", "fingerprint"]
+
 # Bump when a change to puffin_bt changes the forecasts themselves: entries made by other code
 # must not be read back as if this code had computed them.
 STORE_VERSION = 4  # 3: flat input windows forecast a zero return; 4: entries hold the forecast lines
@@ -206,7 +208,7 @@ class ForecastStore:
         if hit is not None:
             self.hits += 1
             lines, folds = hit
-            walk.restore(folds)
+            walk._restore(folds)
             return lines
         self.misses += 1
         lines = walk.forecast_lines(closes, 0, len(closes), dates, features=features)

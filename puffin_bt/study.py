@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 
 from .errors import ConfigError, StudyError
 
+__all__ = ["Study", "open_storage", "shown_url"]
+
 # A process records a heartbeat for its running trials every HEARTBEAT_S seconds; a running trial
 # without one for GRACE_S seconds belongs to a dead process (on any machine) and is failed, so its
 # parameters run again. On the machine that ran it a dead process is seen at once (its pid is gone).

@@ -22,6 +22,11 @@ from .checks import check_float, check_int
 from .errors import ConfigError, DeviceError
 from .options import OPTIONS
 
+__all__ = [
+    "EarlyStopping", "Patience", "TensorBatches", "adam_step", "criterion_for", "make_adam", "qlike_loss",
+    "resolve_device", "seed_torch", "torch_threads", "training_loop"
+]
+
 
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) so training is repeatable on CPU.

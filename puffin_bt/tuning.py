@@ -40,6 +40,8 @@ from .store import ForecastStore
 from .study import Study, open_storage, shown_url
 from .tickers import resolve_workers
 
+__all__ = ["CHAPTER_SPACE", "TuneResult", "check_space", "tune"]
+
 # The chapter's grid.
 CHAPTER_SPACE = {
     "hidden_dim": [32, 64, 128],

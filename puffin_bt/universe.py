@@ -3,7 +3,7 @@
 Walk-forwards with the same options retrain at the same bar positions (fold k at bar
 ``min_train - 1 + k * retrain_every`` of each series, whatever its first date), so fold k has tensors of one
 shape for every ticker long enough to reach it. ``forecast_together`` steps such walk-forwards fold by fold:
-the folds that train on the batched engine (cold folds, ensembles, warm GRUs: ``WalkForward.on_engine``)
+the folds that train on the batched engine (cold folds, ensembles, warm GRUs: ``WalkForward._on_engine``)
 train together, at most ``_sizing.cold_batch`` models at a time, each continuing its own weights; then
 each walk-forward forecasts its own bars of those folds. A model's result on the engine does not depend on
 the models it trains with, so every ticker's forecasts are bit for bit those of its own walk-forward
@@ -94,12 +94,12 @@ def _train_round(members: list[_Member]) -> None:
     cold_ahead = max(1, -(-_max_models(members[0].walk) // (len(members) * members[0].walk.config.trained_members)))
     for m in members:
         walk = m.walk
-        if not walk.on_engine():
+        if not walk._on_engine():
             continue
         next_k = len(walk.folds)
         ahead = cold_ahead if walk.fit.refit_epochs is None else 1
         try:
-            jobs.append((m, walk.fold_job(m.history(next_k), m.rows(next_k))))
+            jobs.append((m, walk._fold_job(m.history(next_k), m.rows(next_k))))
             for k in range(next_k + 1, min(m.n_folds, next_k + ahead)):
                 jobs.append((m, fitting.cold_job(walk.config, walk.schedule, walk.fit.epochs, walk.device, k,
                                                  m.history(k), m.rows(k))))
@@ -125,7 +125,7 @@ def _train_round(members: list[_Member]) -> None:
                 continue
             share = (time.perf_counter() - started) / len(batch)
             for (m, job), (hists, seconds, scores) in zip(batch, results):
-                m.walk.adopt(job, hists, seconds, scores)
+                m.walk._adopt(job, hists, seconds, scores)
                 m.walk.training_seconds += share
 
 
@@ -134,8 +134,8 @@ def _forecast(m: _Member) -> None:
     walk-forward. A walk-forward whose next fold trains on nn.LSTM (a warm refit of one LSTM, and so are all
     its later folds) has nothing more to batch: it goes on alone to the end."""
     walk, s = m.walk, m.walk.schedule
-    last = len(walk.folds) + walk.adopted  # folds trained after this call
-    end = len(m.closes) if last >= m.n_folds or not walk.adopted else s.fold_bar(last)
+    last = len(walk.folds) + walk._adopted  # folds trained after this call
+    end = len(m.closes) if last >= m.n_folds or not walk._adopted else s.fold_bar(last)
     try:
         m.lines[m.done:end] = walk.forecast_lines(m.closes, m.done, end, m.dates, features=m.features)
     except Exception as exc:  # noqa: BLE001 - this ticker's data; the others go on

@@ -20,19 +20,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import models
+from ._coldfolds import fold_pool, train_cold
 from ._lazy import LazyDevice, LazyModule, lazy_functions
-from ._sizing import MAX_BATCH, cold_batch, worker_bytes
+from ._sizing import MAX_BATCH
 from .errors import ConfigError, DataError
 from .features import check_feature_columns, frame_features
 from .intervals import (
     LINES,
     VOL_WINDOW,
-    AdaptiveLevel,
+    FoldInterval,
     combine,
     combine_variances,
-    conformal_half_width,
     fold_scores,
-    half_widths,
     lines_of,
     trailing_volatility,
 )
@@ -57,10 +56,9 @@ if TYPE_CHECKING:
 
 # Imported on first use (``_lazy``): a walk-forward whose forecasts all come from the store trains nothing, and
 # never imports torch.
-fitting, foldpool = LazyModule("puffin_bt.fitting"), LazyModule("puffin_bt.foldpool")
+fitting = LazyModule("puffin_bt.fitting")
 fold_data, predict_windows, train_prepared = lazy_functions("puffin_bt.fitting", "fold_data", "predict_windows",
                                                             "train_prepared")
-resolve_fold_workers, = lazy_functions("puffin_bt.foldpool", "resolve_fold_workers")
 torch_threads, = lazy_functions("puffin_bt.training", "torch_threads")
 
 __all__ = ["FoldRecord", "WalkForward", "WalkForwardResult", "feature_matrix", "make_walk_forward", "option_sets",
@@ -157,12 +155,13 @@ class FoldModel:
 class WalkForward(LazyDevice):
     """Stateful fold runner: trains folds in order and forecasts with the current one.
 
-    Feed it growing histories (``advance``) or a whole array (``forecast_range``);
-    both call ``train_fold`` with exactly ``closes[:t+1]`` for each fold bar t,
+    Its public names: ``run`` (a whole series), ``forecast_lines`` (a range of bars of an array),
+    ``advance_lines`` (growing histories, one bar at a time), ``train_fold``, and the ``current_fold``
+    index. Each trains the fold at bar t on exactly ``closes[:t+1]`` (``train_fold``),
     so nothing after t can reach the fold. It takes the option sets as they are: the network
     (``ModelConfig``), the schedule (``FoldSchedule``), the training (``FitConfig``: ``refit_epochs``
     continues from the previous fold's weights, a warm start, None retrains from scratch; ``threads``;
-    ``fold_workers``, processes that train cold folds side by side in ``forecast_range``, ``"auto"``:
+    ``fold_workers``, processes that train cold folds side by side in ``forecast_lines``, ``"auto"``:
     one per core on Linux CPU, see ``foldpool``; results do not depend on it) and the interval
     (``IntervalConfig``). ``make_walk_forward`` builds all four from flat options.
 
@@ -195,13 +194,13 @@ class WalkForward(LazyDevice):
         self.scaler = None
         # ensemble_method="folds": the current fold's model and up to ensemble - 1 earlier ones, oldest first
         self._fold_models: list[FoldModel] = []
-        # the current fold's split-conformal half-width (log return; "vol": in units of the trailing volatility)
-        self.half_width: float | None = None
-        self.scores: np.ndarray | None = None  # its validation residuals' magnitudes ("vol": over the volatility)
-        self._aci = None if self.interval is None else AdaptiveLevel(1.0 - self.interval, self.uncertainty.aci_gamma)
+        # the current fold's conformal scores and split half-width (log return; "vol": in units of the trailing
+        # volatility) and the adaptive level; None when intervals are off
+        self.interval_state = None if self.interval is None else FoldInterval(
+            self.interval, self.uncertainty.interval_method, self.uncertainty.aci_gamma)
         self.folds: list[FoldRecord] = []
         # Folds trained from scratch are independent models: they are trained together when several are due at
-        # once, e.g. in ``forecast_range`` (on the family's batched engine, or one by one with autograd when it
+        # once, e.g. in ``forecast_lines`` (on the family's batched engine, or one by one with autograd when it
         # has none) and wait here until their turn. A fold's result does not depend on its batch.
         self._ready: dict[int, tuple] = {}
         self._pool: FoldPool | None = None
@@ -215,12 +214,7 @@ class WalkForward(LazyDevice):
     def current_fold(self) -> int:
         return len(self.folds) - 1
 
-    @property
-    def net(self) -> torch.nn.Module | None:
-        """The current fold's model (an ensemble's first member)."""
-        return self.nets[0] if self.nets else None
-
-    def restore(self, folds: list[FoldRecord]) -> None:
+    def _restore(self, folds: list[FoldRecord]) -> None:
         """Adopt the fold records of forecasts computed earlier (the forecast store's), reporting each
         to ``on_fold`` as if trained now; no network is restored, so only those forecasts can be used."""
         self.folds = list(folds)
@@ -261,16 +255,16 @@ class WalkForward(LazyDevice):
             )
         return k
 
-    def on_engine(self) -> bool:
-        """Whether the next fold trains as a job (``fold_job``, on the family's batched engine if it has one): a
+    def _on_engine(self) -> bool:
+        """Whether the next fold trains as a job (``_fold_job``, on the family's batched engine if it has one): a
         cold fold, an ensemble's members, a warm refit of a ``warm_on_engine`` family (GRU). A warm refit of one
         LSTM trains on nn.LSTM's fused kernel (``models.lstm``, bench/README.md)."""
         return not self._warm() or len(self.nets) > 1 or models.family(self.config.cell).warm_on_engine
 
-    def fold_job(self, history: np.ndarray, features: np.ndarray | None = None) -> fitting.FoldJob:
+    def _fold_job(self, history: np.ndarray, features: np.ndarray | None = None) -> fitting.FoldJob:
         """The next fold (at bar ``len(history) - 1``, on ``history`` and its feature rows) as work for the batched
-        engine (see ``on_engine``): fresh networks for a cold fold, the current ones, continued in place, for a
-        warm refit. Train it (``fitting.train_jobs``, alone or with other walk-forwards' jobs), then ``adopt`` it."""
+        engine (see ``_on_engine``): fresh networks for a cold fold, the current ones, continued in place, for a
+        warm refit. Train it (``fitting.train_jobs``, alone or with other walk-forwards' jobs), then ``_adopt`` it."""
         bar = len(history) - 1
         k = self._fold_in_order(bar)
         if not self._warm():
@@ -293,13 +287,13 @@ class WalkForward(LazyDevice):
         if self.config.ensemble_method == "folds":
             self._fold_models = [*self._fold_models, FoldModel(nets[0], scaler)][-self.config.ensemble:]
 
-    def adopt(self, job: fitting.FoldJob, histories: list[dict], seconds: float, scores: np.ndarray | None) -> None:
-        """A trained ``fold_job``: the fold's ``train_fold`` (or ``forecast_range``) uses it instead of training."""
+    def _adopt(self, job: fitting.FoldJob, histories: list[dict], seconds: float, scores: np.ndarray | None) -> None:
+        """A trained ``_fold_job``: the fold's ``train_fold`` (or ``forecast_lines``) uses it instead of training."""
         self._ready[job.k] = (job.nets, job.data.scaler, histories, seconds, scores)
 
     @property
-    def adopted(self) -> int:
-        """Folds adopted (``adopt``) and not yet reached."""
+    def _adopted(self) -> int:
+        """Folds adopted (``_adopt``) and not yet reached."""
         return len(self._ready)
 
     def _samples(self, bar: int, features: np.ndarray | None) -> np.ndarray:
@@ -317,11 +311,11 @@ class WalkForward(LazyDevice):
         warm = self._warm()
         fold_features = None if features is None else features[: bar + 1]
         extra, scores, here = 0.0, None, 0.0  # here: training time spent in this call (not in _train_cold's)
-        if k not in self._ready and self.on_engine():
+        if k not in self._ready and self._on_engine():
             if warm:  # an ensemble's members or a GRU continue together, each its own weights
-                job = self.fold_job(history, fold_features)
+                job = self._fold_job(history, fold_features)
                 (hists, extra, scores), = fitting.train_jobs(cfg, [job], self.device, self.interval is not None)
-                self.adopt(job, hists, extra, scores)
+                self._adopt(job, hists, extra, scores)
                 here = time.perf_counter() - started
             else:
                 self._train_cold([(k, history, fold_features)])
@@ -360,7 +354,7 @@ class WalkForward(LazyDevice):
             best_epoch=best,
             seconds=extra + time.perf_counter() - started,
             date=date,
-            half_width=self.half_width if self.interval is not None else None,
+            half_width=None if self.interval_state is None else self.interval_state.half_width,
         )
         self.folds.append(record)
         if self.on_fold is not None:
@@ -368,42 +362,21 @@ class WalkForward(LazyDevice):
         return record
 
     def _train_cold(self, folds: list[tuple]) -> None:
-        """Train from scratch the folds given as (index, closes up to the fold bar, features up to it or
-        None), together.
+        """Train from scratch, together, the folds given as (index, closes up to the fold bar, features up to it
+        or None), in the fold pool inside ``forecast_lines`` (``_coldfolds.train_cold``); each waits in
+        ``_ready`` for its turn."""
+        results, pooled, seconds = train_cold(self.config, self.schedule, self.fit.epochs, self.device, folds,
+                                              self._samples, self.interval is not None, self._pool)
+        for k, nets, scaler, hists, fold_seconds, scores in results:
+            self._ready[k] = (nets, scaler, hists, fold_seconds, scores)
+        self.pooled_batches += pooled
+        self.training_seconds += seconds
 
-        Folds with equal sample counts share batches of up to ``_sizing.MAX_BATCH`` models (fewer
-        when their scratch memory would pass ``_sizing.BATCH_MEMORY``). Inside ``forecast_range`` the
-        batches go to a process pool of ``fold_workers`` when there are several (a fold's
-        result does not depend on its batch or its process); each fold's seconds are its own
-        preparation plus its share of its batch's training.
-        """
-        started = time.perf_counter()
-        cfg, s = self.config, self.schedule
-        groups: dict[int, list[tuple]] = {}
-        for k, history, features in folds:  # equal sample counts give equal tensor shapes
-            groups.setdefault(len(self._samples(len(history) - 1, features)), []).append((k, history, features))
-        max_batch, _ = cold_batch(cfg)
-        max_batch = max(1, max_batch // cfg.trained_members)  # folds per batch: each brings its trained members
-        pool = self._pool
-        spread = 1 if pool is None else pool.workers
-        batches = []
-        for members in groups.values():
-            batches += fitting.even_batches(members, max(-(-len(members) // max_batch), min(spread, len(members))))
-        residuals = self.interval is not None
-        if pool is not None and len(batches) > 1:
-            results = pool.train(cfg, s, self.fit.epochs, batches, residuals)
-            self.pooled_batches += len(batches)
-        else:
-            results = [fitting.train_cold_batch(cfg, s, self.fit.epochs, self.device, batch, residuals)
-                       for batch in batches]
-        for batch in results:
-            for k, nets, scaler, hists, seconds, scores in batch:
-                self._ready[k] = (nets, scaler, hists, seconds, scores)
-        self.training_seconds += time.perf_counter() - started
-
-    def forecast_range(self, closes: np.ndarray, start: int, end: int, dates=None,
+    def forecast_lines(self, closes: np.ndarray, start: int, end: int, dates=None,
                        ahead: int | None = None, features: np.ndarray | None = None) -> np.ndarray:
-        """Predicted log returns for bars ``start .. end-1`` of ``closes`` (NaN before the first fold).
+        """The lines of bars ``start .. end-1`` of ``closes``: an array (bars, 4) of ``intervals.LINES``, the
+        predicted log return (an ensemble's mean; column 0), the members' spread and the interval's bounds
+        (simple returns; NaN when off). NaN before the first fold.
 
         Trains every fold those bars need, in order, each on ``closes[:fold_bar+1]`` (and
         ``features[:fold_bar+1]``: the arrays may hold later bars, never read);
@@ -411,36 +384,23 @@ class WalkForward(LazyDevice):
         may be trained now, together with these (the indicator's ``oncestart`` asks for
         one bar, then ``once`` for the rest); each still sees only its own history.
         """
-        return self.forecast_lines(closes, start, end, dates, ahead, features)[:, 0]
-
-    def forecast_lines(self, closes: np.ndarray, start: int, end: int, dates=None,
-                       ahead: int | None = None, features: np.ndarray | None = None) -> np.ndarray:
-        """``forecast_range`` with the uncertainty lines: an array (bars, 4) of ``intervals.LINES``, the
-        predicted log return (an ensemble's mean), the members' spread and the interval's bounds (simple
-        returns; NaN when off)."""
         features = self._features(features, len(closes))
         with torch_threads(self.fit.threads), self._fold_pool():
             return self._forecast_range(closes, start, end, dates, ahead, features)
 
     @contextlib.contextmanager
     def _fold_pool(self):
-        """The shared process pool for this ``forecast_range`` call's cold batches (``foldpool``)."""
-        workers = 1
-        if self.fit.refit_epochs is None and self._pool is None:
-            workers = resolve_fold_workers(self.fit.fold_workers, self.device, self.fit.threads,
-                                           worker_bytes(self.config))
-        if workers <= 1:
+        """The shared process pool for this ``forecast_lines`` call's cold batches (``_coldfolds.fold_pool``);
+        none for warm refits, which train one fold at a time, or inside a call that holds one."""
+        if self.fit.refit_epochs is not None or self._pool is not None:
             yield
             return
-        self._pool = foldpool.acquire(workers, self.fit.threads)
-        try:
-            yield
-        except BaseException:  # an error or Ctrl-C may leave batches running: start afresh next time
-            pool, self._pool = self._pool, None
-            foldpool.discard(pool)
-            raise
-        pool, self._pool = self._pool, None
-        foldpool.release(pool)
+        with fold_pool(self.config, self.fit, self.device) as pool:
+            self._pool = pool
+            try:
+                yield
+            finally:
+                self._pool = None
 
     def _forecast_range(self, closes: np.ndarray, start: int, end: int, dates=None,
                         ahead: int | None = None, features: np.ndarray | None = None) -> np.ndarray:
@@ -511,8 +471,7 @@ class WalkForward(LazyDevice):
             self._member_forecasts(windows, feature_windows))
         widths = None
         if self.interval is not None:
-            widths = half_widths(self.uncertainty.interval_method, self.scores, self.half_width, self._aci,
-                                 self.schedule.horizon, bars, log_return, closes, offset)
+            widths = self.interval_state.widths(self.schedule.horizon, bars, log_return, closes, offset)
         return lines_of(log_return, spread, widths)
 
     def _member_forecasts(self, windows: np.ndarray, feature_windows: np.ndarray | None) -> np.ndarray:
@@ -542,12 +501,7 @@ class WalkForward(LazyDevice):
         if self.uncertainty.interval_method == "vol":  # each residual over the volatility when its forecast was made
             val_bars = split_train_val(self._samples(bar, features), self.config.validation_split)[1]
             volatility = trailing_volatility(history, val_bars)
-        self._keep_scores(fold_scores(residuals, self.interval, f"the fold at bar {bar}", volatility))
-
-    def _keep_scores(self, scores: np.ndarray) -> None:
-        """The current fold's conformal scores (computed by ``_set_scores``, or read back from a saved fold)."""
-        self.scores = np.sort(np.asarray(scores, dtype=np.float64))
-        self.half_width = conformal_half_width(self.scores, self.interval)
+        self.interval_state.keep(fold_scores(residuals, self.interval, f"the fold at bar {bar}", volatility))
 
     def _complete(self, feature_windows: np.ndarray, first_bar: int | None) -> np.ndarray:
         """Forecast windows must have every feature value: a gap after the warm-up is a DataError."""
@@ -560,17 +514,13 @@ class WalkForward(LazyDevice):
                             "fill or drop those bars before forecasting")
         return feature_windows
 
-    def advance(self, history: np.ndarray, date=None, features: np.ndarray | None = None) -> float:
+    def advance_lines(self, history: np.ndarray, date=None, features: np.ndarray | None = None) -> np.ndarray:
         """Event-driven step: ``history`` is the closes up to the current bar t (inclusive), ``features``
         the feature rows up to t (at a fold bar all of them; otherwise the last ``lookback`` will do).
 
-        Retrains when t is a fold bar, then forecasts bar t from its last ``lookback + 1`` closes.
+        Retrains when t is a fold bar, then forecasts bar t from its last ``lookback + 1`` closes (adaptive
+        and volatility-normalised intervals: its last ``_tail_bars``): the lines (``intervals.LINES``).
         """
-        return float(self.advance_lines(history, date, features)[0])
-
-    def advance_lines(self, history: np.ndarray, date=None, features: np.ndarray | None = None) -> np.ndarray:
-        """``advance`` with the uncertainty lines (``intervals.LINES``); adaptive and volatility-normalised
-        intervals need the last ``tail_bars`` closes."""
         history = np.asarray(history, dtype=np.float64)
         bar = len(history) - 1
         if bar < self.schedule.first_fold_bar:
@@ -578,26 +528,22 @@ class WalkForward(LazyDevice):
         if self.schedule.is_fold_bar(bar):
             self.train_fold(check_prices(history, f"closes up to bar {bar}"), date, features)
         lookback = self.config.lookback
-        tail = history[-self.tail_bars:]
-        return self.forecast_tail_lines(tail, None if features is None else features[-lookback:], bar)
+        tail = history[-self._tail_bars:]
+        return self._forecast_tail(tail, None if features is None else features[-lookback:], bar)
 
     @property
-    def tail_bars(self) -> int:
-        """Closes ``forecast_tail_lines`` needs: the window, and the outcomes adaptive intervals learn from
+    def _tail_bars(self) -> int:
+        """Closes ``_forecast_tail`` needs: the window, and the outcomes adaptive intervals learn from
         or the trailing volatility volatility-normalised ones scale by."""
         volatility = VOL_WINDOW if self.uncertainty.interval_method == "vol" else 0
         return max(self.config.lookback, self.schedule.horizon, volatility) + 1
 
-    def forecast_tail(self, tail: np.ndarray, feature_tail: np.ndarray | None = None, bar: int | None = None) -> float:
-        """Forecast from the current fold for the bar that ends ``tail`` (its last ``lookback + 1`` closes;
-        ``feature_tail``: the last ``lookback`` feature rows; ``bar``: its number, for messages)."""
-        return float(self.forecast_tail_lines(tail, feature_tail, bar)[0])
-
-    def forecast_tail_lines(self, tail: np.ndarray, feature_tail: np.ndarray | None = None,
+    def _forecast_tail(self, tail: np.ndarray, feature_tail: np.ndarray | None = None,
                             bar: int | None = None) -> np.ndarray:
-        """``forecast_tail`` with the uncertainty lines (``intervals.LINES``)."""
+        """The lines (``intervals.LINES``) from the current fold for the bar that ends ``tail`` (its last
+        ``_tail_bars`` closes; ``feature_tail``: the last ``lookback`` feature rows; ``bar``: its number)."""
         if not self.nets:
-            raise ConfigError("no fold has been trained yet; call train_fold (or advance) at the first fold bar")
+            raise ConfigError("no fold has been trained yet; call train_fold (or advance_lines) at the first fold bar")
         lookback = self.config.lookback
         tail = np.asarray(tail, dtype=np.float64)
         check_prices(tail[-(lookback + 1):], "the last closes")
@@ -620,7 +566,7 @@ class WalkForward(LazyDevice):
         return WalkForwardResult(lines[:, 0], list(self.folds), lines, self.config.target)
 
 
-PREFETCH = 2 * MAX_BATCH  # cold folds trained ahead at a time in forecast_range (progress granularity)
+PREFETCH = 2 * MAX_BATCH  # cold folds trained ahead at a time in forecast_lines (progress granularity)
 
 
 def option_sets(cell: str = "lstm", inputs: tuple[str, ...] = (), **options) -> tuple:

@@ -15,6 +15,11 @@ import numpy as np
 
 from .errors import DataError
 
+__all__ = [
+    "Scaler", "as_prices", "bad_prices", "check_prices", "complete_windows", "flat_windows", "min_samples",
+    "returns_of", "split_train_val", "window_features", "window_inputs", "window_targets"
+]
+
 
 def bad_prices(values: np.ndarray) -> np.ndarray:
     """Positions of prices no model can use: NaN, inf, zero or negative."""

@@ -89,6 +89,54 @@ def test_strategies_use_public_names_only():
                 assert not any(alias.name.startswith("_") for alias in node.names), (path.name, node.module)
 
 
+def test_walk_forward_keeps_a_small_public_surface():
+    # the methods and properties a user (or an indicator) calls; the fold pool, cold batching and the
+    # universe's job hand-over are underscored machinery
+    from puffin_bt.walkforward import WalkForward
+
+    public = {name for name in vars(WalkForward) if not name.startswith("_")}
+    assert public == {"run", "forecast_lines", "advance_lines", "train_fold", "current_fold"}
+
+
+def _all_of(tree: ast.Module) -> list[str] | None:
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):  # its literal names (a *spread not)
+            return [n.value for n in ast.walk(node.value) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    return None
+
+
+def _top_level_names(tree: ast.Module) -> set[str]:
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom, ast.If)):  # if TYPE_CHECKING: a lazy __getattr__'s names
+            names.update((alias.asname or alias.name).split(".")[0] for imp in ast.walk(node)
+                         if isinstance(imp, (ast.Import, ast.ImportFrom)) for alias in imp.names)
+        for target in [*getattr(node, "targets", []), getattr(node, "target", None)]:
+            if target is not None:
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+    return names
+
+
+def test_every_public_module_declares_its_public_names():
+    # a module whose path has no underscored part is public: __all__ lists its names meant for users and other
+    # layers (empty for one of private helpers), each defined there and none underscored
+    checked = 0
+    for path in sorted((ROOT / "puffin_bt").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if parts[-1] == "__init__" or any(part.startswith("_") for part in parts):
+            continue
+        tree = ast.parse(path.read_text())
+        declared = _all_of(tree)
+        assert declared is not None, f"{path.relative_to(ROOT)} has no __all__"
+        assert set(declared) <= _top_level_names(tree), (path.name, set(declared) - _top_level_names(tree))
+        assert not [name for name in declared if name.startswith("_")], path.name
+        checked += 1
+    assert checked > 40
+
+
 # --------------------------------------------------------------------------- one options registry
 
 

@@ -97,7 +97,7 @@ def test_the_folds_ensemble_averages_this_folds_model_and_the_earlier_folds_mode
     assert np.isnan(pair[first, 1]).all()
     earlier = make_walk_forward(**opts)
     earlier.forecast_lines(closes, 0, 139, features=rows)  # trains folds 0 and 1 (bars 59, 99) on data up to them
-    net, scaler = earlier.net, earlier.scaler  # fold 1's model as it was at bar 99
+    net, scaler = earlier.nets[0], earlier.scaler  # fold 1's model as it was at bar 99
     bars = np.arange(139, 179)  # fold 2's bars
     previous = fitting.predict_log_returns(net, scaler, closes, bars, TINY["lookback"], torch.device("cpu"), rows)
     np.testing.assert_allclose(pair[bars, 0], (one[bars] + previous) / 2, rtol=0, atol=1e-12)

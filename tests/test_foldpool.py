@@ -50,8 +50,8 @@ def test_pooled_folds_give_the_in_process_forecasts_bit_for_bit(cell, over):
     assert alone.training_seconds >= 0.95 * sum(f.seconds for f in res1.folds) > 0
     assert pooled.training_seconds > 0
     # The parent's copies of the nets are ordinary eval-mode modules with the trained weights.
-    assert not pooled.net.training
-    for a, b in zip(pooled.net.state_dict().values(), alone.net.state_dict().values()):
+    assert not pooled.nets[0].training
+    for a, b in zip(pooled.nets[0].state_dict().values(), alone.nets[0].state_dict().values()):
         assert torch.equal(a, b)
 
 

@@ -75,7 +75,7 @@ def test_event_driven_steps_match_the_batched_run(refit_epochs):
     closes = synthetic_closes(230, seed=3)
     batched = make_runner(refit_epochs).run(closes).pred_log_return
     stepper = make_runner(refit_epochs)
-    stepped = np.array([stepper.advance(closes[: t + 1]) for t in range(len(closes))])
+    stepped = np.array([stepper.advance_lines(closes[: t + 1])[0] for t in range(len(closes))])
     assert_same_forecasts(stepped, batched, min_finite=len(closes) - 59)
 
 
@@ -149,7 +149,7 @@ def test_nan_inside_a_fold_history_raises_data_error_with_the_bar():
     closes[70] = np.nan
     walk = make_runner()
     with pytest.raises(DataError, match="bar 59|NaN"):
-        walk.forecast_range(closes, 0, len(closes))
+        walk.forecast_lines(closes, 0, len(closes))
 
 
 def test_series_shorter_than_min_train_is_rejected_with_the_minimum():
@@ -176,7 +176,7 @@ def test_cold_lstm_folds_train_together_exactly_as_one_by_one(monkeypatch):
     assert batches == [1, 6] and len(together.folds) == 7
     batches.clear()
     stepper = make_runner(**kw)
-    stepped = np.array([stepper.advance(closes[: t + 1]) for t in range(len(closes))])
+    stepped = np.array([stepper.advance_lines(closes[: t + 1])[0] for t in range(len(closes))])
     assert batches == [1] * 7
     # Training is bit-identical (the losses are); inference differs only by the batch-size rounding of nn.LSTM.
     assert [(f.train_loss, f.val_loss, f.epochs_run) for f in stepper.folds] == \
@@ -242,25 +242,25 @@ def test_bad_closes_after_the_requested_bars_do_not_stop_earlier_forecasts():
     clean = synthetic_closes(150)
     closes = clean.copy()
     closes[140] = np.nan
-    got = make_runner().forecast_range(closes, 0, 130)
-    np.testing.assert_array_equal(got, make_runner().forecast_range(clean, 0, 130))
+    got = make_runner().forecast_lines(closes, 0, 130)[:, 0]
+    np.testing.assert_array_equal(got, make_runner().forecast_lines(clean, 0, 130)[:, 0])
     assert np.isfinite(got[-10:]).all()
     walk = make_runner()
-    walk.forecast_range(closes, 0, 130)
+    walk.forecast_lines(closes, 0, 130)
     with pytest.raises(DataError, match=r"up to bar 149 contain 1 NaN.*the first at bar 140 \(nan\)"):
-        walk.forecast_range(closes, 130, 150)
+        walk.forecast_lines(closes, 130, 150)
 
 
 def test_inference_and_training_seconds_account_for_the_run_separately():
     closes = synthetic_closes(150)
     walk = make_runner(refit_epochs=None)
     started = time.perf_counter()
-    walk.forecast_range(closes, 0, len(closes))
+    walk.forecast_lines(closes, 0, len(closes))
     wall = time.perf_counter() - started
     assert walk.inference_seconds > 0 and walk.training_seconds > 0
     assert walk.inference_seconds + walk.training_seconds <= wall
     before = walk.inference_seconds
-    walk.forecast_tail(closes[-6:])  # the event-driven pass counts too
+    walk._forecast_tail(closes[-6:])  # the event-driven pass counts too
     assert walk.inference_seconds > before
 
 
@@ -272,4 +272,4 @@ def test_a_negative_close_raises_the_data_error_without_numpy_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # log(-1) while building windows must not leak a RuntimeWarning
         with pytest.raises(DataError, match=r"the first at bar 120 \(-1\.0\)"):
-            make_runner().forecast_range(closes, 0, 150)
+            make_runner().forecast_lines(closes, 0, 150)

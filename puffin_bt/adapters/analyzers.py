@@ -5,6 +5,8 @@ from __future__ import annotations
 import backtrader as bt
 import pandas as pd
 
+__all__ = ["SleeveValue"]
+
 
 class SleeveValue(bt.Analyzer):
     """Mark-to-market value of each data's sleeve (its share of the starting cash plus its

@@ -17,6 +17,8 @@ import os
 import sys
 import types
 
+__all__ = ["apply_backtrader_fixes", "interactive", "prepare_matplotlib"]
+
 _NON_INTERACTIVE = {"agg", "pdf", "ps", "svg", "pgf", "cairo", "template"}
 
 

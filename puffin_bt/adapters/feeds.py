@@ -17,6 +17,8 @@ import pandas as pd
 
 from ..dates import date_numbers_of
 
+__all__ = ["FrameData", "QueueData"]
+
 FIELDS = ("open", "high", "low", "close", "volume", "openinterest")
 
 

@@ -38,6 +38,11 @@ from ..store import ForecastStore, as_lines
 from ..walkforward import FoldRecord, make_walk_forward, require_history
 from ..windows import check_prices
 
+__all__ = [
+    "ForecastIndicator", "ForecastPrice", "GlobalForecast", "INDICATORS", "forecast_indicator",
+    "forecast_indicators", "traded_forecast_indicators"
+]
+
 # Imported on first use (``_lazy``): model files are read and written with torch, a run from the store needs none.
 checkpoint = LazyModule("puffin_bt.checkpoint")
 
@@ -263,9 +268,9 @@ class ForecastIndicator(bt.Indicator):
         lookback = self.config.lookback
         history = np.asarray(self._close.get(size=min(bar + 1, lookback + 1)), dtype=np.float64)
         if self.walk.uncertainty.interval_method != "split" and self.walk.interval is not None:  # past outcomes, volatility
-            history = np.asarray(self._close.get(size=min(bar + 1, self.walk.tail_bars)), dtype=np.float64)
+            history = np.asarray(self._close.get(size=min(bar + 1, self.walk._tail_bars)), dtype=np.float64)
         features = self._feature_rows(lookback)
-        lines = self.walk.forecast_tail_lines(history, features, bar)
+        lines = self.walk._forecast_tail(history, features, bar)
         _write_bar(self, lines)
 
     def _train(self, bar: int, ago: int = 0) -> None:
@@ -283,7 +288,7 @@ class ForecastIndicator(bt.Indicator):
             net, scaler, record, scores = checkpoint.read_fold(path, self.config, self.walk.device)
             self.walk.nets, self.walk.scaler = [net], scaler
             if scores is not None:
-                self.walk._keep_scores(scores)
+                self.walk.interval_state.keep(scores)
             self.walk.folds.append(FoldRecord(**record))
             if self.walk.on_fold is not None:
                 self.walk.on_fold(self.walk.folds[-1])

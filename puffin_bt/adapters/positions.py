@@ -8,6 +8,8 @@ import math
 import backtrader as bt
 import pandas as pd
 
+__all__ = ["data_names", "open_positions", "round_trips"]
+
 TRADE_COLUMNS = ["ticker", "direction", "entry_date", "exit_date", "entry_price", "exit_price", "size", "bars",
                  "pnl", "pnl_net", "commission", "return"]
 OPEN_COLUMNS = ["ticker", "direction", "entry_date", "entry_price", "size"]

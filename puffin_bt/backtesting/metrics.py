@@ -13,6 +13,11 @@ from ..dates import TRADING_DAYS, periods_per_year
 from ..errors import DataError
 from ..stats import sharpe_report
 
+__all__ = [
+    "PERIOD_COVERS", "WHOLE_RUN_COVERS", "benchmark_metrics", "performance", "period_returns", "portfolio_metrics",
+    "ticker_metrics"
+]
+
 # What the statistics period is, in metrics.json: said once, there and in the README.
 PERIOD_COVERS = (
     "sharpe, psr, sharpe_ci, sharpe_benchmark, sharpe_diff, sharpe_diff_ci, cagr, volatility and exposure use the "

@@ -8,6 +8,8 @@ import pandas as pd
 
 from ..schedule import FoldSchedule
 
+__all__ = ["FoldBar", "TickerBar", "fold_progress_bar"]
+
 
 class FoldBar:
     """A tqdm bar over every fold of every ticker, showing the current fold's loss."""

@@ -14,6 +14,8 @@ import pandas as pd
 from ..files import atomic_write_bytes
 from .metrics import period_returns
 
+__all__ = ["BacktestResult"]
+
 SKIPPED_SHOWN = 20  # skipped tickers named in the summary (a universe may skip thousands; metrics.json has all)
 
 

@@ -44,6 +44,8 @@ from .metrics import PERIOD_COVERS, TRADING_DAYS, WHOLE_RUN_COVERS, benchmark_me
 from .progress import FoldBar, TickerBar, fold_progress_bar
 from .result import BacktestResult
 
+__all__ = ["backtest", "shipped_strategy"]
+
 GROUPS = BACKTEST_GROUPS  # backtest()'s keyword options, all from the registry
 # Strategies shipped in the top-level ``strategies`` package beside puffin_bt: module and class.
 SHIPPED = {"threshold": ("forecast_threshold", "ForecastThresholdStrategy"), "rank": ("forecast_rank", "ForecastRankStrategy"),

@@ -11,6 +11,8 @@ import pandas as pd
 
 from ..errors import ConfigError, DataError
 
+__all__: list[str] = []  # internal: the private helpers of the data package's loaders
+
 _PRICE_COLUMNS = ("open", "high", "low", "close")
 _COLUMNS = (*_PRICE_COLUMNS, "volume")
 _DATE_COLUMN_NAMES = ("date", "datetime", "timestamp")

@@ -18,6 +18,8 @@ from ..errors import DataError
 from .common import _COLUMNS, _DATE_COLUMN_NAMES, _MAX_LISTED, _PRICE_COLUMNS, _fmt_date, _fmt_value, _norm_name
 from .validate import _diagnose_dates, _local_midnights, _raise_date_problem, _validate
 
+__all__ = ["has_symbol_column", "load_csv", "load_csv_symbols"]
+
 # NN/NN/YYYY (or . or - between; a time may follow): day/month or month/day, which the values must tell.
 _NUMERIC_DATE = re.compile(r"\s*(\d{1,2})([/.\-])(\d{1,2})\2(\d{2}|\d{4})(?:[ T].*)?\s*$")
 

@@ -12,6 +12,8 @@ from .sample import load_sample
 from .validate import validate_ohlcv
 from .yahoo import load_prices
 
+__all__ = ["resolve_data"]
+
 # Row names of the result tables: a ticker of that name would be mistaken for them.
 RESERVED_NAMES = ("PORTFOLIO", "POOLED")
 

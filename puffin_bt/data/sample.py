@@ -15,6 +15,8 @@ from ..errors import DataError
 from .common import _as_ticker_list, _date_range, _slice_or_raise
 from .validate import _validate
 
+__all__ = ["SAMPLE_TICKERS", "load_sample"]
+
 SAMPLE_TICKERS = ("AAPL", "GOOG", "IBM", "MSFT")
 _SAMPLE_FILE = ("sample_data", "stocks.csv.gz")
 

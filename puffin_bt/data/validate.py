@@ -28,6 +28,8 @@ from .common import (
     _norm_name,
 )
 
+__all__ = ["validate_ohlcv"]
+
 _IGNORED_COLUMNS = ("adj close", "adj_close", "adjclose")
 # Float noise allowed in the bar ordering (high >= max(open, close) ...); repaired, not an error.
 _REL_TOL = 1e-9

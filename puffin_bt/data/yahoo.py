@@ -19,6 +19,8 @@ from ..files import atomic_write_bytes, default_cache_dir, warn_cache_unwritable
 from .common import _ONE_DAY, _PRICE_COLUMNS, _as_ticker_list, _date_range, _fmt_date, _list_dates, _norm_name, _range_text, _slice_or_raise
 from .validate import _flatten_columns, _local_midnights, _validate
 
+__all__ = ["check_ticker", "load_prices"]
+
 Fetcher = Callable[[str, "pd.Timestamp | None", "pd.Timestamp | None"], pd.DataFrame]
 
 # Downloaded bars whose high/low miss open/close by at most this (relative) are clipped, with a warning.

@@ -7,6 +7,8 @@ from ..adapters.compat import prepare_matplotlib
 from ..errors import ConfigError
 from .common import as_series, date_axis, new_fignum, release, save
 
+__all__ = ["plot_comparison", "plot_equity", "plot_forecasts", "plot_volatility"]
+
 
 def _equity_figure(curves: dict, benchmark, out_path, title: str, dpi):
     plt = prepare_matplotlib()

@@ -12,6 +12,8 @@ from ..adapters.compat import interactive
 from ..errors import ConfigError
 from ..files import atomic_write_bytes
 
+__all__ = ["as_series", "check_fmt", "check_positive", "date_axis", "new_fignum", "release", "safe_name", "save"]
+
 
 def release(plt, fig) -> None:
     """On a non-interactive backend, drop pyplot's reference so repeated calls don't pile up figures.

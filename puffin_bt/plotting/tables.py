@@ -12,6 +12,8 @@ import pandas as pd
 
 from ..adapters.positions import data_names, open_positions, round_trips
 
+__all__ = ["html_inputs", "prices_and_rule"]
+
 NO_FORECASTS = "no forecast indicator in this strategy: prices, volume, trades and equity only"
 EQUAL_WEIGHT = "buy and hold (equal weight, no costs)"
 

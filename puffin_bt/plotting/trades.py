@@ -18,6 +18,8 @@ from .common import check_fmt, check_positive, new_fignum, release, safe_name, s
 from .html import HTML_UNAVAILABLE, html_available, write_trades_html
 from .tables import html_inputs
 
+__all__ = ["plot_trades"]
+
 _FOLD_GID = "puffin_fold"
 _CANDLE_MAX_BARS = 400
 # Scaled to the data (a 46-year daily series has ~11,500 bars, ~540 monthly retrains, ~650 round trips):
