@@ -201,15 +201,19 @@ class ForecastStore:
         folds), or computed by ``walk`` and stored."""
         return self.forecast_lines(walk, closes, dates, date_numbers, features)[:, 0]
 
+    def serve(self, walk: WalkForward, hit) -> np.ndarray:
+        """The lines of a ``lookup`` hit, counted, with ``walk`` adopting the stored folds."""
+        self.hits += 1
+        lines, folds = hit
+        walk._restore(folds)
+        return lines
+
     def forecast_lines(self, walk: WalkForward, closes: np.ndarray, dates=None, date_numbers=None,
                        features: np.ndarray | None = None) -> np.ndarray:
         """``forecasts`` with the uncertainty lines (bars, 4: ``intervals.LINES``)."""
         key, hit = self.lookup(walk, closes, date_numbers, features)
         if hit is not None:
-            self.hits += 1
-            lines, folds = hit
-            walk._restore(folds)
-            return lines
+            return self.serve(walk, hit)
         self.misses += 1
         lines = walk.forecast_lines(closes, 0, len(closes), dates, features=features)
         self.save(key, lines, walk.folds)

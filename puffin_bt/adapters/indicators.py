@@ -266,9 +266,10 @@ class ForecastIndicator(bt.Indicator):
         if not self.walk.nets:  # replay: the first fold trains when the bar after it begins
             return
         lookback = self.config.lookback
-        history = np.asarray(self._close.get(size=min(bar + 1, lookback + 1)), dtype=np.float64)
-        if self.walk.uncertainty.interval_method != "split" and self.walk.interval is not None:  # past outcomes, volatility
-            history = np.asarray(self._close.get(size=min(bar + 1, self.walk._tail_bars)), dtype=np.float64)
+        # adaptive and volatility-normalised intervals also need past outcomes / the trailing volatility
+        needed = self.walk._tail_bars if self.walk.uncertainty.interval_method != "split" and \
+            self.walk.interval is not None else lookback + 1
+        history = np.asarray(self._close.get(size=min(bar + 1, needed)), dtype=np.float64)
         features = self._feature_rows(lookback)
         lines = self.walk._forecast_tail(history, features, bar)
         _write_bar(self, lines)
@@ -412,7 +413,9 @@ def _stored_lines(store: ForecastStore, walk, closes, dates, numbers, features) 
     ``optstrategy(maxcpus>1)`` all ask for the same forecasts at once; the first trains, the others wait on the
     entry's lock file and then read what it stored."""
     key, hit = store.lookup(walk, closes, numbers, features)
-    if hit is not None or store.root is None or fcntl is None:
+    if hit is not None:
+        return store.serve(walk, hit)
+    if store.root is None or fcntl is None:
         return store.forecast_lines(walk, closes, dates, numbers, features)
     store.root.mkdir(parents=True, exist_ok=True)
     with open(store.root / f".{key}.lock", "a") as lock:
