@@ -20,7 +20,7 @@ import warnings
 from .errors import ConfigError
 
 __all__ = [
-    "available_cpus", "available_memory", "in_worker", "mark_worker", "quiet_fork_warning", "start_method",
+    "alive", "available_cpus", "available_memory", "in_worker", "mark_worker", "quiet_fork_warning", "start_method",
     "worker_initargs"
 ]
 
@@ -55,17 +55,19 @@ def mark_worker(parent_pid: int | None = None, from_main_thread: bool = False) -
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     ppid = os.getppid()  # the parent, or a forkserver started by it
-    if ppid != parent_pid and not _alive(parent_pid):  # the parent died before the lines above took effect
+    if ppid != parent_pid and not alive(parent_pid):  # the parent died before the lines above took effect
         os._exit(1)
     threading.Thread(target=_exit_with_parent, args=(ppid,), name="puffin-bt-parent-watch", daemon=True).start()
 
 
-def _alive(pid: int) -> bool:
+def alive(pid) -> bool:
+    """Whether process ``pid`` of this machine exists (one owned by someone else, or a pid that cannot be asked
+    about, counts as alive: only a process known gone is dead)."""
     try:
-        os.kill(pid, 0)
+        os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
-    except OSError:  # exists, owned by someone else
+    except (OSError, ValueError, OverflowError):  # exists, owned by someone else; or not a pid we can ask about
         return True
     return True
 

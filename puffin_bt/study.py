@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Callable, Iterator
 
 from .errors import ConfigError, StudyError
+from .processes import alive
 
 __all__ = ["Study", "open_storage", "shown_url"]
 
@@ -247,12 +248,12 @@ class Study:
             warnings.simplefilter("ignore")  # fail_stale_trials is marked experimental
             self.optuna.storages.fail_stale_trials(self.study)
         trials = self.study.get_trials(deepcopy=False)
-        for t in trials:
-            if (t.state.name == "RUNNING" and t._trial_id not in self.mine and t.user_attrs.get("host") == HOST
-                    and "pid" in t.user_attrs and not _alive(t.user_attrs["pid"])):
-                with contextlib.suppress(self.optuna.exceptions.UpdateFinishedTrialError):
-                    self.storage.set_trial_state_values(t._trial_id, state=self.optuna.trial.TrialState.FAIL)
-        return self.study.get_trials(deepcopy=False)
+        dead = [t for t in trials if t.state.name == "RUNNING" and t._trial_id not in self.mine
+                and t.user_attrs.get("host") == HOST and "pid" in t.user_attrs and not alive(t.user_attrs["pid"])]
+        for t in dead:
+            with contextlib.suppress(self.optuna.exceptions.UpdateFinishedTrialError):
+                self.storage.set_trial_state_values(t._trial_id, state=self.optuna.trial.TrialState.FAIL)
+        return self.study.get_trials(deepcopy=False) if dead else trials  # read again only when states changed
 
     def _heartbeat(self, trial_id: int) -> None:
         if hasattr(self.storage, "record_heartbeat"):
@@ -265,16 +266,6 @@ class Study:
             for trial_id in ids:
                 with contextlib.suppress(Exception):  # a missed beat only costs time; the next one may pass
                     self._heartbeat(trial_id)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError, OverflowError):
-        return True
-    return True
 
 
 def _require_same_setup(stored: dict, setup: dict, name: str, url: str | None) -> None:
