@@ -63,7 +63,6 @@ def write(path: str | os.PathLike, class_name: str, config: ModelConfig, scaler:
         "format": FORMAT_VERSION,
         "class": class_name,
         "config": config.to_dict(),
-        # "flat" only when set: files of models that learned something stay as older versions wrote them
         # "flat" only when set, "variance" only for a volatility target: return models' files as before
         "scaler": {k: v for k, v in dataclasses.asdict(scaler).items() if (k != "flat" or v) and v is not None},
         "params": {k: (str(v) if isinstance(v, torch.device) else v) for k, v in params.items()},

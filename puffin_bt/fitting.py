@@ -77,17 +77,18 @@ def fold_data(cfg: ModelConfig, closes: np.ndarray, sample_bars: np.ndarray, dev
     if cfg.target == "volatility":  # each target over its window's anchor, floored by the fold's mean variance
         scaler = scaler.for_variance(y_train)
 
-    def inputs(bars):
-        windows = None if features is None else window_features(features, bars, cfg.lookback)
-        return _to_tensor(scaler.inputs(window_inputs(returns, bars, cfg.lookback), windows), device)
+    def inputs(bars, windows):
+        feature_windows = None if features is None else window_features(features, bars, cfg.lookback)
+        return _to_tensor(scaler.inputs(windows, feature_windows), device)
 
-    x_train = inputs(train_bars)
-    y_train = _to_tensor(scaler.y(y_train, window_inputs(returns, train_bars, cfg.lookback))[:, None], device)
+    train_windows = window_inputs(returns, train_bars, cfg.lookback)  # the inputs, and a variance target's anchors
+    x_train = inputs(train_bars, train_windows)
+    y_train = _to_tensor(scaler.y(y_train, train_windows)[:, None], device)
     x_val = y_val = None
     if len(val_bars):
-        x_val = inputs(val_bars)
-        y_val = _to_tensor(scaler.y(targets(closes, val_bars, cfg.horizon),
-                                    window_inputs(returns, val_bars, cfg.lookback))[:, None], device)
+        val_windows = window_inputs(returns, val_bars, cfg.lookback)
+        x_val = inputs(val_bars, val_windows)
+        y_val = _to_tensor(scaler.y(targets(closes, val_bars, cfg.horizon), val_windows)[:, None], device)
     return FoldData(scaler, x_train, y_train, x_val, y_val)
 
 

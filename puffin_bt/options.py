@@ -41,7 +41,7 @@ __all__ = [
 MAX_SEED = 2**32 - 1  # numpy's limit; torch takes up to 2**64 - 1, and fold k uses seed + k
 # Static bounds: generous for any daily or intraday study, finite so that a typo (an extra zero,
 # a pasted number) is refused at once instead of exhausting the machine. The memory a model
-# needs within these bounds is checked before training (batched.require_memory).
+# needs within these bounds is checked before training (models.require_memory).
 MAX_BARS = 10_000_000  # 40 years of one-minute bars; an array of that many closes is 80 MB
 MAX_EPOCHS = 100_000
 MAX_HIDDEN = 4096  # 64x the chapter's default; one 4096-unit LSTM layer already holds 0.5 GB of weights

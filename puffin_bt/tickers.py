@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ._lazy import LazyModule, cuda_impossible, lazy_functions
-from ._sizing import cold_batch
+from ._sizing import WORKER_OWN_BYTES, cold_batch
 from .checks import check_int
 from .dates import date_numbers_of, num2date
 from .errors import ConfigError, PuffinError
@@ -306,7 +306,7 @@ def _workers_memory_allows(groups: list[list[ForecastTask]], walks: Mapping) -> 
     for group in groups:
         walk = _walk_for(group[0], walks)
         max_batch, per_model = cold_batch(walk.config)
-        need = max(need, min(max_batch, len(group) * walk.config.trained_members) * per_model + 64 * 2**20)
+        need = max(need, min(max_batch, len(group) * walk.config.trained_members) * per_model + WORKER_OWN_BYTES)
     return max(1, int(free * MEMORY_SHARE) // need)
 
 

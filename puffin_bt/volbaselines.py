@@ -207,9 +207,12 @@ def _garch_parameters(closes: np.ndarray, refit_bar: int,
     returns = GARCH_SCALE * np.diff(np.log(closes[train_start:refit_bar + 1]))
     if len(returns) < GARCH_MIN_RETURNS:
         return None
-    with warnings.catch_warnings():  # arch's convergence chatter; a failed fit is handled below
+    # show_warning=False: arch's fit sets its ConvergenceWarning to "always" itself, past any outer filter; the
+    # block restores the global filters it changes. A failed fit is handled below.
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = arch_model(returns, mean="Zero", vol="GARCH", p=1, q=1, rescale=False).fit(disp="off")
+        result = arch_model(returns, mean="Zero", vol="GARCH", p=1, q=1, rescale=False).fit(disp="off",
+                                                                                           show_warning=False)
     omega, alpha, beta = (float(result.params[k]) for k in ("omega", "alpha[1]", "beta[1]"))
     if result.convergence_flag != 0 or not np.all(np.isfinite([omega, alpha, beta])):
         return None

@@ -16,7 +16,7 @@ import pandas as pd
 from .files import atomic_write_bytes
 from .skill import diebold_mariano
 from .volatility import mse_variance, qlike, realised_variance_target
-from .volbaselines import available_methods, baseline_variances
+from .volbaselines import METHODS, available_methods, baseline_variances
 
 __all__ = ["VolatilityEvaluation", "compare_volatility", "evaluate_volatility", "volatility_frame",
            "volatility_verdict"]
@@ -50,7 +50,7 @@ def volatility_frame(ticker: str, dates, closes: np.ndarray, lines: np.ndarray, 
 
 def baseline_names(forecasts: pd.DataFrame) -> list[str]:
     """The baselines a frame of ``volatility_frame`` holds, in ``volbaselines.METHODS`` order."""
-    return [m for m in ("har", "ewma", "trailing", "garch") if f"var_{m}" in forecasts]
+    return [m for m in METHODS if f"var_{m}" in forecasts]
 
 
 def _dm_p_value(g: pd.DataFrame, column: str, horizon: int) -> float:
@@ -96,7 +96,7 @@ def volatility_verdict(row) -> str:
         return "n/a" if p is None or not math.isfinite(p) else f"{p:.2g}"
 
     parts = [f"QLIKE {row['qlike']:.4f}"]
-    for method in ("har", "ewma", "trailing", "garch"):
+    for method in METHODS:
         p = row.get(f"dm_p_value_{method}")
         if p is not None:
             better = "yes" if math.isfinite(p) and p < SIGNIFICANT else "no"

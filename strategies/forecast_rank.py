@@ -156,16 +156,21 @@ class ForecastRankStrategy(VolTargetSizing, TradeLog, bt.Strategy):
             (self.buy if side > 0 else self.sell)(data)
             return
         if self.p.sizing == "vol_target":
-            budget = self._vol_target_budget(data)
-            if math.isnan(budget):  # no volatility yet: the name waits for the next rebalance
+            shares = self._vol_target_shares(data)
+            if shares is None:  # no volatility yet: the name waits for the next rebalance
                 return
-        shares = affordable_shares(self.broker.getcommissioninfo(data), budget, data.close[0])
+        else:
+            shares = affordable_shares(self.broker.getcommissioninfo(data), budget, data.close[0])
         self.order_target_size(data, target=side * shares)
 
-    def _vol_target_budget(self, data) -> float:
-        """The value of ``data``'s vol-target position: its share of one slot of the portfolio's value."""
+    def _vol_target_shares(self, data) -> int | None:
+        """The whole shares of ``data``'s vol-target position (its share of one slot of the portfolio's value, with
+        the order's commission); None while there is no volatility to size on."""
         weight = self.vol_target_weight_for(data, self.p.max_leverage * (1.0 - self.p.reserve))
-        return weight * self.broker.getvalue() / (self.p.top_k + self.p.bottom_k)
+        budget = weight * self.broker.getvalue() / (self.p.top_k + self.p.bottom_k)
+        if math.isnan(budget):
+            return None
+        return affordable_shares(self.broker.getcommissioninfo(data), budget, data.close[0])
 
     def _resize_held(self, held: list | None = None) -> None:
         """vol_target: the held names (all, or ``held``) whose target moved outside the no-trade band, resized."""
@@ -176,10 +181,9 @@ class ForecastRankStrategy(VolTargetSizing, TradeLog, bt.Strategy):
             size = self.getposition(data).size
             if not size or not len(data) or data.datetime.datetime(0) != now:
                 continue
-            budget = self._vol_target_budget(data)
-            if math.isnan(budget):
+            shares = self._vol_target_shares(data)
+            if shares is None:
                 continue
-            shares = affordable_shares(self.broker.getcommissioninfo(data), budget, data.close[0])
             shares = shares if size > 0 else -shares
             if outside_band(size, shares):
                 self.order_target_size(data, target=shares)

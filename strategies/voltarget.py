@@ -26,12 +26,12 @@ from puffin_bt.adapters.indicators import forecast_indicators
 from puffin_bt.dates import periods_per_year
 from puffin_bt.errors import ConfigError
 from puffin_bt.options import OPTIONS
+from puffin_bt.volbaselines import TRAILING_BARS
 
 VOL_SOURCES = ("vol_model", "pred_vol", "interval", "trailing_20")
 # Resize a held position only when its target moves by more than this share of it: daily volatility forecasts
 # wobble by a few percent a day, and chasing each wobble would trade every bar for nothing.
 RESIZE_BAND = 0.10
-TRAILING_BARS = 20
 VOL_TARGET_OPTIONS = ("target_vol", "max_leverage", "periods_per_year")
 # The strategy params of the volatility model (beside ``model`` / ``forecast_kwargs``), and with the options for a
 # strategy whose params do not come from the registry's groups (buy-and-hold).
